@@ -1,0 +1,138 @@
+//! The one clock every timer asks (DESIGN.md decision 4).
+//!
+//! Time is milliseconds since the Unix epoch. In manual mode time still runs, but
+//! [`Clock::advance`] jumps it forward and wakes every sleeper whose deadline has passed, so a
+//! test of a 12-hour visibility timeout or a 2-minute retry back-off takes milliseconds.
+//! Nothing else in server code may read the wall clock or sleep (see `clippy.toml`).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+pub struct Clock {
+    manual: bool,
+    offset_ms: AtomicI64,
+    advanced: Notify,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotManual;
+
+impl Clock {
+    pub fn real() -> Self {
+        Clock { manual: false, offset_ms: AtomicI64::new(0), advanced: Notify::new() }
+    }
+
+    pub fn manual() -> Self {
+        Clock { manual: true, offset_ms: AtomicI64::new(0), advanced: Notify::new() }
+    }
+
+    pub fn is_manual(&self) -> bool {
+        self.manual
+    }
+
+    /// Milliseconds since the Unix epoch, as this clock sees them.
+    #[allow(clippy::disallowed_methods)] // The one place that reads the wall clock.
+    pub fn now_ms(&self) -> i64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        wall + self.offset_ms.load(Ordering::Acquire)
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.now_ms() / 1000
+    }
+
+    /// Moves time forward by `ms` and wakes every sleeper so due timers fire.
+    pub fn advance_ms(&self, ms: i64) -> Result<(), NotManual> {
+        if !self.manual {
+            return Err(NotManual);
+        }
+        self.offset_ms.fetch_add(ms.max(0), Ordering::AcqRel);
+        self.advanced.notify_waiters();
+        Ok(())
+    }
+
+    /// Sleeps until this clock reads at least `deadline_ms`.
+    #[allow(clippy::disallowed_methods)] // The one place that sleeps on the runtime's timer.
+    pub async fn sleep_until(&self, deadline_ms: i64) {
+        loop {
+            // Register for an advance before reading the time, so an advance between the read
+            // and the sleep is not missed.
+            let notified = self.advanced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.now_ms();
+            if now >= deadline_ms {
+                return;
+            }
+            let wait = Duration::from_millis((deadline_ms - now) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut notified => {}
+            }
+        }
+    }
+
+    pub async fn sleep_ms(&self, ms: i64) {
+        self.sleep_until(self.now_ms() + ms).await
+    }
+
+    /// A real-time pause that does not follow the clock; for back-off of internal machinery
+    /// (not business timers).
+    #[allow(clippy::disallowed_methods)]
+    pub async fn pause_real(duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
+}
+
+/// Formats epoch milliseconds as ISO 8601 with millisecond precision, as AWS XML does.
+pub fn iso8601_ms(ms: i64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => "1970-01-01T00:00:00.000Z".to_string(),
+    }
+}
+
+/// Formats epoch milliseconds as an RFC 7231 HTTP date.
+pub fn http_date(ms: i64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        None => "Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn advance_wakes_sleepers() {
+        let clock = std::sync::Arc::new(Clock::manual());
+        let c2 = clock.clone();
+        let deadline = clock.now_ms() + 3_600_000;
+        let sleeper = tokio::spawn(async move { c2.sleep_until(deadline).await });
+        tokio::task::yield_now().await;
+        clock.advance_ms(3_600_000).expect("manual clock");
+        tokio::time::timeout(Duration::from_secs(5), sleeper)
+            .await
+            .expect("sleeper woke")
+            .expect("sleeper ran");
+        assert!(clock.now_ms() >= deadline);
+    }
+
+    #[test]
+    fn real_clock_refuses_advance() {
+        assert_eq!(Clock::real().advance_ms(1), Err(NotManual));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+}

@@ -1,0 +1,28 @@
+//! Who is asking, where, and under which request id.
+
+/// Facts about one API request that every service needs: the caller's account and region
+/// (resources are isolated per both), the request id, and the base URL the client used (SQS
+/// builds queue URLs from it, as AWS does from its endpoint).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub account: String,
+    pub region: String,
+    pub request_id: String,
+    /// `http://host:port` as the client addressed us.
+    pub base_url: String,
+    /// The access key id from SigV4, when the request was signed.
+    pub access_key: Option<String>,
+}
+
+impl RequestContext {
+    /// A context for work the server starts itself (timers, triggers) rather than a client.
+    pub fn internal(account: &str, region: &str, base_url: &str) -> Self {
+        RequestContext {
+            account: account.to_string(),
+            region: region.to_string(),
+            request_id: crate::ids::request_id(),
+            base_url: base_url.to_string(),
+            access_key: None,
+        }
+    }
+}
