@@ -1,1 +1,318 @@
-//! wip
+//! The one-port HTTP front door (DESIGN.md decision 1): every request gets a request id, its
+//! caller (account from the SigV4 access key, region from the scope), its service and its
+//! operation; the protocol layer decodes it, the service runs it, the protocol layer encodes
+//! the answer.
+//!
+//! The gateway knows services only as [`tsumiki_ports::Service`] plus their models; it never
+//! names one. Admin routes (`/_tsumiki/...`, `/moto-api/reset`) live in `admin.rs`.
+//! Start reading at [`Gateway::handle`] and [`route`].
+
+mod admin;
+pub mod sigv4;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+use tsumiki_core::{AwsError, Clock, RequestContext};
+use tsumiki_ports::Service;
+use tsumiki_protocol::{Model, Protocol};
+
+/// Largest request body read into memory (SQS allows 1 MiB messages and batches; base64 and
+/// JSON escaping can double that).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A served service: its model and its implementation.
+#[derive(Clone)]
+pub struct Served {
+    pub model: Arc<Model>,
+    pub service: Arc<dyn Service>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The account of requests whose access key is not a 12-digit account id.
+    pub default_account: String,
+    /// The region of unsigned requests.
+    pub default_region: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig { default_account: "000000000000".into(), default_region: "us-east-1".into() }
+    }
+}
+
+pub struct Gateway {
+    config: GatewayConfig,
+    clock: Arc<Clock>,
+    served: Vec<Served>,
+    by_target_prefix: HashMap<String, usize>,
+    by_signing_name: HashMap<String, usize>,
+    by_query_action: HashMap<String, usize>,
+}
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Admin,
+    Service { index: usize, protocol: Protocol },
+    /// A service tsumiki does not serve (yet); the name is as the request gave it.
+    Unknown { name: String, protocol: Protocol },
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, clock: Arc<Clock>, served: Vec<Served>) -> Gateway {
+        let mut by_target_prefix = HashMap::new();
+        let mut by_signing_name = HashMap::new();
+        let mut by_query_action = HashMap::new();
+        for (i, s) in served.iter().enumerate() {
+            let m = &s.model.metadata;
+            if let Some(prefix) = &m.target_prefix {
+                by_target_prefix.insert(prefix.clone(), i);
+            }
+            by_signing_name.insert(s.model.signing_name().to_string(), i);
+            by_signing_name.insert(m.endpoint_prefix.clone(), i);
+            if s.model.protocols().contains(&"query") {
+                for op in s.model.operations.keys() {
+                    by_query_action.entry(op.clone()).or_insert(i);
+                }
+            }
+        }
+        Gateway { config, clock, served, by_target_prefix, by_signing_name, by_query_action }
+    }
+
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
+    }
+
+    pub fn served(&self) -> &[Served] {
+        &self.served
+    }
+
+    /// Handles one HTTP request; never fails at the HTTP level.
+    pub async fn handle(&self, req: Request<Incoming>) -> http::Response<Full<Bytes>> {
+        let request_id = tsumiki_core::ids::request_id();
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let err = AwsError::new(
+                    "RequestEntityTooLarge",
+                    413,
+                    format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
+                );
+                return finish(tsumiki_protocol::encode_error(None, Protocol::Json, &err, &request_id));
+            }
+        };
+        let req = tsumiki_protocol::Request {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body: &body,
+        };
+        finish(self.dispatch(&req, &request_id).await)
+    }
+
+    async fn dispatch(&self, req: &tsumiki_protocol::Request<'_>, request_id: &str) -> tsumiki_protocol::Response {
+        let credential = req
+            .header("authorization")
+            .and_then(sigv4::from_authorization)
+            .or_else(|| req.uri.query().and_then(sigv4::from_query));
+        match self.route(req, credential.as_ref()) {
+            Route::Admin => admin::handle(self, req).await,
+            Route::Unknown { name, protocol } => {
+                let err = AwsError::new(
+                    "NotImplemented",
+                    501,
+                    format!("The service '{name}' is not served by tsumiki yet."),
+                );
+                tracing::info!(service = %name, request_id, "Request for a service tsumiki does not serve.");
+                tsumiki_protocol::encode_error(None, protocol, &err, request_id)
+            }
+            Route::Service { index, protocol } => {
+                let served = &self.served[index];
+                let ctx = self.context(req, credential, request_id);
+                let span = tracing::debug_span!(
+                    "request",
+                    request_id,
+                    service = served.service.name(),
+                    operation = tracing::field::Empty
+                );
+                call(served, protocol, req, ctx).instrument(span).await
+            }
+        }
+    }
+
+    fn context(
+        &self,
+        req: &tsumiki_protocol::Request<'_>,
+        credential: Option<sigv4::Credential>,
+        request_id: &str,
+    ) -> RequestContext {
+        let host = req.header("host").unwrap_or("localhost:4566");
+        let (account, region, access_key) = match credential {
+            Some(c) => (
+                tsumiki_core::ids::account_from_access_key(&c.access_key, &self.config.default_account),
+                c.region,
+                Some(c.access_key),
+            ),
+            None => (self.config.default_account.clone(), self.config.default_region.clone(), None),
+        };
+        RequestContext {
+            account,
+            region,
+            request_id: request_id.to_string(),
+            base_url: format!("http://{host}"),
+            access_key,
+        }
+    }
+
+    /// Finds the service from, in order: the admin paths, `X-Amz-Target`, a query `Action`
+    /// (with the credential scope choosing among query services), then the scope alone.
+    fn route(&self, req: &tsumiki_protocol::Request<'_>, credential: Option<&sigv4::Credential>) -> Route {
+        let path = req.uri.path();
+        if path.starts_with("/_tsumiki/") || path == "/_tsumiki" || path.starts_with("/moto-api/") {
+            return Route::Admin;
+        }
+        if let Some(target) = req.header("x-amz-target") {
+            let prefix = target.split_once('.').map(|(p, _)| p).unwrap_or(target);
+            return match self.by_target_prefix.get(prefix) {
+                Some(&index) => Route::Service { index, protocol: Protocol::Json },
+                None => Route::Unknown {
+                    name: credential.map(|c| c.service.clone()).unwrap_or_else(|| prefix.to_string()),
+                    protocol: Protocol::Json,
+                },
+            };
+        }
+        let scoped = credential.map(|c| (c.service.as_str(), self.by_signing_name.get(c.service.as_str())));
+        if let Some(action) = tsumiki_protocol::query::action(req) {
+            return match scoped {
+                Some((_, Some(&index))) => Route::Service { index, protocol: Protocol::Query },
+                Some((name, None)) => Route::Unknown { name: name.to_string(), protocol: Protocol::Query },
+                None => match self.by_query_action.get(&action) {
+                    Some(&index) => Route::Service { index, protocol: Protocol::Query },
+                    None => Route::Unknown { name: "unknown".into(), protocol: Protocol::Query },
+                },
+            };
+        }
+        match scoped {
+            Some((_, Some(&index))) => {
+                let model = &self.served[index].model;
+                let protocol = model
+                    .protocols()
+                    .into_iter()
+                    .find_map(|p| match Protocol::from_model_name(p) {
+                        Some(Protocol::RestJson) => Some(Protocol::RestJson),
+                        Some(Protocol::RestXml) => Some(Protocol::RestXml),
+                        _ => None,
+                    })
+                    .unwrap_or(Protocol::Json);
+                Route::Service { index, protocol }
+            }
+            Some((name, None)) => Route::Unknown { name: name.to_string(), protocol: Protocol::RestJson },
+            None => Route::Unknown { name: "unknown".into(), protocol: Protocol::RestJson },
+        }
+    }
+}
+
+async fn call(
+    served: &Served,
+    protocol: Protocol,
+    req: &tsumiki_protocol::Request<'_>,
+    ctx: RequestContext,
+) -> tsumiki_protocol::Response {
+    let model = &served.model;
+    let request_id = ctx.request_id.clone();
+    let op = match tsumiki_protocol::identify_operation(model, protocol, req) {
+        Ok(op) => op,
+        Err(err) => return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id),
+    };
+    tracing::Span::current().record("operation", op.name.as_str());
+    let input = match tsumiki_protocol::decode_request(model, protocol, op, req) {
+        Ok(v) => v,
+        Err(err) => {
+            tracing::debug!(code = %err.code, message = %err.message, "Rejected the request's input.");
+            return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id);
+        }
+    };
+    match served.service.call(&ctx, &op.name, input).await {
+        Ok(output) => tsumiki_protocol::encode_response(model, protocol, op, &output, &request_id),
+        Err(err) => {
+            if err.status >= 500 && err.status != 501 {
+                tracing::warn!(code = %err.code, message = %err.message, "The operation failed.");
+            } else {
+                tracing::debug!(code = %err.code, message = %err.message, "The operation answered an error.");
+            }
+            tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id)
+        }
+    }
+}
+
+fn finish(resp: tsumiki_protocol::Response) -> http::Response<Full<Bytes>> {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.insert(http::header::SERVER, HeaderValue::from_static("tsumiki"));
+    http::Response::from_parts(parts, Full::new(body))
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then waits up to 10 s for open
+/// requests to finish.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Accepting a connection failed.");
+                        Clock::pause_real(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gateway.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(gw.handle(req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "A connection ended with an error.");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = Clock::pause_real(Duration::from_secs(10)) => {
+            tracing::warn!("Open connections did not finish within 10 s of shutdown.");
+        }
+    }
+}
+
+/// A JSON response for the admin API.
+pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> tsumiki_protocol::Response {
+    let mut resp = http::Response::new(Bytes::from(serde_json::to_vec(&value).unwrap_or_default()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

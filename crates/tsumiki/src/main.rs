@@ -1,1 +1,152 @@
-fn main() {}
+//! The tsumiki binary: parses the command line, opens the store, starts every service and
+//! serves them all on one port. The only crate that names concrete implementations.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tsumiki_core::Clock;
+use tsumiki_gateway::{Gateway, GatewayConfig, Served};
+use tsumiki_protocol::Model;
+use tsumiki_store::{Store, SyncMode};
+
+#[derive(Parser)]
+#[command(name = "tsumiki", version, about = "The serverless cloud in one binary.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every tsumiki service on one port.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClockMode {
+    Real,
+    Manual,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Sync {
+    /// Commits survive a process crash (kill -9).
+    Normal,
+    /// Commits survive an operating-system crash too (fsync on every group commit).
+    Full,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the first stdout line names it).
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Directory of the durable store.
+    #[arg(long, default_value = ".tsumiki")]
+    data_dir: PathBuf,
+    /// Keep all state in memory; nothing survives a restart.
+    #[arg(long)]
+    in_memory: bool,
+    /// `manual` lets POST /_tsumiki/clock/advance move time forward, for tests.
+    #[arg(long, value_enum, default_value_t = ClockMode::Real)]
+    clock: ClockMode,
+    /// Account of requests whose access key is not a 12-digit account id.
+    #[arg(long, default_value = "000000000000")]
+    default_account: String,
+    /// Region of requests that carry no SigV4 credential scope.
+    #[arg(long, default_value = "us-east-1")]
+    default_region: String,
+    /// How hard each commit pushes data to disk.
+    #[arg(long, value_enum, default_value_t = Sync::Normal)]
+    sync: Sync,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TSUMIKI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("tsumiki")
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(serve(args))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.default_account.len() != 12 || !args.default_account.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("--default-account must be 12 digits, got {:?}", args.default_account);
+    }
+    let clock = Arc::new(match args.clock {
+        ClockMode::Real => Clock::real(),
+        ClockMode::Manual => Clock::manual(),
+    });
+    let sync = match args.sync {
+        Sync::Normal => SyncMode::Normal,
+        Sync::Full => SyncMode::Full,
+    };
+    let data_dir = (!args.in_memory).then_some(args.data_dir.as_path());
+    let store = Store::open(data_dir, sync)
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+
+    let sqs = tsumiki_sqs::Sqs::start(store.clone(), clock.clone()).await.context("loading SQS")?;
+    let served = vec![Served { model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?), service: sqs }];
+
+    let config = GatewayConfig { default_account: args.default_account, default_region: args.default_region };
+    let gateway = Arc::new(Gateway::new(config, clock, served));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    print_ready(addr);
+    tracing::info!(
+        %addr,
+        store = %data_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "in memory".into()),
+        "tsumiki is ready."
+    );
+    tsumiki_gateway::serve(listener, gateway, shutdown_signal()).await;
+    store.flush().await.context("flushing the store")?;
+    tracing::info!("tsumiki stopped.");
+    Ok(())
+}
+
+/// The first stdout line names the bound address, so `--listen 127.0.0.1:0` works for tests.
+#[allow(clippy::print_stdout)]
+fn print_ready(addr: SocketAddr) {
+    use std::io::Write;
+    println!("tsumiki {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    let _ = std::io::stdout().flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("Shutting down.");
+}

@@ -1,0 +1,66 @@
+//! Queue tags.
+
+use serde_json::{Value, json};
+use tsumiki_core::{AwsError, RequestContext};
+use tsumiki_store::Batch;
+
+use crate::input::{string_list, string_map};
+use crate::state::writes;
+use crate::{Sqs, store_error};
+
+const MAX_TAGS: usize = 50;
+
+pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+    let cell = sqs.queue(ctx, input)?;
+    let tags = string_map(input, "Tags");
+    if tags.is_empty() {
+        return Err(AwsError::missing_parameter("The request must contain the parameter Tags."));
+    }
+    for (k, v) in &tags {
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(AwsError::invalid_parameter_value(format!("Tag {k} is not valid: keys are 1-128 and values 0-256 characters.")));
+        }
+    }
+    let commit = {
+        let mut q = cell.queue.lock();
+        let mut merged = q.tags.clone();
+        merged.extend(tags);
+        if merged.len() > MAX_TAGS {
+            return Err(AwsError::invalid_parameter_value("Too many tags added for queue. The limit is 50."));
+        }
+        q.tags = merged;
+        let mut batch = Batch::new();
+        writes::queue(&mut batch, &cell.key, &q);
+        sqs.state.store.commit(batch)
+    };
+    commit.await.map_err(store_error)?;
+    Ok(json!({}))
+}
+
+pub async fn untag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+    let cell = sqs.queue(ctx, input)?;
+    let keys = string_list(input, "TagKeys");
+    if keys.is_empty() {
+        return Err(AwsError::missing_parameter("The request must contain the parameter TagKeys."));
+    }
+    let commit = {
+        let mut q = cell.queue.lock();
+        for k in &keys {
+            q.tags.remove(k);
+        }
+        let mut batch = Batch::new();
+        writes::queue(&mut batch, &cell.key, &q);
+        sqs.state.store.commit(batch)
+    };
+    commit.await.map_err(store_error)?;
+    Ok(json!({}))
+}
+
+pub fn list_queue_tags(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+    let cell = sqs.queue(ctx, input)?;
+    let q = cell.queue.lock();
+    if q.tags.is_empty() {
+        return Ok(json!({}));
+    }
+    Ok(json!({"Tags": q.tags}))
+}
