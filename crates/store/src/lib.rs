@@ -45,9 +45,19 @@ pub enum SyncMode {
 /// One write in a [`Batch`].
 #[derive(Debug, Clone)]
 enum Write {
-    Put { ns: &'static str, key: Vec<u8>, value: Vec<u8> },
-    Delete { ns: &'static str, key: Vec<u8> },
-    DeletePrefix { ns: &'static str, prefix: Vec<u8> },
+    Put {
+        ns: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        ns: &'static str,
+        key: Vec<u8>,
+    },
+    DeletePrefix {
+        ns: &'static str,
+        prefix: Vec<u8>,
+    },
     DeleteAll,
 }
 
@@ -63,16 +73,26 @@ impl Batch {
     }
 
     pub fn put(&mut self, ns: &'static str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.writes.push(Write::Put { ns, key: key.into(), value: value.into() });
+        self.writes.push(Write::Put {
+            ns,
+            key: key.into(),
+            value: value.into(),
+        });
     }
 
     pub fn delete(&mut self, ns: &'static str, key: impl Into<Vec<u8>>) {
-        self.writes.push(Write::Delete { ns, key: key.into() });
+        self.writes.push(Write::Delete {
+            ns,
+            key: key.into(),
+        });
     }
 
     /// Deletes every key of `ns` starting with `prefix`.
     pub fn delete_prefix(&mut self, ns: &'static str, prefix: impl Into<Vec<u8>>) {
-        self.writes.push(Write::DeletePrefix { ns, prefix: prefix.into() });
+        self.writes.push(Write::DeletePrefix {
+            ns,
+            prefix: prefix.into(),
+        });
     }
 
     /// Deletes everything in every namespace.
@@ -95,7 +115,10 @@ impl Batch {
 
 enum Job {
     Commit(Batch, Option<oneshot::Sender<Result<(), String>>>),
-    Scan(&'static str, oneshot::Sender<Result<Vec<(Vec<u8>, Vec<u8>)>, String>>),
+    Scan(
+        &'static str,
+        oneshot::Sender<Result<Vec<(Vec<u8>, Vec<u8>)>, String>>,
+    ),
 }
 
 /// A handle to the store; cheap to clone.
@@ -128,7 +151,15 @@ impl Store {
             None => (Connection::open_in_memory()?, None),
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", if sync == SyncMode::Full { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if sync == SyncMode::Full {
+                "FULL"
+            } else {
+                "NORMAL"
+            },
+        )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel();
@@ -146,7 +177,10 @@ impl Store {
     ///
     /// Batches commit in the order `commit` was called, so a caller that calls it while holding
     /// its own lock gets its writes ordered as its state changes were.
-    pub fn commit(&self, batch: Batch) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    pub fn commit(
+        &self,
+        batch: Batch,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let sent = if batch.is_empty() {
             let _ = tx.send(Ok(()));
@@ -169,7 +203,9 @@ impl Store {
     /// Every (key, value) of `ns` in key order, as committed.
     pub async fn scan(&self, ns: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Scan(ns, tx)).map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(Job::Scan(ns, tx))
+            .map_err(|_| StoreError::Closed)?;
         match rx.await {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(msg)) => Err(StoreError::Failed(msg)),
@@ -230,10 +266,14 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn apply(conn: &mut Connection, commits: &[(Batch, Option<oneshot::Sender<Result<(), String>>>)]) -> rusqlite::Result<()> {
+fn apply(
+    conn: &mut Connection,
+    commits: &[(Batch, Option<oneshot::Sender<Result<(), String>>>)],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut put = tx.prepare_cached("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?1, ?2, ?3)")?;
+        let mut put =
+            tx.prepare_cached("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?1, ?2, ?3)")?;
         let mut del = tx.prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")?;
         for (batch, _) in commits {
             for write in &batch.writes {
@@ -261,7 +301,10 @@ fn delete_prefix(tx: &rusqlite::Transaction<'_>, ns: &str, prefix: &[u8]) -> rus
             "DELETE FROM kv WHERE ns = ?1 AND key >= ?2 AND key < ?3",
             params![ns, prefix, upper],
         )?,
-        None => tx.execute("DELETE FROM kv WHERE ns = ?1 AND key >= ?2", params![ns, prefix])?,
+        None => tx.execute(
+            "DELETE FROM kv WHERE ns = ?1 AND key >= ?2",
+            params![ns, prefix],
+        )?,
     };
     Ok(())
 }
@@ -299,7 +342,10 @@ mod tests {
         let mut b = Batch::new();
         b.delete("t.a", b"k1".to_vec());
         store.commit(b).await.expect("commit");
-        assert_eq!(store.scan("t.a").await.expect("scan"), vec![(b"k2".to_vec(), b"v2".to_vec())]);
+        assert_eq!(
+            store.scan("t.a").await.expect("scan"),
+            vec![(b"k2".to_vec(), b"v2".to_vec())]
+        );
         assert_eq!(store.scan("t.b").await.expect("scan").len(), 1);
     }
 
@@ -312,8 +358,17 @@ mod tests {
         }
         b.delete_prefix("t", b"q1/".to_vec());
         store.commit(b).await.expect("commit");
-        let keys: Vec<_> = store.scan("t").await.expect("scan").into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![b"q10/a".to_vec(), b"q1\xff".to_vec(), b"q2/a".to_vec()]);
+        let keys: Vec<_> = store
+            .scan("t")
+            .await
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![b"q10/a".to_vec(), b"q1\xff".to_vec(), b"q2/a".to_vec()]
+        );
         assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
     }
 
@@ -328,7 +383,10 @@ mod tests {
             store.commit(b).await.expect("commit");
         }
         let store = Store::open(Some(&dir), SyncMode::Normal).expect("reopen");
-        assert_eq!(store.scan("t").await.expect("scan"), vec![(b"k".to_vec(), b"v".to_vec())]);
+        assert_eq!(
+            store.scan("t").await.expect("scan"),
+            vec![(b"k".to_vec(), b"v".to_vec())]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,7 +13,11 @@ use tsumiki_protocol::Model;
 use tsumiki_store::{Store, SyncMode};
 
 #[derive(Parser)]
-#[command(name = "tsumiki", version, about = "The serverless cloud in one binary.")]
+#[command(
+    name = "tsumiki",
+    version,
+    about = "The serverless cloud in one binary."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,8 +90,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.default_account.len() != 12 || !args.default_account.bytes().all(|b| b.is_ascii_digit()) {
-        anyhow::bail!("--default-account must be 12 digits, got {:?}", args.default_account);
+    if args.default_account.len() != 12 || !args.default_account.bytes().all(|b| b.is_ascii_digit())
+    {
+        anyhow::bail!(
+            "--default-account must be 12 digits, got {:?}",
+            args.default_account
+        );
     }
     let clock = Arc::new(match args.clock {
         ClockMode::Real => Clock::real(),
@@ -101,10 +109,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(data_dir, sync)
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
 
-    let sqs = tsumiki_sqs::Sqs::start(store.clone(), clock.clone()).await.context("loading SQS")?;
-    let served = vec![Served { model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?), service: sqs }];
+    let sqs = tsumiki_sqs::Sqs::start(store.clone(), clock.clone())
+        .await
+        .context("loading SQS")?;
+    let served = vec![Served {
+        model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?),
+        service: sqs,
+    }];
 
-    let config = GatewayConfig { default_account: args.default_account, default_region: args.default_region };
+    let config = GatewayConfig {
+        default_account: args.default_account,
+        default_region: args.default_region,
+    };
     let gateway = Arc::new(Gateway::new(config, clock, served));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -126,7 +142,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 fn print_ready(addr: SocketAddr) {
     use std::io::Write;
-    println!("tsumiki {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "tsumiki {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     let _ = std::io::stdout().flush();
 }
 
@@ -134,13 +153,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
