@@ -16,6 +16,7 @@ pub mod rest_xml;
 pub mod timestamp;
 pub mod validate;
 pub mod xml;
+pub mod xml_read;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
