@@ -22,11 +22,19 @@ pub struct NotManual;
 
 impl Clock {
     pub fn real() -> Self {
-        Clock { manual: false, offset_ms: AtomicI64::new(0), advanced: Notify::new() }
+        Clock {
+            manual: false,
+            offset_ms: AtomicI64::new(0),
+            advanced: Notify::new(),
+        }
     }
 
     pub fn manual() -> Self {
-        Clock { manual: true, offset_ms: AtomicI64::new(0), advanced: Notify::new() }
+        Clock {
+            manual: true,
+            offset_ms: AtomicI64::new(0),
+            advanced: Notify::new(),
+        }
     }
 
     pub fn is_manual(&self) -> bool {

@@ -37,13 +37,21 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn new(code: impl Into<Cow<'static, str>>, status: u16, message: impl Into<String>) -> Self {
+    pub fn new(
+        code: impl Into<Cow<'static, str>>,
+        status: u16,
+        message: impl Into<String>,
+    ) -> Self {
         let status_code = status;
         AwsError {
             code: code.into(),
             message: message.into(),
             status: status_code,
-            fault: if status_code >= 500 { Fault::Receiver } else { Fault::Sender },
+            fault: if status_code >= 500 {
+                Fault::Receiver
+            } else {
+                Fault::Sender
+            },
             query_code: None,
             extra: None,
         }

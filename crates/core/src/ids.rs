@@ -44,14 +44,23 @@ mod tests {
     #[test]
     fn arn_round_trip() {
         let a = arn("sqs", "us-east-1", "000000000000", "q1");
-        assert_eq!(parse_arn(&a), Some(("sqs", "us-east-1", "000000000000", "q1")));
+        assert_eq!(
+            parse_arn(&a),
+            Some(("sqs", "us-east-1", "000000000000", "q1"))
+        );
         assert_eq!(parse_arn("nope"), None);
     }
 
     #[test]
     fn account_from_key() {
-        assert_eq!(account_from_access_key("123456789012", "000000000000"), "123456789012");
-        assert_eq!(account_from_access_key("AKIAIOSFODNN7EXAMPLE", "000000000000"), "000000000000");
+        assert_eq!(
+            account_from_access_key("123456789012", "000000000000"),
+            "123456789012"
+        );
+        assert_eq!(
+            account_from_access_key("AKIAIOSFODNN7EXAMPLE", "000000000000"),
+            "000000000000"
+        );
         assert_eq!(account_from_access_key("12345678901a", "1"), "1");
     }
 }

@@ -6,7 +6,10 @@ use serde_json::json;
 
 use crate::{Gateway, json_response};
 
-pub async fn handle(gw: &Gateway, req: &tsumiki_protocol::Request<'_>) -> tsumiki_protocol::Response {
+pub async fn handle(
+    gw: &Gateway,
+    req: &tsumiki_protocol::Request<'_>,
+) -> tsumiki_protocol::Response {
     let path = req.uri.path().trim_end_matches('/');
     match (req.method, path) {
         (&Method::GET, "/_tsumiki/health") | (&Method::HEAD, "/_tsumiki/health") => {
@@ -31,7 +34,10 @@ pub async fn handle(gw: &Gateway, req: &tsumiki_protocol::Request<'_>) -> tsumik
             for s in gw.served() {
                 if let Err(e) = s.service.reset().await {
                     tracing::error!(service = s.service.name(), error = %e, "Reset failed.");
-                    return json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.message}));
+                    return json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": e.message}),
+                    );
                 }
             }
             tracing::info!("All state was reset.");
@@ -72,8 +78,15 @@ fn advance(gw: &Gateway, body: &[u8]) -> tsumiki_protocol::Response {
             json!({"error": "Expected a JSON body {\"seconds\": N} with N >= 0."}),
         );
     };
-    if gw.clock().advance_ms((seconds * 1000.0).round() as i64).is_err() {
-        return json_response(StatusCode::CONFLICT, json!({"error": "The clock is not manual."}));
+    if gw
+        .clock()
+        .advance_ms((seconds * 1000.0).round() as i64)
+        .is_err()
+    {
+        return json_response(
+            StatusCode::CONFLICT,
+            json!({"error": "The clock is not manual."}),
+        );
     }
     clock_now(gw)
 }

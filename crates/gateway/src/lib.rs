@@ -49,7 +49,10 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { default_account: "000000000000".into(), default_region: "us-east-1".into() }
+        GatewayConfig {
+            default_account: "000000000000".into(),
+            default_region: "us-east-1".into(),
+        }
     }
 }
 
@@ -66,9 +69,15 @@ pub struct Gateway {
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Admin,
-    Service { index: usize, protocol: Protocol },
+    Service {
+        index: usize,
+        protocol: Protocol,
+    },
     /// A service tsumiki does not serve (yet); the name is as the request gave it.
-    Unknown { name: String, protocol: Protocol },
+    Unknown {
+        name: String,
+        protocol: Protocol,
+    },
 }
 
 impl Gateway {
@@ -89,7 +98,14 @@ impl Gateway {
                 }
             }
         }
-        Gateway { config, clock, served, by_target_prefix, by_signing_name, by_query_action }
+        Gateway {
+            config,
+            clock,
+            served,
+            by_target_prefix,
+            by_signing_name,
+            by_query_action,
+        }
     }
 
     pub fn clock(&self) -> &Arc<Clock> {
@@ -112,7 +128,12 @@ impl Gateway {
                     413,
                     format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
                 );
-                return finish(tsumiki_protocol::encode_error(None, Protocol::Json, &err, &request_id));
+                return finish(tsumiki_protocol::encode_error(
+                    None,
+                    Protocol::Json,
+                    &err,
+                    &request_id,
+                ));
             }
         };
         let req = tsumiki_protocol::Request {
@@ -124,7 +145,11 @@ impl Gateway {
         finish(self.dispatch(&req, &request_id).await)
     }
 
-    async fn dispatch(&self, req: &tsumiki_protocol::Request<'_>, request_id: &str) -> tsumiki_protocol::Response {
+    async fn dispatch(
+        &self,
+        req: &tsumiki_protocol::Request<'_>,
+        request_id: &str,
+    ) -> tsumiki_protocol::Response {
         let credential = req
             .header("authorization")
             .and_then(sigv4::from_authorization)
@@ -163,11 +188,18 @@ impl Gateway {
         let host = req.header("host").unwrap_or("localhost:4566");
         let (account, region, access_key) = match credential {
             Some(c) => (
-                tsumiki_core::ids::account_from_access_key(&c.access_key, &self.config.default_account),
+                tsumiki_core::ids::account_from_access_key(
+                    &c.access_key,
+                    &self.config.default_account,
+                ),
                 c.region,
                 Some(c.access_key),
             ),
-            None => (self.config.default_account.clone(), self.config.default_region.clone(), None),
+            None => (
+                self.config.default_account.clone(),
+                self.config.default_region.clone(),
+                None,
+            ),
         };
         RequestContext {
             account,
@@ -180,7 +212,11 @@ impl Gateway {
 
     /// Finds the service from, in order: the admin paths, `X-Amz-Target`, a query `Action`
     /// (with the credential scope choosing among query services), then the scope alone.
-    fn route(&self, req: &tsumiki_protocol::Request<'_>, credential: Option<&sigv4::Credential>) -> Route {
+    fn route(
+        &self,
+        req: &tsumiki_protocol::Request<'_>,
+        credential: Option<&sigv4::Credential>,
+    ) -> Route {
         let path = req.uri.path();
         if path.starts_with("/_tsumiki/") || path == "/_tsumiki" || path.starts_with("/moto-api/") {
             return Route::Admin;
@@ -188,21 +224,43 @@ impl Gateway {
         if let Some(target) = req.header("x-amz-target") {
             let prefix = target.split_once('.').map(|(p, _)| p).unwrap_or(target);
             return match self.by_target_prefix.get(prefix) {
-                Some(&index) => Route::Service { index, protocol: Protocol::Json },
+                Some(&index) => Route::Service {
+                    index,
+                    protocol: Protocol::Json,
+                },
                 None => Route::Unknown {
-                    name: credential.map(|c| c.service.clone()).unwrap_or_else(|| prefix.to_string()),
+                    name: credential
+                        .map(|c| c.service.clone())
+                        .unwrap_or_else(|| prefix.to_string()),
                     protocol: Protocol::Json,
                 },
             };
         }
-        let scoped = credential.map(|c| (c.service.as_str(), self.by_signing_name.get(c.service.as_str())));
+        let scoped = credential.map(|c| {
+            (
+                c.service.as_str(),
+                self.by_signing_name.get(c.service.as_str()),
+            )
+        });
         if let Some(action) = tsumiki_protocol::query::action(req) {
             return match scoped {
-                Some((_, Some(&index))) => Route::Service { index, protocol: Protocol::Query },
-                Some((name, None)) => Route::Unknown { name: name.to_string(), protocol: Protocol::Query },
+                Some((_, Some(&index))) => Route::Service {
+                    index,
+                    protocol: Protocol::Query,
+                },
+                Some((name, None)) => Route::Unknown {
+                    name: name.to_string(),
+                    protocol: Protocol::Query,
+                },
                 None => match self.by_query_action.get(&action) {
-                    Some(&index) => Route::Service { index, protocol: Protocol::Query },
-                    None => Route::Unknown { name: "unknown".into(), protocol: Protocol::Query },
+                    Some(&index) => Route::Service {
+                        index,
+                        protocol: Protocol::Query,
+                    },
+                    None => Route::Unknown {
+                        name: "unknown".into(),
+                        protocol: Protocol::Query,
+                    },
                 },
             };
         }
@@ -220,8 +278,14 @@ impl Gateway {
                     .unwrap_or(Protocol::Json);
                 Route::Service { index, protocol }
             }
-            Some((name, None)) => Route::Unknown { name: name.to_string(), protocol: Protocol::RestJson },
-            None => Route::Unknown { name: "unknown".into(), protocol: Protocol::RestJson },
+            Some((name, None)) => Route::Unknown {
+                name: name.to_string(),
+                protocol: Protocol::RestJson,
+            },
+            None => Route::Unknown {
+                name: "unknown".into(),
+                protocol: Protocol::RestJson,
+            },
         }
     }
 }
@@ -236,7 +300,9 @@ async fn call(
     let request_id = ctx.request_id.clone();
     let op = match tsumiki_protocol::identify_operation(model, protocol, req) {
         Ok(op) => op,
-        Err(err) => return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id),
+        Err(err) => {
+            return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id);
+        }
     };
     tracing::Span::current().record("operation", op.name.as_str());
     let input = match tsumiki_protocol::decode_request(model, protocol, op, req) {
@@ -261,13 +327,19 @@ async fn call(
 
 fn finish(resp: tsumiki_protocol::Response) -> http::Response<Full<Bytes>> {
     let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(http::header::SERVER, HeaderValue::from_static("tsumiki"));
+    parts
+        .headers
+        .insert(http::header::SERVER, HeaderValue::from_static("tsumiki"));
     http::Response::from_parts(parts, Full::new(body))
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then waits up to 10 s for open
 /// requests to finish.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -309,10 +381,15 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl 
 }
 
 /// A JSON response for the admin API.
-pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> tsumiki_protocol::Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    value: serde_json::Value,
+) -> tsumiki_protocol::Response {
     let mut resp = http::Response::new(Bytes::from(serde_json::to_vec(&value).unwrap_or_default()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }

@@ -38,7 +38,12 @@ fn parse_scope(scope: &str) -> Option<Credential> {
     if access_key.is_empty() || region.is_empty() || service.is_empty() {
         return None;
     }
-    Some(Credential { access_key, date, region, service })
+    Some(Credential {
+        access_key,
+        date,
+        region,
+        service,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,12 @@ pub trait Service: Send + Sync + 'static {
 
     /// Runs `operation` for the caller in `ctx`. Operations of the model that the service does
     /// not implement answer [`AwsError::not_implemented`].
-    async fn call(&self, ctx: &RequestContext, operation: &str, input: Value) -> Result<Value, AwsError>;
+    async fn call(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, AwsError>;
 
     /// Forgets every resource of this service, in every account and region.
     async fn reset(&self) -> Result<(), AwsError>;

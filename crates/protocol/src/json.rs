@@ -20,9 +20,13 @@ pub fn decode(model: &Model, op: &Operation, req: &Request<'_>) -> Result<Value,
     let Some(input) = &op.input else {
         return Ok(Value::Object(Map::new()));
     };
-    let body = if req.body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { req.body };
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| serialization_error(format!("Malformed JSON body: {e}")))?;
+    let body = if req.body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        req.body
+    };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| serialization_error(format!("Malformed JSON body: {e}")))?;
     coerce(model, input, value, &input.shape)
 }
 
@@ -35,11 +39,15 @@ pub fn coerce(model: &Model, r: &ShapeRef, value: Value, path: &str) -> Result<V
     }
     let shape = model.shape(&r.shape);
     let wrong = |expected: &str| {
-        serialization_error(format!("Value at '{path}' has the wrong type: expected {expected}."))
+        serialization_error(format!(
+            "Value at '{path}' has the wrong type: expected {expected}."
+        ))
     };
     match shape.kind {
         ShapeKind::Structure => {
-            let Value::Object(obj) = value else { return Err(wrong("an object")) };
+            let Value::Object(obj) = value else {
+                return Err(wrong("an object"));
+            };
             if shape.document {
                 return Ok(Value::Object(obj));
             }
@@ -55,7 +63,9 @@ pub fn coerce(model: &Model, r: &ShapeRef, value: Value, path: &str) -> Result<V
             Ok(Value::Object(out))
         }
         ShapeKind::List => {
-            let Value::Array(items) = value else { return Err(wrong("a list")) };
+            let Value::Array(items) = value else {
+                return Err(wrong("a list"));
+            };
             let member = shape.member.as_deref().ok_or_else(AwsError::internal)?;
             items
                 .into_iter()
@@ -64,7 +74,9 @@ pub fn coerce(model: &Model, r: &ShapeRef, value: Value, path: &str) -> Result<V
                 .map(Value::Array)
         }
         ShapeKind::Map => {
-            let Value::Object(obj) = value else { return Err(wrong("a map")) };
+            let Value::Object(obj) = value else {
+                return Err(wrong("a map"));
+            };
             let value_ref = shape.value.as_deref().ok_or_else(AwsError::internal)?;
             let mut out = Map::with_capacity(obj.len());
             for (k, v) in obj {
@@ -81,16 +93,18 @@ pub fn coerce(model: &Model, r: &ShapeRef, value: Value, path: &str) -> Result<V
             Value::Bool(_) => Ok(value),
             _ => Err(wrong("a boolean")),
         },
-        ShapeKind::Integer | ShapeKind::Long | ShapeKind::Short | ShapeKind::Byte | ShapeKind::Biginteger => {
-            match &value {
-                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(value),
-                Value::Number(n) => match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
-                    _ => Err(wrong("an integer")),
-                },
+        ShapeKind::Integer
+        | ShapeKind::Long
+        | ShapeKind::Short
+        | ShapeKind::Byte
+        | ShapeKind::Biginteger => match &value {
+            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(value),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
                 _ => Err(wrong("an integer")),
-            }
-        }
+            },
+            _ => Err(wrong("an integer")),
+        },
         ShapeKind::Float | ShapeKind::Double | ShapeKind::Bigdecimal => match &value {
             Value::Number(_) => Ok(value),
             Value::String(s) if matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity") => Ok(value),
@@ -132,7 +146,9 @@ pub fn encode_error(model: Option<&Model>, err: &AwsError) -> Response {
             body.insert(k.clone(), v.clone());
         }
     }
-    let content_type = model.map(content_type).unwrap_or("application/x-amz-json-1.0");
+    let content_type = model
+        .map(content_type)
+        .unwrap_or("application/x-amz-json-1.0");
     let mut resp = response(
         err.status,
         content_type,

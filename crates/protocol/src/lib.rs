@@ -115,7 +115,12 @@ pub fn encode_response(
 }
 
 /// Encodes `err` as `protocol` does; `model` adds query-compatibility headers and XML namespaces.
-pub fn encode_error(model: Option<&Model>, protocol: Protocol, err: &AwsError, request_id: &str) -> Response {
+pub fn encode_error(
+    model: Option<&Model>,
+    protocol: Protocol,
+    err: &AwsError,
+    request_id: &str,
+) -> Response {
     let mut resp = match protocol {
         Protocol::Json => json::encode_error(model, err),
         Protocol::Query => query::encode_error(model, err, request_id),
@@ -143,11 +148,18 @@ fn set_request_id(resp: &mut Response, protocol: Protocol, request_id: &str) {
 }
 
 /// Builds a response with a body and content type.
-pub(crate) fn response(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+pub(crate) fn response(
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response {
     let mut resp = http::Response::new(body.into());
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     resp
 }
 

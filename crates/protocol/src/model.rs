@@ -267,11 +267,19 @@ impl Model {
             if self.shapes.contains_key(&r.shape) {
                 Ok(())
             } else {
-                Err(ModelError(format!("model {}: unknown shape {}", self.name, r.shape)))
+                Err(ModelError(format!(
+                    "model {}: unknown shape {}",
+                    self.name, r.shape
+                )))
             }
         };
         for op in self.operations.values() {
-            for r in op.input.iter().chain(op.output.iter()).chain(op.errors.iter()) {
+            for r in op
+                .input
+                .iter()
+                .chain(op.output.iter())
+                .chain(op.errors.iter())
+            {
                 missing(r)?;
             }
         }
@@ -279,7 +287,10 @@ impl Model {
             for r in shape.members.values() {
                 missing(r)?;
             }
-            for r in [&shape.member, &shape.key, &shape.value].into_iter().flatten() {
+            for r in [&shape.member, &shape.key, &shape.value]
+                .into_iter()
+                .flatten()
+            {
                 missing(r)?;
             }
         }
@@ -298,7 +309,10 @@ impl Model {
 
     /// The signing name SigV4 scopes carry for this service.
     pub fn signing_name(&self) -> &str {
-        self.metadata.signing_name.as_deref().unwrap_or(&self.metadata.endpoint_prefix)
+        self.metadata
+            .signing_name
+            .as_deref()
+            .unwrap_or(&self.metadata.endpoint_prefix)
     }
 
     /// The protocols this service answers, the preferred first.

@@ -72,10 +72,18 @@ pub fn action(req: &Request<'_>) -> Option<String> {
 
 pub fn identify<'m>(model: &'m Model, req: &Request<'_>) -> Result<&'m Operation, AwsError> {
     let name = action(req).ok_or_else(|| {
-        AwsError::new("MissingAction", 400, "The request must contain the parameter Action.")
+        AwsError::new(
+            "MissingAction",
+            400,
+            "The request must contain the parameter Action.",
+        )
     })?;
     model.operation(&name).ok_or_else(|| {
-        AwsError::new("InvalidAction", 400, format!("The action {name} is not valid for this endpoint."))
+        AwsError::new(
+            "InvalidAction",
+            400,
+            format!("The action {name} is not valid for this endpoint."),
+        )
     })
 }
 
@@ -84,14 +92,24 @@ pub fn decode(model: &Model, op: &Operation, req: &Request<'_>) -> Result<Value,
     let Some(input) = &op.input else {
         return Ok(Value::Object(Map::new()));
     };
-    Ok(decode_structure(model, &input.shape, "", &params)?.unwrap_or_else(|| Value::Object(Map::new())))
+    Ok(decode_structure(model, &input.shape, "", &params)?
+        .unwrap_or_else(|| Value::Object(Map::new())))
 }
 
 fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
-fn decode_structure(model: &Model, shape_name: &str, prefix: &str, params: &Params) -> Result<Option<Value>, AwsError> {
+fn decode_structure(
+    model: &Model,
+    shape_name: &str,
+    prefix: &str,
+    params: &Params,
+) -> Result<Option<Value>, AwsError> {
     let shape = model.shape(shape_name);
     let mut out = Map::new();
     for (name, r) in &shape.members {
@@ -106,7 +124,12 @@ fn decode_structure(model: &Model, shape_name: &str, prefix: &str, params: &Para
     Ok(Some(Value::Object(out)))
 }
 
-fn decode_value(model: &Model, r: &ShapeRef, key: &str, params: &Params) -> Result<Option<Value>, AwsError> {
+fn decode_value(
+    model: &Model,
+    r: &ShapeRef,
+    key: &str,
+    params: &Params,
+) -> Result<Option<Value>, AwsError> {
     let shape = model.shape(&r.shape);
     match shape.kind {
         ShapeKind::Structure => {
@@ -116,7 +139,9 @@ fn decode_value(model: &Model, r: &ShapeRef, key: &str, params: &Params) -> Resu
             decode_structure(model, &r.shape, key, params)
         }
         ShapeKind::List => {
-            let Some(member) = shape.member.as_deref() else { return Ok(None) };
+            let Some(member) = shape.member.as_deref() else {
+                return Ok(None);
+            };
             let list_prefix = if r.flattened || shape.flattened {
                 match &member.location_name {
                     Some(name) => match key.rsplit_once('.') {
@@ -126,7 +151,10 @@ fn decode_value(model: &Model, r: &ShapeRef, key: &str, params: &Params) -> Resu
                     None => key.to_string(),
                 }
             } else {
-                format!("{key}.{}", member.location_name.as_deref().unwrap_or("member"))
+                format!(
+                    "{key}.{}",
+                    member.location_name.as_deref().unwrap_or("member")
+                )
             };
             let mut items = Vec::new();
             for i in 1.. {
@@ -144,10 +172,15 @@ fn decode_value(model: &Model, r: &ShapeRef, key: &str, params: &Params) -> Resu
             Ok(Some(Value::Array(items)))
         }
         ShapeKind::Map => {
-            let (Some(key_ref), Some(value_ref)) = (shape.key.as_deref(), shape.value.as_deref()) else {
+            let (Some(key_ref), Some(value_ref)) = (shape.key.as_deref(), shape.value.as_deref())
+            else {
                 return Ok(None);
             };
-            let map_prefix = if r.flattened || shape.flattened { key.to_string() } else { format!("{key}.entry") };
+            let map_prefix = if r.flattened || shape.flattened {
+                key.to_string()
+            } else {
+                format!("{key}.entry")
+            };
             let key_suffix = key_ref.location_name.as_deref().unwrap_or("key");
             let value_suffix = value_ref.location_name.as_deref().unwrap_or("value");
             let mut out = Map::new();
@@ -156,8 +189,12 @@ fn decode_value(model: &Model, r: &ShapeRef, key: &str, params: &Params) -> Resu
                 if !params.has(&entry) {
                     break;
                 }
-                let Some(k) = params.get(&format!("{entry}.{key_suffix}")) else { continue };
-                if let Some(v) = decode_value(model, value_ref, &format!("{entry}.{value_suffix}"), params)? {
+                let Some(k) = params.get(&format!("{entry}.{key_suffix}")) else {
+                    continue;
+                };
+                if let Some(v) =
+                    decode_value(model, value_ref, &format!("{entry}.{value_suffix}"), params)?
+                {
                     out.insert(k.to_string(), v);
                 }
             }
@@ -179,12 +216,16 @@ fn scalar(model: &Model, r: &ShapeRef, key: &str, text: &str) -> Result<Value, A
     };
     let shape = model.shape(&r.shape);
     Ok(match shape.kind {
-        ShapeKind::Integer | ShapeKind::Long | ShapeKind::Short | ShapeKind::Byte | ShapeKind::Biginteger => {
-            Value::from(text.trim().parse::<i64>().map_err(|_| invalid())?)
-        }
+        ShapeKind::Integer
+        | ShapeKind::Long
+        | ShapeKind::Short
+        | ShapeKind::Byte
+        | ShapeKind::Biginteger => Value::from(text.trim().parse::<i64>().map_err(|_| invalid())?),
         ShapeKind::Float | ShapeKind::Double | ShapeKind::Bigdecimal => {
             let f = text.trim().parse::<f64>().map_err(|_| invalid())?;
-            serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(invalid)?
+            serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .ok_or_else(invalid)?
         }
         ShapeKind::Boolean => match text.to_ascii_lowercase().as_str() {
             "true" => Value::Bool(true),
@@ -201,7 +242,10 @@ fn scalar(model: &Model, r: &ShapeRef, key: &str, text: &str) -> Result<Value, A
 
 fn namespace(model: &Model) -> String {
     model.metadata.xml_namespace.clone().unwrap_or_else(|| {
-        format!("http://{}.amazonaws.com/doc/{}/", model.metadata.endpoint_prefix, model.metadata.api_version)
+        format!(
+            "http://{}.amazonaws.com/doc/{}/",
+            model.metadata.endpoint_prefix, model.metadata.api_version
+        )
     })
 }
 
@@ -212,7 +256,10 @@ pub fn encode(model: &Model, op: &Operation, output: &Value, request_id: &str) -
     let ns = namespace(model);
     w.start_with_attrs(&root, &[("xmlns", &ns)]);
     if let Some(out_ref) = &op.output {
-        let wrapper = out_ref.result_wrapper.clone().unwrap_or_else(|| format!("{}Result", op.name));
+        let wrapper = out_ref
+            .result_wrapper
+            .clone()
+            .unwrap_or_else(|| format!("{}Result", op.name));
         w.start(&wrapper);
         write_members(&mut w, model, &out_ref.shape, output);
         w.end(&wrapper);

@@ -36,7 +36,9 @@ pub fn iso8601(secs: f64) -> String {
 
 /// RFC 7231 HTTP date, for headers.
 pub fn http_date(secs: f64) -> String {
-    datetime(secs).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    datetime(secs)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 /// Formats for `format` (`iso8601`, `rfc822`, `unixTimestamp`) as a JSON value or text.
@@ -49,7 +51,11 @@ pub fn format_text(secs: f64, format: &str) -> String {
 }
 
 pub fn format_epoch(secs: f64) -> String {
-    if secs.fract() == 0.0 { format!("{}", secs as i64) } else { format!("{secs:.3}") }
+    if secs.fract() == 0.0 {
+        format!("{}", secs as i64)
+    } else {
+        format!("{secs:.3}")
+    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,24 @@ use crate::Protocol;
 use crate::model::{Model, ShapeKind, ShapeRef};
 
 enum Violation {
-    Missing { path: String, name: String },
-    Constraint { path: String, value: String, constraint: String, name: String },
+    Missing {
+        path: String,
+        name: String,
+    },
+    Constraint {
+        path: String,
+        value: String,
+        constraint: String,
+        name: String,
+    },
 }
 
-pub fn validate(model: &Model, protocol: Protocol, r: &ShapeRef, value: &Value) -> Result<(), AwsError> {
+pub fn validate(
+    model: &Model,
+    protocol: Protocol,
+    r: &ShapeRef,
+    value: &Value,
+) -> Result<(), AwsError> {
     let query_style = protocol == Protocol::Query || model.is_query_compatible();
     let mut out = Vec::new();
     check(model, r, value, "", "", !query_style, &mut out);
@@ -26,10 +39,15 @@ pub fn validate(model: &Model, protocol: Protocol, r: &ShapeRef, value: &Value) 
     }
     if query_style {
         return Err(match &out[0] {
-            Violation::Missing { name, .. } => {
-                AwsError::missing_parameter(format!("The request must contain the parameter {name}."))
-            }
-            Violation::Constraint { value, constraint, name, .. } => AwsError::invalid_parameter_value(format!(
+            Violation::Missing { name, .. } => AwsError::missing_parameter(format!(
+                "The request must contain the parameter {name}."
+            )),
+            Violation::Constraint {
+                value,
+                constraint,
+                name,
+                ..
+            } => AwsError::invalid_parameter_value(format!(
                 "Value {value} for parameter {name} is invalid. Reason: {constraint}."
             )),
         });
@@ -39,9 +57,16 @@ pub fn validate(model: &Model, protocol: Protocol, r: &ShapeRef, value: &Value) 
         .iter()
         .map(|v| match v {
             Violation::Missing { path, .. } => {
-                format!("Value null at '{path}' failed to satisfy constraint: Member must not be null")
+                format!(
+                    "Value null at '{path}' failed to satisfy constraint: Member must not be null"
+                )
             }
-            Violation::Constraint { path, value, constraint, .. } => {
+            Violation::Constraint {
+                path,
+                value,
+                constraint,
+                ..
+            } => {
                 format!("Value {value} at '{path}' failed to satisfy constraint: {constraint}")
             }
         })
@@ -62,7 +87,11 @@ fn lower_camel(name: &str) -> String {
 }
 
 fn join(path: &str, seg: &str) -> String {
-    if path.is_empty() { seg.to_string() } else { format!("{path}.{seg}") }
+    if path.is_empty() {
+        seg.to_string()
+    } else {
+        format!("{path}.{seg}")
+    }
 }
 
 fn show(value: &Value) -> String {
@@ -72,7 +101,15 @@ fn show(value: &Value) -> String {
     }
 }
 
-fn check(model: &Model, r: &ShapeRef, value: &Value, path: &str, name: &str, enums: bool, out: &mut Vec<Violation>) {
+fn check(
+    model: &Model,
+    r: &ShapeRef,
+    value: &Value,
+    path: &str,
+    name: &str,
+    enums: bool,
+    out: &mut Vec<Violation>,
+) {
     let shape = model.shape(&r.shape);
     let constraint = |out: &mut Vec<Violation>, text: String| {
         out.push(Violation::Constraint {
@@ -86,39 +123,79 @@ fn check(model: &Model, r: &ShapeRef, value: &Value, path: &str, name: &str, enu
         (ShapeKind::Structure, Value::Object(obj)) => {
             for req in &shape.required {
                 if obj.get(req).is_none_or(Value::is_null) {
-                    out.push(Violation::Missing { path: join(path, &lower_camel(req)), name: join(name, req) });
+                    out.push(Violation::Missing {
+                        path: join(path, &lower_camel(req)),
+                        name: join(name, req),
+                    });
                 }
             }
             for (member, mref) in &shape.members {
                 if let Some(v) = obj.get(member).filter(|v| !v.is_null()) {
-                    check(model, mref, v, &join(path, &lower_camel(member)), &join(name, member), enums, out);
+                    check(
+                        model,
+                        mref,
+                        v,
+                        &join(path, &lower_camel(member)),
+                        &join(name, member),
+                        enums,
+                        out,
+                    );
                 }
             }
         }
         (ShapeKind::List, Value::Array(items)) => {
-            bounds_len(shape.min, shape.max, items.len(), "length", |t| constraint(out, t));
+            bounds_len(shape.min, shape.max, items.len(), "length", |t| {
+                constraint(out, t)
+            });
             if let Some(member) = shape.member.as_deref() {
                 for (i, item) in items.iter().enumerate() {
                     let p = format!("{}.{}.member", path, i + 1);
-                    check(model, member, item, &p, &format!("{name}.{}", i + 1), enums, out);
+                    check(
+                        model,
+                        member,
+                        item,
+                        &p,
+                        &format!("{name}.{}", i + 1),
+                        enums,
+                        out,
+                    );
                 }
             }
         }
         (ShapeKind::Map, Value::Object(entries)) => {
-            bounds_len(shape.min, shape.max, entries.len(), "length", |t| constraint(out, t));
+            bounds_len(shape.min, shape.max, entries.len(), "length", |t| {
+                constraint(out, t)
+            });
             if let (Some(kref), Some(vref)) = (shape.key.as_deref(), shape.value.as_deref()) {
                 for (k, v) in entries {
-                    check(model, kref, &Value::String(k.clone()), path, name, enums, out);
+                    check(
+                        model,
+                        kref,
+                        &Value::String(k.clone()),
+                        path,
+                        name,
+                        enums,
+                        out,
+                    );
                     check(model, vref, v, path, name, enums, out);
                 }
             }
         }
         (ShapeKind::String, Value::String(s)) => {
-            bounds_len(shape.min, shape.max, s.chars().count(), "length", |t| constraint(out, t));
-            if enums && let Some(allowed) = &shape.enum_values
+            bounds_len(shape.min, shape.max, s.chars().count(), "length", |t| {
+                constraint(out, t)
+            });
+            if enums
+                && let Some(allowed) = &shape.enum_values
                 && !allowed.iter().any(|a| a == s)
             {
-                constraint(out, format!("Member must satisfy enum value set: [{}]", allowed.join(", ")));
+                constraint(
+                    out,
+                    format!(
+                        "Member must satisfy enum value set: [{}]",
+                        allowed.join(", ")
+                    ),
+                );
             }
         }
         (ShapeKind::Blob, Value::String(s)) => {
@@ -127,34 +204,55 @@ fn check(model: &Model, r: &ShapeRef, value: &Value, path: &str, name: &str, enu
             bounds_len(shape.min, shape.max, len, "length", |t| constraint(out, t));
         }
         (
-            ShapeKind::Integer | ShapeKind::Long | ShapeKind::Short | ShapeKind::Byte | ShapeKind::Float | ShapeKind::Double,
+            ShapeKind::Integer
+            | ShapeKind::Long
+            | ShapeKind::Short
+            | ShapeKind::Byte
+            | ShapeKind::Float
+            | ShapeKind::Double,
             Value::Number(n),
         ) => {
             let x = n.as_f64().unwrap_or(0.0);
             if let Some(min) = shape.min
                 && x < min
             {
-                constraint(out, format!("Member must have value greater than or equal to {min}"));
+                constraint(
+                    out,
+                    format!("Member must have value greater than or equal to {min}"),
+                );
             }
             if let Some(max) = shape.max
                 && x > max
             {
-                constraint(out, format!("Member must have value less than or equal to {max}"));
+                constraint(
+                    out,
+                    format!("Member must have value less than or equal to {max}"),
+                );
             }
         }
         _ => {}
     }
 }
 
-fn bounds_len(min: Option<f64>, max: Option<f64>, len: usize, what: &str, mut fail: impl FnMut(String)) {
+fn bounds_len(
+    min: Option<f64>,
+    max: Option<f64>,
+    len: usize,
+    what: &str,
+    mut fail: impl FnMut(String),
+) {
     if let Some(min) = min
         && (len as f64) < min
     {
-        fail(format!("Member must have {what} greater than or equal to {min}"));
+        fail(format!(
+            "Member must have {what} greater than or equal to {min}"
+        ));
     }
     if let Some(max) = max
         && (len as f64) > max
     {
-        fail(format!("Member must have {what} less than or equal to {max}"));
+        fail(format!(
+            "Member must have {what} less than or equal to {max}"
+        ));
     }
 }

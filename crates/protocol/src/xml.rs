@@ -13,11 +13,14 @@ pub struct XmlWriter {
 
 impl XmlWriter {
     pub fn new() -> Self {
-        XmlWriter { out: String::with_capacity(512) }
+        XmlWriter {
+            out: String::with_capacity(512),
+        }
     }
 
     pub fn declaration(&mut self) {
-        self.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+        self.out
+            .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     }
 
     pub fn start(&mut self, name: &str) {
@@ -115,14 +118,19 @@ pub fn write_value(w: &mut XmlWriter, model: &Model, name: &str, r: &ShapeRef, v
                 };
                 attr_refs.push((key, ns.uri().to_string()));
             }
-            let borrowed: Vec<(&str, &str)> = attr_refs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let borrowed: Vec<(&str, &str)> = attr_refs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             w.start_with_attrs(name, &borrowed);
             write_members(w, model, &r.shape, value);
             w.end(name);
         }
         ShapeKind::List => {
             let Value::Array(items) = value else { return };
-            let Some(member) = shape.member.as_deref() else { return };
+            let Some(member) = shape.member.as_deref() else {
+                return;
+            };
             if r.flattened || shape.flattened {
                 let item_name = member.location_name.as_deref().unwrap_or(name);
                 for item in items {
@@ -138,8 +146,11 @@ pub fn write_value(w: &mut XmlWriter, model: &Model, name: &str, r: &ShapeRef, v
             }
         }
         ShapeKind::Map => {
-            let Value::Object(entries) = value else { return };
-            let (Some(key_ref), Some(value_ref)) = (shape.key.as_deref(), shape.value.as_deref()) else {
+            let Value::Object(entries) = value else {
+                return;
+            };
+            let (Some(key_ref), Some(value_ref)) = (shape.key.as_deref(), shape.value.as_deref())
+            else {
                 return;
             };
             let key_name = key_ref.location_name.as_deref().unwrap_or("key");
@@ -168,14 +179,19 @@ pub fn write_value(w: &mut XmlWriter, model: &Model, name: &str, r: &ShapeRef, v
 
 fn structure_attributes(model: &Model, shape_name: &str, value: &Value) -> Vec<(String, String)> {
     let shape = model.shape(shape_name);
-    let Value::Object(obj) = value else { return Vec::new() };
+    let Value::Object(obj) = value else {
+        return Vec::new();
+    };
     shape
         .members
         .iter()
         .filter(|(_, r)| r.xml_attribute)
         .filter_map(|(name, r)| {
             let v = obj.get(name)?;
-            Some((r.location_name.clone().unwrap_or_else(|| name.clone()), scalar_text(model, r, v)))
+            Some((
+                r.location_name.clone().unwrap_or_else(|| name.clone()),
+                scalar_text(model, r, v),
+            ))
         })
         .collect()
 }

@@ -113,12 +113,12 @@ impl Batch {
     }
 }
 
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+type Ack = oneshot::Sender<Result<(), String>>;
+
 enum Job {
-    Commit(Batch, Option<oneshot::Sender<Result<(), String>>>),
-    Scan(
-        &'static str,
-        oneshot::Sender<Result<Vec<(Vec<u8>, Vec<u8>)>, String>>,
-    ),
+    Commit(Batch, Option<Ack>),
+    Scan(&'static str, oneshot::Sender<Result<Rows, String>>),
 }
 
 /// A handle to the store; cheap to clone.
@@ -266,10 +266,7 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn apply(
-    conn: &mut Connection,
-    commits: &[(Batch, Option<oneshot::Sender<Result<(), String>>>)],
-) -> rusqlite::Result<()> {
+fn apply(conn: &mut Connection, commits: &[(Batch, Option<Ack>)]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut put =

@@ -36,7 +36,11 @@ pub const COMPUTED: &[&str] = &[
     "QueueArn",
 ];
 
-pub const FIFO_ONLY: &[&str] = &["ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+pub const FIFO_ONLY: &[&str] = &[
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
 
 pub const MAX_MESSAGE_SIZE: i64 = 1_048_576;
 pub const MAX_VISIBILITY_TIMEOUT: i64 = 43_200;
@@ -44,7 +48,10 @@ pub const MAX_DELAY_SECONDS: i64 = 900;
 pub const MAX_WAIT_TIME_SECONDS: i64 = 20;
 
 /// The attributes of a new queue: defaults, then what the caller gave.
-pub fn for_new_queue(fifo: bool, given: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AwsError> {
+pub fn for_new_queue(
+    fifo: bool,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, AwsError> {
     let mut attrs: BTreeMap<String, String> = SETTABLE
         .iter()
         .filter(|(_, d)| !d.is_empty())
@@ -90,7 +97,12 @@ pub fn apply(
             }
             _ => {}
         }
-        if value.is_empty() && matches!(name.as_str(), "Policy" | "RedrivePolicy" | "RedriveAllowPolicy" | "KmsMasterKeyId") {
+        if value.is_empty()
+            && matches!(
+                name.as_str(),
+                "Policy" | "RedrivePolicy" | "RedriveAllowPolicy" | "KmsMasterKeyId"
+            )
+        {
             attrs.remove(name);
         } else {
             attrs.insert(name.clone(), normalize(name, value));
@@ -106,10 +118,15 @@ fn normalize(name: &str, value: &str) -> String {
             .and_then(|v| {
                 let arn = v.get("deadLetterTargetArn")?.as_str()?.to_string();
                 let count = count_value(v.get("maxReceiveCount")?)?;
-                Some(serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": count}).to_string())
+                Some(
+                    serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": count})
+                        .to_string(),
+                )
             })
             .unwrap_or_else(|| value.to_string()),
-        "FifoQueue" | "ContentBasedDeduplication" | "SqsManagedSseEnabled" => value.to_ascii_lowercase(),
+        "FifoQueue" | "ContentBasedDeduplication" | "SqsManagedSseEnabled" => {
+            value.to_ascii_lowercase()
+        }
         _ => value.to_string(),
     }
 }
@@ -137,10 +154,12 @@ fn validate(name: &str, value: &str, fifo: bool, creating: bool) -> Result<(), A
         "ReceiveMessageWaitTimeSeconds" => int_in(name, value, 0, MAX_WAIT_TIME_SECONDS),
         "VisibilityTimeout" => int_in(name, value, 0, MAX_VISIBILITY_TIMEOUT),
         "KmsDataKeyReusePeriodSeconds" => int_in(name, value, 60, 86_400),
-        "SqsManagedSseEnabled" | "ContentBasedDeduplication" => match value.to_ascii_lowercase().as_str() {
-            "true" | "false" => Ok(()),
-            _ => Err(invalid_attribute_value(name)),
-        },
+        "SqsManagedSseEnabled" | "ContentBasedDeduplication" => {
+            match value.to_ascii_lowercase().as_str() {
+                "true" | "false" => Ok(()),
+                _ => Err(invalid_attribute_value(name)),
+            }
+        }
         "FifoQueue" => match value.to_ascii_lowercase().as_str() {
             "true" if fifo => Ok(()),
             "false" if !fifo && creating => Ok(()),
@@ -159,7 +178,8 @@ fn validate(name: &str, value: &str, fifo: bool, creating: bool) -> Result<(), A
             _ => Err(invalid_attribute_value(name)),
         },
         "Policy" => {
-            if value.is_empty() || serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object()) {
+            if value.is_empty() || serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object())
+            {
                 Ok(())
             } else {
                 Err(invalid_attribute_value(name))
@@ -181,20 +201,25 @@ fn validate_redrive_policy(value: &str) -> Result<(), AwsError> {
             format!("Value {value} for parameter RedrivePolicy is invalid. Reason: {why}"),
         )
     };
-    let v: Value = serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let v: Value =
+        serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
     let arn = v
         .get("deadLetterTargetArn")
         .and_then(Value::as_str)
-        .ok_or_else(|| bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn."))?;
+        .ok_or_else(|| {
+            bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+        })?;
     if tsumiki_core::ids::parse_arn(arn).is_none_or(|(svc, ..)| svc != "sqs") {
         return Err(bad("Invalid value for deadLetterTargetArn."));
     }
-    let count = v
-        .get("maxReceiveCount")
-        .ok_or_else(|| bad("Redrive policy does not contain mandatory attribute: maxReceiveCount."))?;
+    let count = v.get("maxReceiveCount").ok_or_else(|| {
+        bad("Redrive policy does not contain mandatory attribute: maxReceiveCount.")
+    })?;
     match count_value(count) {
         Some(c) if (1..=1000).contains(&c) => Ok(()),
-        _ => Err(bad("Invalid value for maxReceiveCount: must be an integer between 1 and 1000.")),
+        _ => Err(bad(
+            "Invalid value for maxReceiveCount: must be an integer between 1 and 1000.",
+        )),
     }
 }
 
@@ -208,11 +233,14 @@ fn validate_redrive_allow_policy(value: &str) -> Result<(), AwsError> {
             format!("Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {why}"),
         )
     };
-    let v: Value = serde_json::from_str(value).map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
+    let v: Value = serde_json::from_str(value)
+        .map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
     let permission = v
         .get("redrivePermission")
         .and_then(Value::as_str)
-        .ok_or_else(|| bad("Redrive allow policy does not contain mandatory attribute: redrivePermission."))?;
+        .ok_or_else(|| {
+            bad("Redrive allow policy does not contain mandatory attribute: redrivePermission.")
+        })?;
     let sources = v.get("sourceQueueArns").and_then(Value::as_array);
     match permission {
         "allowAll" | "denyAll" if sources.is_some_and(|s| !s.is_empty()) => {
@@ -221,7 +249,9 @@ fn validate_redrive_allow_policy(value: &str) -> Result<(), AwsError> {
         "allowAll" | "denyAll" => Ok(()),
         "byQueue" => match sources {
             Some(s) if !s.is_empty() && s.len() <= 10 => Ok(()),
-            _ => Err(bad("byQueue permission needs between 1 and 10 sourceQueueArns.")),
+            _ => Err(bad(
+                "byQueue permission needs between 1 and 10 sourceQueueArns.",
+            )),
         },
         _ => Err(bad("Invalid value for redrivePermission.")),
     }
@@ -230,14 +260,22 @@ fn validate_redrive_allow_policy(value: &str) -> Result<(), AwsError> {
 /// `RedrivePolicy` as (dead-letter queue ARN, maxReceiveCount).
 pub fn redrive_policy(attrs: &BTreeMap<String, String>) -> Option<(String, i64)> {
     let v: Value = serde_json::from_str(attrs.get("RedrivePolicy")?).ok()?;
-    Some((v.get("deadLetterTargetArn")?.as_str()?.to_string(), count_value(v.get("maxReceiveCount")?)?))
+    Some((
+        v.get("deadLetterTargetArn")?.as_str()?.to_string(),
+        count_value(v.get("maxReceiveCount")?)?,
+    ))
 }
 
 pub fn int(attrs: &BTreeMap<String, String>, name: &str) -> i64 {
     attrs
         .get(name)
         .and_then(|v| v.parse().ok())
-        .or_else(|| SETTABLE.iter().find(|(n, _)| *n == name).and_then(|(_, d)| d.parse().ok()))
+        .or_else(|| {
+            SETTABLE
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, d)| d.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -250,7 +288,10 @@ mod tests {
     use super::*;
 
     fn given(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -266,11 +307,28 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_and_unknown() {
-        assert_eq!(for_new_queue(false, &given(&[("VisibilityTimeout", "43201")])).unwrap_err().code, "InvalidAttributeValue");
-        assert_eq!(for_new_queue(false, &given(&[("DelaySeconds", "x")])).unwrap_err().code, "InvalidAttributeValue");
-        assert_eq!(for_new_queue(false, &given(&[("Bogus", "1")])).unwrap_err().code, "InvalidAttributeName");
         assert_eq!(
-            for_new_queue(false, &given(&[("ContentBasedDeduplication", "true")])).unwrap_err().code,
+            for_new_queue(false, &given(&[("VisibilityTimeout", "43201")]))
+                .unwrap_err()
+                .code,
+            "InvalidAttributeValue"
+        );
+        assert_eq!(
+            for_new_queue(false, &given(&[("DelaySeconds", "x")]))
+                .unwrap_err()
+                .code,
+            "InvalidAttributeValue"
+        );
+        assert_eq!(
+            for_new_queue(false, &given(&[("Bogus", "1")]))
+                .unwrap_err()
+                .code,
+            "InvalidAttributeName"
+        );
+        assert_eq!(
+            for_new_queue(false, &given(&[("ContentBasedDeduplication", "true")]))
+                .unwrap_err()
+                .code,
             "InvalidAttributeName"
         );
     }
@@ -282,9 +340,18 @@ mod tests {
             &given(&[("RedrivePolicy", r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"3"}"#)]),
         )
         .expect("valid");
-        assert_eq!(redrive_policy(&a), Some(("arn:aws:sqs:us-east-1:000000000000:dlq".into(), 3)));
+        assert_eq!(
+            redrive_policy(&a),
+            Some(("arn:aws:sqs:us-east-1:000000000000:dlq".into(), 3))
+        );
         apply(&mut a, false, &given(&[("RedrivePolicy", "")]), false).expect("valid");
         assert_eq!(redrive_policy(&a), None);
-        assert!(for_new_queue(false, &given(&[("RedrivePolicy", r#"{"maxReceiveCount":3}"#)])).is_err());
+        assert!(
+            for_new_queue(
+                false,
+                &given(&[("RedrivePolicy", r#"{"maxReceiveCount":3}"#)])
+            )
+            .is_err()
+        );
     }
 }

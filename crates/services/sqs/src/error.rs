@@ -5,27 +5,71 @@ use tsumiki_core::{AwsError, Fault};
 
 /// (shape name, awsQuery code, HTTP status) for every SQS error shape.
 pub const ERRORS: &[(&str, &str, u16)] = &[
-    ("BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", 400),
-    ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong", 400),
-    ("EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest", 400),
+    (
+        "BatchEntryIdsNotDistinct",
+        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        400,
+    ),
+    (
+        "BatchRequestTooLong",
+        "AWS.SimpleQueueService.BatchRequestTooLong",
+        400,
+    ),
+    (
+        "EmptyBatchRequest",
+        "AWS.SimpleQueueService.EmptyBatchRequest",
+        400,
+    ),
     ("InvalidAddress", "InvalidAddress", 404),
     ("InvalidAttributeName", "InvalidAttributeName", 400),
     ("InvalidAttributeValue", "InvalidAttributeValue", 400),
-    ("InvalidBatchEntryId", "AWS.SimpleQueueService.InvalidBatchEntryId", 400),
+    (
+        "InvalidBatchEntryId",
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+        400,
+    ),
     ("InvalidIdFormat", "InvalidIdFormat", 400),
     ("InvalidMessageContents", "InvalidMessageContents", 400),
     ("InvalidSecurity", "InvalidSecurity", 403),
-    ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", 400),
+    (
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        400,
+    ),
     ("OverLimit", "OverLimit", 403),
-    ("PurgeQueueInProgress", "AWS.SimpleQueueService.PurgeQueueInProgress", 403),
-    ("QueueDeletedRecently", "AWS.SimpleQueueService.QueueDeletedRecently", 400),
-    ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", 400),
+    (
+        "PurgeQueueInProgress",
+        "AWS.SimpleQueueService.PurgeQueueInProgress",
+        403,
+    ),
+    (
+        "QueueDeletedRecently",
+        "AWS.SimpleQueueService.QueueDeletedRecently",
+        400,
+    ),
+    (
+        "QueueDoesNotExist",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        400,
+    ),
     ("QueueNameExists", "QueueAlreadyExists", 400),
     ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", 404),
     ("RequestThrottled", "RequestThrottled", 403),
-    ("ResourceNotFoundException", "ResourceNotFoundException", 404),
-    ("TooManyEntriesInBatchRequest", "AWS.SimpleQueueService.TooManyEntriesInBatchRequest", 400),
-    ("UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", 400),
+    (
+        "ResourceNotFoundException",
+        "ResourceNotFoundException",
+        404,
+    ),
+    (
+        "TooManyEntriesInBatchRequest",
+        "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+        400,
+    ),
+    (
+        "UnsupportedOperation",
+        "AWS.SimpleQueueService.UnsupportedOperation",
+        400,
+    ),
 ];
 
 /// An error of the model's shape `shape`.
@@ -48,11 +92,16 @@ pub fn queue_does_not_exist() -> AwsError {
 }
 
 pub fn invalid_parameter(name: &str, value: &str, reason: &str) -> AwsError {
-    AwsError::invalid_parameter_value(format!("Value {value} for parameter {name} is invalid. Reason: {reason}"))
+    AwsError::invalid_parameter_value(format!(
+        "Value {value} for parameter {name} is invalid. Reason: {reason}"
+    ))
 }
 
 pub fn invalid_attribute_value(name: &str) -> AwsError {
-    sqs_error("InvalidAttributeValue", format!("Invalid value for the parameter {name}."))
+    sqs_error(
+        "InvalidAttributeValue",
+        format!("Invalid value for the parameter {name}."),
+    )
 }
 
 pub fn invalid_attribute_name(name: &str) -> AwsError {
@@ -72,7 +121,8 @@ mod tests {
 
     #[test]
     fn table_matches_the_model() {
-        let model = tsumiki_protocol::Model::from_json("sqs", crate::MODEL_JSON).expect("model loads");
+        let model =
+            tsumiki_protocol::Model::from_json("sqs", crate::MODEL_JSON).expect("model loads");
         let mut from_model = Vec::new();
         for (name, shape) in &model.shapes {
             if !shape.exception || name.starts_with("Kms") {
@@ -82,7 +132,10 @@ mod tests {
             from_model.push((name.clone(), err.wire_query_code().to_string(), err.status));
         }
         from_model.sort();
-        let mut table: Vec<_> = ERRORS.iter().map(|(n, c, s)| (n.to_string(), c.to_string(), *s)).collect();
+        let mut table: Vec<_> = ERRORS
+            .iter()
+            .map(|(n, c, s)| (n.to_string(), c.to_string(), *s))
+            .collect();
         table.sort();
         assert_eq!(table, from_model);
     }

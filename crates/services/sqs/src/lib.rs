@@ -40,12 +40,23 @@ pub struct Sqs {
 
 impl Sqs {
     /// Loads SQS's state from `store` and starts its timers (retention, move tasks).
-    pub async fn start(store: Store, clock: Arc<Clock>) -> Result<Arc<Sqs>, tsumiki_store::StoreError> {
+    pub async fn start(
+        store: Store,
+        clock: Arc<Clock>,
+    ) -> Result<Arc<Sqs>, tsumiki_store::StoreError> {
         let state = Arc::new(State::new(store));
         let messages = state.load().await?;
         let tasks = Arc::new(tasks::Tasks::default());
-        let sqs = Arc::new(Sqs { state, clock, tasks });
-        tracing::info!(queues = sqs.state.queues.read().len(), messages, "SQS state loaded.");
+        let sqs = Arc::new(Sqs {
+            state,
+            clock,
+            tasks,
+        });
+        tracing::info!(
+            queues = sqs.state.queues.read().len(),
+            messages,
+            "SQS state loaded."
+        );
         tasks::resume(&sqs).await?;
         let sweeper = Arc::downgrade(&sqs);
         tokio::spawn(async move { message::retention_sweeper(sweeper).await });
@@ -59,7 +70,12 @@ impl tsumiki_ports::Service for Sqs {
         "sqs"
     }
 
-    async fn call(&self, ctx: &RequestContext, operation: &str, input: Value) -> Result<Value, AwsError> {
+    async fn call(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, AwsError> {
         match operation {
             "CreateQueue" => queue::create_queue(self, ctx, &input).await,
             "DeleteQueue" => queue::delete_queue(self, ctx, &input).await,
@@ -70,7 +86,9 @@ impl tsumiki_ports::Service for Sqs {
             "PurgeQueue" => queue::purge_queue(self, ctx, &input).await,
             "AddPermission" => queue::add_permission(self, ctx, &input).await,
             "RemovePermission" => queue::remove_permission(self, ctx, &input).await,
-            "ListDeadLetterSourceQueues" => queue::list_dead_letter_source_queues(self, ctx, &input),
+            "ListDeadLetterSourceQueues" => {
+                queue::list_dead_letter_source_queues(self, ctx, &input)
+            }
             "TagQueue" => tags::tag_queue(self, ctx, &input).await,
             "UntagQueue" => tags::untag_queue(self, ctx, &input).await,
             "ListQueueTags" => tags::list_queue_tags(self, ctx, &input),
@@ -79,8 +97,12 @@ impl tsumiki_ports::Service for Sqs {
             "ReceiveMessage" => message::receive_message(self, ctx, &input).await,
             "DeleteMessage" => message::delete_message(self, ctx, &input).await,
             "DeleteMessageBatch" => message::delete_message_batch(self, ctx, &input).await,
-            "ChangeMessageVisibility" => message::change_message_visibility(self, ctx, &input).await,
-            "ChangeMessageVisibilityBatch" => message::change_message_visibility_batch(self, ctx, &input).await,
+            "ChangeMessageVisibility" => {
+                message::change_message_visibility(self, ctx, &input).await
+            }
+            "ChangeMessageVisibilityBatch" => {
+                message::change_message_visibility_batch(self, ctx, &input).await
+            }
             "StartMessageMoveTask" => tasks::start_message_move_task(self, ctx, &input).await,
             "CancelMessageMoveTask" => tasks::cancel_message_move_task(self, ctx, &input).await,
             "ListMessageMoveTasks" => tasks::list_message_move_tasks(self, ctx, &input),

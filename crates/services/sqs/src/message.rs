@@ -35,7 +35,9 @@ fn encode_receipt(queue_id: u64, seq: u64, nonce: u32) -> String {
 }
 
 fn decode_receipt(handle: &str) -> Option<(u64, u64, u32)> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(handle).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(handle)
+        .ok()?;
     if bytes.len() != 20 {
         return None;
     }
@@ -68,7 +70,13 @@ struct Outgoing<'a> {
 
 impl<'a> Outgoing<'a> {
     fn from_input(input: &'a Value) -> Outgoing<'a> {
-        let map = |k: &str| input.get(k).and_then(Value::as_object).cloned().unwrap_or_default();
+        let map = |k: &str| {
+            input
+                .get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
         Outgoing {
             body: opt_str(input, "MessageBody").unwrap_or(""),
             delay_seconds: opt_int(input, "DelaySeconds"),
@@ -89,9 +97,18 @@ impl<'a> Outgoing<'a> {
                     .get("StringValue")
                     .and_then(Value::as_str)
                     .map(str::len)
-                    .or_else(|| v.get("BinaryValue").and_then(Value::as_str).map(|b| b.len() / 4 * 3))
+                    .or_else(|| {
+                        v.get("BinaryValue")
+                            .and_then(Value::as_str)
+                            .map(|b| b.len() / 4 * 3)
+                    })
                     .unwrap_or(0);
-                name.len() + v.get("DataType").and_then(Value::as_str).map(str::len).unwrap_or(0) + value_len
+                name.len()
+                    + v.get("DataType")
+                        .and_then(Value::as_str)
+                        .map(str::len)
+                        .unwrap_or(0)
+                    + value_len
             })
             .sum();
         self.body.len() + attrs
@@ -108,18 +125,31 @@ fn valid_group_or_dedup_id(id: &str) -> bool {
 
 fn validate_attribute_name(name: &str) -> Result<(), AwsError> {
     let lower = name.to_ascii_lowercase();
-    let bad = |why: &str| AwsError::invalid_parameter_value(format!("Message attribute name '{name}' is invalid. {why}"));
+    let bad = |why: &str| {
+        AwsError::invalid_parameter_value(format!(
+            "Message attribute name '{name}' is invalid. {why}"
+        ))
+    };
     if name.is_empty() || name.len() > 256 {
         return Err(bad("Message attribute names must be 1 to 256 characters."));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-        return Err(bad("The attribute name can contain A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters."));
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(bad(
+            "The attribute name can contain A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters.",
+        ));
     }
     if lower.starts_with("aws.") || lower.starts_with("amazon.") {
-        return Err(bad("The attribute name must not start with AWS-reserved prefixes AWS. or Amazon."));
+        return Err(bad(
+            "The attribute name must not start with AWS-reserved prefixes AWS. or Amazon.",
+        ));
     }
     if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
-        return Err(bad("The attribute name must not start or end with a period (.), or have successive periods (..)."));
+        return Err(bad(
+            "The attribute name must not start or end with a period (.), or have successive periods (..).",
+        ));
     }
     Ok(())
 }
@@ -157,7 +187,10 @@ fn validate_attributes(attrs: &Map<String, Value>) -> Result<(), AwsError> {
                 if let Some(bad) = s.chars().find(|c| !valid_body_char(*c)) {
                     return Err(sqs_error(
                         "InvalidMessageContents",
-                        format!("Message attribute '{name}' contains the invalid character {:#x}.", bad as u32),
+                        format!(
+                            "Message attribute '{name}' contains the invalid character {:#x}.",
+                            bad as u32
+                        ),
                     ));
                 }
             }
@@ -175,7 +208,9 @@ fn validate_attributes(attrs: &Map<String, Value>) -> Result<(), AwsError> {
             }
         }
         if data_type.len() > 256 {
-            return Err(AwsError::invalid_parameter_value(format!("Message attribute '{name}' has a data type longer than 256 characters.")));
+            return Err(AwsError::invalid_parameter_value(format!(
+                "Message attribute '{name}' has a data type longer than 256 characters."
+            )));
         }
     }
     Ok(())
@@ -193,7 +228,9 @@ fn validate_system_attributes(attrs: &Map<String, Value>) -> Result<(), AwsError
                 "Message system attribute name '{name}' is invalid."
             )));
         }
-        if v.get("DataType").and_then(Value::as_str) != Some("String") || v.get("StringValue").and_then(Value::as_str).is_none() {
+        if v.get("DataType").and_then(Value::as_str) != Some("String")
+            || v.get("StringValue").and_then(Value::as_str).is_none()
+        {
             return Err(AwsError::invalid_parameter_value(
                 "Message system attribute AWSTraceHeader must have type 'String' and a string value.",
             ));
@@ -205,7 +242,9 @@ fn validate_system_attributes(attrs: &Map<String, Value>) -> Result<(), AwsError
 /// Checks a message against the queue's rules; the error is what SendMessage answers.
 fn check_outgoing(q: &Queue, m: &Outgoing<'_>) -> Result<(), AwsError> {
     if m.body.is_empty() {
-        return Err(AwsError::missing_parameter("The request must contain the parameter MessageBody."));
+        return Err(AwsError::missing_parameter(
+            "The request must contain the parameter MessageBody.",
+        ));
     }
     if !m.body.chars().all(valid_body_char) {
         return Err(sqs_error(
@@ -223,7 +262,11 @@ fn check_outgoing(q: &Queue, m: &Outgoing<'_>) -> Result<(), AwsError> {
     }
     if let Some(d) = m.delay_seconds {
         if !(0..=MAX_DELAY_SECONDS).contains(&d) {
-            return Err(invalid_parameter("DelaySeconds", &d.to_string(), "DelaySeconds must be >= 0 and <= 900."));
+            return Err(invalid_parameter(
+                "DelaySeconds",
+                &d.to_string(),
+                "DelaySeconds must be >= 0 and <= 900.",
+            ));
         }
         if q.fifo && d != 0 {
             return Err(invalid_parameter(
@@ -236,16 +279,26 @@ fn check_outgoing(q: &Queue, m: &Outgoing<'_>) -> Result<(), AwsError> {
     if let Some(g) = m.group_id
         && !valid_group_or_dedup_id(g)
     {
-        return Err(invalid_parameter("MessageGroupId", g, "MessageGroupId can only include alphanumeric and punctuation characters. 1 to 128 in length."));
+        return Err(invalid_parameter(
+            "MessageGroupId",
+            g,
+            "MessageGroupId can only include alphanumeric and punctuation characters. 1 to 128 in length.",
+        ));
     }
     if let Some(d) = m.dedup_id
         && !valid_group_or_dedup_id(d)
     {
-        return Err(invalid_parameter("MessageDeduplicationId", d, "MessageDeduplicationId can only include alphanumeric and punctuation characters. 1 to 128 in length."));
+        return Err(invalid_parameter(
+            "MessageDeduplicationId",
+            d,
+            "MessageDeduplicationId can only include alphanumeric and punctuation characters. 1 to 128 in length.",
+        ));
     }
     if q.fifo {
         if m.group_id.is_none() {
-            return Err(AwsError::missing_parameter("The request must contain the parameter MessageGroupId."));
+            return Err(AwsError::missing_parameter(
+                "The request must contain the parameter MessageGroupId.",
+            ));
         }
         if m.dedup_id.is_none() && !q.config.content_based_dedup {
             return Err(AwsError::invalid_parameter_value(
@@ -304,10 +357,12 @@ fn enqueue(q: &mut Queue, m: Outgoing<'_>, sender_id: &str, now: i64, batch: &mu
     } else {
         None
     };
-    let dedup_key = dedup_id.as_ref().map(|d| match (q.config.dedup_per_group, m.group_id) {
-        (true, Some(g)) => format!("{g}\u{0}{d}"),
-        _ => d.clone(),
-    });
+    let dedup_key = dedup_id
+        .as_ref()
+        .map(|d| match (q.config.dedup_per_group, m.group_id) {
+            (true, Some(g)) => format!("{g}\u{0}{d}"),
+            _ => d.clone(),
+        });
     if let Some(key) = &dedup_key
         && let Some(entry) = q.dedup.get(key)
         && entry.expires_ms > now
@@ -323,7 +378,10 @@ fn enqueue(q: &mut Queue, m: Outgoing<'_>, sender_id: &str, now: i64, batch: &mu
     let seq = q.next_seq(now);
     let message_id = uuid::Uuid::new_v4().to_string();
     let sequence_number = q.fifo.then(|| crate::message::sequence_number(seq));
-    let delay_ms = m.delay_seconds.map(|d| d * 1000).unwrap_or(q.config.delay_ms);
+    let delay_ms = m
+        .delay_seconds
+        .map(|d| d * 1000)
+        .unwrap_or(q.config.delay_ms);
     let body = MessageBody {
         id: message_id.clone(),
         body: m.body.to_string(),
@@ -359,7 +417,13 @@ fn enqueue(q: &mut Queue, m: Outgoing<'_>, sender_id: &str, now: i64, batch: &mu
         writes::dedup(batch, q.id, &key, &entry);
         q.dedup.insert(key, entry);
     }
-    Sent { message_id, md5_body, md5_attributes, md5_system_attributes, sequence_number }
+    Sent {
+        message_id,
+        md5_body,
+        md5_attributes,
+        md5_system_attributes,
+        sequence_number,
+    }
 }
 
 /// FIFO sequence numbers are 20-digit decimals, increasing per queue, like AWS's.
@@ -373,10 +437,16 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 fn sender_id(ctx: &RequestContext) -> String {
-    ctx.access_key.clone().unwrap_or_else(|| ctx.account.clone())
+    ctx.access_key
+        .clone()
+        .unwrap_or_else(|| ctx.account.clone())
 }
 
-pub async fn send_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn send_message(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let out = Outgoing::from_input(input);
     let sender = sender_id(ctx);
@@ -396,32 +466,50 @@ pub async fn send_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
 /// Checks the shape of a batch: 1-10 entries with distinct, well-formed ids.
 fn check_batch_entries(entries: &[Value]) -> Result<(), AwsError> {
     if entries.is_empty() {
-        return Err(sqs_error("EmptyBatchRequest", "There should be at least one SendMessageBatchRequestEntry in the request."));
+        return Err(sqs_error(
+            "EmptyBatchRequest",
+            "There should be at least one SendMessageBatchRequestEntry in the request.",
+        ));
     }
     if entries.len() > MAX_BATCH_ENTRIES {
         return Err(sqs_error(
             "TooManyEntriesInBatchRequest",
-            format!("Maximum number of entries per request are {MAX_BATCH_ENTRIES}. You have sent {}.", entries.len()),
+            format!(
+                "Maximum number of entries per request are {MAX_BATCH_ENTRIES}. You have sent {}.",
+                entries.len()
+            ),
         ));
     }
     let mut seen = HashSet::new();
     for e in entries {
         let id = opt_str(e, "Id").unwrap_or("");
-        if id.is_empty() || id.len() > 80 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if id.is_empty()
+            || id.len() > 80
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(sqs_error(
                 "InvalidBatchEntryId",
                 "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.",
             ));
         }
         if !seen.insert(id) {
-            return Err(sqs_error("BatchEntryIdsNotDistinct", format!("Id {id} repeated.")));
+            return Err(sqs_error(
+                "BatchEntryIdsNotDistinct",
+                format!("Id {id} repeated."),
+            ));
         }
     }
     Ok(())
 }
 
 fn entries(input: &Value) -> &[Value] {
-    input.get("Entries").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    input
+        .get("Entries")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn failed_entry(id: &str, err: &AwsError) -> Value {
@@ -437,7 +525,11 @@ fn batch_result(successful: Vec<Value>, failed: Vec<Value>) -> Value {
     json!({"Successful": successful, "Failed": failed})
 }
 
-pub async fn send_message_batch(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn send_message_batch(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let entries = entries(input);
     check_batch_entries(entries)?;
@@ -445,7 +537,9 @@ pub async fn send_message_batch(sqs: &Sqs, ctx: &RequestContext, input: &Value) 
     if total > MAX_BATCH_BYTES {
         return Err(sqs_error(
             "BatchRequestTooLong",
-            format!("Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent {total} bytes."),
+            format!(
+                "Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent {total} bytes."
+            ),
         ));
     }
     let sender = sender_id(ctx);
@@ -459,7 +553,8 @@ pub async fn send_message_batch(sqs: &Sqs, ctx: &RequestContext, input: &Value) 
             let id = opt_str(e, "Id").unwrap_or("");
             let out = Outgoing::from_input(e);
             match check_outgoing(&q, &out) {
-                Ok(()) => successful.push(enqueue(&mut q, out, &sender, now, &mut batch).to_json(Some(id))),
+                Ok(()) => successful
+                    .push(enqueue(&mut q, out, &sender, now, &mut batch).to_json(Some(id))),
                 Err(err) => failed.push(failed_entry(id, &err)),
             }
         }
@@ -500,7 +595,12 @@ fn expire(q: &mut Queue, now: i64, batch: &mut Batch) -> usize {
 /// The messages a receive may take now, in delivery order.
 fn candidates(q: &Queue, now: i64, limit: usize) -> Vec<u64> {
     if !q.fifo {
-        return q.ready.range(..(now + 1, 0)).take(limit).map(|(_, seq)| *seq).collect();
+        return q
+            .ready
+            .range(..(now + 1, 0))
+            .take(limit)
+            .map(|(_, seq)| *seq)
+            .collect();
     }
     // FIFO: a group with a message in flight is blocked; within a group, order is the send
     // order, and a message not yet visible holds back the ones after it. Messages of the
@@ -542,7 +642,10 @@ fn message_json(q: &Queue, m: &Message, opts: &ReceiveOptions) -> Value {
     let b = &m.body;
     let mut out = Map::new();
     out.insert("MessageId".into(), json!(b.id));
-    out.insert("ReceiptHandle".into(), json!(encode_receipt(q.id, m.seq, m.nonce)));
+    out.insert(
+        "ReceiptHandle".into(),
+        json!(encode_receipt(q.id, m.seq, m.nonce)),
+    );
     out.insert("MD5OfBody".into(), json!(b.md5_body));
     out.insert("Body".into(), json!(b.body));
     let names = &opts.system_names;
@@ -555,7 +658,10 @@ fn message_json(q: &Queue, m: &Message, opts: &ReceiveOptions) -> Value {
     put("SenderId", b.sender_id.clone());
     put("SentTimestamp", b.sent_ms.to_string());
     put("ApproximateReceiveCount", m.receive_count.to_string());
-    put("ApproximateFirstReceiveTimestamp", m.first_receive_ms.unwrap_or(0).to_string());
+    put(
+        "ApproximateFirstReceiveTimestamp",
+        m.first_receive_ms.unwrap_or(0).to_string(),
+    );
     if let Some(s) = &b.sequence_number {
         put("SequenceNumber", s.clone());
     }
@@ -565,7 +671,12 @@ fn message_json(q: &Queue, m: &Message, opts: &ReceiveOptions) -> Value {
     if let Some(g) = &b.group_id {
         put("MessageGroupId", g.clone());
     }
-    if let Some(trace) = b.system_attributes.get("AWSTraceHeader").and_then(|v| v.get("StringValue")).and_then(Value::as_str) {
+    if let Some(trace) = b
+        .system_attributes
+        .get("AWSTraceHeader")
+        .and_then(|v| v.get("StringValue"))
+        .and_then(Value::as_str)
+    {
         put("AWSTraceHeader", trace.to_string());
     }
     if let Some(arn) = &b.dead_letter_source_arn {
@@ -582,7 +693,9 @@ fn message_json(q: &Queue, m: &Message, opts: &ReceiveOptions) -> Value {
                 want == "All"
                     || want == ".*"
                     || want == *name
-                    || want.strip_suffix(".*").is_some_and(|prefix| name.starts_with(&format!("{prefix}.")))
+                    || want
+                        .strip_suffix(".*")
+                        .is_some_and(|prefix| name.starts_with(&format!("{prefix}.")))
             })
         })
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -607,12 +720,17 @@ fn take(q: &mut Queue, opts: &ReceiveOptions, now: i64, redrive: bool, batch: &m
     let max_receives = q.config.redrive.as_ref().map(|(_, n)| *n as u32);
     // Extra candidates cover messages that go to the dead-letter queue instead.
     let seqs = candidates(q, now, opts.max + 16);
-    let mut taken = Taken { messages: Vec::new(), to_dead_letter: Vec::new() };
+    let mut taken = Taken {
+        messages: Vec::new(),
+        to_dead_letter: Vec::new(),
+    };
     for seq in seqs {
         if taken.messages.len() >= opts.max {
             break;
         }
-        let Some(current) = q.messages.get(&seq) else { continue };
+        let Some(current) = q.messages.get(&seq) else {
+            continue;
+        };
         if redrive && max_receives.is_some_and(|max| current.receive_count >= max) {
             if let Some(m) = q.remove(seq) {
                 taken.to_dead_letter.push(m);
@@ -620,7 +738,9 @@ fn take(q: &mut Queue, opts: &ReceiveOptions, now: i64, redrive: bool, batch: &m
             continue;
         }
         q.set_visible_at(seq, now + visibility);
-        let Some(m) = q.messages.get_mut(&seq) else { continue };
+        let Some(m) = q.messages.get_mut(&seq) else {
+            continue;
+        };
         m.receive_count += 1;
         m.nonce = m.nonce.wrapping_add(1);
         m.first_receive_ms.get_or_insert(now);
@@ -645,7 +765,11 @@ fn receive_options(input: &Value) -> Result<ReceiveOptions, AwsError> {
     if let Some(v) = visibility
         && !(0..=MAX_VISIBILITY_TIMEOUT).contains(&v)
     {
-        return Err(invalid_parameter("VisibilityTimeout", &v.to_string(), "Must be between 0 and 43200, if provided."));
+        return Err(invalid_parameter(
+            "VisibilityTimeout",
+            &v.to_string(),
+            "Must be between 0 and 43200, if provided.",
+        ));
     }
     let mut system_names = string_list(input, "AttributeNames");
     system_names.extend(string_list(input, "MessageSystemAttributeNames"));
@@ -657,12 +781,20 @@ fn receive_options(input: &Value) -> Result<ReceiveOptions, AwsError> {
     })
 }
 
-pub async fn receive_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn receive_message(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let opts = receive_options(input)?;
     let wait = match opt_int(input, "WaitTimeSeconds") {
         Some(w) if !(0..=MAX_WAIT_TIME_SECONDS).contains(&w) => {
-            return Err(invalid_parameter("WaitTimeSeconds", &w.to_string(), "Must be >= 0 and <= 20, if provided."));
+            return Err(invalid_parameter(
+                "WaitTimeSeconds",
+                &w.to_string(),
+                "Must be >= 0 and <= 20, if provided.",
+            ));
         }
         Some(w) => w,
         None => cell.queue.lock().config.wait_seconds,
@@ -692,12 +824,20 @@ pub async fn receive_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> 
         }
         commit.await.map_err(store_error)?;
         if !taken.messages.is_empty() || now >= deadline {
-            return Ok(if taken.messages.is_empty() { json!({}) } else { json!({"Messages": taken.messages}) });
+            return Ok(if taken.messages.is_empty() {
+                json!({})
+            } else {
+                json!({"Messages": taken.messages})
+            });
         }
         if moved {
             continue;
         }
-        if !sqs.state.get(&cell.key).is_some_and(|c| Arc::ptr_eq(&c, &cell)) {
+        if !sqs
+            .state
+            .get(&cell.key)
+            .is_some_and(|c| Arc::ptr_eq(&c, &cell))
+        {
             return Ok(json!({}));
         }
         let wake_at = next_visible.map_or(deadline, |t| t.min(deadline));
@@ -709,14 +849,25 @@ pub async fn receive_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> 
 }
 
 fn dead_letter_target(sqs: &Sqs, cell: &Arc<QueueCell>) -> Option<Arc<QueueCell>> {
-    let arn = cell.queue.lock().config.redrive.as_ref().map(|(arn, _)| arn.clone())?;
+    let arn = cell
+        .queue
+        .lock()
+        .config
+        .redrive
+        .as_ref()
+        .map(|(arn, _)| arn.clone())?;
     let target = key_from_arn(&arn).and_then(|k| sqs.state.get(&k))?;
     (!Arc::ptr_eq(&target, cell)).then_some(target)
 }
 
 /// Puts messages into `dlq` and removes them from `source` in the store, in one commit, so
 /// a crash leaves each message in exactly one of the two.
-async fn move_to_dead_letter(sqs: &Sqs, source: &QueueCell, dlq: &QueueCell, messages: Vec<Message>) -> Result<(), AwsError> {
+async fn move_to_dead_letter(
+    sqs: &Sqs,
+    source: &QueueCell,
+    dlq: &QueueCell,
+    messages: Vec<Message>,
+) -> Result<(), AwsError> {
     let source_arn = source.key.arn();
     let source_id = source.queue.lock().id;
     let commit = {
@@ -771,7 +922,9 @@ pub async fn move_messages(
             .ready
             .range(..(now + 1, 0))
             .filter(|(_, s)| {
-                only_from.is_none_or(|arn| q.messages[s].body.dead_letter_source_arn.as_deref() == Some(arn))
+                only_from.is_none_or(|arn| {
+                    q.messages[s].body.dead_letter_source_arn.as_deref() == Some(arn)
+                })
             })
             .take(limit)
             .map(|(_, s)| *s)
@@ -826,7 +979,11 @@ fn delete_one(q: &mut Queue, handle: &str, batch: &mut Batch) -> Result<(), AwsE
     Ok(())
 }
 
-pub async fn delete_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn delete_message(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let handle = crate::input::req_str(input, "ReceiptHandle")?;
     let commit = {
@@ -839,7 +996,11 @@ pub async fn delete_message(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> R
     Ok(json!({}))
 }
 
-pub async fn delete_message_batch(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn delete_message_batch(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let entries = entries(input);
     check_batch_entries(entries)?;
@@ -862,8 +1023,16 @@ pub async fn delete_message_batch(sqs: &Sqs, ctx: &RequestContext, input: &Value
     Ok(batch_result(successful, failed))
 }
 
-fn change_one(q: &mut Queue, handle: &str, timeout: Option<i64>, now: i64, batch: &mut Batch) -> Result<bool, AwsError> {
-    let timeout = timeout.ok_or_else(|| AwsError::missing_parameter("The request must contain the parameter VisibilityTimeout."))?;
+fn change_one(
+    q: &mut Queue,
+    handle: &str,
+    timeout: Option<i64>,
+    now: i64,
+    batch: &mut Batch,
+) -> Result<bool, AwsError> {
+    let timeout = timeout.ok_or_else(|| {
+        AwsError::missing_parameter("The request must contain the parameter VisibilityTimeout.")
+    })?;
     let (seq, nonce) = receipt_in(q, handle)?;
     if !(0..=MAX_VISIBILITY_TIMEOUT).contains(&timeout) {
         return Err(invalid_parameter(
@@ -880,7 +1049,10 @@ fn change_one(q: &mut Queue, handle: &str, timeout: Option<i64>, now: i64, batch
         ));
     };
     if !m.in_flight(now) {
-        return Err(sqs_error("MessageNotInflight", "The message referred to isn't in flight."));
+        return Err(sqs_error(
+            "MessageNotInflight",
+            "The message referred to isn't in flight.",
+        ));
     }
     let visible_at = now + timeout * 1000;
     if visible_at - m.last_receive_ms > MAX_TOTAL_VISIBILITY_MS {
@@ -897,13 +1069,23 @@ fn change_one(q: &mut Queue, handle: &str, timeout: Option<i64>, now: i64, batch
     Ok(timeout == 0)
 }
 
-pub async fn change_message_visibility(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn change_message_visibility(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let handle = crate::input::req_str(input, "ReceiptHandle")?;
     let (now_visible, commit) = {
         let mut q = cell.queue.lock();
         let mut batch = Batch::new();
-        let now_visible = change_one(&mut q, handle, opt_int(input, "VisibilityTimeout"), sqs.clock.now_ms(), &mut batch)?;
+        let now_visible = change_one(
+            &mut q,
+            handle,
+            opt_int(input, "VisibilityTimeout"),
+            sqs.clock.now_ms(),
+            &mut batch,
+        )?;
         (now_visible, sqs.state.store.commit(batch))
     };
     commit.await.map_err(store_error)?;
@@ -913,7 +1095,11 @@ pub async fn change_message_visibility(sqs: &Sqs, ctx: &RequestContext, input: &
     Ok(json!({}))
 }
 
-pub async fn change_message_visibility_batch(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn change_message_visibility_batch(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let entries = entries(input);
     check_batch_entries(entries)?;
@@ -925,7 +1111,13 @@ pub async fn change_message_visibility_batch(sqs: &Sqs, ctx: &RequestContext, in
         for e in entries {
             let id = opt_str(e, "Id").unwrap_or("");
             let handle = opt_str(e, "ReceiptHandle").unwrap_or("");
-            match change_one(&mut q, handle, opt_int(e, "VisibilityTimeout"), now, &mut batch) {
+            match change_one(
+                &mut q,
+                handle,
+                opt_int(e, "VisibilityTimeout"),
+                now,
+                &mut batch,
+            ) {
                 Ok(v) => {
                     any_visible |= v;
                     successful.push(json!({"Id": id}));
@@ -933,7 +1125,12 @@ pub async fn change_message_visibility_batch(sqs: &Sqs, ctx: &RequestContext, in
                 Err(err) => failed.push(failed_entry(id, &err)),
             }
         }
-        (successful, failed, any_visible, sqs.state.store.commit(batch))
+        (
+            successful,
+            failed,
+            any_visible,
+            sqs.state.store.commit(batch),
+        )
     };
     commit.await.map_err(store_error)?;
     if any_visible {

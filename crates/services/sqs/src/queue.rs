@@ -32,14 +32,22 @@ fn valid_queue_name(name: &str, fifo: bool) -> bool {
     };
     !base.is_empty()
         && name.len() <= 80
-        && base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub async fn create_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn create_queue(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let name = req_str(input, "QueueName")?;
     let given = string_map(input, "Attributes");
     let tags = string_map(input, "tags");
-    let fifo = given.get("FifoQueue").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let fifo = given
+        .get("FifoQueue")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if !valid_queue_name(name, fifo) {
         return Err(AwsError::invalid_parameter_value(if fifo {
             "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length."
@@ -48,10 +56,16 @@ pub async fn create_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
         }));
     }
     if tags.len() > MAX_TAGS {
-        return Err(AwsError::invalid_parameter_value("Too many tags added for queue. The limit is 50."));
+        return Err(AwsError::invalid_parameter_value(
+            "Too many tags added for queue. The limit is 50.",
+        ));
     }
     let attrs = attributes::for_new_queue(fifo, &given)?;
-    let key = QueueKey { account: ctx.account.clone(), region: ctx.region.clone(), name: name.to_string() };
+    let key = QueueKey {
+        account: ctx.account.clone(),
+        region: ctx.region.clone(),
+        name: name.to_string(),
+    };
     check_dead_letter_target(sqs, &attrs, fifo)?;
     let now = sqs.clock.now_ms();
     let commit = {
@@ -63,7 +77,9 @@ pub async fn create_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
                 if !same_attribute(attr, current, value) {
                     return Err(sqs_error(
                         "QueueNameExists",
-                        format!("A queue already exists with the same name and a different value for attribute {attr}"),
+                        format!(
+                            "A queue already exists with the same name and a different value for attribute {attr}"
+                        ),
                     ));
                 }
             }
@@ -82,7 +98,14 @@ pub async fn create_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
         let q = Queue::new(rand::random::<u64>() | 1, fifo, attrs, tags, now);
         let mut batch = Batch::new();
         writes::queue(&mut batch, &key, &q);
-        queues.insert(key.clone(), Arc::new(QueueCell { key: key.clone(), queue: Mutex::new(q), arrivals: Notify::new() }));
+        queues.insert(
+            key.clone(),
+            Arc::new(QueueCell {
+                key: key.clone(),
+                queue: Mutex::new(q),
+                arrivals: Notify::new(),
+            }),
+        );
         sqs.state.store.commit(batch)
     };
     commit.await.map_err(store_error)?;
@@ -92,20 +115,33 @@ pub async fn create_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
 
 fn same_attribute(name: &str, current: &str, given: &str) -> bool {
     match name {
-        "FifoQueue" | "ContentBasedDeduplication" | "SqsManagedSseEnabled" => current.eq_ignore_ascii_case(given),
+        "FifoQueue" | "ContentBasedDeduplication" | "SqsManagedSseEnabled" => {
+            current.eq_ignore_ascii_case(given)
+        }
         "RedrivePolicy" | "Policy" | "RedriveAllowPolicy" => {
             serde_json::from_str::<Value>(current).ok() == serde_json::from_str::<Value>(given).ok()
                 || current == given
-                || attributes::redrive_policy(&BTreeMap::from([("RedrivePolicy".to_string(), current.to_string())]))
-                    == attributes::redrive_policy(&BTreeMap::from([("RedrivePolicy".to_string(), given.to_string())]))
+                || attributes::redrive_policy(&BTreeMap::from([(
+                    "RedrivePolicy".to_string(),
+                    current.to_string(),
+                )])) == attributes::redrive_policy(&BTreeMap::from([(
+                    "RedrivePolicy".to_string(),
+                    given.to_string(),
+                )]))
         }
         _ => current == given,
     }
 }
 
 /// A redrive policy must name an existing queue of the same type.
-fn check_dead_letter_target(sqs: &Sqs, attrs: &BTreeMap<String, String>, fifo: bool) -> Result<(), AwsError> {
-    let Some((arn, _)) = attributes::redrive_policy(attrs) else { return Ok(()) };
+fn check_dead_letter_target(
+    sqs: &Sqs,
+    attrs: &BTreeMap<String, String>,
+    fifo: bool,
+) -> Result<(), AwsError> {
+    let Some((arn, _)) = attributes::redrive_policy(attrs) else {
+        return Ok(());
+    };
     let policy = attrs.get("RedrivePolicy").cloned().unwrap_or_default();
     let cell = key_from_arn(&arn).and_then(|k| sqs.state.get(&k)).ok_or_else(|| {
         sqs_error(
@@ -124,7 +160,11 @@ fn check_dead_letter_target(sqs: &Sqs, attrs: &BTreeMap<String, String>, fifo: b
     Ok(())
 }
 
-pub async fn delete_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn delete_queue(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let commit = {
         let mut queues = sqs.state.queues.write();
@@ -132,7 +172,10 @@ pub async fn delete_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
             return Err(queue_does_not_exist());
         }
         queues.remove(&cell.key);
-        sqs.state.recently_deleted.lock().insert(cell.key.clone(), sqs.clock.now_ms());
+        sqs.state
+            .recently_deleted
+            .lock()
+            .insert(cell.key.clone(), sqs.clock.now_ms());
         let q = cell.queue.lock();
         let mut batch = Batch::new();
         writes::delete_queue(&mut batch, &cell.key, q.id);
@@ -147,7 +190,11 @@ pub async fn delete_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Res
 pub fn get_queue_url(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
     let name = req_str(input, "QueueName")?;
     let account = opt_str(input, "QueueOwnerAWSAccountId").unwrap_or(&ctx.account);
-    let key = QueueKey { account: account.to_string(), region: ctx.region.clone(), name: name.to_string() };
+    let key = QueueKey {
+        account: account.to_string(),
+        region: ctx.region.clone(),
+        name: name.to_string(),
+    };
     if sqs.state.get(&key).is_none() {
         return Err(queue_does_not_exist());
     }
@@ -170,7 +217,11 @@ fn max_results(input: &Value) -> Result<Option<usize>, AwsError> {
     match opt_int(input, "MaxResults") {
         None => Ok(None),
         Some(n) if (1..=1000).contains(&n) => Ok(Some(n as usize)),
-        Some(n) => Err(invalid_parameter("MaxResults", &n.to_string(), "MaxResults must be an integer between 1 and 1000.")),
+        Some(n) => Err(invalid_parameter(
+            "MaxResults",
+            &n.to_string(),
+            "MaxResults must be an integer between 1 and 1000.",
+        )),
     }
 }
 
@@ -178,11 +229,16 @@ fn max_results(input: &Value) -> Result<Option<usize>, AwsError> {
 fn page(names: Vec<String>, input: &Value) -> Result<(Vec<String>, Option<String>), AwsError> {
     let limit = max_results(input)?;
     let after = opt_str(input, "NextToken").map(decode_token).transpose()?;
-    let rest: Vec<String> = names.into_iter().filter(|n| after.as_ref().is_none_or(|a| n > a)).collect();
+    let rest: Vec<String> = names
+        .into_iter()
+        .filter(|n| after.as_ref().is_none_or(|a| n > a))
+        .collect();
     let take = limit.unwrap_or(1000);
     let more = rest.len() > take;
     let page: Vec<String> = rest.into_iter().take(take).collect();
-    let next = (more && limit.is_some()).then(|| page.last().map(|l| encode_token(l))).flatten();
+    let next = (more && limit.is_some())
+        .then(|| page.last().map(|l| encode_token(l)))
+        .flatten();
     Ok((page, next))
 }
 
@@ -193,7 +249,9 @@ pub fn list_queues(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Val
         .queues
         .read()
         .keys()
-        .filter(|k| k.account == ctx.account && k.region == ctx.region && k.name.starts_with(prefix))
+        .filter(|k| {
+            k.account == ctx.account && k.region == ctx.region && k.name.starts_with(prefix)
+        })
         .map(|k| k.name.clone())
         .collect();
     names.sort();
@@ -202,7 +260,16 @@ pub fn list_queues(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Val
     if !page.is_empty() {
         let urls: Vec<String> = page
             .iter()
-            .map(|n| queue_url(ctx, &QueueKey { account: ctx.account.clone(), region: ctx.region.clone(), name: n.clone() }))
+            .map(|n| {
+                queue_url(
+                    ctx,
+                    &QueueKey {
+                        account: ctx.account.clone(),
+                        region: ctx.region.clone(),
+                        name: n.clone(),
+                    },
+                )
+            })
             .collect();
         out.insert("QueueUrls".into(), json!(urls));
     }
@@ -226,15 +293,28 @@ pub fn all_attributes(cell: &QueueCell, q: &Queue, now: i64) -> BTreeMap<String,
         }
     }
     out.insert("ApproximateNumberOfMessages".into(), visible.to_string());
-    out.insert("ApproximateNumberOfMessagesNotVisible".into(), in_flight.to_string());
-    out.insert("ApproximateNumberOfMessagesDelayed".into(), delayed.to_string());
+    out.insert(
+        "ApproximateNumberOfMessagesNotVisible".into(),
+        in_flight.to_string(),
+    );
+    out.insert(
+        "ApproximateNumberOfMessagesDelayed".into(),
+        delayed.to_string(),
+    );
     out.insert("CreatedTimestamp".into(), (q.created_ms / 1000).to_string());
-    out.insert("LastModifiedTimestamp".into(), (q.modified_ms / 1000).to_string());
+    out.insert(
+        "LastModifiedTimestamp".into(),
+        (q.modified_ms / 1000).to_string(),
+    );
     out.insert("QueueArn".into(), cell.key.arn());
     out
 }
 
-pub fn get_queue_attributes(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub fn get_queue_attributes(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let names = string_list(input, "AttributeNames");
     for n in &names {
@@ -258,7 +338,11 @@ pub fn get_queue_attributes(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> R
     Ok(json!({"Attributes": selected}))
 }
 
-pub async fn set_queue_attributes(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn set_queue_attributes(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let given = string_map(input, "Attributes");
     let fifo = cell.queue.lock().fifo;
@@ -282,7 +366,11 @@ pub async fn set_queue_attributes(sqs: &Sqs, ctx: &RequestContext, input: &Value
     Ok(json!({}))
 }
 
-pub async fn purge_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn purge_queue(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let now = sqs.clock.now_ms();
     let commit = {
@@ -290,7 +378,10 @@ pub async fn purge_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Resu
         if q.purged_at_ms.is_some_and(|t| now - t < COOLDOWN_MS) {
             return Err(sqs_error(
                 "PurgeQueueInProgress",
-                format!("Only one PurgeQueue operation on {} is allowed every 60 seconds.", cell.key.name),
+                format!(
+                    "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                    cell.key.name
+                ),
             ));
         }
         q.messages.clear();
@@ -319,26 +410,53 @@ const PERMISSION_ACTIONS: &[&str] = &[
     "ListQueueTags",
 ];
 
-pub async fn add_permission(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn add_permission(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let label = req_str(input, "Label")?;
     let accounts = string_list(input, "AWSAccountIds");
     let actions = string_list(input, "Actions");
     if accounts.is_empty() {
-        return Err(AwsError::missing_parameter("The request must contain the parameter AWSAccountIds."));
+        return Err(AwsError::missing_parameter(
+            "The request must contain the parameter AWSAccountIds.",
+        ));
     }
     if actions.is_empty() {
-        return Err(AwsError::missing_parameter("The request must contain the parameter Actions."));
+        return Err(AwsError::missing_parameter(
+            "The request must contain the parameter Actions.",
+        ));
     }
     if actions.len() > 7 {
-        return Err(sqs_error("OverLimit", format!("{} Actions were found, maximum allowed is 7.", actions.len())));
+        return Err(sqs_error(
+            "OverLimit",
+            format!(
+                "{} Actions were found, maximum allowed is 7.",
+                actions.len()
+            ),
+        ));
     }
-    if label.is_empty() || label.len() > 80 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(invalid_parameter("Label", label, "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length"));
+    if label.is_empty()
+        || label.len() > 80
+        || !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid_parameter(
+            "Label",
+            label,
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+        ));
     }
     for a in &actions {
         if !PERMISSION_ACTIONS.contains(&a.as_str()) {
-            return Err(invalid_parameter("ActionName", &format!("SQS:{a}"), "Only the queue owner is allowed to invoke this action."));
+            return Err(invalid_parameter(
+                "ActionName",
+                &format!("SQS:{a}"),
+                "Only the queue owner is allowed to invoke this action.",
+            ));
         }
     }
     let commit = {
@@ -353,10 +471,16 @@ pub async fn add_permission(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> R
             .get_mut("Statement")
             .and_then(Value::as_array_mut)
             .ok_or_else(AwsError::internal)?;
-        if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label)) {
+        if statements
+            .iter()
+            .any(|s| s.get("Sid").and_then(Value::as_str) == Some(label))
+        {
             return Err(invalid_parameter("Label", label, "Already exists."));
         }
-        let principals: Vec<String> = accounts.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+        let principals: Vec<String> = accounts
+            .iter()
+            .map(|a| format!("arn:aws:iam::{a}:root"))
+            .collect();
         let action_names: Vec<String> = actions.iter().map(|a| format!("SQS:{a}")).collect();
         statements.push(json!({
             "Sid": label,
@@ -375,7 +499,11 @@ pub async fn add_permission(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> R
     Ok(json!({}))
 }
 
-pub async fn remove_permission(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn remove_permission(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let label = req_str(input, "Label")?;
     let commit = {
@@ -387,12 +515,20 @@ pub async fn remove_permission(sqs: &Sqs, ctx: &RequestContext, input: &Value) -
             .unwrap_or(Value::Null);
         let statements = policy.get_mut("Statement").and_then(Value::as_array_mut);
         let Some(statements) = statements else {
-            return Err(invalid_parameter("Label", label, "can't find label on existing policy."));
+            return Err(invalid_parameter(
+                "Label",
+                label,
+                "can't find label on existing policy.",
+            ));
         };
         let before = statements.len();
         statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
         if statements.len() == before {
-            return Err(invalid_parameter("Label", label, "can't find label on existing policy."));
+            return Err(invalid_parameter(
+                "Label",
+                label,
+                "can't find label on existing policy.",
+            ));
         }
         if statements.is_empty() {
             q.attributes.remove("Policy");
@@ -408,7 +544,11 @@ pub async fn remove_permission(sqs: &Sqs, ctx: &RequestContext, input: &Value) -
     Ok(json!({}))
 }
 
-pub fn list_dead_letter_source_queues(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub fn list_dead_letter_source_queues(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let arn = cell.key.arn();
     let cells: Vec<Arc<QueueCell>> = sqs
@@ -421,14 +561,25 @@ pub fn list_dead_letter_source_queues(sqs: &Sqs, ctx: &RequestContext, input: &V
         .collect();
     let mut names: Vec<String> = cells
         .iter()
-        .filter(|c| attributes::redrive_policy(&c.queue.lock().attributes).is_some_and(|(target, _)| target == arn))
+        .filter(|c| {
+            attributes::redrive_policy(&c.queue.lock().attributes)
+                .is_some_and(|(target, _)| target == arn)
+        })
         .map(|c| c.key.name.clone())
         .collect();
     names.sort();
     let (page, next) = page(names, input)?;
     let urls: Vec<String> = page
         .iter()
-        .map(|n| queue_url(ctx, &QueueKey { name: n.clone(), ..cell.key.clone() }))
+        .map(|n| {
+            queue_url(
+                ctx,
+                &QueueKey {
+                    name: n.clone(),
+                    ..cell.key.clone()
+                },
+            )
+        })
         .collect();
     let mut out = json!({"queueUrls": urls});
     if let Some(t) = next {
@@ -439,7 +590,9 @@ pub fn list_dead_letter_source_queues(sqs: &Sqs, ctx: &RequestContext, input: &V
 
 /// The queue an ARN names, or `QueueDoesNotExist`.
 pub fn queue_by_arn(sqs: &Sqs, arn: &str) -> Result<Arc<QueueCell>, AwsError> {
-    key_from_arn(arn).and_then(|k| sqs.state.get(&k)).ok_or_else(queue_does_not_exist)
+    key_from_arn(arn)
+        .and_then(|k| sqs.state.get(&k))
+        .ok_or_else(queue_does_not_exist)
 }
 
 #[cfg(test)]

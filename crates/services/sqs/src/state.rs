@@ -172,7 +172,9 @@ impl Config {
             visibility_ms: int(attrs, "VisibilityTimeout") * 1000,
             redrive: redrive_policy(attrs),
             content_based_dedup: flag(attrs, "ContentBasedDeduplication"),
-            dedup_per_group: attrs.get("DeduplicationScope").is_some_and(|v| v == "messageGroup"),
+            dedup_per_group: attrs
+                .get("DeduplicationScope")
+                .is_some_and(|v| v == "messageGroup"),
         }
     }
 }
@@ -190,7 +192,13 @@ struct QueueRecord {
 }
 
 impl Queue {
-    pub fn new(id: u64, fifo: bool, attributes: BTreeMap<String, String>, tags: BTreeMap<String, String>, now: i64) -> Queue {
+    pub fn new(
+        id: u64,
+        fifo: bool,
+        attributes: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+        now: i64,
+    ) -> Queue {
         let config = Config::from_attributes(&attributes);
         Queue {
             config,
@@ -265,7 +273,11 @@ pub struct State {
 
 impl State {
     pub fn new(store: Store) -> State {
-        State { store, queues: RwLock::new(HashMap::new()), recently_deleted: Mutex::new(HashMap::new()) }
+        State {
+            store,
+            queues: RwLock::new(HashMap::new()),
+            recently_deleted: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, key: &QueueKey) -> Option<Arc<QueueCell>> {
@@ -277,16 +289,24 @@ impl State {
         let mut by_id: HashMap<u64, Queue> = HashMap::new();
         let mut keys: HashMap<u64, QueueKey> = HashMap::new();
         for (k, v) in self.store.scan(NS_QUEUE).await? {
-            let Ok(text) = String::from_utf8(k) else { continue };
+            let Ok(text) = String::from_utf8(k) else {
+                continue;
+            };
             let mut parts = text.splitn(3, '/');
-            let (Some(account), Some(region), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(account), Some(region), Some(name)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
             let Ok(rec) = serde_json::from_slice::<QueueRecord>(&v) else {
                 tracing::warn!(queue = %text, "Skipped an unreadable queue record.");
                 continue;
             };
-            let key = QueueKey { account: account.into(), region: region.into(), name: name.into() };
+            let key = QueueKey {
+                account: account.into(),
+                region: region.into(),
+                name: name.into(),
+            };
             let mut q = Queue::new(rec.id, rec.fifo, rec.attributes, rec.tags, rec.created_ms);
             q.modified_ms = rec.modified_ms;
             q.purged_at_ms = rec.purged_at_ms;
@@ -301,9 +321,15 @@ impl State {
         }
         let mut count = 0;
         for (k, v) in self.store.scan(NS_BODY).await? {
-            let Some((id, seq)) = split_message_key(&k) else { continue };
-            let Some(q) = by_id.get_mut(&id) else { continue };
-            let Ok(body) = serde_json::from_slice::<MessageBody>(&v) else { continue };
+            let Some((id, seq)) = split_message_key(&k) else {
+                continue;
+            };
+            let Some(q) = by_id.get_mut(&id) else {
+                continue;
+            };
+            let Ok(body) = serde_json::from_slice::<MessageBody>(&v) else {
+                continue;
+            };
             let st = states.get(&(id, seq)).copied().unwrap_or(MessageState {
                 visible_at: body.sent_ms,
                 receive_count: 0,
@@ -340,7 +366,14 @@ impl State {
         let mut queues = self.queues.write();
         for (id, q) in by_id {
             if let Some(key) = keys.remove(&id) {
-                queues.insert(key.clone(), Arc::new(QueueCell { key, queue: Mutex::new(q), arrivals: Notify::new() }));
+                queues.insert(
+                    key.clone(),
+                    Arc::new(QueueCell {
+                        key,
+                        queue: Mutex::new(q),
+                        arrivals: Notify::new(),
+                    }),
+                );
             }
         }
         Ok(count)
@@ -372,7 +405,10 @@ fn split_message_key(k: &[u8]) -> Option<(u64, u64)> {
     if k.len() != 16 {
         return None;
     }
-    Some((u64::from_be_bytes(k[0..8].try_into().ok()?), u64::from_be_bytes(k[8..16].try_into().ok()?)))
+    Some((
+        u64::from_be_bytes(k[0..8].try_into().ok()?),
+        u64::from_be_bytes(k[8..16].try_into().ok()?),
+    ))
 }
 
 /// Store writes, named after what they record.
@@ -389,7 +425,11 @@ pub mod writes {
             modified_ms: q.modified_ms,
             purged_at_ms: q.purged_at_ms,
         };
-        batch.put(NS_QUEUE, key.store_key(), serde_json::to_vec(&rec).unwrap_or_default());
+        batch.put(
+            NS_QUEUE,
+            key.store_key(),
+            serde_json::to_vec(&rec).unwrap_or_default(),
+        );
     }
 
     pub fn delete_queue(batch: &mut Batch, key: &QueueKey, queue_id: u64) {
@@ -406,13 +446,21 @@ pub mod writes {
     /// A new message: its body and its receive state.
     pub fn new_message(batch: &mut Batch, queue_id: u64, msg: &Message) {
         let key = message_key(queue_id, msg.seq);
-        batch.put(NS_BODY, key.clone(), serde_json::to_vec(&*msg.body).unwrap_or_default());
+        batch.put(
+            NS_BODY,
+            key.clone(),
+            serde_json::to_vec(&*msg.body).unwrap_or_default(),
+        );
         batch.put(NS_MSTATE, key, msg.encode_state());
     }
 
     /// A receive or visibility change: only the small state record changes.
     pub fn message_state(batch: &mut Batch, queue_id: u64, msg: &Message) {
-        batch.put(NS_MSTATE, message_key(queue_id, msg.seq), msg.encode_state());
+        batch.put(
+            NS_MSTATE,
+            message_key(queue_id, msg.seq),
+            msg.encode_state(),
+        );
     }
 
     pub fn delete_message(batch: &mut Batch, queue_id: u64, seq: u64) {
@@ -440,5 +488,10 @@ pub mod writes {
 
 /// Move-task records, loaded at start.
 pub async fn load_tasks(store: &Store) -> Result<Vec<Vec<u8>>, StoreError> {
-    Ok(store.scan(NS_TASK).await?.into_iter().map(|(_, v)| v).collect())
+    Ok(store
+        .scan(NS_TASK)
+        .await?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
 }

@@ -14,11 +14,15 @@ pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result
     let cell = sqs.queue(ctx, input)?;
     let tags = string_map(input, "Tags");
     if tags.is_empty() {
-        return Err(AwsError::missing_parameter("The request must contain the parameter Tags."));
+        return Err(AwsError::missing_parameter(
+            "The request must contain the parameter Tags.",
+        ));
     }
     for (k, v) in &tags {
         if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(AwsError::invalid_parameter_value(format!("Tag {k} is not valid: keys are 1-128 and values 0-256 characters.")));
+            return Err(AwsError::invalid_parameter_value(format!(
+                "Tag {k} is not valid: keys are 1-128 and values 0-256 characters."
+            )));
         }
     }
     let commit = {
@@ -26,7 +30,9 @@ pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result
         let mut merged = q.tags.clone();
         merged.extend(tags);
         if merged.len() > MAX_TAGS {
-            return Err(AwsError::invalid_parameter_value("Too many tags added for queue. The limit is 50."));
+            return Err(AwsError::invalid_parameter_value(
+                "Too many tags added for queue. The limit is 50.",
+            ));
         }
         q.tags = merged;
         let mut batch = Batch::new();
@@ -37,11 +43,17 @@ pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result
     Ok(json!({}))
 }
 
-pub async fn untag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn untag_queue(
+    sqs: &Sqs,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let keys = string_list(input, "TagKeys");
     if keys.is_empty() {
-        return Err(AwsError::missing_parameter("The request must contain the parameter TagKeys."));
+        return Err(AwsError::missing_parameter(
+            "The request must contain the parameter TagKeys.",
+        ));
     }
     let commit = {
         let mut q = cell.queue.lock();

@@ -88,7 +88,11 @@ impl Tasks {
 
 async fn persist(sqs: &Sqs, record: &TaskRecord) -> Result<(), AwsError> {
     let mut batch = Batch::new();
-    writes::task(&mut batch, &record.handle, &serde_json::to_vec(record).unwrap_or_default());
+    writes::task(
+        &mut batch,
+        &record.handle,
+        &serde_json::to_vec(record).unwrap_or_default(),
+    );
     sqs.state.store.commit(batch).await.map_err(store_error)
 }
 
@@ -96,10 +100,16 @@ async fn persist(sqs: &Sqs, record: &TaskRecord) -> Result<(), AwsError> {
 fn is_dead_letter_queue(sqs: &Sqs, cell: &QueueCell) -> bool {
     let arn = cell.key.arn();
     let cells: Vec<Arc<QueueCell>> = sqs.state.queues.read().values().cloned().collect();
-    cells.iter().any(|c| attributes::redrive_policy(&c.queue.lock().attributes).is_some_and(|(t, _)| t == arn))
+    cells.iter().any(|c| {
+        attributes::redrive_policy(&c.queue.lock().attributes).is_some_and(|(t, _)| t == arn)
+    })
 }
 
-pub async fn start_message_move_task(sqs: &Sqs, _ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn start_message_move_task(
+    sqs: &Sqs,
+    _ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let source_arn = req_str(input, "SourceArn")?;
     let destination_arn = opt_str(input, "DestinationArn");
     let rate = opt_int(input, "MaxNumberOfMessagesPerSecond");
@@ -111,14 +121,22 @@ pub async fn start_message_move_task(sqs: &Sqs, _ctx: &RequestContext, input: &V
         )));
     }
     let source = queue_by_arn(sqs, source_arn).map_err(|_| {
-        sqs_error("ResourceNotFoundException", "The resource that you specified for the SourceArn parameter doesn't exist.")
+        sqs_error(
+            "ResourceNotFoundException",
+            "The resource that you specified for the SourceArn parameter doesn't exist.",
+        )
     })?;
     if !is_dead_letter_queue(sqs, &source) {
-        return Err(AwsError::invalid_parameter_value("Source queue must be configured as a Dead Letter Queue."));
+        return Err(AwsError::invalid_parameter_value(
+            "Source queue must be configured as a Dead Letter Queue.",
+        ));
     }
     if let Some(d) = destination_arn {
         queue_by_arn(sqs, d).map_err(|_| {
-            sqs_error("ResourceNotFoundException", "The resource that you specified for the DestinationArn parameter doesn't exist.")
+            sqs_error(
+                "ResourceNotFoundException",
+                "The resource that you specified for the DestinationArn parameter doesn't exist.",
+            )
         })?;
     }
     let now = sqs.clock.now_ms();
@@ -143,13 +161,22 @@ pub async fn start_message_move_task(sqs: &Sqs, _ctx: &RequestContext, input: &V
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let mut tasks = sqs.tasks.by_handle.lock();
-        if tasks.values().any(|e| e.record.source_arn == source_arn && e.record.status == "RUNNING") {
+        if tasks
+            .values()
+            .any(|e| e.record.source_arn == source_arn && e.record.status == "RUNNING")
+        {
             return Err(sqs_error(
                 "UnsupportedOperation",
                 "There is already a task running. Only one active task is allowed for a source queue arn at a given time.",
             ));
         }
-        tasks.insert(handle.clone(), Entry { record: record.clone(), cancel: cancel.clone() });
+        tasks.insert(
+            handle.clone(),
+            Entry {
+                record: record.clone(),
+                cancel: cancel.clone(),
+            },
+        );
     }
     persist(sqs, &record).await?;
     spawn(sqs, handle.clone(), cancel);
@@ -157,7 +184,11 @@ pub async fn start_message_move_task(sqs: &Sqs, _ctx: &RequestContext, input: &V
 }
 
 fn spawn(sqs: &Sqs, handle: String, cancel: Arc<AtomicBool>) {
-    let sqs = Sqs { state: sqs.state.clone(), clock: sqs.clock.clone(), tasks: sqs.tasks.clone() };
+    let sqs = Sqs {
+        state: sqs.state.clone(),
+        clock: sqs.clock.clone(),
+        tasks: sqs.tasks.clone(),
+    };
     tokio::spawn(async move {
         let outcome = run(&sqs, &handle, &cancel).await;
         let record = sqs.tasks.update(&handle, |r| match outcome {
@@ -178,20 +209,25 @@ fn spawn(sqs: &Sqs, handle: String, cancel: Arc<AtomicBool>) {
 
 /// Moves messages until the task is done (Ok(false)), cancelled (Ok(true)) or fails.
 async fn run(sqs: &Sqs, handle: &str, cancel: &AtomicBool) -> Result<bool, String> {
-    let Some(record) = sqs.tasks.update(handle, |_| {}) else { return Ok(true) };
+    let Some(record) = sqs.tasks.update(handle, |_| {}) else {
+        return Ok(true);
+    };
     let rate = record.max_per_second.unwrap_or(MAX_RATE) as usize;
     loop {
         if cancel.load(Ordering::Acquire) {
             return Ok(true);
         }
-        let Some(record) = sqs.tasks.update(handle, |_| {}) else { return Ok(true) };
+        let Some(record) = sqs.tasks.update(handle, |_| {}) else {
+            return Ok(true);
+        };
         if record.moved >= record.to_move {
             return Ok(false);
         }
-        let source: Arc<QueueCell> = match key_from_arn(&record.source_arn).and_then(|k| sqs.state.get(&k)) {
-            Some(c) => c,
-            None => return Err("The source queue no longer exists.".into()),
-        };
+        let source: Arc<QueueCell> =
+            match key_from_arn(&record.source_arn).and_then(|k| sqs.state.get(&k)) {
+                Some(c) => c,
+                None => return Err("The source queue no longer exists.".into()),
+            };
         let budget = rate.min((record.to_move - record.moved) as usize);
         let (destination, only_from) = match &record.destination_arn {
             Some(arn) => (arn.clone(), None),
@@ -202,16 +238,23 @@ async fn run(sqs: &Sqs, handle: &str, cancel: &AtomicBool) -> Result<bool, Strin
                 match first.and_then(|s| q.messages[&s].body.dead_letter_source_arn.clone()) {
                     Some(arn) => (arn.clone(), Some(arn)),
                     None if first.is_none() => return Ok(false),
-                    None => return Err("A message has no original source queue; give a DestinationArn.".into()),
+                    None => {
+                        return Err(
+                            "A message has no original source queue; give a DestinationArn.".into(),
+                        );
+                    }
                 }
             }
         };
         let Some(dest) = key_from_arn(&destination).and_then(|k| sqs.state.get(&k)) else {
-            return Err(format!("The destination queue {destination} does not exist."));
+            return Err(format!(
+                "The destination queue {destination} does not exist."
+            ));
         };
-        let moved = crate::message::move_messages(sqs, &source, &dest, budget, only_from.as_deref())
-            .await
-            .map_err(|e| e.message)?;
+        let moved =
+            crate::message::move_messages(sqs, &source, &dest, budget, only_from.as_deref())
+                .await
+                .map_err(|e| e.message)?;
         if moved == 0 {
             return Ok(false);
         }
@@ -222,15 +265,25 @@ async fn run(sqs: &Sqs, handle: &str, cancel: &AtomicBool) -> Result<bool, Strin
     }
 }
 
-pub async fn cancel_message_move_task(sqs: &Sqs, _ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub async fn cancel_message_move_task(
+    sqs: &Sqs,
+    _ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let handle = req_str(input, "TaskHandle")?;
     let record = {
         let mut tasks = sqs.tasks.by_handle.lock();
         let Some(e) = tasks.get_mut(handle) else {
-            return Err(sqs_error("ResourceNotFoundException", "Task does not exist."));
+            return Err(sqs_error(
+                "ResourceNotFoundException",
+                "Task does not exist.",
+            ));
         };
         if e.record.status != "RUNNING" {
-            return Err(sqs_error("UnsupportedOperation", "Only active tasks can be cancelled."));
+            return Err(sqs_error(
+                "UnsupportedOperation",
+                "Only active tasks can be cancelled.",
+            ));
         }
         e.cancel.store(true, Ordering::Release);
         e.record.status = "CANCELLING".into();
@@ -240,7 +293,11 @@ pub async fn cancel_message_move_task(sqs: &Sqs, _ctx: &RequestContext, input: &
     Ok(json!({"ApproximateNumberOfMessagesMoved": record.moved}))
 }
 
-pub fn list_message_move_tasks(sqs: &Sqs, _ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+pub fn list_message_move_tasks(
+    sqs: &Sqs,
+    _ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
     let source_arn = req_str(input, "SourceArn")?;
     let max = opt_int(input, "MaxResults").unwrap_or(1);
     if !(1..=10).contains(&max) {
@@ -249,7 +306,10 @@ pub fn list_message_move_tasks(sqs: &Sqs, _ctx: &RequestContext, input: &Value) 
         )));
     }
     queue_by_arn(sqs, source_arn).map_err(|_| {
-        sqs_error("ResourceNotFoundException", "The resource that you specified for the SourceArn parameter doesn't exist.")
+        sqs_error(
+            "ResourceNotFoundException",
+            "The resource that you specified for the SourceArn parameter doesn't exist.",
+        )
     })?;
     let mut records: Vec<TaskRecord> = sqs
         .tasks
@@ -259,22 +319,34 @@ pub fn list_message_move_tasks(sqs: &Sqs, _ctx: &RequestContext, input: &Value) 
         .filter(|e| e.record.source_arn == source_arn)
         .map(|e| e.record.clone())
         .collect();
-    records.sort_by(|a, b| b.started_ms.cmp(&a.started_ms));
-    let results: Vec<Value> = records.iter().take(max as usize).map(TaskRecord::to_json).collect();
+    records.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+    let results: Vec<Value> = records
+        .iter()
+        .take(max as usize)
+        .map(TaskRecord::to_json)
+        .collect();
     Ok(json!({"Results": results}))
 }
 
 /// Loads task records; tasks that were running when the server stopped go on running.
 pub async fn resume(sqs: &Arc<Sqs>) -> Result<(), tsumiki_store::StoreError> {
     for bytes in load_tasks(&sqs.state.store).await? {
-        let Ok(mut record) = serde_json::from_slice::<TaskRecord>(&bytes) else { continue };
+        let Ok(mut record) = serde_json::from_slice::<TaskRecord>(&bytes) else {
+            continue;
+        };
         if record.status == "CANCELLING" {
             record.status = "CANCELLED".into();
         }
         let running = record.status == "RUNNING";
         let cancel = Arc::new(AtomicBool::new(false));
         let handle = record.handle.clone();
-        sqs.tasks.by_handle.lock().insert(handle.clone(), Entry { record, cancel: cancel.clone() });
+        sqs.tasks.by_handle.lock().insert(
+            handle.clone(),
+            Entry {
+                record,
+                cancel: cancel.clone(),
+            },
+        );
         if running {
             spawn(sqs, handle, cancel);
         }
