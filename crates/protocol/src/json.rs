@@ -27,6 +27,11 @@ pub fn decode(model: &Model, op: &Operation, req: &Request<'_>) -> Result<Value,
     };
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| serialization_error(format!("Malformed JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(serialization_error(
+            "The request body must be a JSON object.",
+        ));
+    }
     coerce(model, input, value, &input.shape)
 }
 
@@ -44,13 +49,11 @@ pub fn coerce(model: &Model, r: &ShapeRef, value: Value, path: &str) -> Result<V
         ))
     };
     match shape.kind {
+        ShapeKind::Structure if shape.document => Ok(value),
         ShapeKind::Structure => {
             let Value::Object(obj) = value else {
                 return Err(wrong("an object"));
             };
-            if shape.document {
-                return Ok(Value::Object(obj));
-            }
             let mut out = Map::with_capacity(obj.len());
             for (k, v) in obj {
                 if let Some(member) = shape.members.get(&k) {
@@ -84,7 +87,13 @@ pub fn coerce(model: &Model, r: &ShapeRef, value: Value, path: &str) -> Result<V
             }
             Ok(Value::Object(out))
         }
-        ShapeKind::String | ShapeKind::Character | ShapeKind::Blob => match value {
+        ShapeKind::Blob => match &value {
+            Value::String(s) => crate::rest::canonical_base64(s)
+                .map(Value::String)
+                .ok_or_else(|| wrong("base64-encoded binary data")),
+            _ => Err(wrong("base64-encoded binary data")),
+        },
+        ShapeKind::String | ShapeKind::Character => match value {
             Value::String(_) => Ok(value),
             _ if r.jsonvalue => Ok(value),
             _ => Err(wrong("a string")),

@@ -180,6 +180,10 @@ pub struct Operation {
     pub output: Option<ShapeRef>,
     #[serde(default)]
     pub errors: Vec<ShapeRef>,
+    /// A deprecated operation loses a routing tie to its successor (S3's GetBucketLifecycle
+    /// shares its method and URI with GetBucketLifecycleConfiguration).
+    #[serde(default)]
+    pub deprecated: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -210,6 +210,7 @@ struct Rank {
     required_complete: bool,
     literal_len: usize,
     required_present: usize,
+    current: bool,
 }
 
 fn required_located(
@@ -274,6 +275,7 @@ pub fn identify<'m>(model: &'m Model, req: &Request<'_>) -> Result<&'m Operation
             required_complete,
             literal_len: template.literal_len(),
             required_present,
+            current: !op.deprecated,
         };
         if best.as_ref().is_none_or(|(b, _)| rank > *b) {
             best = Some((rank, op));

@@ -200,7 +200,8 @@ fn check(
         }
         (ShapeKind::Blob, Value::String(s)) => {
             // Blobs are base64 here; bound the decoded length.
-            let len = s.len() / 4 * 3 - s.bytes().rev().take_while(|&b| b == b'=').count();
+            let padding = s.bytes().rev().take_while(|&b| b == b'=').count();
+            let len = (s.len() / 4 * 3).saturating_sub(padding);
             bounds_len(shape.min, shape.max, len, "length", |t| constraint(out, t));
         }
         (
