@@ -142,7 +142,14 @@ impl Gateway {
             headers: &parts.headers,
             body: &body,
         };
-        finish(self.dispatch(&req, &request_id).await)
+        let mut resp = self.dispatch(&req, &request_id).await;
+        if !resp.headers().contains_key("x-amzn-requestid")
+            && !resp.headers().contains_key("x-amz-request-id")
+            && let Ok(v) = HeaderValue::from_str(&request_id)
+        {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+        finish(resp)
     }
 
     async fn dispatch(
