@@ -868,23 +868,32 @@ async fn move_to_dead_letter(
     dlq: &QueueCell,
     messages: Vec<Message>,
 ) -> Result<(), AwsError> {
-    let source_arn = source.key.arn();
     let source_id = source.queue.lock().id;
+    transfer(sqs, source_id, dlq, messages, Some(source.key.arn())).await?;
+    tracing::debug!(source = %source.key.name, dlq = %dlq.key.name, "Moved messages to the dead-letter queue.");
+    Ok(())
+}
+
+/// Inserts messages taken out of queue `source_id` into `destination` as new, visible
+/// messages, deleting them from the source in the same store commit. `dead_letter_source`
+/// is the `DeadLetterQueueSourceArn` the moved messages carry (none when redriven back).
+async fn transfer(
+    sqs: &Sqs,
+    source_id: u64,
+    destination: &QueueCell,
+    messages: Vec<Message>,
+    dead_letter_source: Option<String>,
+) -> Result<(), AwsError> {
     let commit = {
-        let mut q = dlq.queue.lock();
+        let mut q = destination.queue.lock();
         let now = sqs.clock.now_ms();
         let mut batch = Batch::new();
         for m in messages {
             writes::delete_message(&mut batch, source_id, m.seq);
-            let mut body = (*m.body).clone();
-            body.dead_letter_source_arn = Some(source_arn.clone());
-            if q.fifo {
-                body.sequence_number = None;
-            }
             let seq = q.next_seq(now);
-            if q.fifo {
-                body.sequence_number = Some(crate::message::sequence_number(seq));
-            }
+            let mut body = (*m.body).clone();
+            body.dead_letter_source_arn = dead_letter_source.clone();
+            body.sequence_number = q.fifo.then(|| sequence_number(seq));
             let moved = Message {
                 seq,
                 body: Arc::new(body),
@@ -900,8 +909,7 @@ async fn move_to_dead_letter(
         sqs.state.store.commit(batch)
     };
     commit.await.map_err(store_error)?;
-    dlq.arrivals.notify_waiters();
-    tracing::debug!(source = %source.key.name, dlq = %dlq.key.name, "Moved messages to the dead-letter queue.");
+    destination.arrivals.notify_waiters();
     Ok(())
 }
 
@@ -933,36 +941,9 @@ pub async fn move_messages(
         (messages, q.id)
     };
     let n = messages.len();
-    if n == 0 {
-        return Ok(0);
+    if n > 0 {
+        transfer(sqs, source_id, destination, messages, None).await?;
     }
-    let commit = {
-        let mut q = destination.queue.lock();
-        let mut batch = Batch::new();
-        for m in messages {
-            writes::delete_message(&mut batch, source_id, m.seq);
-            let mut body = (*m.body).clone();
-            body.dead_letter_source_arn = None;
-            let seq = q.next_seq(now);
-            if q.fifo {
-                body.sequence_number = Some(crate::message::sequence_number(seq));
-            }
-            let moved = Message {
-                seq,
-                body: Arc::new(body),
-                visible_at: now,
-                receive_count: 0,
-                first_receive_ms: None,
-                last_receive_ms: 0,
-                nonce: 0,
-            };
-            writes::new_message(&mut batch, q.id, &moved);
-            q.insert(moved);
-        }
-        sqs.state.store.commit(batch)
-    };
-    commit.await.map_err(store_error)?;
-    destination.arrivals.notify_waiters();
     Ok(n)
 }
 
