@@ -12,6 +12,9 @@ pub struct RequestContext {
     pub base_url: String,
     /// The access key id from SigV4, when the request was signed.
     pub access_key: Option<String>,
+    /// The request's URL path. Query APIs may address a resource by it (SQS's queue URL as
+    /// the endpoint).
+    pub path: String,
 }
 
 impl RequestContext {
@@ -23,6 +26,7 @@ impl RequestContext {
             request_id: crate::ids::request_id(),
             base_url: base_url.to_string(),
             access_key: None,
+            path: "/".to_string(),
         }
     }
 }

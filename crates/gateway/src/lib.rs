@@ -73,6 +73,11 @@ enum Route {
         index: usize,
         protocol: Protocol,
     },
+    /// No signal in the request names a service.
+    Unidentified {
+        protocol: Protocol,
+        hint: String,
+    },
     /// A service tsumiki does not serve (yet); the name is as the request gave it.
     Unknown {
         name: String,
@@ -163,6 +168,15 @@ impl Gateway {
             .or_else(|| req.uri.query().and_then(sigv4::from_query));
         match self.route(req, credential.as_ref()) {
             Route::Admin => admin::handle(self, req).await,
+            Route::Unidentified { protocol, hint } => {
+                let code = if protocol == Protocol::Query {
+                    "InvalidAction"
+                } else {
+                    "UnknownOperationException"
+                };
+                let err = AwsError::new(code, 400, hint);
+                tsumiki_protocol::encode_error(None, protocol, &err, request_id)
+            }
             Route::Unknown { name, protocol } => {
                 let err = AwsError::new(
                     "NotImplemented",
@@ -214,6 +228,7 @@ impl Gateway {
             request_id: request_id.to_string(),
             base_url: format!("http://{host}"),
             access_key,
+            path: req.uri.path().to_string(),
         }
     }
 
@@ -235,11 +250,20 @@ impl Gateway {
                     index,
                     protocol: Protocol::Json,
                 },
-                None => Route::Unknown {
-                    name: credential
-                        .map(|c| c.service.clone())
-                        .unwrap_or_else(|| prefix.to_string()),
-                    protocol: Protocol::Json,
+                // A served service's scope with an unknown target is an unknown operation of
+                // that service, answered by its model.
+                None => match credential.and_then(|c| self.by_signing_name.get(c.service.as_str()))
+                {
+                    Some(&index) => Route::Service {
+                        index,
+                        protocol: Protocol::Json,
+                    },
+                    None => Route::Unknown {
+                        name: credential
+                            .map(|c| c.service.clone())
+                            .unwrap_or_else(|| prefix.to_string()),
+                        protocol: Protocol::Json,
+                    },
                 },
             };
         }
@@ -264,9 +288,11 @@ impl Gateway {
                         index,
                         protocol: Protocol::Query,
                     },
-                    None => Route::Unknown {
-                        name: "unknown".into(),
+                    None => Route::Unidentified {
                         protocol: Protocol::Query,
+                        hint: format!(
+                            "The action {action} is not valid for any service tsumiki serves."
+                        ),
                     },
                 },
             };
@@ -289,9 +315,9 @@ impl Gateway {
                 name: name.to_string(),
                 protocol: Protocol::RestJson,
             },
-            None => Route::Unknown {
-                name: "unknown".into(),
+            None => Route::Unidentified {
                 protocol: Protocol::RestJson,
+                hint: "Sign the request with SigV4, or send X-Amz-Target or a query Action, so tsumiki can tell which AWS service it is for.".into(),
             },
         }
     }
@@ -312,7 +338,12 @@ async fn call(
         }
     };
     tracing::Span::current().record("operation", op.name.as_str());
-    let input = match tsumiki_protocol::decode_request(model, protocol, op, req) {
+    let decoded =
+        tsumiki_protocol::decode_unvalidated(model, protocol, op, req).and_then(|mut v| {
+            served.service.complete_input(&ctx, &op.name, &mut v);
+            tsumiki_protocol::validate_input(model, protocol, op, &v).map(|()| v)
+        });
+    let input = match decoded {
         Ok(v) => v,
         Err(err) => {
             tracing::debug!(code = %err.code, message = %err.message, "Rejected the request's input.");

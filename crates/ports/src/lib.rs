@@ -31,6 +31,11 @@ pub trait Service: Send + Sync + 'static {
         input: Value,
     ) -> Result<Value, AwsError>;
 
+    /// Fills members the request carried outside the model's places before the input is
+    /// validated (SQS's query API takes the queue URL as the request path instead of a
+    /// `QueueUrl` member). Most services need nothing here.
+    fn complete_input(&self, _ctx: &RequestContext, _operation: &str, _input: &mut Value) {}
+
     /// Forgets every resource of this service, in every account and region.
     async fn reset(&self) -> Result<(), AwsError>;
 }

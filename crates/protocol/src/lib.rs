@@ -84,16 +84,38 @@ pub fn decode_request(
     op: &Operation,
     req: &Request<'_>,
 ) -> Result<Value, AwsError> {
-    let value = match protocol {
-        Protocol::Json => json::decode(model, op, req)?,
-        Protocol::Query => query::decode(model, op, req)?,
-        Protocol::RestJson => rest_json::decode(model, op, req)?,
-        Protocol::RestXml => rest_xml::decode(model, op, req)?,
-    };
-    if let Some(input) = &op.input {
-        validate::validate(model, protocol, input, &value)?;
-    }
+    let value = decode_unvalidated(model, protocol, op, req)?;
+    validate_input(model, protocol, op, &value)?;
     Ok(value)
+}
+
+/// Decodes the input of `op` without checking it against the model, for callers that
+/// complete the input first (see `Service::complete_input`), then call [`validate_input`].
+pub fn decode_unvalidated(
+    model: &Model,
+    protocol: Protocol,
+    op: &Operation,
+    req: &Request<'_>,
+) -> Result<Value, AwsError> {
+    match protocol {
+        Protocol::Json => json::decode(model, op, req),
+        Protocol::Query => query::decode(model, op, req),
+        Protocol::RestJson => rest_json::decode(model, op, req),
+        Protocol::RestXml => rest_xml::decode(model, op, req),
+    }
+}
+
+/// Checks a decoded input against the model: required members, lengths, ranges, enums.
+pub fn validate_input(
+    model: &Model,
+    protocol: Protocol,
+    op: &Operation,
+    value: &Value,
+) -> Result<(), AwsError> {
+    match &op.input {
+        Some(input) => validate::validate(model, protocol, input, value),
+        None => Ok(()),
+    }
 }
 
 /// Encodes the output of `op`.
