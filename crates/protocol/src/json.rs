@@ -10,7 +10,18 @@ pub fn identify<'m>(model: &'m Model, req: &Request<'_>) -> Result<&'m Operation
     let target = req
         .header("x-amz-target")
         .ok_or_else(|| serialization_error("Missing the X-Amz-Target header."))?;
-    let name = target.rsplit_once('.').map(|(_, op)| op).unwrap_or(target);
+    let (prefix, name) = target.rsplit_once('.').unwrap_or(("", target));
+    if model
+        .metadata
+        .target_prefix
+        .as_deref()
+        .is_some_and(|p| p != prefix)
+    {
+        return Err(AwsError::unknown_operation(
+            &model.metadata.service_id,
+            target,
+        ));
+    }
     model
         .operation(name)
         .ok_or_else(|| AwsError::unknown_operation(&model.metadata.service_id, name))

@@ -18,7 +18,8 @@ pub const SETTABLE: &[(&str, &str)] = &[
     ("RedrivePolicy", ""),
     ("RedriveAllowPolicy", ""),
     ("KmsMasterKeyId", ""),
-    ("KmsDataKeyReusePeriodSeconds", "300"),
+    // Reported only while a KMS key is set (AWS lists 12 attributes for a plain queue).
+    ("KmsDataKeyReusePeriodSeconds", ""),
     ("SqsManagedSseEnabled", "true"),
     ("FifoQueue", ""),
     ("ContentBasedDeduplication", ""),
@@ -91,9 +92,13 @@ pub fn apply(
             // Setting one encryption mode turns the other off, as SQS does.
             "KmsMasterKeyId" if !value.is_empty() => {
                 attrs.insert("SqsManagedSseEnabled".into(), "false".into());
+                attrs
+                    .entry("KmsDataKeyReusePeriodSeconds".into())
+                    .or_insert_with(|| "300".into());
             }
             "SqsManagedSseEnabled" if value == "true" => {
                 attrs.remove("KmsMasterKeyId");
+                attrs.remove("KmsDataKeyReusePeriodSeconds");
             }
             _ => {}
         }
@@ -163,8 +168,10 @@ fn validate(name: &str, value: &str, fifo: bool, creating: bool) -> Result<(), A
         "FifoQueue" => match value.to_ascii_lowercase().as_str() {
             "true" if fifo => Ok(()),
             "false" if !fifo && creating => Ok(()),
+            // A standard queue has no FifoQueue attribute to set.
+            _ if !creating && !fifo => Err(invalid_attribute_name(name)),
             _ if !creating => Err(sqs_error(
-                "InvalidAttributeName",
+                "InvalidAttributeValue",
                 "Invalid value for the parameter FifoQueue. Reason: Modifying queue type is not supported.",
             )),
             _ => Err(invalid_attribute_value(name)),
@@ -195,11 +202,12 @@ fn validate_redrive_policy(value: &str) -> Result<(), AwsError> {
     if value.is_empty() {
         return Ok(());
     }
+    // AWS answers a malformed redrive policy with InvalidParameterValue, not
+    // InvalidAttributeValue (recorded answers of SQS agree).
     let bad = |why: &str| {
-        sqs_error(
-            "InvalidAttributeValue",
-            format!("Value {value} for parameter RedrivePolicy is invalid. Reason: {why}"),
-        )
+        AwsError::invalid_parameter_value(format!(
+            "Value {value} for parameter RedrivePolicy is invalid. Reason: {why}"
+        ))
     };
     let v: Value =
         serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;

@@ -114,6 +114,7 @@ mod tests {
             request_id: "r".into(),
             base_url: "http://localhost:4566".into(),
             access_key: None,
+            path: "/".into(),
         }
     }
 

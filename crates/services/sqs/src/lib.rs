@@ -110,6 +110,19 @@ impl tsumiki_ports::Service for Sqs {
         }
     }
 
+    fn complete_input(&self, ctx: &RequestContext, _operation: &str, input: &mut Value) {
+        // The query API lets the queue URL be the endpoint itself, with no QueueUrl member.
+        if let Value::Object(members) = input
+            && !members.contains_key("QueueUrl")
+            && ctx.path.trim_matches('/').contains('/')
+        {
+            members.insert(
+                "QueueUrl".into(),
+                Value::String(format!("{}{}", ctx.base_url, ctx.path)),
+            );
+        }
+    }
+
     async fn reset(&self) -> Result<(), AwsError> {
         self.tasks.cancel_all();
         self.state.reset().await.map_err(store_error)

@@ -464,11 +464,13 @@ pub async fn send_message(
 }
 
 /// Checks the shape of a batch: 1-10 entries with distinct, well-formed ids.
-fn check_batch_entries(entries: &[Value]) -> Result<(), AwsError> {
+/// `entry` names the operation's entry shape, as SQS's messages do
+/// (`SendMessageBatchRequestEntry`).
+fn check_batch_entries(entries: &[Value], entry: &str) -> Result<(), AwsError> {
     if entries.is_empty() {
         return Err(sqs_error(
             "EmptyBatchRequest",
-            "There should be at least one SendMessageBatchRequestEntry in the request.",
+            format!("There should be at least one {entry} in the request."),
         ));
     }
     if entries.len() > MAX_BATCH_ENTRIES {
@@ -504,6 +506,35 @@ fn check_batch_entries(entries: &[Value]) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// A FIFO batch with an entry lacking its group or deduplication id, or carrying a delay,
+/// fails as a whole (SQS answers so; a standard queue's bad entries fail one by one).
+fn check_fifo_batch(q: &Queue, entries: &[Value]) -> Result<(), AwsError> {
+    if !q.fifo {
+        return Ok(());
+    }
+    for e in entries {
+        let out = Outgoing::from_input(e);
+        if out.group_id.is_none() {
+            return Err(AwsError::invalid_parameter_value(
+                "The request must contain the parameter MessageGroupId.",
+            ));
+        }
+        if out.dedup_id.is_none() && !q.config.content_based_dedup {
+            return Err(AwsError::invalid_parameter_value(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
+        }
+        if let Some(d) = out.delay_seconds.filter(|d| *d != 0) {
+            return Err(invalid_parameter(
+                "DelaySeconds",
+                &d.to_string(),
+                "The request include parameter that is not valid for this queue type.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn entries(input: &Value) -> &[Value] {
     input
         .get("Entries")
@@ -532,7 +563,8 @@ pub async fn send_message_batch(
 ) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let entries = entries(input);
-    check_batch_entries(entries)?;
+    check_batch_entries(entries, "SendMessageBatchRequestEntry")?;
+    check_fifo_batch(&cell.queue.lock(), entries)?;
     let total: usize = entries.iter().map(|e| Outgoing::from_input(e).size()).sum();
     if total > MAX_BATCH_BYTES {
         return Err(sqs_error(
@@ -695,7 +727,7 @@ fn message_json(q: &Queue, m: &Message, opts: &ReceiveOptions) -> Value {
                     || want == *name
                     || want
                         .strip_suffix(".*")
-                        .is_some_and(|prefix| name.starts_with(&format!("{prefix}.")))
+                        .is_some_and(|prefix| name.starts_with(prefix))
             })
         })
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -949,15 +981,24 @@ pub async fn move_messages(
 
 // ---------------------------------------------------------------- deleting and visibility
 
-/// Deletes the message a handle names; a handle from an earlier receive deletes nothing, as
-/// SQS documents ("the request succeeds, but the message will not be deleted").
-fn delete_one(q: &mut Queue, handle: &str, batch: &mut Batch) -> Result<(), AwsError> {
+/// Deletes the message a handle names. A standard queue accepts a handle from an earlier
+/// receive of the message (SQS deletes with it, though its docs promise only success); a FIFO
+/// queue answers that such a handle has expired, since another receive may own the message.
+fn delete_one(q: &mut Queue, handle: &str, now: i64, batch: &mut Batch) -> Result<(), AwsError> {
     let (seq, nonce) = receipt_in(q, handle)?;
-    if q.messages.get(&seq).is_some_and(|m| m.nonce == nonce) {
-        q.remove(seq);
-        writes::delete_message(batch, q.id, seq);
+    let Some(m) = q.messages.get(&seq) else {
+        return Ok(());
+    };
+    if q.fifo && (m.nonce != nonce || !m.in_flight(now)) {
+        return Err(expired_receipt(handle));
     }
+    q.remove(seq);
+    writes::delete_message(batch, q.id, seq);
     Ok(())
+}
+
+fn expired_receipt(handle: &str) -> AwsError {
+    invalid_parameter("ReceiptHandle", handle, "The receipt handle has expired.")
 }
 
 pub async fn delete_message(
@@ -970,7 +1011,7 @@ pub async fn delete_message(
     let commit = {
         let mut q = cell.queue.lock();
         let mut batch = Batch::new();
-        delete_one(&mut q, handle, &mut batch)?;
+        delete_one(&mut q, handle, sqs.clock.now_ms(), &mut batch)?;
         sqs.state.store.commit(batch)
     };
     commit.await.map_err(store_error)?;
@@ -984,16 +1025,17 @@ pub async fn delete_message_batch(
 ) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let entries = entries(input);
-    check_batch_entries(entries)?;
+    check_batch_entries(entries, "DeleteMessageBatchRequestEntry")?;
     let (successful, failed, commit) = {
         let mut q = cell.queue.lock();
+        let now = sqs.clock.now_ms();
         let mut batch = Batch::new();
         let mut successful = Vec::new();
         let mut failed = Vec::new();
         for e in entries {
             let id = opt_str(e, "Id").unwrap_or("");
             let handle = opt_str(e, "ReceiptHandle").unwrap_or("");
-            match delete_one(&mut q, handle, &mut batch) {
+            match delete_one(&mut q, handle, now, &mut batch) {
                 Ok(()) => successful.push(json!({"Id": id})),
                 Err(err) => failed.push(failed_entry(id, &err)),
             }
@@ -1022,14 +1064,19 @@ fn change_one(
             "Must be between 0 and 43200.",
         ));
     }
-    let Some(m) = q.messages.get(&seq).filter(|m| m.nonce == nonce) else {
+    // As with deletes, a standard queue takes an earlier receive's handle; a FIFO queue
+    // takes only the newest one.
+    let Some(m) = q.messages.get(&seq) else {
         return Err(invalid_parameter(
             "ReceiptHandle",
             handle,
             "Message does not exist or is not available for visibility timeout change.",
         ));
     };
-    if !m.in_flight(now) {
+    if q.fifo && m.nonce != nonce {
+        return Err(expired_receipt(handle));
+    }
+    if m.receive_count == 0 {
         return Err(sqs_error(
             "MessageNotInflight",
             "The message referred to isn't in flight.",
@@ -1083,7 +1130,7 @@ pub async fn change_message_visibility_batch(
 ) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let entries = entries(input);
-    check_batch_entries(entries)?;
+    check_batch_entries(entries, "ChangeMessageVisibilityBatchRequestEntry")?;
     let (successful, failed, any_visible, commit) = {
         let mut q = cell.queue.lock();
         let now = sqs.clock.now_ms();

@@ -144,18 +144,14 @@ fn check_dead_letter_target(
     };
     let policy = attrs.get("RedrivePolicy").cloned().unwrap_or_default();
     let cell = key_from_arn(&arn).and_then(|k| sqs.state.get(&k)).ok_or_else(|| {
-        sqs_error(
-            "InvalidAttributeValue",
-            format!("Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter target does not exist."),
-        )
+        AwsError::invalid_parameter_value(format!(
+            "Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter target does not exist."
+        ))
     })?;
     if cell.queue.lock().fifo != fifo {
-        return Err(sqs_error(
-            "InvalidAttributeValue",
-            format!(
-                "Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter queue must be same type of queue as the source."
-            ),
-        ));
+        return Err(AwsError::invalid_parameter_value(format!(
+            "Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter queue must be same type of queue as the source."
+        )));
     }
     Ok(())
 }
@@ -420,9 +416,7 @@ pub async fn add_permission(
     let accounts = string_list(input, "AWSAccountIds");
     let actions = string_list(input, "Actions");
     if accounts.is_empty() {
-        return Err(AwsError::missing_parameter(
-            "The request must contain the parameter AWSAccountIds.",
-        ));
+        return Err(invalid_parameter("PrincipalId", "[]", "Unable to verify."));
     }
     if actions.is_empty() {
         return Err(AwsError::missing_parameter(

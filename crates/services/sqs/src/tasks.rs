@@ -18,6 +18,9 @@ use crate::queue::queue_by_arn;
 use crate::state::{QueueCell, load_tasks, writes};
 use crate::{Sqs, attributes, store_error};
 
+/// The `FailureReason` SQS records when a task's queue disappears.
+const NON_EXISTENT_QUEUE: &str = "AWS.SimpleQueueService.NonExistentQueue";
+
 /// The rate SQS picks when the caller does not ("system optimized"); also the maximum.
 const MAX_RATE: i64 = 500;
 
@@ -165,8 +168,7 @@ pub async fn start_message_move_task(
             .values()
             .any(|e| e.record.source_arn == source_arn && e.record.status == "RUNNING")
         {
-            return Err(sqs_error(
-                "UnsupportedOperation",
+            return Err(AwsError::invalid_parameter_value(
                 "There is already a task running. Only one active task is allowed for a source queue arn at a given time.",
             ));
         }
@@ -226,7 +228,7 @@ async fn run(sqs: &Sqs, handle: &str, cancel: &AtomicBool) -> Result<bool, Strin
         let source: Arc<QueueCell> =
             match key_from_arn(&record.source_arn).and_then(|k| sqs.state.get(&k)) {
                 Some(c) => c,
-                None => return Err("The source queue no longer exists.".into()),
+                None => return Err(NON_EXISTENT_QUEUE.into()),
             };
         let budget = rate.min((record.to_move - record.moved) as usize);
         let (destination, only_from) = match &record.destination_arn {
@@ -247,9 +249,7 @@ async fn run(sqs: &Sqs, handle: &str, cancel: &AtomicBool) -> Result<bool, Strin
             }
         };
         let Some(dest) = key_from_arn(&destination).and_then(|k| sqs.state.get(&k)) else {
-            return Err(format!(
-                "The destination queue {destination} does not exist."
-            ));
+            return Err(NON_EXISTENT_QUEUE.into());
         };
         let moved =
             crate::message::move_messages(sqs, &source, &dest, budget, only_from.as_deref())
@@ -271,6 +271,11 @@ pub async fn cancel_message_move_task(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let handle = req_str(input, "TaskHandle")?;
+    if !handle_is_well_formed(handle) {
+        return Err(AwsError::invalid_parameter_value(
+            "Value for parameter TaskHandle is invalid.",
+        ));
+    }
     let record = {
         let mut tasks = sqs.tasks.by_handle.lock();
         let Some(e) = tasks.get_mut(handle) else {
@@ -291,6 +296,15 @@ pub async fn cancel_message_move_task(
     };
     persist(sqs, &record).await?;
     Ok(json!({"ApproximateNumberOfMessagesMoved": record.moved}))
+}
+
+/// Task handles are base64 of `{"taskId": ..., "sourceArn": ...}`, as SQS's are.
+fn handle_is_well_formed(handle: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(handle)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .is_some_and(|v| v.get("taskId").is_some_and(Value::is_string))
 }
 
 pub fn list_message_move_tasks(
