@@ -112,10 +112,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sqs = tsumiki_sqs::Sqs::start(store.clone(), clock.clone())
         .await
         .context("loading SQS")?;
-    let served = vec![Served {
-        model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?),
-        service: sqs,
-    }];
+    let served = vec![
+        Served {
+            model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?),
+            service: sqs,
+        },
+        Served {
+            model: Arc::new(Model::from_json("sts", tsumiki_sts::MODEL_JSON)?),
+            service: Arc::new(tsumiki_sts::Sts::new(clock.clone())),
+        },
+    ];
 
     let config = GatewayConfig {
         default_account: args.default_account,

@@ -127,28 +127,28 @@ fn validate_attribute_name(name: &str) -> Result<(), AwsError> {
     let lower = name.to_ascii_lowercase();
     let bad = |why: &str| {
         AwsError::invalid_parameter_value(format!(
-            "Message attribute name '{name}' is invalid. {why}"
+            "The message attribute name '{name}' is invalid. {why}"
         ))
     };
     if name.is_empty() || name.len() > 256 {
-        return Err(bad("Message attribute names must be 1 to 256 characters."));
+        return Err(bad("Attribute name must be 1 to 256 characters long."));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     {
         return Err(bad(
-            "The attribute name can contain A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters.",
+            "Attribute name can contain A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters.",
         ));
     }
     if lower.starts_with("aws.") || lower.starts_with("amazon.") {
         return Err(bad(
-            "The attribute name must not start with AWS-reserved prefixes AWS. or Amazon.",
+            "Attribute name must not start with AWS-reserved prefixes AWS. or Amazon.",
         ));
     }
     if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
         return Err(bad(
-            "The attribute name must not start or end with a period (.), or have successive periods (..).",
+            "Attribute name must not start or end with a period (.), or have successive periods (..).",
         ));
     }
     Ok(())
@@ -203,7 +203,7 @@ fn validate_attributes(attrs: &Map<String, Value>) -> Result<(), AwsError> {
             }
             _ => {
                 return Err(AwsError::invalid_parameter_value(format!(
-                    "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
+                    "The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."
                 )));
             }
         }

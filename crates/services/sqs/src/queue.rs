@@ -56,9 +56,9 @@ pub async fn create_queue(
         }));
     }
     if tags.len() > MAX_TAGS {
-        return Err(AwsError::invalid_parameter_value(
-            "Too many tags added for queue. The limit is 50.",
-        ));
+        return Err(AwsError::invalid_parameter_value(format!(
+            "Too many tags added for queue {name}."
+        )));
     }
     let attrs = attributes::for_new_queue(fifo, &given)?;
     let key = QueueKey {

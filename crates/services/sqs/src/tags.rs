@@ -30,9 +30,10 @@ pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result
         let mut merged = q.tags.clone();
         merged.extend(tags);
         if merged.len() > MAX_TAGS {
-            return Err(AwsError::invalid_parameter_value(
-                "Too many tags added for queue. The limit is 50.",
-            ));
+            return Err(AwsError::invalid_parameter_value(format!(
+                "Too many tags added for queue {}.",
+                cell.key.name
+            )));
         }
         q.tags = merged;
         let mut batch = Batch::new();
@@ -50,9 +51,9 @@ pub async fn untag_queue(
 ) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let keys = string_list(input, "TagKeys");
-    if keys.is_empty() {
-        return Err(AwsError::missing_parameter(
-            "The request must contain the parameter TagKeys.",
+    if keys.is_empty() || keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
+        return Err(AwsError::invalid_parameter_value(
+            "Tag keys must be between 1 and 128 characters in length.",
         ));
     }
     let commit = {
