@@ -3,19 +3,26 @@
 //!
 //! The interface is deliberately narrow (put, delete, delete a prefix, scan a namespace) so a
 //! Postgres backend can carry it later. Each service owns the namespaces it names
-//! (`sqs.queues`, `sqs.messages`, ...); only a service's `state.rs` uses them.
+//! (`sqs.queue`, `sqs.body`, ...); only a service's `state.rs` uses them.
 //!
-//! Durability: one writer thread owns the connection and commits every batch queued since its
-//! last commit in one transaction (group commit). [`Store::commit`] resolves only after that
-//! transaction committed, so an acknowledged write survives `kill -9`: with WAL and
-//! `synchronous=NORMAL` a committed transaction is in the WAL file before the call returns; only
-//! an operating-system crash can lose the last transactions (`--sync full` closes that too).
-//! Not here: queries over values, cross-namespace joins, reads on the hot path (services keep
-//! their working set in memory and load it with [`Store::scan`] at start).
+//! Durability and group commit: [`Store::commit`] queues a batch, and whichever caller finds
+//! the connection free becomes the leader: it commits everything queued so far in one
+//! transaction, answers every waiter, and repeats until the queue is empty. So a lone client
+//! pays no thread hand-off, and concurrent clients share transactions. A batch's future
+//! resolves only after its transaction committed: with WAL and `synchronous=NORMAL` the
+//! commit is in the WAL file when the call returns, so an acknowledged write survives
+//! `kill -9`; only an operating-system crash can lose the last commits (`SyncMode::Full`
+//! closes that too). Checkpoints (copying the WAL into the database, with fsyncs) run on a
+//! background thread with its own connection, off the commit path.
+//! Not here: queries over values, reads on the hot path (services keep their working set in
+//! memory and load it with [`Store::scan`] at start).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
@@ -28,7 +35,7 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store failed: {0}")]
     Failed(String),
-    #[error("the store's writer thread has stopped")]
+    #[error("the store has stopped")]
     Closed,
 }
 
@@ -58,7 +65,6 @@ enum Write {
         ns: &'static str,
         prefix: Vec<u8>,
     },
-    DeleteAll,
 }
 
 /// Writes that commit together or not at all.
@@ -95,11 +101,6 @@ impl Batch {
         });
     }
 
-    /// Deletes everything in every namespace.
-    pub fn delete_all(&mut self) {
-        self.writes.push(Write::DeleteAll);
-    }
-
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -116,15 +117,17 @@ impl Batch {
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 type Ack = oneshot::Sender<Result<(), String>>;
 
-enum Job {
-    Commit(Batch, Option<Ack>),
-    Scan(&'static str, oneshot::Sender<Result<Rows, String>>),
+struct Shared {
+    conn: Mutex<Connection>,
+    pending: Mutex<VecDeque<(Batch, Ack)>>,
+    /// Dropped with the store, which ends the checkpointer.
+    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
     path: Option<PathBuf>,
 }
 
@@ -134,10 +137,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE kv (
         key BLOB NOT NULL,
         value BLOB NOT NULL,
         PRIMARY KEY (ns, key)
-    )"];
+    ) WITHOUT ROWID"];
 
-/// Most batches one group commit takes, so one commit's latency stays bounded under load.
-const MAX_JOBS_PER_COMMIT: usize = 4096;
+/// Most batches one transaction takes, so one commit's latency stays bounded under load.
+const MAX_BATCHES_PER_COMMIT: usize = 4096;
+/// How often the checkpointer copies the WAL into the database. Asking SQLite how long the
+/// WAL is after every commit cost 7% of a SendMessage, so the checkpointer keeps its own time.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves SQLite's own state consistent (the transaction
+    // rolls back when its guard drops), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, or an in-memory store when `dir` is None.
@@ -151,22 +163,36 @@ impl Store {
             None => (Connection::open_in_memory()?, None),
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(
-            None,
-            "synchronous",
-            if sync == SyncMode::Full {
-                "FULL"
-            } else {
-                "NORMAL"
-            },
-        )?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let level = if sync == SyncMode::Full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        conn.pragma_update(None, "synchronous", level)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&conn)?;
-        let (tx, rx) = mpsc::channel();
-        thread::Builder::new()
-            .name("tsumiki-store".into())
-            .spawn(move || writer(conn, rx))?;
-        Ok(Store { jobs: tx, path })
+        let mut checkpoints = None;
+        if let Some(path) = &path {
+            // Commits never checkpoint; the checkpointer's own connection does, off the
+            // commit path.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let checkpointer = Connection::open(path)?;
+            checkpointer.busy_timeout(Duration::from_secs(5))?;
+            let (tx, rx) = mpsc::channel();
+            thread::Builder::new()
+                .name("tsumiki-checkpoint".into())
+                .spawn(move || checkpoint_loop(checkpointer, rx))?;
+            checkpoints = Some(tx);
+        }
+        let shared = Shared {
+            conn: Mutex::new(conn),
+            pending: Mutex::new(VecDeque::new()),
+            _checkpoints: checkpoints,
+        };
+        Ok(Store {
+            shared: Arc::new(shared),
+            path,
+        })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -176,21 +202,27 @@ impl Store {
     /// Queues `batch` for the next group commit and resolves once it is durable.
     ///
     /// Batches commit in the order `commit` was called, so a caller that calls it while holding
-    /// its own lock gets its writes ordered as its state changes were.
+    /// its own lock gets its writes ordered as its state changes were. Awaiting the future may
+    /// run the commit (for its batch and any queued with it) on the awaiting thread.
     pub fn commit(
         &self,
         batch: Batch,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        let sent = if batch.is_empty() {
-            let _ = tx.send(Ok(()));
-            true
+        let queued = !batch.is_empty();
+        if queued {
+            lock(&self.shared.pending).push_back((batch, tx));
         } else {
-            self.jobs.send(Job::Commit(batch, Some(tx))).is_ok()
-        };
+            let _ = tx.send(Ok(()));
+        }
+        let store = self.clone();
         async move {
-            if !sent {
-                return Err(StoreError::Closed);
+            if queued {
+                // Let requests that are ready at the same moment queue their batches first,
+                // so one transaction carries them all (on a one-thread runtime this is the
+                // only way commits group).
+                tokio::task::yield_now().await;
+                store.lead();
             }
             match rx.await {
                 Ok(Ok(())) => Ok(()),
@@ -200,25 +232,66 @@ impl Store {
         }
     }
 
-    /// Every (key, value) of `ns` in key order, as committed.
-    pub async fn scan(&self, ns: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Scan(ns, tx))
-            .map_err(|_| StoreError::Closed)?;
-        match rx.await {
-            Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(msg)) => Err(StoreError::Failed(msg)),
-            Err(_) => Err(StoreError::Closed),
+    /// Commits queued batches until none are left, unless another caller is doing so.
+    fn lead(&self) {
+        loop {
+            let Ok(mut conn) = self.shared.conn.try_lock() else {
+                // The leader re-checks the queue after it lets go, so this batch is not
+                // stranded.
+                return;
+            };
+            loop {
+                let jobs: Vec<(Batch, Ack)> = {
+                    let mut pending = lock(&self.shared.pending);
+                    let n = pending.len().min(MAX_BATCHES_PER_COMMIT);
+                    pending.drain(..n).collect()
+                };
+                if jobs.is_empty() {
+                    break;
+                }
+                let result = apply(&mut conn, &jobs).map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "The store failed to commit a batch.");
+                }
+                for (_, ack) in jobs {
+                    let _ = ack.send(result.clone());
+                }
+            }
+            drop(conn);
+            if lock(&self.shared.pending).is_empty() {
+                return;
+            }
         }
+    }
+
+    /// Every (key, value) of `ns` in key order, as committed.
+    pub async fn scan(&self, ns: &'static str) -> Result<Rows, StoreError> {
+        self.flush().await?;
+        let conn = lock(&self.shared.conn);
+        Ok(scan(&conn, ns)?)
     }
 
     /// Waits until everything queued so far has committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let mut batch = Batch::new();
-        // A write to a namespace nobody reads gives the writer something to commit.
+        // A write to a namespace nobody reads gives the leader something to commit.
         batch.delete("tsumiki.flush", Vec::new());
         self.commit(batch).await
+    }
+}
+
+/// Checkpoints every [`CHECKPOINT_EVERY`], so the WAL stays short and its fsyncs stay off the
+/// commit path. Ends when the store is dropped.
+fn checkpoint_loop(conn: Connection, wake: mpsc::Receiver<()>) {
+    loop {
+        match wake.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "A WAL checkpoint failed.");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
     }
 }
 
@@ -231,48 +304,13 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut pending = vec![first];
-        while pending.len() < MAX_JOBS_PER_COMMIT {
-            match jobs.try_recv() {
-                Ok(job) => pending.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut commits = Vec::new();
-        let mut scans = Vec::new();
-        for job in pending {
-            match job {
-                Job::Commit(batch, ack) => commits.push((batch, ack)),
-                Job::Scan(ns, ack) => scans.push((ns, ack)),
-            }
-        }
-        if !commits.is_empty() {
-            let result = apply(&mut conn, &commits).map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "The store failed to commit a batch.");
-            }
-            for (_, ack) in commits {
-                if let Some(ack) = ack {
-                    let _ = ack.send(result.clone());
-                }
-            }
-        }
-        // Scans run after the commits queued before them, so they see those writes.
-        for (ns, ack) in scans {
-            let _ = ack.send(scan(&conn, ns).map_err(|e| e.to_string()));
-        }
-    }
-}
-
-fn apply(conn: &mut Connection, commits: &[(Batch, Option<Ack>)]) -> rusqlite::Result<()> {
+fn apply(conn: &mut Connection, jobs: &[(Batch, Ack)]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut put =
             tx.prepare_cached("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?1, ?2, ?3)")?;
         let mut del = tx.prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")?;
-        for (batch, _) in commits {
+        for (batch, _) in jobs {
             for write in &batch.writes {
                 match write {
                     Write::Put { ns, key, value } => {
@@ -282,9 +320,6 @@ fn apply(conn: &mut Connection, commits: &[(Batch, Option<Ack>)]) -> rusqlite::R
                         del.execute(params![ns, key])?;
                     }
                     Write::DeletePrefix { ns, prefix } => delete_prefix(&tx, ns, prefix)?,
-                    Write::DeleteAll => {
-                        tx.execute("DELETE FROM kv", [])?;
-                    }
                 }
             }
         }
@@ -318,7 +353,7 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn scan(conn: &Connection, ns: &str) -> rusqlite::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn scan(conn: &Connection, ns: &str) -> rusqlite::Result<Rows> {
     let mut stmt = conn.prepare_cached("SELECT key, value FROM kv WHERE ns = ?1 ORDER BY key")?;
     let rows = stmt.query_map(params![ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
