@@ -391,6 +391,7 @@ fn enqueue(q: &mut Queue, m: Outgoing<'_>, sender_id: &str, now: i64, batch: &mu
         system_attributes: m.system_attributes,
         md5_system_attributes: md5_system_attributes.clone(),
         sent_ms: now,
+        visible_from_ms: now + delay_ms,
         sender_id: sender_id.to_string(),
         group_id: m.group_id.map(str::to_string),
         dedup_id: dedup_id.clone(),
@@ -925,6 +926,7 @@ async fn transfer(
             let seq = q.next_seq(now);
             let mut body = (*m.body).clone();
             body.dead_letter_source_arn = dead_letter_source.clone();
+            body.visible_from_ms = now;
             body.sequence_number = q.fifo.then(|| sequence_number(seq));
             let moved = Message {
                 seq,

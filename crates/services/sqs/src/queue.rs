@@ -278,16 +278,16 @@ pub fn list_queues(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result<Val
 /// Every attribute of a queue, computed ones included.
 pub fn all_attributes(cell: &QueueCell, q: &Queue, now: i64) -> BTreeMap<String, String> {
     let mut out = q.attributes.clone();
-    let (mut visible, mut in_flight, mut delayed) = (0u64, 0u64, 0u64);
-    for msg in q.messages.values() {
-        if msg.visible_at <= now {
-            visible += 1;
-        } else if msg.receive_count > 0 {
+    // Only messages not yet visible need a look: the visible ones are the rest.
+    let (mut in_flight, mut delayed) = (0usize, 0usize);
+    for (_, seq) in q.ready.range((now + 1, 0)..) {
+        if q.messages.get(seq).is_some_and(|m| m.receive_count > 0) {
             in_flight += 1;
         } else {
             delayed += 1;
         }
     }
+    let visible = q.messages.len() - in_flight - delayed;
     out.insert("ApproximateNumberOfMessages".into(), visible.to_string());
     out.insert(
         "ApproximateNumberOfMessagesNotVisible".into(),

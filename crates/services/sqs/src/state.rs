@@ -55,6 +55,10 @@ pub struct MessageBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5_system_attributes: Option<String>,
     pub sent_ms: i64,
+    /// When the message first becomes visible (after its delay); the state record, written
+    /// only once the message is received, supersedes it.
+    #[serde(default)]
+    pub visible_from_ms: i64,
     pub sender_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
@@ -331,7 +335,7 @@ impl State {
                 continue;
             };
             let st = states.get(&(id, seq)).copied().unwrap_or(MessageState {
-                visible_at: body.sent_ms,
+                visible_at: body.visible_from_ms.max(body.sent_ms),
                 receive_count: 0,
                 first_receive_ms: None,
                 nonce: 0,
