@@ -63,6 +63,10 @@ struct ServeArgs {
     /// Region of requests that carry no SigV4 credential scope.
     #[arg(long, default_value = "us-east-1")]
     default_region: String,
+    /// Threads that serve requests; 0 picks one on machines with two cores or fewer and one
+    /// per core otherwise.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
     /// How hard each commit pushes data to disk.
     #[arg(long, value_enum, default_value_t = Sync::Normal)]
     sync: Sync,
@@ -79,7 +83,22 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let workers = match args.workers {
+                // On small machines one thread wins: waking threads across cores costs more
+                // than the work they would share (measured in bench/README.md).
+                0 if std::thread::available_parallelism().map_or(1, |n| n.get()) <= 2 => 1,
+                n => n,
+            };
+            let mut builder = if workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                if workers > 1 {
+                    b.worker_threads(workers);
+                }
+                b
+            };
+            let runtime = builder
                 .enable_all()
                 .thread_name("tsumiki")
                 .build()
