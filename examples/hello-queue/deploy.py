@@ -48,4 +48,4 @@ for url in (orders_url, dlq_url, fifo_url):
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     print(f"  {url}  ({attrs['ApproximateNumberOfMessages']} messages)")
 print("Try:")
-print(f"  aws --endpoint-url {endpoint} sqs receive-message --queue-url {orders_url} --max-number-of-messages 10")
+print(f"  aws --endpoint-url {endpoint} --region us-east-1 sqs receive-message --queue-url {orders_url} --max-number-of-messages 10")
