@@ -8,7 +8,7 @@ Usage:
 What it does, in one run:
   1. builds target/release/tsumiki and target/release/sqs-load (unless --no-build);
   2. starts tsumiki (`serve --listen 127.0.0.1:0 --data-dir <temp dir>`: data on disk, SQLite
-     WAL) and moto's server (`python3 -m moto.server`, else /work/shared/peers/start_peers.sh
+     WAL) and moto's server (`python3 -m moto.server`, else ../shared/peers/start_peers.sh
      moto) on free ports, and LocalStack (host mode, through start_peers.sh, on $LS_PORT or 4566)
      when its venv is already installed or with --localstack yes; bounded by
      --localstack-timeout; otherwise its rows say `n/a: reason`;
@@ -52,7 +52,10 @@ except ImportError:  # pragma: no cover
     sys.exit(2)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.environ.get("PEERS_DIR_SCRIPTS", "/work/shared/peers")
+PEERS = os.environ.get(
+    "PEERS_DIR_SCRIPTS",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "peers"),
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = "x" * 64
 
@@ -767,7 +770,7 @@ def main():
         if args.localstack == "no":
             return Server("localstack", na="skipped (--localstack no)")
         if args.localstack == "auto" and not os.path.exists(ls_marker):
-            return Server("localstack", na="not installed here; `bash /work/shared/peers/start_peers.sh "
+            return Server("localstack", na="not installed here; `bash ../shared/peers/start_peers.sh "
                                            "localstack` installs it (~3 min), or pass --localstack yes")
         timeout = args.localstack_timeout * (4 if args.localstack == "yes" else 1)
         return start_localstack(int(os.environ.get("LS_PORT", "4566")), timeout)
