@@ -129,6 +129,25 @@ impl tsumiki_ports::Service for Sqs {
     }
 }
 
+impl Sqs {
+    /// Changes a queue's configuration under its lock and records the queue in the store,
+    /// answering once the record is durable.
+    pub(crate) async fn update_queue(
+        &self,
+        cell: &state::QueueCell,
+        change: impl FnOnce(&mut state::Queue) -> Result<(), AwsError>,
+    ) -> Result<(), AwsError> {
+        let commit = {
+            let mut q = cell.queue.lock();
+            change(&mut q)?;
+            let mut batch = tsumiki_store::Batch::new();
+            state::writes::queue(&mut batch, &cell.key, &q);
+            self.state.store.commit(batch)
+        };
+        commit.await.map_err(store_error)
+    }
+}
+
 /// A store failure is a server fault; the details go to the log, not the client.
 pub(crate) fn store_error(e: tsumiki_store::StoreError) -> AwsError {
     tracing::error!(error = %e, "SQS could not write to the store.");

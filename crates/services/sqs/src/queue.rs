@@ -347,18 +347,15 @@ pub async fn set_queue_attributes(
         attributes::apply(&mut probe, fifo, &given, false)?;
         check_dead_letter_target(sqs, &probe, fifo)?;
     }
-    let commit = {
-        let mut q = cell.queue.lock();
+    sqs.update_queue(&cell, |q| {
         attributes::apply(&mut q.attributes, fifo, &given, false)?;
         q.refresh_config();
         q.modified_ms = sqs.clock.now_ms();
-        let mut batch = Batch::new();
-        writes::queue(&mut batch, &cell.key, &q);
-        sqs.state.store.commit(batch)
-    };
+        Ok(())
+    })
+    .await?;
     // A shorter delay or visibility may make messages visible sooner.
     cell.arrivals.notify_waiters();
-    commit.await.map_err(store_error)?;
     Ok(json!({}))
 }
 
@@ -453,8 +450,7 @@ pub async fn add_permission(
             ));
         }
     }
-    let commit = {
-        let mut q = cell.queue.lock();
+    sqs.update_queue(&cell, |q| {
         let arn = cell.key.arn();
         let mut policy = q
             .attributes
@@ -485,11 +481,9 @@ pub async fn add_permission(
         }));
         q.attributes.insert("Policy".into(), policy.to_string());
         q.modified_ms = sqs.clock.now_ms();
-        let mut batch = Batch::new();
-        writes::queue(&mut batch, &cell.key, &q);
-        sqs.state.store.commit(batch)
-    };
-    commit.await.map_err(store_error)?;
+        Ok(())
+    })
+    .await?;
     Ok(json!({}))
 }
 
@@ -500,8 +494,7 @@ pub async fn remove_permission(
 ) -> Result<Value, AwsError> {
     let cell = sqs.queue(ctx, input)?;
     let label = req_str(input, "Label")?;
-    let commit = {
-        let mut q = cell.queue.lock();
+    sqs.update_queue(&cell, |q| {
         let mut policy = q
             .attributes
             .get("Policy")
@@ -530,11 +523,9 @@ pub async fn remove_permission(
             q.attributes.insert("Policy".into(), policy.to_string());
         }
         q.modified_ms = sqs.clock.now_ms();
-        let mut batch = Batch::new();
-        writes::queue(&mut batch, &cell.key, &q);
-        sqs.state.store.commit(batch)
-    };
-    commit.await.map_err(store_error)?;
+        Ok(())
+    })
+    .await?;
     Ok(json!({}))
 }
 

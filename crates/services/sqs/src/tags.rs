@@ -2,11 +2,9 @@
 
 use serde_json::{Value, json};
 use tsumiki_core::{AwsError, RequestContext};
-use tsumiki_store::Batch;
 
+use crate::Sqs;
 use crate::input::{string_list, string_map};
-use crate::state::writes;
-use crate::{Sqs, store_error};
 
 const MAX_TAGS: usize = 50;
 
@@ -25,8 +23,7 @@ pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result
             )));
         }
     }
-    let commit = {
-        let mut q = cell.queue.lock();
+    sqs.update_queue(&cell, |q| {
         let mut merged = q.tags.clone();
         merged.extend(tags);
         if merged.len() > MAX_TAGS {
@@ -36,11 +33,9 @@ pub async fn tag_queue(sqs: &Sqs, ctx: &RequestContext, input: &Value) -> Result
             )));
         }
         q.tags = merged;
-        let mut batch = Batch::new();
-        writes::queue(&mut batch, &cell.key, &q);
-        sqs.state.store.commit(batch)
-    };
-    commit.await.map_err(store_error)?;
+        Ok(())
+    })
+    .await?;
     Ok(json!({}))
 }
 
@@ -56,16 +51,13 @@ pub async fn untag_queue(
             "Tag keys must be between 1 and 128 characters in length.",
         ));
     }
-    let commit = {
-        let mut q = cell.queue.lock();
+    sqs.update_queue(&cell, |q| {
         for k in &keys {
             q.tags.remove(k);
         }
-        let mut batch = Batch::new();
-        writes::queue(&mut batch, &cell.key, &q);
-        sqs.state.store.commit(batch)
-    };
-    commit.await.map_err(store_error)?;
+        Ok(())
+    })
+    .await?;
     Ok(json!({}))
 }
 
