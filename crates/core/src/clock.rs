@@ -51,10 +51,6 @@ impl Clock {
         wall + self.offset_ms.load(Ordering::Acquire)
     }
 
-    pub fn now_secs(&self) -> i64 {
-        self.now_ms() / 1000
-    }
-
     /// Moves time forward by `ms` and wakes every sleeper so due timers fire.
     pub fn advance_ms(&self, ms: i64) -> Result<(), NotManual> {
         if !self.manual {
@@ -106,14 +102,6 @@ pub fn iso8601_ms(ms: i64) -> String {
     }
 }
 
-/// Formats epoch milliseconds as an RFC 7231 HTTP date.
-pub fn http_date(ms: i64) -> String {
-    match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-        None => "Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +129,5 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 }

@@ -16,17 +16,3 @@ pub struct RequestContext {
     /// the endpoint).
     pub path: String,
 }
-
-impl RequestContext {
-    /// A context for work the server starts itself (timers, triggers) rather than a client.
-    pub fn internal(account: &str, region: &str, base_url: &str) -> Self {
-        RequestContext {
-            account: account.to_string(),
-            region: region.to_string(),
-            request_id: crate::ids::request_id(),
-            base_url: base_url.to_string(),
-            access_key: None,
-            path: "/".to_string(),
-        }
-    }
-}

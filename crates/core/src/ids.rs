@@ -5,10 +5,6 @@ pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-pub fn uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 /// `arn:aws:{service}:{region}:{account}:{resource}`.
 pub fn arn(service: &str, region: &str, account: &str, resource: &str) -> String {
     format!("arn:aws:{service}:{region}:{account}:{resource}")

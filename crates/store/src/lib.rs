@@ -18,7 +18,7 @@
 //! memory and load it with [`Store::scan`] at start).
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -104,14 +104,6 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
-
-    pub fn len(&self) -> usize {
-        self.writes.len()
-    }
-
-    pub fn append(&mut self, other: Batch) {
-        self.writes.extend(other.writes);
-    }
 }
 
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
@@ -128,7 +120,6 @@ struct Shared {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    path: Option<PathBuf>,
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -191,12 +182,7 @@ impl Store {
         };
         Ok(Store {
             shared: Arc::new(shared),
-            path,
         })
-    }
-
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
     }
 
     /// Queues `batch` for the next group commit and resolves once it is durable.
