@@ -68,3 +68,29 @@ impl Services {
         self.by_name.values()
     }
 }
+
+/// One line of a log stream: milliseconds since the epoch and the text (no trailing newline).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEvent {
+    /// When it was written, in milliseconds since the epoch (the clock's time).
+    pub timestamp_ms: i64,
+    /// The text.
+    pub message: String,
+}
+
+/// Where compute writes what functions, jobs and tasks print, and their `START`/`END`/`REPORT`
+/// lines. CloudWatch Logs implements it; compute sees only this.
+#[async_trait]
+pub trait LogSink: Send + Sync + 'static {
+    /// Appends `events` to `stream` of `group` in the caller's account and region, creating
+    /// the group and the stream when they do not exist (as Lambda's service role does). An
+    /// `Ok` means the events are durable and visible to GetLogEvents.
+    async fn append(
+        &self,
+        account: &str,
+        region: &str,
+        group: &str,
+        stream: &str,
+        events: Vec<LogEvent>,
+    ) -> Result<(), AwsError>;
+}

@@ -131,6 +131,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sqs = tsumiki_sqs::Sqs::start(store.clone(), clock.clone())
         .await
         .context("loading SQS")?;
+    let logs = tsumiki_logs::Logs::start(store.clone(), clock.clone())
+        .await
+        .context("loading CloudWatch Logs")?;
     let served = vec![
         Served {
             model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?),
@@ -139,6 +142,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Served {
             model: Arc::new(Model::from_json("sts", tsumiki_sts::MODEL_JSON)?),
             service: Arc::new(tsumiki_sts::Sts::new(clock.clone())),
+        },
+        Served {
+            model: Arc::new(Model::from_json("logs", tsumiki_logs::MODEL_JSON)?),
+            service: logs.clone(),
         },
     ];
 

@@ -1,0 +1,1 @@
+//! Execution environments: sandboxed processes that run functions (and later jobs and tasks).

@@ -1,0 +1,4 @@
+//! The languages users write inside AWS resources, as pure code with no IO: EventBridge event
+//! patterns (shared by SNS filter policies and Lambda filter criteria), and later schedule
+//! expressions, Amazon States Language and the rest. Each is a parser with AWS's validation
+//! messages and an evaluator, tested against data-driven corpora.

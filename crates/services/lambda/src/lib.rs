@@ -1,0 +1,1 @@
+//! AWS Lambda: the control plane of functions, versions, aliases, layers and concurrency.
