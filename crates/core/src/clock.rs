@@ -94,6 +94,23 @@ impl Clock {
     }
 }
 
+/// Measures how long real work took (a function's Duration, a cold start), not business time:
+/// it follows the machine's monotonic clock even when the [`Clock`] is manual, because a
+/// REPORT line of `Duration: 0 ms` would help no one.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    #[allow(clippy::disallowed_methods)] // Measures durations; never decides when anything happens.
+    pub fn start() -> Stopwatch {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 /// Formats epoch milliseconds as ISO 8601 with millisecond precision, as AWS XML does.
 pub fn iso8601_ms(ms: i64) -> String {
     match chrono::DateTime::from_timestamp_millis(ms) {

@@ -8,6 +8,6 @@ pub mod context;
 pub mod error;
 pub mod ids;
 
-pub use clock::Clock;
+pub use clock::{Clock, Stopwatch};
 pub use context::RequestContext;
 pub use error::{AwsError, Fault};

@@ -28,9 +28,10 @@ use tsumiki_core::{AwsError, Clock, RequestContext};
 use tsumiki_ports::Service;
 use tsumiki_protocol::{Model, Protocol};
 
-/// Largest request body read into memory (SQS allows 1 MiB messages and batches; base64 and
-/// JSON escaping can double that).
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body read into memory: AWS's own limit for Lambda's CreateFunction with an
+/// inline zip (50 MB zipped, base64 in JSON), the largest request a served service accepts.
+/// Services check their own, smaller limits (SQS: 1 MiB).
+pub const MAX_BODY_BYTES: usize = 70_167_211;
 
 /// A served service: its model and its implementation.
 #[derive(Clone)]

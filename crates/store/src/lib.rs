@@ -257,6 +257,19 @@ impl Store {
         Ok(scan(&conn, ns)?)
     }
 
+    /// The value of one key, as committed; for records too large to keep in memory (code
+    /// packages), which their owner reads on demand.
+    pub async fn get(&self, ns: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.flush().await?;
+        let conn = lock(&self.shared.conn);
+        let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE ns = ?1 AND key = ?2")?;
+        let mut rows = stmt.query(params![ns, key])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
     /// Waits until everything queued so far has committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let mut batch = Batch::new();
@@ -357,6 +370,11 @@ mod tests {
         b.put("t.a", b"k2".to_vec(), b"v2".to_vec());
         b.put("t.b", b"k1".to_vec(), b"other".to_vec());
         store.commit(b).await.expect("commit");
+        assert_eq!(
+            store.get("t.a", b"k1").await.expect("get"),
+            Some(b"v1".to_vec())
+        );
+        assert_eq!(store.get("t.a", b"k3").await.expect("get"), None);
         let mut b = Batch::new();
         b.delete("t.a", b"k1".to_vec());
         store.commit(b).await.expect("commit");

@@ -134,7 +134,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let logs = tsumiki_logs::Logs::start(store.clone(), clock.clone())
         .await
         .context("loading CloudWatch Logs")?;
+    // Unpacked code and environments' /tmp live beside the store, or in a temporary directory
+    // that goes away with an in-memory server.
+    let (work_dir, _scratch) = match data_dir {
+        Some(dir) => (dir.to_path_buf(), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("tsumiki-{}", std::process::id()));
+            (dir.clone(), Some(Scratch(dir)))
+        }
+    };
+    let compute = tsumiki_compute::Compute::new(
+        tsumiki_compute::ComputeConfig {
+            work_dir: work_dir.join("compute"),
+            idle_timeout_ms: 10 * 60 * 1000,
+        },
+        clock.clone(),
+        logs.clone(),
+    )
+    .context("preparing execution environments")?;
+    let lambda = tsumiki_lambda::Lambda::start(
+        store.clone(),
+        clock.clone(),
+        compute.clone(),
+        work_dir.join("lambda").join("code"),
+    )
+    .await
+    .context("loading Lambda")?;
     let served = vec![
+        Served {
+            model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
+            service: lambda.clone(),
+        },
         Served {
             model: Arc::new(Model::from_json("sqs", tsumiki_sqs::MODEL_JSON)?),
             service: sqs,
@@ -158,6 +188,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Functions call back into tsumiki; a wildcard listen address is reachable on loopback.
+    let reachable = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    compute.set_endpoint(&format!("http://{reachable}"));
     print_ready(addr);
     tracing::info!(
         %addr,
@@ -165,9 +202,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "tsumiki is ready."
     );
     tsumiki_gateway::serve(listener, gateway, shutdown_signal()).await;
+    compute.stop_all();
     store.flush().await.context("flushing the store")?;
     tracing::info!("tsumiki stopped.");
     Ok(())
+}
+
+/// A directory removed when the server stops.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The first stdout line names the bound address, so `--listen 127.0.0.1:0` works for tests.

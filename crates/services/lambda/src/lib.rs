@@ -1,1 +1,166 @@
-//! AWS Lambda: the control plane of functions, versions, aliases, layers and concurrency.
+//! AWS Lambda's control plane and `Invoke`: functions, code, published versions, aliases,
+//! layers, reserved concurrency, tags and resource policies, with AWS's validation and error
+//! codes. Running code is compute's job: `Invoke` turns a version into a
+//! [`tsumiki_compute::FunctionSpec`] and hands it over.
+//!
+//! Read `functions.rs` (create/update/delete and the configuration AWS returns), `invoke.rs`
+//! and `state.rs` first.
+
+mod code;
+mod errors;
+mod functions;
+mod invoke;
+mod layers;
+mod names;
+mod state;
+mod versions;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tsumiki_compute::Compute;
+use tsumiki_core::{AwsError, Clock, RequestContext};
+use tsumiki_store::{Batch, Store};
+
+use state::{Function, Layer};
+
+pub use invoke::{Invocation, InvocationOutput};
+
+/// The Lambda model this service implements (botocore's, docs stripped).
+pub const MODEL_JSON: &str = include_str!("../../../../models/lambda.json");
+
+/// Concurrent executions per account and region (AWS's default quota).
+pub const ACCOUNT_CONCURRENCY: u32 = 1000;
+/// Reservations must leave at least this much unreserved (AWS).
+const MIN_UNRESERVED: u32 = 100;
+
+/// The Lambda service.
+pub struct Lambda {
+    store: Store,
+    clock: Arc<Clock>,
+    compute: Arc<Compute>,
+    code: code::CodeCache,
+    inner: parking_lot::Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By `account/region/name`.
+    functions: BTreeMap<String, Function>,
+    layers: BTreeMap<String, Layer>,
+    /// Specs handed to compute, by `arn:version:revision`, so warm invokes build nothing.
+    specs: HashMap<String, Arc<tsumiki_compute::FunctionSpec>>,
+}
+
+impl Lambda {
+    /// Loads functions and layers from `store`; unpacked code lives under `work_dir`.
+    pub async fn start(
+        store: Store,
+        clock: Arc<Clock>,
+        compute: Arc<Compute>,
+        work_dir: PathBuf,
+    ) -> Result<Arc<Lambda>, AwsError> {
+        let (functions, layers) = state::load(&store).await?;
+        std::fs::create_dir_all(&work_dir).map_err(state::store_error)?;
+        Ok(Arc::new(Lambda {
+            code: code::CodeCache::new(work_dir, store.clone()),
+            store,
+            clock,
+            compute,
+            inner: parking_lot::Mutex::new(Inner {
+                functions,
+                layers,
+                specs: HashMap::new(),
+            }),
+        }))
+    }
+
+    /// Writes `batch` durably; every mutation answers only after this.
+    async fn commit(&self, batch: Batch) -> Result<(), AwsError> {
+        self.store.commit(batch).await.map_err(state::store_error)
+    }
+
+    fn unreserved_pool(inner: &Inner, account: &str, region: &str) -> u32 {
+        let reserved: u32 = inner
+            .functions
+            .values()
+            .filter(|f| f.account == account && f.region == region)
+            .filter_map(|f| f.reserved_concurrency)
+            .sum();
+        ACCOUNT_CONCURRENCY.saturating_sub(reserved)
+    }
+}
+
+#[async_trait]
+impl tsumiki_ports::Service for Lambda {
+    fn name(&self) -> &'static str {
+        "lambda"
+    }
+
+    async fn call(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, AwsError> {
+        match operation {
+            "CreateFunction" => self.create_function(ctx, input).await,
+            "GetFunction" => self.get_function(ctx, input),
+            "GetFunctionConfiguration" => self.get_function_configuration(ctx, input),
+            "ListFunctions" => self.list_functions(ctx, input),
+            "UpdateFunctionCode" => self.update_function_code(ctx, input).await,
+            "UpdateFunctionConfiguration" => self.update_function_configuration(ctx, input).await,
+            "DeleteFunction" => self.delete_function(ctx, input).await,
+            "Invoke" => self.invoke_api(ctx, input).await,
+            "PublishVersion" => self.publish_version(ctx, input).await,
+            "ListVersionsByFunction" => self.list_versions(ctx, input),
+            "CreateAlias" => self.create_alias(ctx, input).await,
+            "GetAlias" => self.get_alias(ctx, input),
+            "UpdateAlias" => self.update_alias(ctx, input).await,
+            "DeleteAlias" => self.delete_alias(ctx, input).await,
+            "ListAliases" => self.list_aliases(ctx, input),
+            "PutFunctionConcurrency" => self.put_concurrency(ctx, input).await,
+            "GetFunctionConcurrency" => self.get_concurrency(ctx, input),
+            "DeleteFunctionConcurrency" => self.delete_concurrency(ctx, input).await,
+            "GetAccountSettings" => Ok(self.account_settings(ctx)),
+            "TagResource" => self.tag_resource(ctx, input).await,
+            "UntagResource" => self.untag_resource(ctx, input).await,
+            "ListTags" => self.list_tags(ctx, input),
+            "AddPermission" => self.add_permission(ctx, input).await,
+            "RemovePermission" => self.remove_permission(ctx, input).await,
+            "GetPolicy" => self.get_policy(ctx, input),
+            "PublishLayerVersion" => self.publish_layer_version(ctx, input).await,
+            "GetLayerVersion" => self.get_layer_version(ctx, input),
+            "GetLayerVersionByArn" => self.get_layer_version_by_arn(ctx, input),
+            "ListLayerVersions" => self.list_layer_versions(ctx, input),
+            "ListLayers" => self.list_layers(ctx, input),
+            "DeleteLayerVersion" => self.delete_layer_version(ctx, input).await,
+            _ => Err(AwsError::not_implemented("lambda", operation)),
+        }
+    }
+
+    async fn reset(&self) -> Result<(), AwsError> {
+        let arns: Vec<String> = {
+            let mut inner = self.inner.lock();
+            let arns = inner.functions.values().map(|f| f.arn.clone()).collect();
+            *inner = Inner::default();
+            arns
+        };
+        for arn in arns {
+            self.compute.retire(&arn, None);
+        }
+        let mut batch = Batch::new();
+        batch.delete_prefix(state::NS_FUNCTION, Vec::new());
+        batch.delete_prefix(state::NS_LAYER, Vec::new());
+        batch.delete_prefix(state::NS_CODE, Vec::new());
+        self.commit(batch).await
+    }
+}
+
+/// A string member of a decoded input.
+pub(crate) fn str_of<'v>(input: &'v Value, name: &str) -> Option<&'v str> {
+    input.get(name).and_then(Value::as_str)
+}

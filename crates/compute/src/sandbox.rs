@@ -1,0 +1,56 @@
+//! Confinement of an environment's process: its own process group (so a timeout kills the
+//! function and everything it started), death with the server (so a `kill -9` of tsumiki
+//! leaves no orphans), and AWS's per-environment limits as rlimits (open files 1,024, no
+//! file larger than the ephemeral storage, no core dumps). Memory is watched from outside
+//! (see `env.rs`): an address-space rlimit would stop Node.js, which reserves far more
+//! virtual memory than it uses.
+//!
+//! The one place in tsumiki with `unsafe`: `pre_exec` is the only way to run code between
+//! fork and exec, and these calls must happen there.
+#![allow(unsafe_code)]
+
+use nix::sys::resource::{Resource, setrlimit};
+
+/// Open files per environment (AWS: 1,024 file descriptors).
+const MAX_OPEN_FILES: u64 = 1024;
+
+pub(crate) fn confine(cmd: &mut tokio::process::Command, ephemeral_storage_mb: u32) {
+    cmd.process_group(0);
+    let max_file = u64::from(ephemeral_storage_mb) * 1024 * 1024;
+    // SAFETY: the closure runs in the child between fork and exec. It only makes raw system
+    // calls (prctl, setrlimit) that are async-signal-safe, and neither allocates nor takes
+    // locks, so it cannot deadlock on state copied from other threads of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            setrlimit(Resource::RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
+            setrlimit(Resource::RLIMIT_FSIZE, max_file, max_file)?;
+            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+            Ok(())
+        });
+    }
+}
+
+/// Kills an environment's whole process group.
+pub(crate) fn kill_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Resident memory of a process now and at its peak, in bytes (`VmRSS`, `VmHWM`).
+pub(crate) fn memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
