@@ -1,5 +1,24 @@
 //! Amazon CloudWatch Logs: log groups, streams and events, and the [`LogSink`] compute writes
 //! function output into.
+//!
+//! What it does: group and stream lifecycle with AWS's names, limits and errors; PutLogEvents
+//! with AWS's batch rules (order, size, 24-hour span, too old, too new, expired);
+//! GetLogEvents with AWS's forward and backward tokens; FilterLogEvents across streams with the
+//! filter pattern language (`filter.rs`); retention policies, enforced on read and by a sweep
+//! that follows the clock; tags by group name and by ARN. What it does not: metric and
+//! subscription filters, Logs Insights queries, exports, deliveries, KMS encryption (the key id
+//! is stored, nothing is encrypted), deletion protection, anomaly detection; those operations
+//! answer `NotImplemented`.
+//! Read `state.rs` (data and durability), then `events.rs`.
+
+mod error;
+mod events;
+pub mod filter;
+mod group;
+mod input;
+mod paging;
+mod state;
+mod stream;
 
 use std::sync::Arc;
 
@@ -7,24 +26,87 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tsumiki_core::{AwsError, Clock, RequestContext};
 use tsumiki_ports::{LogEvent, LogSink};
-use tsumiki_store::Store;
+use tsumiki_store::{Batch, Store};
+
+use crate::error::group_not_found;
+use crate::state::{Group, GroupCell, State, writes};
 
 /// The CloudWatch Logs model this service implements (botocore's, docs stripped).
 pub const MODEL_JSON: &str = include_str!("../../../../models/logs.json");
 
 /// The CloudWatch Logs service.
 pub struct Logs {
-    _store: Store,
-    _clock: Arc<Clock>,
+    state: Arc<State>,
+    clock: Arc<Clock>,
 }
 
 impl Logs {
-    /// Loads every log group from `store`.
+    /// Loads every log group, stream and event from `store` and starts the retention sweep.
     pub async fn start(store: Store, clock: Arc<Clock>) -> Result<Arc<Logs>, AwsError> {
-        Ok(Arc::new(Logs {
-            _store: store,
-            _clock: clock,
-        }))
+        let state = Arc::new(State::new(store));
+        let loaded = state.load().await.map_err(store_error)?;
+        tracing::info!(
+            groups = loaded.groups,
+            streams = loaded.streams,
+            events = loaded.events,
+            "CloudWatch Logs state loaded."
+        );
+        let logs = Arc::new(Logs { state, clock });
+        let sweeper = Arc::downgrade(&logs);
+        tokio::spawn(async move { events::retention_sweeper(sweeper).await });
+        Ok(logs)
+    }
+
+    /// Runs `change` on a group under its lock and queues the store writes it made (plus the
+    /// group's own record if it was never stored) before the lock is let go; answers once
+    /// they are durable. A group deleted meanwhile answers ResourceNotFoundException.
+    pub(crate) async fn write_group<T>(
+        &self,
+        cell: &GroupCell,
+        change: impl FnOnce(&mut Group, &mut Batch) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let (out, commit) = {
+            let mut g = cell.group.lock();
+            if g.deleted {
+                return Err(group_not_found());
+            }
+            let mut batch = Batch::new();
+            let out = change(&mut g, &mut batch)?;
+            if !g.persisted {
+                writes::group(&mut batch, &cell.key, &g);
+                g.persisted = true;
+            }
+            (out, self.state.store.commit(batch))
+        };
+        commit.await.map_err(store_error)?;
+        Ok(out)
+    }
+
+    /// Changes a group's own settings (retention, tags) and rewrites its record.
+    pub(crate) async fn update_group<T>(
+        &self,
+        cell: &GroupCell,
+        change: impl FnOnce(&mut Group) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        self.write_group(cell, |g, batch| {
+            let out = change(g)?;
+            writes::group(batch, &cell.key, g);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Reads a group under its lock.
+    pub(crate) fn read_group<T>(
+        &self,
+        cell: &GroupCell,
+        read: impl FnOnce(&Group) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let g = cell.group.lock();
+        if g.deleted {
+            return Err(group_not_found());
+        }
+        read(&g)
     }
 }
 
@@ -36,15 +118,34 @@ impl tsumiki_ports::Service for Logs {
 
     async fn call(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         operation: &str,
-        _input: Value,
+        input: Value,
     ) -> Result<Value, AwsError> {
-        Err(AwsError::not_implemented("logs", operation))
+        match operation {
+            "CreateLogGroup" => group::create_log_group(self, ctx, &input).await,
+            "DeleteLogGroup" => group::delete_log_group(self, ctx, &input).await,
+            "DescribeLogGroups" => group::describe_log_groups(self, ctx, &input),
+            "PutRetentionPolicy" => group::put_retention_policy(self, ctx, &input).await,
+            "DeleteRetentionPolicy" => group::delete_retention_policy(self, ctx, &input).await,
+            "TagLogGroup" => group::tag_log_group(self, ctx, &input).await,
+            "UntagLogGroup" => group::untag_log_group(self, ctx, &input).await,
+            "ListTagsLogGroup" => group::list_tags_log_group(self, ctx, &input),
+            "TagResource" => group::tag_resource(self, &input).await,
+            "UntagResource" => group::untag_resource(self, &input).await,
+            "ListTagsForResource" => group::list_tags_for_resource(self, &input),
+            "CreateLogStream" => stream::create_log_stream(self, ctx, &input).await,
+            "DeleteLogStream" => stream::delete_log_stream(self, ctx, &input).await,
+            "DescribeLogStreams" => stream::describe_log_streams(self, ctx, &input),
+            "PutLogEvents" => events::put_log_events(self, ctx, &input).await,
+            "GetLogEvents" => events::get_log_events(self, ctx, &input),
+            "FilterLogEvents" => events::filter_log_events(self, ctx, &input),
+            other => Err(AwsError::not_implemented("logs", other)),
+        }
     }
 
     async fn reset(&self) -> Result<(), AwsError> {
-        Ok(())
+        self.state.reset().await.map_err(store_error)
     }
 }
 
@@ -52,12 +153,18 @@ impl tsumiki_ports::Service for Logs {
 impl LogSink for Logs {
     async fn append(
         &self,
-        _account: &str,
-        _region: &str,
-        _group: &str,
-        _stream: &str,
-        _events: Vec<LogEvent>,
+        account: &str,
+        region: &str,
+        group: &str,
+        stream: &str,
+        events: Vec<LogEvent>,
     ) -> Result<(), AwsError> {
-        Err(AwsError::not_implemented("logs", "append"))
+        events::append(self, account, region, group, stream, events).await
     }
+}
+
+/// A store failure is a server fault; the details go to the log, not the client.
+pub(crate) fn store_error(e: tsumiki_store::StoreError) -> AwsError {
+    tracing::error!(error = %e, "CloudWatch Logs could not write to the store.");
+    AwsError::internal()
 }
