@@ -1,6 +1,8 @@
 //! The tsumiki binary: parses the command line, opens the store, starts every service and
 //! serves them all on one port. The only crate that names concrete implementations.
 
+mod logs_cmd;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Serve every tsumiki service on one port.
     Serve(ServeArgs),
+    /// Print a function's CloudWatch Logs (all streams, by time) from a running server.
+    Logs(logs_cmd::LogsArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(serve(args))
         }
+        Command::Logs(args) => logs_cmd::run(args),
     }
 }
 
