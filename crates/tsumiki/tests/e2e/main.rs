@@ -3,6 +3,7 @@
 
 mod admin;
 mod crash;
+mod lambda;
 mod sqs;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
@@ -32,4 +33,21 @@ pub fn sqs_client_as(server: &Server, access_key: &str, region: &str) -> aws_sdk
 
 pub fn sqs_client(server: &Server) -> aws_sdk_sqs::Client {
     sqs_client_as(server, "test", "us-east-1")
+}
+
+/// A Lambda client for `server`, acting in account 123456789012.
+pub fn lambda_client(server: &Server) -> aws_sdk_lambda::Client {
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .endpoint_url(&server.endpoint)
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "123456789012",
+            "test",
+            None,
+            None,
+            "e2e",
+        ))
+        .build();
+    aws_sdk_lambda::Client::from_conf(config)
 }
