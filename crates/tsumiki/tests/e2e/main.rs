@@ -3,6 +3,7 @@
 
 mod admin;
 mod crash;
+mod logs;
 mod lambda;
 mod sqs;
 
