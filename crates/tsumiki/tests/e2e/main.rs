@@ -3,8 +3,8 @@
 
 mod admin;
 mod crash;
-mod logs;
 mod lambda;
+mod logs;
 mod sqs;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
