@@ -31,14 +31,6 @@ ARN_PREFIX = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
 needs_node = pytest.mark.skipif(shutil.which("node") is None,
                                 reason="the nodejs runtimes need `node` on the PATH")
 
-# Known deviations from AWS, each with where it lives.
-node_loop_bug = pytest.mark.xfail(
-    strict=True, reason="the node bootstrap ignores the event-loop contract (beforeExit): "
-                        "crates/compute/src/bootstraps/node_bootstrap.js runHandler")
-response_limit_bug = pytest.mark.xfail(
-    strict=True, reason="compute caps responses at 6291456 bytes (AWS: 6291556) and its error "
-                        "omits the response's size: crates/compute/src/runtime_api.rs too_large")
-
 # A python handler that reports what it sees; the event steers it.
 PROBE_PY = r'''
 import json
@@ -1209,7 +1201,6 @@ def test_out_of_memory(lam):
     assert invoke(lam, name, {"x": 1})[1] == {"event": {"x": 1}}
 
 
-@response_limit_bug
 def test_response_over_6mb(lam):
     name = unique()
     create_function(lam, name, {"app.py": EDGES_PY}, MemorySize=512)
@@ -1221,7 +1212,6 @@ def test_response_over_6mb(lam):
                                        f"allowed payload size (6291556 bytes).")
 
 
-@response_limit_bug
 def test_response_just_under_the_limit(lam):
     name = unique()
     create_function(lam, name, {"app.py": "def handler(e, c):\n    return 'w' * e['n']\n"},
@@ -1440,7 +1430,6 @@ def node_loop(lam):
     return make
 
 
-@node_loop_bug
 @needs_node
 def test_node_pending_promise_is_nodejs_exit(lam, node_loop):
     name = node_loop("pending")
@@ -1448,7 +1437,6 @@ def test_node_pending_promise_is_nodejs_exit(lam, node_loop):
     function_error(resp, payload, "Runtime.NodeJsExit")
 
 
-@node_loop_bug
 @needs_node
 def test_node_sync_handler_answers_null(lam, node_loop):
     resp = lam.invoke(FunctionName=node_loop("syncReturn"), Payload=b"{}")
@@ -1459,7 +1447,6 @@ def test_node_sync_handler_answers_null(lam, node_loop):
     assert resp["Payload"].read() == b"null"
 
 
-@node_loop_bug
 @needs_node
 def test_node_callback_waits_for_empty_event_loop(lam, node_loop):
     started = time.monotonic()

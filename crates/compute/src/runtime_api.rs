@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -113,7 +113,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         (&Method::POST, "init/error") => {
             let body = match read_body(req).await {
                 Ok(b) => b,
-                Err(resp) => return resp,
+                Err(e) => return e.response(),
             };
             let job = shared.slot.lock().queued.take();
             if let Some(job) = job {
@@ -147,12 +147,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             };
             let body = match read_body(req).await {
                 Ok(b) => b,
-                Err(resp) => {
-                    if action == "response" {
-                        job.finish(Reply::Error(too_large()));
+                Err(e) => {
+                    if action == "response"
+                        && let BodyError::TooLarge(size) = e
+                    {
+                        job.finish(Reply::Error(too_large(size)));
                         shared.slot.lock().running = None;
                     }
-                    return resp;
+                    return e.response();
                 }
             };
             let reply = match action {
@@ -241,26 +243,54 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(req.into_body(), crate::MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(_) => Err(status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            "Payload too large",
-        )),
+/// Why a runtime's body was not taken.
+enum BodyError {
+    /// Past [`crate::MAX_RESPONSE_BYTES`]; the body's whole size.
+    TooLarge(usize),
+    /// The connection failed before the body ended.
+    Broken,
+}
+
+impl BodyError {
+    fn response(&self) -> Response<Full<Bytes>> {
+        match self {
+            BodyError::TooLarge(_) => status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "Payload too large",
+            ),
+            BodyError::Broken => status(StatusCode::BAD_REQUEST, "InvalidRequest", "Body not read"),
+        }
     }
 }
 
-/// The payload an invoke returns when a response exceeded 6 MB.
-fn too_large() -> Bytes {
+/// Reads a body of at most [`crate::MAX_RESPONSE_BYTES`]. Past that it reads on without
+/// keeping anything, only to count the bytes: AWS's error names the response's size.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, BodyError> {
+    let mut body = req.into_body();
+    let mut kept = bytes::BytesMut::new();
+    let mut size = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            size = size.saturating_add(data.len());
+            if size <= crate::MAX_RESPONSE_BYTES {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    if size > crate::MAX_RESPONSE_BYTES {
+        return Err(BodyError::TooLarge(size));
+    }
+    Ok(kept.freeze())
+}
+
+/// The payload an invoke returns when a response of `size` bytes exceeded the limit.
+fn too_large(size: usize) -> Bytes {
     Bytes::from(
         serde_json::json!({
             "errorMessage": format!(
-                "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                "Response payload size ({size} bytes) exceeded maximum allowed payload size ({} bytes).",
                 crate::MAX_RESPONSE_BYTES
             ),
             "errorType": "Function.ResponseSizeTooLarge",

@@ -138,24 +138,73 @@ function parseHeader(value) {
   }
 }
 
+// What to do when the event loop runs dry while an invocation is open (AWS's runtime keeps
+// the same single `beforeExit` listener): Node fires `beforeExit` only then, because an open
+// `next` request keeps the loop alive between invocations.
+let onEmptyLoop = null;
+process.on("beforeExit", () => {
+  const run = onEmptyLoop;
+  onEmptyLoop = null;
+  if (run) run();
+});
+
+function nodeJsExit() {
+  const err = new Error(
+    "The Lambda runtime client detected an unexpected Node.js exit code. This is most commonly " +
+      "caused by a Promise that was never settled.",
+  );
+  err.name = "Runtime.NodeJsExit";
+  return err;
+}
+
+// Runs one invocation as AWS's Node.js runtime does: an async handler answers with its promise;
+// any other handler answers through the callback (or context.succeed/fail/done), and a callback
+// success is sent once the event loop is empty unless context.callbackWaitsForEmptyEventLoop is
+// false. A handler that never answers before the loop runs dry gets null, or Runtime.NodeJsExit
+// if it is async. The first answer wins.
 function runHandler(fn, event, context) {
+  const isAsync = fn.constructor && fn.constructor.name === "AsyncFunction";
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const callback = (err, result) => {
-      if (settled) return;
-      settled = true;
+    let answered = false;
+    const settle = (err, result) => {
+      onEmptyLoop = null;
       if (err !== undefined && err !== null) reject(err);
       else resolve(result);
     };
-    context.succeed = (r) => callback(null, r);
-    context.fail = (e) => callback(e || new Error("handled"));
-    context.done = (e, r) => callback(e, r);
+    const once = (f) => (...args) => {
+      if (answered) return;
+      answered = true;
+      f(...args);
+    };
+    let waitForEmptyLoop = true;
+    Object.defineProperty(context, "callbackWaitsForEmptyEventLoop", {
+      get: () => waitForEmptyLoop,
+      set: (v) => {
+        waitForEmptyLoop = v;
+      },
+      enumerable: true,
+      configurable: true,
+    });
+    const callback = once((err, result) => {
+      if ((err !== undefined && err !== null) || !waitForEmptyLoop) {
+        settle(err, result);
+      } else {
+        onEmptyLoop = () => setImmediate(() => settle(null, result));
+      }
+    });
+    const done = once((err, result) => settle(err, result));
+    context.done = done;
+    context.succeed = (r) => done(null, r);
+    context.fail = (e) => done(e === undefined || e === null ? "handled" : e);
+    onEmptyLoop = () => {
+      answered = true;
+      if (isAsync) settle(nodeJsExit());
+      else settle(null, null);
+    };
     try {
       const out = fn(event, context, callback);
       if (out && typeof out.then === "function") {
-        out.then((r) => callback(null, r), (e) => callback(e === undefined ? new Error("undefined") : e));
-      } else if (fn.length < 3) {
-        callback(null, out);
+        out.then(context.succeed, context.fail);
       }
     } catch (e) {
       callback(e);
