@@ -94,3 +94,110 @@ pub trait LogSink: Send + Sync + 'static {
         events: Vec<LogEvent>,
     ) -> Result<(), AwsError>;
 }
+
+/// A function as triggers address it: name (or ARN) and qualifier in an account and region.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FunctionTarget {
+    /// The function's account.
+    pub account: String,
+    /// The function's region.
+    pub region: String,
+    /// Name, partial ARN or ARN; a `:qualifier` suffix is allowed.
+    pub function: String,
+    /// A version or alias; `None` runs `$LATEST` (unless `function` carries one).
+    pub qualifier: Option<String>,
+}
+
+/// What a synchronous invocation returned, as triggers see it.
+#[derive(Clone, Debug)]
+pub struct FunctionResult {
+    /// The function's response, or its error document.
+    pub payload: Vec<u8>,
+    /// `Unhandled` when the function failed; its error document is the payload.
+    pub function_error: Option<String>,
+    /// The version that ran.
+    pub executed_version: String,
+    /// The invocation's request id.
+    pub request_id: String,
+}
+
+/// How a function wants asynchronous invocations handled (`PutFunctionEventInvokeConfig` and
+/// the function's `DeadLetterConfig`), with AWS's defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AsyncSettings {
+    /// The function's ARN, qualified when the invocation named a qualifier.
+    pub function_arn: String,
+    /// 0 to 2; AWS's default is 2.
+    pub max_retries: u32,
+    /// 60 to 21,600 seconds; AWS's default is 21,600 (6 hours).
+    pub max_event_age_s: u32,
+    /// Destination ARN for successful invocations.
+    pub on_success: Option<String>,
+    /// Destination ARN for events that failed every attempt or aged out.
+    pub on_failure: Option<String>,
+    /// The function's dead-letter queue or topic (used when there is no on-failure destination).
+    pub dead_letter: Option<String>,
+}
+
+/// Runs functions for triggers (Lambda implements it; triggers never see Lambda's API).
+#[async_trait]
+pub trait FunctionInvoker: Send + Sync + 'static {
+    /// Runs `target` synchronously with `payload` under `request_id`. An `Err` means the
+    /// invocation did not run (throttled, not found, ...); a function error is an `Ok`.
+    async fn invoke(
+        &self,
+        target: &FunctionTarget,
+        payload: Vec<u8>,
+        request_id: &str,
+    ) -> Result<FunctionResult, AwsError>;
+
+    /// The target's asynchronous-invocation settings, or an error when it does not exist.
+    fn async_settings(&self, target: &FunctionTarget) -> Result<AsyncSettings, AwsError>;
+}
+
+/// Accepts asynchronous invocations (`InvocationType: Event` and every async event source).
+#[async_trait]
+pub trait AsyncInvoke: Send + Sync + 'static {
+    /// Queues one event for `target`; `Ok` means it is durable and will be attempted.
+    async fn enqueue(
+        &self,
+        target: FunctionTarget,
+        payload: Vec<u8>,
+        request_id: String,
+    ) -> Result<(), AwsError>;
+}
+
+/// A record of one successful mutating API call, as CloudTrail would log it: what EventBridge
+/// turns into an `AWS API Call via CloudTrail` event. The gateway publishes one per call; it
+/// knows nothing of rules or buses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DomainEvent {
+    /// The model key of the service called, e.g. `sqs` (the event's source is `aws.sqs`).
+    pub service: String,
+    /// CloudTrail's `eventSource`, e.g. `sqs.amazonaws.com`.
+    pub event_source: String,
+    /// The operation, e.g. `CreateQueue`.
+    pub event_name: String,
+    /// The operation's decoded input, shaped by the service model.
+    pub request_parameters: Value,
+    /// The operation's output, shaped by the service model.
+    pub response_elements: Value,
+    /// The caller's account.
+    pub account: String,
+    /// The region the call was made in.
+    pub region: String,
+    /// When the call was made, in milliseconds since the epoch (the clock's time).
+    pub time_ms: i64,
+    /// The request id of the call.
+    pub request_id: String,
+    /// The caller's access key id, when the request was signed.
+    pub access_key: Option<String>,
+}
+
+/// Where the gateway reports successful mutating calls (DESIGN.md decision 7: services publish,
+/// triggers subscribe). EventBridge implements it and routes the records to each account's
+/// default event bus.
+pub trait EventSink: Send + Sync + 'static {
+    /// Takes one record; must not block (delivery happens in the background).
+    fn publish(&self, ctx: &RequestContext, event: DomainEvent);
+}
