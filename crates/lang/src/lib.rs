@@ -2,3 +2,7 @@
 //! patterns (shared by SNS filter policies and Lambda filter criteria), and later schedule
 //! expressions, Amazon States Language and the rest. Each is a parser with AWS's validation
 //! messages and an evaluator, tested against data-driven corpora.
+//!
+//! Start with [`event_pattern`].
+
+pub mod event_pattern;

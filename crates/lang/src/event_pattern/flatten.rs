@@ -1,0 +1,664 @@
+//! Event text to leaves: `(path, value, array trail)` for every value a rule can look at.
+//!
+//! A hand-written single-pass parser over the event bytes (quamina's approach) instead of a
+//! general JSON parser, for two reasons: numbers must reach the matcher as their lexemes
+//! (serde_json without `arbitrary_precision` rounds them, and that feature would change
+//! serde_json for the whole workspace), and most of a typical event is irrelevant to the rules,
+//! so members whose path no rule names are skipped by a bracket-counting scan instead of being
+//! parsed. The paths rules name form a [`PathTrie`] that is walked alongside the event.
+//!
+//! Values the matcher reads are validated strictly; skipped members are only checked for
+//! structure (terminated strings, balanced and matching brackets), not for the grammar of
+//! their numbers and literals. Events are validated as JSON when they are accepted
+//! (PutEvents), so this trades nothing real for speed.
+//!
+//! Paths are the member names joined with `.` (arrays add nothing), which is how EventBridge
+//! makes `{"a": {"b": 1}}` and `{"a.b": 1}` the same field for `{"a": {"b": [1]}}` and for
+//! `{"a.b": [1]}`. Each leaf carries its array trail: for every enclosing array whose element
+//! is an object or array on the way down, the array's number and the element's index. Two
+//! leaves may serve the same match only if their trails agree on every array they share.
+
+use super::hash::FxHashMap;
+use super::json::{MAX_DEPTH, unescape_into};
+use super::number::is_json_number;
+use super::value::Scalar;
+use crate::event_pattern::EventError;
+
+pub(crate) const NO_PATH: u32 = u32::MAX;
+
+/// The field paths rules name, as a trie over member names. A node stands for a dotted prefix
+/// of some path; its children are keyed by member name, and a member name may itself contain
+/// dots (`{"a.b": …}` steps from the root straight to the node for `a.b`).
+#[derive(Clone, Debug)]
+pub(crate) struct PathTrie {
+    nodes: Vec<PathNode>,
+    by_prefix: FxHashMap<Box<str>, u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PathNode {
+    leaf: u32,
+    children: FxHashMap<Box<str>, u32>,
+}
+
+const ROOT: u32 = 0;
+
+impl Default for PathTrie {
+    fn default() -> Self {
+        PathTrie {
+            nodes: vec![PathNode {
+                leaf: NO_PATH,
+                children: FxHashMap::default(),
+            }],
+            by_prefix: FxHashMap::default(),
+        }
+    }
+}
+
+impl PathTrie {
+    /// Adds `path` with the id leaves at it get.
+    pub(crate) fn insert(&mut self, path: &str, id: u32) {
+        let segments: Vec<&str> = path.split('.').collect();
+        // nodes[j] is the node for the first j segments (0 is the root).
+        let mut prefix_nodes = vec![ROOT];
+        for j in 1..=segments.len() {
+            let prefix = segments[..j].join(".");
+            let node = match self.by_prefix.get(prefix.as_str()) {
+                Some(&node) => node,
+                None => {
+                    let node = self.nodes.len() as u32;
+                    self.nodes.push(PathNode {
+                        leaf: NO_PATH,
+                        children: FxHashMap::default(),
+                    });
+                    self.by_prefix.insert(prefix.into(), node);
+                    node
+                }
+            };
+            prefix_nodes.push(node);
+        }
+        for i in 0..segments.len() {
+            for j in i + 1..=segments.len() {
+                let key = segments[i..j].join(".");
+                self.nodes[prefix_nodes[i] as usize]
+                    .children
+                    .entry(key.into())
+                    .or_insert(prefix_nodes[j]);
+            }
+        }
+        self.nodes[prefix_nodes[segments.len()] as usize].leaf = id;
+    }
+
+    #[inline]
+    fn child(&self, node: u32, key: &str) -> Option<u32> {
+        let children = &self.nodes[node as usize].children;
+        if children.is_empty() {
+            return None;
+        }
+        children.get(key).copied()
+    }
+
+    #[inline]
+    fn leaf(&self, node: u32) -> u32 {
+        self.nodes[node as usize].leaf
+    }
+
+    #[inline]
+    fn has_children(&self, node: u32) -> bool {
+        !self.nodes[node as usize].children.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string without escapes: `start..end` of the event text.
+    Str,
+    /// A string that had escapes: `start..end` of [`Flat::text`].
+    Unescaped,
+    Num,
+    True,
+    False,
+    Null,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Leaf {
+    pub(crate) path: u32,
+    pub(crate) kind: Kind,
+    start: u32,
+    end: u32,
+    trail_start: u32,
+    trail_len: u32,
+}
+
+/// A flattened event: leaves sorted by path, with their trails. Reused between events.
+#[derive(Default, Debug)]
+pub(crate) struct Flat {
+    pub(crate) leaves: Vec<Leaf>,
+    trails: Vec<(u32, u32)>,
+    text: String,
+    current_trail: Vec<(u32, u32)>,
+    closers: Vec<u8>,
+    key: String,
+    arrays: u32,
+}
+
+impl Flat {
+    pub(crate) fn scalar<'a>(&'a self, leaf: &Leaf, event: &'a str) -> Scalar<'a> {
+        let range = leaf.start as usize..leaf.end as usize;
+        match leaf.kind {
+            Kind::Str => Scalar::Str(&event[range]),
+            Kind::Unescaped => Scalar::Str(&self.text[range]),
+            Kind::Num => Scalar::Num(&event[range]),
+            Kind::True => Scalar::True,
+            Kind::False => Scalar::False,
+            Kind::Null => Scalar::Null,
+        }
+    }
+
+    pub(crate) fn trail(&self, leaf: &Leaf) -> &[(u32, u32)] {
+        let start = leaf.trail_start as usize;
+        &self.trails[start..start + leaf.trail_len as usize]
+    }
+
+    /// The leaves at `path` (leaves are sorted by path).
+    pub(crate) fn at(&self, path: u32) -> std::ops::Range<usize> {
+        let start = self.leaves.partition_point(|l| l.path < path);
+        let end = start + self.leaves[start..].partition_point(|l| l.path == path);
+        start..end
+    }
+
+    fn clear(&mut self) {
+        self.leaves.clear();
+        self.trails.clear();
+        self.text.clear();
+        self.current_trail.clear();
+        self.closers.clear();
+        self.arrays = 0;
+    }
+}
+
+/// Flattens `event` (a JSON object) into `flat`, keeping only leaves at paths of `trie`.
+pub(crate) fn flatten(event: &str, trie: &PathTrie, flat: &mut Flat) -> Result<(), EventError> {
+    flat.clear();
+    if event.len() >= u32::MAX as usize {
+        return Err(EventError::new("event too large", 0));
+    }
+    let mut parser = Parser {
+        text: event,
+        b: event.as_bytes(),
+        pos: 0,
+        trie,
+        flat,
+    };
+    parser.skip_ws();
+    if parser.peek() != Some(b'{') {
+        return Err(EventError::new(
+            "an event must be a JSON object",
+            parser.pos,
+        ));
+    }
+    if trie.has_children(ROOT) {
+        parser.object(ROOT, 1)?;
+    } else {
+        parser.skip_value(0)?;
+    }
+    parser.skip_ws();
+    if parser.pos != parser.b.len() {
+        return Err(parser.error("unexpected content after the event"));
+    }
+    parser.flat.leaves.sort_by_key(|l| l.path);
+    Ok(())
+}
+
+/// Byte classes for the skipping scan: 0 for bytes that cannot change the structure.
+static STRUCTURAL: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'"' as usize] = 1;
+    table[b'{' as usize] = 1;
+    table[b'[' as usize] = 1;
+    table[b'}' as usize] = 1;
+    table[b']' as usize] = 1;
+    table
+};
+
+/// Bytes that end a string scan: the quote, the backslash and control characters.
+static STRING_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = true;
+        i += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+struct Parser<'e, 'f> {
+    text: &'e str,
+    b: &'e [u8],
+    pos: usize,
+    trie: &'f PathTrie,
+    flat: &'f mut Flat,
+}
+
+impl Parser<'_, '_> {
+    fn error(&self, what: &str) -> EventError {
+        EventError::new(what, self.pos)
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8, what: &str) -> Result<(), EventError> {
+        self.skip_ws();
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(what))
+        }
+    }
+
+    /// An object at `pos` (its `{`) whose path is `node`.
+    fn object(&mut self, node: u32, depth: usize) -> Result<(), EventError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a member name"));
+            }
+            let child = self.member_name(node)?;
+            self.expect(b':', "expected ':'")?;
+            self.skip_ws();
+            match child {
+                Some(child) => self.value(child, depth)?,
+                None => self.skip_value(depth)?,
+            }
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// Reads a member name at `pos` (its quote) and looks it up under `node`.
+    fn member_name(&mut self, node: u32) -> Result<Option<u32>, EventError> {
+        let start = self.pos + 1;
+        let mut i = start;
+        while i < self.b.len() && !STRING_SPECIAL[self.b[i] as usize] {
+            i += 1;
+        }
+        match self.b.get(i) {
+            Some(b'"') => {
+                self.pos = i + 1;
+                Ok(self.trie.child(node, &self.text[start..i]))
+            }
+            Some(b'\\') => {
+                let mut key = std::mem::take(&mut self.flat.key);
+                key.clear();
+                key.push_str(&self.text[start..i]);
+                let end = unescape_into(self.text, i, &mut key).map_err(|at| {
+                    self.pos = at;
+                    self.error("invalid member name")
+                })?;
+                self.pos = end;
+                let child = self.trie.child(node, &key);
+                self.flat.key = key;
+                Ok(child)
+            }
+            _ => {
+                self.pos = i;
+                Err(self.error("invalid member name"))
+            }
+        }
+    }
+
+    /// A value at `pos` whose path is `node`.
+    fn value(&mut self, node: u32, depth: usize) -> Result<(), EventError> {
+        match self.peek() {
+            Some(b'{') => {
+                if self.trie.has_children(node) {
+                    self.object(node, depth + 1)
+                } else {
+                    self.skip_value(depth)
+                }
+            }
+            Some(b'[') => self.array(node, depth + 1),
+            Some(_) => {
+                let path = self.trie.leaf(node);
+                if path == NO_PATH {
+                    self.skip_value(depth)
+                } else {
+                    self.scalar(path)
+                }
+            }
+            None => Err(self.error("unexpected end of the event")),
+        }
+    }
+
+    fn array(&mut self, node: u32, depth: usize) -> Result<(), EventError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        let id = self.flat.arrays;
+        self.flat.arrays += 1;
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut index = 0u32;
+        loop {
+            self.skip_ws();
+            if let Some(b'{' | b'[') = self.peek() {
+                self.flat.current_trail.push((id, index));
+                self.value(node, depth)?;
+                self.flat.current_trail.pop();
+            } else {
+                self.value(node, depth)?;
+            }
+            index += 1;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or ']'")),
+            }
+        }
+    }
+
+    /// A scalar at `pos`, recorded as a leaf at `path`.
+    fn scalar(&mut self, path: u32) -> Result<(), EventError> {
+        let start = self.pos;
+        let (kind, from, to) = match self.b[start] {
+            b'"' => {
+                let content = start + 1;
+                let mut i = content;
+                while i < self.b.len() && !STRING_SPECIAL[self.b[i] as usize] {
+                    i += 1;
+                }
+                match self.b.get(i) {
+                    Some(b'"') => {
+                        self.pos = i + 1;
+                        (Kind::Str, content, i)
+                    }
+                    Some(b'\\') => {
+                        let text_start = self.flat.text.len();
+                        self.flat.text.push_str(&self.text[content..i]);
+                        let end =
+                            unescape_into(self.text, i, &mut self.flat.text).map_err(|at| {
+                                self.pos = at;
+                                self.error("invalid string")
+                            })?;
+                        self.pos = end;
+                        (Kind::Unescaped, text_start, self.flat.text.len())
+                    }
+                    _ => {
+                        self.pos = i;
+                        return Err(self.error("invalid string"));
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let mut i = start;
+                while i < self.b.len()
+                    && matches!(self.b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                if !is_json_number(&self.text[start..i]) {
+                    return Err(self.error("invalid number"));
+                }
+                self.pos = i;
+                (Kind::Num, start, i)
+            }
+            b't' => self.literal(b"true", Kind::True)?,
+            b'f' => self.literal(b"false", Kind::False)?,
+            b'n' => self.literal(b"null", Kind::Null)?,
+            _ => return Err(self.error("unexpected character")),
+        };
+        if let Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_') = self.peek() {
+            return Err(self.error("unexpected character"));
+        }
+        let trail_start = self.flat.trails.len() as u32;
+        self.flat.trails.extend_from_slice(&self.flat.current_trail);
+        self.flat.leaves.push(Leaf {
+            path,
+            kind,
+            start: from as u32,
+            end: to as u32,
+            trail_start,
+            trail_len: self.flat.current_trail.len() as u32,
+        });
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8], kind: Kind) -> Result<(Kind, usize, usize), EventError> {
+        if self.b[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok((kind, 0, 0))
+        } else {
+            Err(self.error("unrecognized literal"))
+        }
+    }
+
+    /// Skips the value at `pos`, checking only its structure.
+    fn skip_value(&mut self, depth: usize) -> Result<(), EventError> {
+        match self.peek() {
+            Some(b'"') => self.skip_string(),
+            Some(b'{' | b'[') => self.skip_container(depth),
+            Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                while let Some(b) = self.peek() {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                Ok(())
+            }
+            Some(_) => Err(self.error("unexpected character")),
+            None => Err(self.error("unexpected end of the event")),
+        }
+    }
+
+    /// Skips a string at `pos` (its opening quote).
+    #[inline]
+    fn skip_string(&mut self) -> Result<(), EventError> {
+        let b = self.b;
+        let mut i = self.pos + 1;
+        loop {
+            while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
+                i += 1;
+            }
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(());
+                }
+                Some(_) => i += 2,
+                None => {
+                    self.pos = b.len();
+                    return Err(self.error("unterminated string"));
+                }
+            }
+        }
+    }
+
+    /// Skips an object or array at `pos`, matching brackets and stepping over strings.
+    fn skip_container(&mut self, depth: usize) -> Result<(), EventError> {
+        let b = self.b;
+        let mut closers = std::mem::take(&mut self.flat.closers);
+        closers.clear();
+        let result = loop {
+            while self.pos < b.len() && STRUCTURAL[b[self.pos] as usize] == 0 {
+                self.pos += 1;
+            }
+            let Some(&byte) = b.get(self.pos) else {
+                break Err(self.error("unexpected end of the event"));
+            };
+            match byte {
+                b'"' => {
+                    if let Err(e) = self.skip_string() {
+                        break Err(e);
+                    }
+                }
+                b'{' | b'[' => {
+                    if depth + closers.len() >= MAX_DEPTH {
+                        break Err(self.error("nesting too deep"));
+                    }
+                    closers.push(if byte == b'{' { b'}' } else { b']' });
+                    self.pos += 1;
+                }
+                _ => {
+                    if closers.pop() != Some(byte) {
+                        break Err(self.error("mismatched bracket"));
+                    }
+                    self.pos += 1;
+                    if closers.is_empty() {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        self.flat.closers = closers;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trie(paths: &[&str]) -> PathTrie {
+        let mut t = PathTrie::default();
+        for (i, p) in paths.iter().enumerate() {
+            t.insert(p, i as u32);
+        }
+        t
+    }
+
+    /// (path id, value text, trail) of one leaf.
+    type Described = (u32, String, Vec<(u32, u32)>);
+
+    fn leaves(paths: &[&str], event: &str) -> Vec<Described> {
+        let t = trie(paths);
+        let mut flat = Flat::default();
+        flatten(event, &t, &mut flat).expect("valid event");
+        flat.leaves
+            .iter()
+            .map(|l| {
+                let v = match flat.scalar(l, event) {
+                    Scalar::Str(s) => format!("{s:?}"),
+                    Scalar::Num(n) => n.to_owned(),
+                    Scalar::True => "true".to_owned(),
+                    Scalar::False => "false".to_owned(),
+                    Scalar::Null => "null".to_owned(),
+                };
+                (l.path, v, flat.trail(l).to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dotted_keys_meet_nested_ones() {
+        let got = leaves(
+            &["detail.state.status"],
+            r#"{"detail": {"state.status": "a", "state": {"status": "b"}}, "detail.state": {"status": "c"}, "detail.state.status": "d"}"#,
+        );
+        let values: Vec<&str> = got.iter().map(|(_, v, _)| v.as_str()).collect();
+        assert_eq!(values, [r#""a""#, r#""b""#, r#""c""#, r#""d""#]);
+    }
+
+    #[test]
+    fn numbers_keep_their_lexemes_and_strings_are_unescaped() {
+        let got = leaves(
+            &["n", "s"],
+            r#"{"n": [300.0, 3.0e2, 37.807807921694092, 1E400], "s": "a\"b\u00e9"}"#,
+        );
+        let values: Vec<&str> = got.iter().map(|(_, v, _)| v.as_str()).collect();
+        assert_eq!(
+            values,
+            [
+                "300.0",
+                "3.0e2",
+                "37.807807921694092",
+                "1E400",
+                r#""a\"bé""#
+            ]
+        );
+    }
+
+    #[test]
+    fn array_trails_record_container_elements_only() {
+        let got = leaves(
+            &["e.name", "e.ids"],
+            r#"{"e": [{"name": "a", "ids": [1, 2]}, [{"name": "b"}], {"name": "c"}]}"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (0, r#""a""#.to_owned(), vec![(0, 0)]),
+                (0, r#""b""#.to_owned(), vec![(0, 1), (2, 0)]),
+                (0, r#""c""#.to_owned(), vec![(0, 2)]),
+                (1, "1".to_owned(), vec![(0, 0)]),
+                (1, "2".to_owned(), vec![(0, 0)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn unused_members_are_skipped_but_checked_for_structure() {
+        let t = trie(&["a"]);
+        let mut flat = Flat::default();
+        let ok = r#"{"x": {"y": [1, "]}\"", {"z": null}]}, "a": 1}"#;
+        flatten(ok, &t, &mut flat).expect("valid");
+        assert_eq!(flat.leaves.len(), 1);
+        for bad in [
+            r#"{"x": [1, 2}, "a": 1}"#,
+            r#"{"x": "unterminated}"#,
+            r#"{"a": 1} trailing"#,
+            r#"{"a": 01}"#,
+            r#"{"a": tru}"#,
+            r#"["a"]"#,
+            "",
+            r#"{"a" 1}"#,
+        ] {
+            assert!(flatten(bad, &t, &mut flat).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn objects_and_empty_arrays_are_not_leaves() {
+        let got = leaves(&["a", "b"], r#"{"a": {"x": 1}, "b": []}"#);
+        assert!(got.is_empty());
+    }
+}
