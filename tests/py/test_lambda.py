@@ -31,6 +31,7 @@ ARN_PREFIX = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
 needs_node = pytest.mark.skipif(shutil.which("node") is None,
                                 reason="the nodejs runtimes need `node` on the PATH")
 
+
 # A python handler that reports what it sees; the event steers it.
 PROBE_PY = r'''
 import json
@@ -74,6 +75,7 @@ def handler(event, context):
     }
 '''
 
+
 NODE_CJS = r'''
 exports.handler = async (event, context) => {
   if (event.raise) throw new Error(event.raise);
@@ -94,6 +96,7 @@ exports.handler = async (event, context) => {
 };
 '''
 
+
 NODE_ESM = r'''
 export const handler = async (event, context) => ({
   event,
@@ -102,6 +105,7 @@ export const handler = async (event, context) => ({
   awsRequestId: context.awsRequestId,
 });
 '''
+
 
 NODE_CALLBACK = r'''
 exports.handler = (event, context, callback) => {
@@ -266,7 +270,7 @@ def test_delete_function(lam):
     assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
 
 
-# --- errors --------------------------------------------------------------------------------
+# --- errors ------------------------------------------------------------------------------
 
 
 def test_unknown_function_is_not_found(lam):
@@ -330,8 +334,9 @@ def test_bad_zip_is_refused(lam):
 def test_invalid_json_payload(lam, probe):
     with pytest.raises(ClientError) as e:
         lam.invoke(FunctionName=probe, Payload=b"{not json")
-    code, status, _ = error_of(e)
+    code, status, resp = error_of(e)
     assert (code, status) == ("InvalidRequestContentException", 400)
+    assert resp["Error"]["Message"].startswith("Could not parse request body into json")
 
 
 def test_payload_over_6mb(lam, probe):
@@ -343,7 +348,13 @@ def test_payload_over_6mb(lam, probe):
     assert "6291456" in resp["Error"]["Message"]
 
 
-# --- invoking python -----------------------------------------------------------------------
+def test_mismatched_qualifier(lam, probe):
+    with pytest.raises(ClientError) as e:
+        lam.invoke(FunctionName=f"{probe}:1", Qualifier="2")
+    assert error_of(e)[:2] == ("InvalidParameterValueException", 400)
+
+
+# --- invoking python ---------------------------------------------------------------------
 
 
 def test_python_invoke_round_trip_and_context(lam, probe):
@@ -454,685 +465,47 @@ def test_python_handler_not_found(lam):
     assert payload["errorMessage"] == "Handler 'nothere' missing on module 'app'"
 
 
-# --- invoking node -------------------------------------------------------------------------
+def test_python_init_failures(lam):
+    cases = [
+        ({"app.py": "def handler(e, c)\n    return 1\n"}, "app.handler",
+         "Runtime.UserCodeSyntaxError", "Syntax error in module 'app'"),
+        ({"app.py": "def handler(e, c):\n    return 1\n"}, "app",
+         "Runtime.MalformedHandlerName", "Bad handler 'app'"),
+    ]
+    for files, handler, error_type, message in cases:
+        name = unique()
+        create_function(lam, name, files, handler=handler)
+        resp, payload = invoke(lam, name, {})
+        function_error(resp, payload, error_type)
+        assert payload["errorMessage"].startswith(message), payload
 
 
-@needs_node
-def test_node_commonjs(lam):
-    name = unique("node")
-    create_function(lam, name, {"index.js": NODE_CJS}, runtime="nodejs20.x",
-                    handler="index.handler")
-    cc = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
-    resp, out = invoke(lam, name, {"a": [1, 2]}, LogType="Tail", ClientContext=cc,
-                       Qualifier="$LATEST")
-    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
-    assert out["event"] == {"a": [1, 2]}
-    assert out["kind"] == "cjs"
-    assert out["functionName"] == name
-    assert str(out["memoryLimitInMB"]) == "128"
-    assert out["awsRequestId"] == resp["ResponseMetadata"]["RequestId"]
-    assert out["invokedFunctionArn"] == ARN_PREFIX + name + ":$LATEST"
-    assert out["remaining"] > 0
-    assert out["region"] == REGION
-    assert out["handlerEnv"] == "index.handler"
-    assert out["custom"] == {"k": "v"}
-    assert 'node says {"a":[1,2]}' in log_tail(resp)
+def test_python_init_exception(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": "raise RuntimeError('bad init')\n"
+                                          "def handler(e, c):\n    return 1\n"})
+    for _ in range(2):  # every invocation retries the init in a new environment
+        resp, payload = invoke(lam, name, {})
+        function_error(resp, payload, "RuntimeError")
+        assert payload["errorMessage"] == "bad init"
 
 
-@needs_node
-def test_node_es_module(lam):
-    name = unique("node")
-    create_function(lam, name, {"index.mjs": NODE_ESM}, runtime="nodejs20.x",
-                    handler="index.handler")
-    resp, out = invoke(lam, name, {"esm": True})
-    assert out == {"event": {"esm": True}, "kind": "esm", "functionName": name,
-                   "awsRequestId": resp["ResponseMetadata"]["RequestId"]}
-
-
-@needs_node
-def test_node_callback_handler(lam):
-    name = unique("node")
-    create_function(lam, name, {"index.js": NODE_CALLBACK}, runtime="nodejs20.x",
-                    handler="index.handler")
-    resp, out = invoke(lam, name, {"n": 21})
-    assert out == {"doubled": 42, "awsRequestId": resp["ResponseMetadata"]["RequestId"]}
-    resp, payload = invoke(lam, name, {"fail": True})
-    function_error(resp, payload, "Error")
-    assert payload["errorMessage"] == "callback failure"
-
-
-@needs_node
-def test_node_unhandled_error(lam):
-    name = unique("node")
-    create_function(lam, name, {"index.js": NODE_CJS}, runtime="nodejs20.x",
-                    handler="index.handler")
-    resp, payload = invoke(lam, name, {"raise": "node broke"})
-    function_error(resp, payload, "Error")
-    assert payload["errorMessage"] == "node broke"
-    assert isinstance(payload["trace"], list)
-    assert payload["trace"][0] == "Error: node broke"
-    assert any("index.js" in line for line in payload["trace"])
-
-
-@needs_node
-def test_node_import_error_and_missing_handler(lam):
-    broken = unique("node")
-    create_function(lam, broken, {"index.js": "require('no-such-package-here');\n"
-                                              "exports.handler = async () => 1;\n"},
-                    runtime="nodejs20.x", handler="index.handler")
-    resp, payload = invoke(lam, broken, {})
-    function_error(resp, payload, "Runtime.ImportModuleError")
-    assert "no-such-package-here" in payload["errorMessage"]
-
-    missing = unique("node")
-    create_function(lam, missing, {"index.js": NODE_CJS}, runtime="nodejs20.x",
-                    handler="index.nothere")
-    resp, payload = invoke(lam, missing, {})
-    function_error(resp, payload, "Runtime.HandlerNotFound")
-    assert payload["errorMessage"] == "index.nothere is undefined or not exported"
-
-
-# --- custom runtimes -----------------------------------------------------------------------
-
-SHELL_BOOTSTRAP = r'''#!/bin/sh
-# A custom runtime in POSIX shell: the Runtime API loop with curl.
-set -eu
-API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
-HEADERS="$(mktemp)"
-echo "shell runtime starting for ${_HANDLER}"
-while true; do
-  EVENT="$(curl -sS -D "$HEADERS" "$API/invocation/next")"
-  REQUEST_ID="$(grep -i '^Lambda-Runtime-Aws-Request-Id:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)"
-  ARN="$(grep -i '^Lambda-Runtime-Invoked-Function-Arn:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)"
-  echo "shell handling $REQUEST_ID"
-  case "$EVENT" in
-    *fail*)
-      curl -sS -X POST -H "Lambda-Runtime-Function-Error-Type: Shell.Failure" \
-        "$API/invocation/$REQUEST_ID/error" \
-        -d '{"errorMessage": "the shell failed", "errorType": "Shell.Failure"}' >/dev/null
-      ;;
-    *)
-      curl -sS -X POST "$API/invocation/$REQUEST_ID/response" \
-        -d "{\"echo\": $EVENT, \"requestId\": \"$REQUEST_ID\", \"arn\": \"$ARN\", \"handler\": \"${_HANDLER}\"}" >/dev/null
-      ;;
-  esac
-done
-'''
-
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the shell bootstrap needs curl")
-def test_provided_shell_bootstrap(lam):
-    name = unique("shell")
-    create_function(lam, name, {"bootstrap": (SHELL_BOOTSTRAP, 0o755)},
-                    runtime="provided.al2023", handler="function.handler")
-    resp, out = invoke(lam, name, {"k": "v"}, LogType="Tail")
-    rid = resp["ResponseMetadata"]["RequestId"]
-    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
-    assert out == {"echo": {"k": "v"}, "requestId": rid, "arn": ARN_PREFIX + name,
-                   "handler": "function.handler"}
-    assert f"shell handling {rid}" in log_tail(resp)
-
-    resp, payload = invoke(lam, name, {"fail": 1})
-    function_error(resp, payload, "Shell.Failure")
-    assert payload["errorMessage"] == "the shell failed"
-    # The same process goes on serving.
-    assert invoke(lam, name, {"again": 1})[1]["echo"] == {"again": 1}
-
-
-def test_provided_without_bootstrap(lam):
-    name = unique("noboot")
-    create_function(lam, name, {"readme.txt": "no bootstrap here"}, runtime="provided.al2023",
-                    handler="x")
+def test_python_unserializable_result(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": "def handler(e, c):\n    return {1, 2}\n"})
     resp, payload = invoke(lam, name, {})
-    function_error(resp, payload, "Runtime.InvalidEntrypoint")
+    function_error(resp, payload, "Runtime.MarshalError")
+    assert payload["errorMessage"] == ("Unable to marshal response: Object of type set "
+                                       "is not JSON serializable")
 
 
-@pytest.fixture(scope="session")
-def awslambdaric_dir(tmp_path_factory):
-    """awslambdaric installed with pip into a directory, once per session (cached there)."""
-    base = tmp_path_factory.mktemp("awslambdaric")
-    target = base / "pkg"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--cache-dir", str(base / "pip-cache"), "--target", str(target), "awslambdaric"],
-        capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.skip(f"pip could not install awslambdaric: {proc.stderr.strip()[-500:]}")
-    return target
-
-
-RIC_HANDLER = r'''
-import os
-
-
-def fn(event, context):
-    if event.get("fail"):
-        raise RuntimeError("ric failure")
-    return {"echo": event, "requestId": context.aws_request_id,
-            "arn": context.invoked_function_arn, "name": context.function_name,
-            "pid": os.getpid()}
-'''
-
-
-def test_awslambdaric_in_a_provided_runtime(lam, awslambdaric_dir):
-    # The function's PATH is minimal: name the interpreter by its absolute path.
-    bootstrap = (f"#!/bin/sh\nexport PYTHONPATH=\"$LAMBDA_TASK_ROOT\"\n"
-                 f"exec {sys.executable} -m awslambdaric \"$_HANDLER\"\n")
-    package = zip_dir(awslambdaric_dir, {"handler.py": RIC_HANDLER,
-                                         "bootstrap": (bootstrap, 0o755)})
-    name = unique("ric")
-    create_function(lam, name, package, runtime="provided.al2023", handler="handler.fn")
-
-    resp, out = invoke(lam, name, {"via": "awslambdaric"})
-    assert resp["StatusCode"] == 200 and "FunctionError" not in resp, out
-    assert out["echo"] == {"via": "awslambdaric"}
-    assert out["requestId"] == resp["ResponseMetadata"]["RequestId"]
-    assert out["arn"] == ARN_PREFIX + name
-    assert out["name"] == name
-
-    resp, payload = invoke(lam, name, {"fail": True})
-    function_error(resp, payload, "RuntimeError")
-    assert payload["errorMessage"] == "ric failure"
-    assert payload["requestId"] == resp["ResponseMetadata"]["RequestId"]
-    assert any("handler.py" in frame for frame in payload["stackTrace"])
-
-    # awslambdaric keeps serving in the same process after an error.
-    _, again = invoke(lam, name, {"n": 2})
-    assert again["pid"] == out["pid"]
-
-    # A handler that cannot be imported is reported through /runtime/init/error.
-    broken = unique("ric")
-    create_function(lam, broken, package, runtime="provided.al2023", handler="nomodule.fn")
-    resp, payload = invoke(lam, broken, {})
-    function_error(resp, payload, "Runtime.ImportModuleError")
-    assert "nomodule" in payload["errorMessage"]
-
-
-# --- environments: reuse, scale-out, throttling ---------------------------------------------
-
-
-def test_warm_reuse(lam):
+def test_python_handler_in_a_subdirectory(lam):
     name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY})
-    outs = [invoke(lam, name, {})[1] for _ in range(3)]
-    assert [o["count"] for o in outs] == [1, 2, 3]
-    assert len({o["pid"] for o in outs}) == 1
+    create_function(lam, name, {"src/pkg/__init__.py": "",
+                                "src/pkg/mod.py": "def handler(e, c):\n    return 'nested'\n"},
+                    handler="src/pkg/mod.handler")
+    assert invoke(lam, name, {})[1] == "nested"
 
-
-def test_scale_out_runs_concurrent_invokes_in_separate_environments(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY})
-    n = 4
-    with ThreadPoolExecutor(n) as pool:
-        outs = list(pool.map(lambda _: invoke(lam, name, {"sleep": 0.5})[1], range(n)))
-    assert len({o["pid"] for o in outs}) == n
-    assert all(o["count"] == 1 for o in outs)
-
-
-def test_reserved_concurrency_throttles(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY})
-    assert lam.put_function_concurrency(
-        FunctionName=name, ReservedConcurrentExecutions=1)["ReservedConcurrentExecutions"] == 1
-    assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 1
-    assert lam.get_function(FunctionName=name)["Concurrency"] == {"ReservedConcurrentExecutions": 1}
-    invoke(lam, name, {})  # warm, so the slow call below is running when the second arrives
-
-    results = {}
-
-    def slow():
-        results["slow"] = invoke(lam, name, {"sleep": 1.5})
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.4)
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=name, Payload=b"{}")
-    t.join()
-    code, status, resp = error_of(e)
-    assert (code, status) == ("TooManyRequestsException", 429)
-    assert resp["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
-    assert results["slow"][0]["StatusCode"] == 200
-    # Once the first finishes there is room again.
-    assert invoke(lam, name, {})[0]["StatusCode"] == 200
-
-
-def test_reserved_zero_throttles_everything(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY})
-    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=name, Payload=b"{}")
-    code, status, resp = error_of(e)
-    assert (code, status) == ("TooManyRequestsException", 429)
-    assert resp["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
-    lam.delete_function_concurrency(FunctionName=name)
-    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=name)
-    assert invoke(lam, name, {})[0]["StatusCode"] == 200
-
-
-def test_account_settings_and_reservation_floor(lam_server):
-    lam = account_client(lam_server, "100000000002")
-    settings = lam.get_account_settings()
-    assert settings["AccountLimit"]["ConcurrentExecutions"] == 1000
-    assert settings["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000
-    assert settings["AccountUsage"]["FunctionCount"] == 0
-
-    a, b = unique(), unique()
-    create_function(lam, a, {"app.py": PROBE_PY}, wait=False)
-    create_function(lam, b, {"app.py": PROBE_PY}, wait=False)
-    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=300)
-    limit = lam.get_account_settings()["AccountLimit"]
-    assert limit["ConcurrentExecutions"] == 1000
-    assert limit["UnreservedConcurrentExecutions"] == 700
-    assert lam.get_account_settings()["AccountUsage"]["FunctionCount"] == 2
-
-    # Reservations must leave at least 100 unreserved.
-    with pytest.raises(ClientError) as e:
-        lam.put_function_concurrency(FunctionName=b, ReservedConcurrentExecutions=601)
-    code, status, resp = error_of(e)
-    assert (code, status) == ("InvalidParameterValueException", 400)
-    assert "100" in resp["Error"]["Message"]
-    lam.put_function_concurrency(FunctionName=b, ReservedConcurrentExecutions=600)
-    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 100
-    # Changing a function's own reservation counts what it already holds.
-    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=300)
-
-    lam.delete_function_concurrency(FunctionName=b)
-    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 700
-    lam.delete_function(FunctionName=a)
-    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000
-
-
-# --- timeouts ------------------------------------------------------------------------------
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_timeout_kills_the_environment(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY}, Timeout=1)
-    first = invoke(lam, name, {})[1]
-
-    started = time.monotonic()
-    resp, payload = invoke(lam, name, {"sleep": 5}, LogType="Tail")
-    elapsed = time.monotonic() - started
-    function_error(resp, payload, "Sandbox.Timedout")
-    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
-    assert 0.9 <= elapsed < 4
-    assert "Task timed out after 1.00 seconds" in log_tail(resp)
-
-    # The next invocation runs in a fresh environment; the timed-out one is gone.
-    resp, out = invoke(lam, name, {})
-    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
-    assert out["pid"] != first["pid"]
-    assert out["count"] == 1
-    deadline = time.monotonic() + 3
-    while pid_alive(first["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(first["pid"])
-
-
-BLOCK_FOREVER = '''
-import threading
-
-
-def handler(event, context):
-    if event.get("block"):
-        threading.Event().wait()
-    return {"ok": True}
-'''
-
-
-def test_timeout_follows_the_manual_clock(clock_server):
-    lam = clock_server.client("lambda")
-    name = unique("clock")
-    create_function(lam, name, {"app.py": BLOCK_FOREVER}, Timeout=600)
-    assert invoke(lam, name, {})[1] == {"ok": True}
-
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("r", invoke(lam, name, {"block": 1})))
-    t.start()
-    t.join(2.0)
-    assert t.is_alive(), "the function timed out before the clock reached its timeout"
-    # The manual clock also runs at wall-clock pace: about 3 s pass besides the jumps.
-    clock_server.advance(590)
-    t.join(1.0)
-    assert t.is_alive(), "the function timed out before the clock reached its timeout"
-    clock_server.advance(10)
-    t.join(10)
-    assert not t.is_alive()
-    resp, payload = result["r"]
-    function_error(resp, payload, "Sandbox.Timedout")
-    assert "Task timed out after 600.00 seconds" in payload["errorMessage"]
-    assert invoke(lam, name, {})[1] == {"ok": True}
-
-
-# --- versions and aliases ------------------------------------------------------------------
-
-
-def versioned_code(tag):
-    return {"app.py": f"import os\ndef handler(e, c):\n"
-                      f"    return {{'code': {tag!r},\n"
-                      f"            'version': os.environ['AWS_LAMBDA_FUNCTION_VERSION'],\n"
-                      f"            'arn': c.invoked_function_arn}}\n"}
-
-
-@pytest.fixture(scope="module")
-def versioned(lam):
-    """A function with version 1 (code "v1") and version 2 and $LATEST (code "v2")."""
-    name = unique("ver")
-    create_function(lam, name, versioned_code("v1"))
-    v1 = lam.publish_version(FunctionName=name, Description="first")
-    lam.update_function_code(FunctionName=name, ZipFile=make_zip(versioned_code("v2")))
-    wait_updated(lam, name)
-    v2 = lam.publish_version(FunctionName=name)
-    return name, v1, v2
-
-
-def test_publish_and_list_versions(lam, versioned):
-    name, v1, v2 = versioned
-    assert v1["ResponseMetadata"]["HTTPStatusCode"] == 201
-    assert (v1["Version"], v2["Version"]) == ("1", "2")
-    assert v1["FunctionArn"] == ARN_PREFIX + name + ":1"
-    assert v1["Description"] == "first"
-    assert v1["CodeSha256"] == code_sha256(make_zip(versioned_code("v1")))
-    assert v2["CodeSha256"] == code_sha256(make_zip(versioned_code("v2")))
-    versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
-    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
-    assert lam.get_function(FunctionName=name, Qualifier="1")["Configuration"]["Version"] == "1"
-    # Publishing again without a change gives back the latest version.
-    assert lam.publish_version(FunctionName=name)["Version"] == "2"
-
-
-def test_invoke_versions(lam, versioned):
-    name = versioned[0]
-    resp, out = invoke(lam, name, {}, Qualifier="1")
-    assert out == {"code": "v1", "version": "1", "arn": ARN_PREFIX + name + ":1"}
-    assert resp["ExecutedVersion"] == "1"
-    resp, out = invoke(lam, name, {})
-    assert out["code"] == "v2" and out["version"] == "$LATEST"
-    assert resp["ExecutedVersion"] == "$LATEST"
-    resp, out = invoke(lam, f"{name}:2", {})
-    assert out["code"] == "v2" and resp["ExecutedVersion"] == "2"
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=name, Qualifier="9")
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-
-
-def test_aliases(lam, versioned):
-    name = versioned[0]
-    alias = lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1",
-                             Description="production")
-    assert alias["ResponseMetadata"]["HTTPStatusCode"] == 201
-    assert alias["AliasArn"] == ARN_PREFIX + name + ":live"
-    assert (alias["Name"], alias["FunctionVersion"]) == ("live", "1")
-    got = lam.get_alias(FunctionName=name, Name="live")
-    assert (got["AliasArn"], got["Description"], got["RevisionId"]) == (
-        alias["AliasArn"], "production", alias["RevisionId"])
-    with pytest.raises(ClientError) as e:
-        lam.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
-    assert error_of(e)[:2] == ("ResourceConflictException", 409)
-
-    resp, out = invoke(lam, name, {}, Qualifier="live")
-    assert out["code"] == "v1"
-    assert out["arn"] == ARN_PREFIX + name + ":live"
-    assert resp["ExecutedVersion"] == "1"
-    resp, out = invoke(lam, alias["AliasArn"], {})
-    assert out["code"] == "v1" and resp["ExecutedVersion"] == "1"
-
-    updated = lam.update_alias(FunctionName=name, Name="live", FunctionVersion="2")
-    assert updated["FunctionVersion"] == "2"
-    assert updated["RevisionId"] != alias["RevisionId"]
-    resp, out = invoke(lam, name, {}, Qualifier="live")
-    assert out["code"] == "v2" and resp["ExecutedVersion"] == "2"
-
-    lam.create_alias(FunctionName=name, Name="old", FunctionVersion="1")
-    listed = lam.list_aliases(FunctionName=name)["Aliases"]
-    assert sorted(a["Name"] for a in listed) == ["live", "old"]
-    of_one = lam.list_aliases(FunctionName=name, FunctionVersion="1")["Aliases"]
-    assert [a["Name"] for a in of_one] == ["old"]
-
-    lam.delete_alias(FunctionName=name, Name="old")
-    with pytest.raises(ClientError) as e:
-        lam.get_alias(FunctionName=name, Name="old")
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=name, Qualifier="old")
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-
-
-def test_alias_routing_weights(lam, versioned):
-    name = versioned[0]
-    alias = lam.create_alias(FunctionName=name, Name="canary", FunctionVersion="1",
-                             RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
-    assert alias["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.5}}
-    executed = [invoke(lam, name, {}, Qualifier="canary") for _ in range(40)]
-    versions = {r["ExecutedVersion"] for r, _ in executed}
-    assert versions == {"1", "2"}
-    # The code that ran is the executed version's.
-    for r, out in executed:
-        assert out["code"] == ("v1" if r["ExecutedVersion"] == "1" else "v2")
-        assert out["arn"] == ARN_PREFIX + name + ":canary"
-    # Removing the routing sends everything to the alias's version.
-    lam.update_alias(FunctionName=name, Name="canary", RoutingConfig={})
-    assert {invoke(lam, name, {}, Qualifier="canary")[0]["ExecutedVersion"]
-            for _ in range(5)} == {"1"}
-
-
-# --- layers --------------------------------------------------------------------------------
-
-
-def test_layers(lam):
-    layer_name = unique("layer")
-    layer_zip = make_zip({"python/greeting.py": "def greet(who):\n    return f'hi {who}'\n"})
-    lv = lam.publish_layer_version(LayerName=layer_name, Description="greetings",
-                                   Content={"ZipFile": layer_zip},
-                                   CompatibleRuntimes=["python3.12"])
-    assert lv["ResponseMetadata"]["HTTPStatusCode"] == 201
-    assert lv["Version"] == 1
-    assert lv["LayerArn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{layer_name}"
-    assert lv["LayerVersionArn"] == lv["LayerArn"] + ":1"
-    assert lv["Content"]["CodeSha256"] == code_sha256(layer_zip)
-    assert lv["Content"]["CodeSize"] == len(layer_zip)
-
-    got = lam.get_layer_version(LayerName=layer_name, VersionNumber=1)
-    assert got["LayerVersionArn"] == lv["LayerVersionArn"]
-    assert got["Description"] == "greetings"
-    assert got["CompatibleRuntimes"] == ["python3.12"]
-    assert lam.get_layer_version_by_arn(Arn=lv["LayerVersionArn"])["Version"] == 1
-
-    lv2 = lam.publish_layer_version(LayerName=layer_name, Content={"ZipFile": layer_zip},
-                                    CompatibleRuntimes=["python3.12"])
-    assert lv2["Version"] == 2
-    versions = lam.list_layer_versions(LayerName=layer_name)["LayerVersions"]
-    assert [v["Version"] for v in versions] == [2, 1]
-    layers = [entry for entry in lam.list_layers()["Layers"] if entry["LayerName"] == layer_name]
-    assert len(layers) == 1
-    assert layers[0]["LatestMatchingVersion"]["Version"] == 2
-
-    name = unique()
-    code = {"app.py": "import greeting\ndef handler(e, c):\n    return greeting.greet(e['who'])\n"}
-    conf = create_function(lam, name, code, Layers=[lv["LayerVersionArn"]])
-    assert conf["Layers"] == [{"Arn": lv["LayerVersionArn"], "CodeSize": len(layer_zip)}]
-    assert invoke(lam, name, {"who": "layer"})[1] == "hi layer"
-
-    with pytest.raises(ClientError) as e:
-        lam.get_layer_version(LayerName=layer_name, VersionNumber=9)
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-
-
-# --- tags and policies ---------------------------------------------------------------------
-
-
-def test_tags(lam):
-    name = unique()
-    arn = create_function(lam, name, {"app.py": PROBE_PY}, wait=False,
-                          Tags={"a": "1"})["FunctionArn"]
-    lam.tag_resource(Resource=arn, Tags={"b": "2", "c": "3"})
-    assert lam.list_tags(Resource=arn)["Tags"] == {"a": "1", "b": "2", "c": "3"}
-    lam.untag_resource(Resource=arn, TagKeys=["a", "c"])
-    assert lam.list_tags(Resource=arn)["Tags"] == {"b": "2"}
-    assert lam.get_function(FunctionName=name)["Tags"] == {"b": "2"}
-    with pytest.raises(ClientError) as e:
-        lam.list_tags(Resource=ARN_PREFIX + unique("missing"))
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-
-
-def test_permissions(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY}, wait=False)
-    with pytest.raises(ClientError) as e:
-        lam.get_policy(FunctionName=name)
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-
-    source = f"arn:aws:s3:::bucket-{name}"
-    out = lam.add_permission(FunctionName=name, StatementId="s3-invoke",
-                             Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
-                             SourceArn=source, SourceAccount=ACCOUNT)
-    assert out["ResponseMetadata"]["HTTPStatusCode"] == 201
-    statement = json.loads(out["Statement"])
-    assert statement["Sid"] == "s3-invoke"
-    assert statement["Effect"] == "Allow"
-    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
-    assert statement["Action"] == "lambda:InvokeFunction"
-    assert statement["Resource"] == ARN_PREFIX + name
-    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source
-    assert statement["Condition"]["StringEquals"]["AWS:SourceAccount"] == ACCOUNT
-
-    with pytest.raises(ClientError) as e:
-        lam.add_permission(FunctionName=name, StatementId="s3-invoke",
-                           Action="lambda:InvokeFunction", Principal="s3.amazonaws.com")
-    assert error_of(e)[:2] == ("ResourceConflictException", 409)
-    lam.add_permission(FunctionName=name, StatementId="other-account",
-                       Action="lambda:InvokeFunction", Principal="210987654321")
-
-    policy_out = lam.get_policy(FunctionName=name)
-    policy = json.loads(policy_out["Policy"])
-    assert policy["Version"] == "2012-10-17"
-    assert [s["Sid"] for s in policy["Statement"]] == ["s3-invoke", "other-account"]
-    assert policy["Statement"][1]["Principal"] == {"AWS": "arn:aws:iam::210987654321:root"}
-    assert policy_out["RevisionId"]
-
-    lam.remove_permission(FunctionName=name, StatementId="s3-invoke")
-    policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
-    assert [s["Sid"] for s in policy["Statement"]] == ["other-account"]
-    with pytest.raises(ClientError) as e:
-        lam.remove_permission(FunctionName=name, StatementId="s3-invoke")
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-
-
-# --- functions calling tsumiki -------------------------------------------------------------
-
-SQS_SENDER = '''
-import boto3
-
-
-def handler(event, context):
-    sqs = boto3.client("sqs")  # no endpoint: AWS_ENDPOINT_URL says where
-    out = sqs.send_message(QueueUrl=event["queue"], MessageBody=event["body"])
-    return {"MessageId": out["MessageId"]}
-'''
-
-
-def receive_all(sqs, url, want, timeout=10):
-    got, deadline = [], time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        got += out.get("Messages", [])
-    return got
-
-
-def test_function_uses_boto3_without_endpoint(lam_server, lam):
-    sqs = lam_server.client("sqs")
-    url = sqs.create_queue(QueueName=unique("from-lambda"))["QueueUrl"]
-    name = unique("sender")
-    create_function(lam, name, {"app.py": SQS_SENDER})
-    resp, out = invoke(lam, name, {"queue": url, "body": "sent by a function"})
-    assert "FunctionError" not in resp, out
-    [msg] = receive_all(sqs, url, 1)
-    assert msg["Body"] == "sent by a function"
-    assert msg["MessageId"] == out["MessageId"]
-    sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-
-    # An Event invocation is accepted at once and runs in the background.
-    resp = lam.invoke(FunctionName=name, InvocationType="Event",
-                      Payload=json.dumps({"queue": url, "body": "async"}).encode())
-    assert resp["StatusCode"] == 202
-    [msg] = receive_all(sqs, url, 1)
-    assert msg["Body"] == "async"
-
-
-# --- logs ----------------------------------------------------------------------------------
-
-
-def logs_client_or_skip(server):
-    logs = server.client("logs")
-    try:
-        logs.describe_log_groups(limit=1)
-    except ClientError as e:
-        if e.response["Error"]["Code"] in ("NotImplemented", "UnknownOperationException"):
-            pytest.skip(f"CloudWatch Logs is not served yet ({e.response['Error']['Code']}): "
-                        "DescribeLogGroups/GetLogEvents/FilterLogEvents are missing")
-        raise
-    return logs
-
-
-def poll(fn, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def test_logs_reach_cloudwatch_logs(lam_server, lam):
-    logs = logs_client_or_skip(lam_server)
-    name = unique("logged")
-    create_function(lam, name, {"app.py": PROBE_PY})
-    group = f"/aws/lambda/{name}"
-    rids = []
-    stream = None
-    for i in range(2):
-        resp, out = invoke(lam, name, {"print": f"log line {i} of {name}"})
-        rids.append(resp["ResponseMetadata"]["RequestId"])
-        stream = out["log_stream_name"]
-
-    def events():
-        try:
-            got = logs.get_log_events(logGroupName=group, logStreamName=stream,
-                                      startFromHead=True)["events"]
-        except ClientError:
-            return None
-        messages = [e["message"] for e in got]
-        return messages if any(m.startswith(f"REPORT RequestId: {rids[1]}") for m in messages) \
-            else None
-
-    messages = poll(events)
-    assert messages, "the invocations' lines never reached the log stream"
-    for i, rid in enumerate(rids):
-        assert f"START RequestId: {rid} Version: $LATEST" in messages
-        assert f"log line {i} of {name}" in messages
-        assert f"END RequestId: {rid}" in messages
-    assert messages.index(f"START RequestId: {rids[0]} Version: $LATEST") \
-        < messages.index(f"log line 0 of {name}") < messages.index(f"END RequestId: {rids[0]}")
-
-    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
-    assert stream in [s["logStreamName"] for s in streams]
-
-    found = logs.filter_log_events(logGroupName=group, filterPattern='"log line 1"')["events"]
-    assert [e["message"] for e in found] == [f"log line 1 of {name}"]
-    assert found[0]["logStreamName"] == stream
-
-
-# --- more of the runtime contract ------------------------------------------------------------
 
 EDGES_PY = r'''
 import logging
@@ -1259,22 +632,39 @@ def test_slow_init_is_not_charged_to_the_timeout(lam):
     assert "Init Duration:" in log_tail(resp)
 
 
-def test_python_init_exception(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": "raise RuntimeError('bad init')\n"
-                                          "def handler(e, c):\n    return 1\n"})
-    for _ in range(2):  # every invocation retries the init in a new environment
-        resp, payload = invoke(lam, name, {})
-        function_error(resp, payload, "RuntimeError")
-        assert payload["errorMessage"] == "bad init"
+# --- invoking node -----------------------------------------------------------------------
 
 
-def test_python_handler_in_a_subdirectory(lam):
-    name = unique()
-    create_function(lam, name, {"src/pkg/__init__.py": "",
-                                "src/pkg/mod.py": "def handler(e, c):\n    return 'nested'\n"},
-                    handler="src/pkg/mod.handler")
-    assert invoke(lam, name, {})[1] == "nested"
+@needs_node
+def test_node_commonjs(lam):
+    name = unique("node")
+    create_function(lam, name, {"index.js": NODE_CJS}, runtime="nodejs20.x",
+                    handler="index.handler")
+    cc = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+    resp, out = invoke(lam, name, {"a": [1, 2]}, LogType="Tail", ClientContext=cc,
+                       Qualifier="$LATEST")
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+    assert out["event"] == {"a": [1, 2]}
+    assert out["kind"] == "cjs"
+    assert out["functionName"] == name
+    assert str(out["memoryLimitInMB"]) == "128"
+    assert out["awsRequestId"] == resp["ResponseMetadata"]["RequestId"]
+    assert out["invokedFunctionArn"] == ARN_PREFIX + name + ":$LATEST"
+    assert out["remaining"] > 0
+    assert out["region"] == REGION
+    assert out["handlerEnv"] == "index.handler"
+    assert out["custom"] == {"k": "v"}
+    assert 'node says {"a":[1,2]}' in log_tail(resp)
+
+
+@needs_node
+def test_node_es_module(lam):
+    name = unique("node")
+    create_function(lam, name, {"index.mjs": NODE_ESM}, runtime="nodejs20.x",
+                    handler="index.handler")
+    resp, out = invoke(lam, name, {"esm": True})
+    assert out == {"event": {"esm": True}, "kind": "esm", "functionName": name,
+                   "awsRequestId": resp["ResponseMetadata"]["RequestId"]}
 
 
 @needs_node
@@ -1287,110 +677,80 @@ def test_node_package_type_module(lam):
 
 
 @needs_node
-def test_node_timeout(lam):
+def test_node_callback_handler(lam):
     name = unique("node")
-    create_function(lam, name, {"index.js": "exports.handler = async () => {\n"
-                                            "  await new Promise((r) => setTimeout(r, 5000));\n"
-                                            "};\n"},
-                    runtime="nodejs20.x", handler="index.handler", Timeout=1)
-    resp, payload = invoke(lam, name, {})
-    function_error(resp, payload, "Sandbox.Timedout")
-    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    create_function(lam, name, {"index.js": NODE_CALLBACK}, runtime="nodejs20.x",
+                    handler="index.handler")
+    resp, out = invoke(lam, name, {"n": 21})
+    assert out == {"doubled": 42, "awsRequestId": resp["ResponseMetadata"]["RequestId"]}
+    resp, payload = invoke(lam, name, {"fail": True})
+    function_error(resp, payload, "Error")
+    assert payload["errorMessage"] == "callback failure"
 
 
 @needs_node
-def test_node_layer_module(lam):
-    layer_zip = make_zip({"nodejs/node_modules/shout/index.js":
-                          "module.exports = (s) => s.toUpperCase() + '!';\n"})
-    lv = lam.publish_layer_version(LayerName=unique("nodelayer"), Content={"ZipFile": layer_zip},
-                                   CompatibleRuntimes=["nodejs20.x"])
+def test_node_unhandled_error(lam):
     name = unique("node")
-    create_function(lam, name, {"index.js": "const shout = require('shout');\n"
-                                            "exports.handler = async (e) => shout(e.s);\n"},
-                    runtime="nodejs20.x", handler="index.handler",
-                    Layers=[lv["LayerVersionArn"]])
-    assert invoke(lam, name, {"s": "hey"})[1] == "HEY!"
+    create_function(lam, name, {"index.js": NODE_CJS}, runtime="nodejs20.x",
+                    handler="index.handler")
+    resp, payload = invoke(lam, name, {"raise": "node broke"})
+    function_error(resp, payload, "Error")
+    assert payload["errorMessage"] == "node broke"
+    assert isinstance(payload["trace"], list)
+    assert payload["trace"][0] == "Error: node broke"
+    assert any("index.js" in line for line in payload["trace"])
 
 
-def test_bootstrap_from_a_layer(lam):
-    """A provided function without a bootstrap runs the one its layer has (/opt/bootstrap)."""
-    lv = lam.publish_layer_version(LayerName=unique("runtime"),
-                                   Content={"ZipFile": make_zip(
-                                       {"bootstrap": (SHELL_BOOTSTRAP, 0o755)})})
-    name = unique("shell")
-    create_function(lam, name, {"function.sh": "# the function's own files\n"},
-                    runtime="provided.al2023", handler="function.handler",
-                    Layers=[lv["LayerVersionArn"]])
-    assert invoke(lam, name, {"from": "layer"})[1]["echo"] == {"from": "layer"}
+@needs_node
+def test_node_import_error_and_missing_handler(lam):
+    broken = unique("node")
+    create_function(lam, broken, {"index.js": "require('no-such-package-here');\n"
+                                              "exports.handler = async () => 1;\n"},
+                    runtime="nodejs20.x", handler="index.handler")
+    resp, payload = invoke(lam, broken, {})
+    function_error(resp, payload, "Runtime.ImportModuleError")
+    assert "no-such-package-here" in payload["errorMessage"]
+
+    missing = unique("node")
+    create_function(lam, missing, {"index.js": NODE_CJS}, runtime="nodejs20.x",
+                    handler="index.nothere")
+    resp, payload = invoke(lam, missing, {})
+    function_error(resp, payload, "Runtime.HandlerNotFound")
+    assert payload["errorMessage"] == "index.nothere is undefined or not exported"
 
 
-def test_publish_on_create_and_update(lam):
-    name = unique()
-    out = create_function(lam, name, versioned_code("p1"), Publish=True)
-    assert out["Version"] == "1"
-    assert out["FunctionArn"] == ARN_PREFIX + name + ":1"
-    out = lam.update_function_code(FunctionName=name, ZipFile=make_zip(versioned_code("p2")),
-                                   Publish=True)
-    assert out["Version"] == "2"
-    wait_updated(lam, name)
-    assert invoke(lam, name, {}, Qualifier="1")[1]["code"] == "p1"
-    assert invoke(lam, name, {}, Qualifier="2")[1]["code"] == "p2"
-    # A published version can be deleted; $LATEST only with the function.
-    lam.delete_function(FunctionName=name, Qualifier="1")
-    with pytest.raises(ClientError) as e:
-        lam.get_function(FunctionName=name, Qualifier="1")
-    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
-    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] \
-        == ["$LATEST", "2"]
+NODE_FAILURES = r"""
+exports.throwsString = async () => { throw "plain string"; };
+exports.rejects = async () => {
+  Promise.reject(new Error("nobody waited for me"));
+  await new Promise((r) => setTimeout(r, 200));
+  return "unreachable";
+};
+exports.notAFunction = 42;
+exports.ok = async () => process.pid;
+"""
 
 
-def test_list_versions_pages(lam):
-    name = unique()
-    create_function(lam, name, versioned_code("a"))
-    for tag in ("b", "c"):
-        lam.publish_version(FunctionName=name)
-        lam.update_function_code(FunctionName=name, ZipFile=make_zip(versioned_code(tag)))
-        wait_updated(lam, name)
-    lam.publish_version(FunctionName=name)
-    seen, marker = [], None
-    while True:
-        kwargs = {"FunctionName": name, "MaxItems": 2}
-        if marker:
-            kwargs["Marker"] = marker
-        page = lam.list_versions_by_function(**kwargs)
-        assert len(page["Versions"]) <= 2
-        seen += [v["Version"] for v in page["Versions"]]
-        marker = page.get("NextMarker")
-        if not marker:
-            break
-    assert seen == ["$LATEST", "1", "2", "3"]
+@needs_node
+def test_node_error_shapes(lam):
+    def fn(handler):
+        name = unique("node")
+        create_function(lam, name, {"index.js": NODE_FAILURES}, runtime="nodejs20.x",
+                        handler=f"index.{handler}")
+        return name
 
+    resp, payload = invoke(lam, fn("throwsString"), {})
+    function_error(resp, payload, "string")
+    assert payload["errorMessage"] == "plain string"
 
-def test_mismatched_qualifier(lam, probe):
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=f"{probe}:1", Qualifier="2")
-    assert error_of(e)[:2] == ("InvalidParameterValueException", 400)
+    rejects = fn("rejects")
+    resp, payload = invoke(lam, rejects, {})
+    function_error(resp, payload, "Runtime.UnhandledPromiseRejection")
+    assert payload["errorMessage"] == "Error: nobody waited for me"
 
-
-def test_invalid_json_payload_message(lam, probe):
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=probe, Payload=b"{not json")
-    assert error_of(e)[2]["Error"]["Message"].startswith("Could not parse request body into json")
-
-
-def test_concurrency_counts_every_version(lam):
-    name = unique()
-    create_function(lam, name, {"app.py": PROBE_PY}, Publish=True)
-    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
-    invoke(lam, name, {}, Qualifier="1")
-    t = threading.Thread(target=lambda: invoke(lam, name, {"sleep": 1.5}, Qualifier="1"))
-    t.start()
-    time.sleep(0.4)
-    with pytest.raises(ClientError) as e:
-        lam.invoke(FunctionName=name, Payload=b"{}")  # $LATEST shares the function's limit
-    t.join()
-    assert error_of(e)[:2] == ("TooManyRequestsException", 429)
-
+    resp, payload = invoke(lam, fn("notAFunction"), {})
+    function_error(resp, payload, "Runtime.HandlerNotFound")
+    assert payload["errorMessage"] == "index.notAFunction is not a function"
 
 
 # Node.js's event-loop contract, as AWS's runtime (aws-lambda-nodejs-runtime-interface-client)
@@ -1463,3 +823,763 @@ def test_node_callback_waits_for_empty_event_loop(lam, node_loop):
     resp, out = invoke(lam, node_loop("noWait"), {})
     assert out == {"answered": True}
     assert time.monotonic() - started < 0.6
+
+
+# --- custom runtimes ---------------------------------------------------------------------
+
+
+SHELL_BOOTSTRAP = r'''#!/bin/sh
+# A custom runtime in POSIX shell: the Runtime API loop with curl.
+set -eu
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+HEADERS="$(mktemp)"
+echo "shell runtime starting for ${_HANDLER}"
+while true; do
+  EVENT="$(curl -sS -D "$HEADERS" "$API/invocation/next")"
+  REQUEST_ID="$(grep -i '^Lambda-Runtime-Aws-Request-Id:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)"
+  ARN="$(grep -i '^Lambda-Runtime-Invoked-Function-Arn:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)"
+  echo "shell handling $REQUEST_ID"
+  case "$EVENT" in
+    *fail*)
+      curl -sS -X POST -H "Lambda-Runtime-Function-Error-Type: Shell.Failure" \
+        "$API/invocation/$REQUEST_ID/error" \
+        -d '{"errorMessage": "the shell failed", "errorType": "Shell.Failure"}' >/dev/null
+      ;;
+    *)
+      curl -sS -X POST "$API/invocation/$REQUEST_ID/response" \
+        -d "{\"echo\": $EVENT, \"requestId\": \"$REQUEST_ID\", \"arn\": \"$ARN\", \"handler\": \"${_HANDLER}\"}" >/dev/null
+      ;;
+  esac
+done
+'''
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the shell bootstrap needs curl")
+def test_provided_shell_bootstrap(lam):
+    name = unique("shell")
+    create_function(lam, name, {"bootstrap": (SHELL_BOOTSTRAP, 0o755)},
+                    runtime="provided.al2023", handler="function.handler")
+    resp, out = invoke(lam, name, {"k": "v"}, LogType="Tail")
+    rid = resp["ResponseMetadata"]["RequestId"]
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+    assert out == {"echo": {"k": "v"}, "requestId": rid, "arn": ARN_PREFIX + name,
+                   "handler": "function.handler"}
+    assert f"shell handling {rid}" in log_tail(resp)
+
+    resp, payload = invoke(lam, name, {"fail": 1})
+    function_error(resp, payload, "Shell.Failure")
+    assert payload["errorMessage"] == "the shell failed"
+    # The same process goes on serving.
+    assert invoke(lam, name, {"again": 1})[1]["echo"] == {"again": 1}
+
+
+def test_provided_without_bootstrap(lam):
+    name = unique("noboot")
+    create_function(lam, name, {"readme.txt": "no bootstrap here"}, runtime="provided.al2023",
+                    handler="x")
+    resp, payload = invoke(lam, name, {})
+    function_error(resp, payload, "Runtime.InvalidEntrypoint")
+
+
+@pytest.fixture(scope="session")
+def awslambdaric_dir(tmp_path_factory):
+    """awslambdaric installed with pip into a directory, once per session (cached there)."""
+    base = tmp_path_factory.mktemp("awslambdaric")
+    target = base / "pkg"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--cache-dir", str(base / "pip-cache"), "--target", str(target), "awslambdaric"],
+        capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.skip(f"pip could not install awslambdaric: {proc.stderr.strip()[-500:]}")
+    return target
+
+
+RIC_HANDLER = r'''
+import os
+
+
+def fn(event, context):
+    if event.get("fail"):
+        raise RuntimeError("ric failure")
+    return {"echo": event, "requestId": context.aws_request_id,
+            "arn": context.invoked_function_arn, "name": context.function_name,
+            "pid": os.getpid()}
+'''
+
+
+def test_awslambdaric_in_a_provided_runtime(lam, awslambdaric_dir):
+    # The function's PATH is minimal: name the interpreter by its absolute path.
+    bootstrap = (f"#!/bin/sh\nexport PYTHONPATH=\"$LAMBDA_TASK_ROOT\"\n"
+                 f"exec {sys.executable} -m awslambdaric \"$_HANDLER\"\n")
+    package = zip_dir(awslambdaric_dir, {"handler.py": RIC_HANDLER,
+                                         "bootstrap": (bootstrap, 0o755)})
+    name = unique("ric")
+    create_function(lam, name, package, runtime="provided.al2023", handler="handler.fn")
+
+    resp, out = invoke(lam, name, {"via": "awslambdaric"})
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp, out
+    assert out["echo"] == {"via": "awslambdaric"}
+    assert out["requestId"] == resp["ResponseMetadata"]["RequestId"]
+    assert out["arn"] == ARN_PREFIX + name
+    assert out["name"] == name
+
+    resp, payload = invoke(lam, name, {"fail": True})
+    function_error(resp, payload, "RuntimeError")
+    assert payload["errorMessage"] == "ric failure"
+    assert payload["requestId"] == resp["ResponseMetadata"]["RequestId"]
+    assert any("handler.py" in frame for frame in payload["stackTrace"])
+
+    # awslambdaric keeps serving in the same process after an error.
+    _, again = invoke(lam, name, {"n": 2})
+    assert again["pid"] == out["pid"]
+
+    # A handler that cannot be imported is reported through /runtime/init/error.
+    broken = unique("ric")
+    create_function(lam, broken, package, runtime="provided.al2023", handler="nomodule.fn")
+    resp, payload = invoke(lam, broken, {})
+    function_error(resp, payload, "Runtime.ImportModuleError")
+    assert "nomodule" in payload["errorMessage"]
+
+
+# --- environments: reuse, scale-out, throttling ------------------------------------------
+
+
+def test_warm_reuse(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY})
+    outs = [invoke(lam, name, {})[1] for _ in range(3)]
+    assert [o["count"] for o in outs] == [1, 2, 3]
+    assert len({o["pid"] for o in outs}) == 1
+
+
+def test_scale_out_runs_concurrent_invokes_in_separate_environments(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY})
+    n = 4
+    with ThreadPoolExecutor(n) as pool:
+        outs = list(pool.map(lambda _: invoke(lam, name, {"sleep": 0.5})[1], range(n)))
+    assert len({o["pid"] for o in outs}) == n
+    assert all(o["count"] == 1 for o in outs)
+
+
+def test_reserved_concurrency_throttles(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY})
+    assert lam.put_function_concurrency(
+        FunctionName=name, ReservedConcurrentExecutions=1)["ReservedConcurrentExecutions"] == 1
+    assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 1
+    assert lam.get_function(FunctionName=name)["Concurrency"] == {"ReservedConcurrentExecutions": 1}
+    invoke(lam, name, {})  # warm, so the slow call below is running when the second arrives
+
+    results = {}
+
+    def slow():
+        results["slow"] = invoke(lam, name, {"sleep": 1.5})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    with pytest.raises(ClientError) as e:
+        lam.invoke(FunctionName=name, Payload=b"{}")
+    t.join()
+    code, status, resp = error_of(e)
+    assert (code, status) == ("TooManyRequestsException", 429)
+    assert resp["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert results["slow"][0]["StatusCode"] == 200
+    # Once the first finishes there is room again.
+    assert invoke(lam, name, {})[0]["StatusCode"] == 200
+
+
+def test_reserved_zero_throttles_everything(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY})
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    with pytest.raises(ClientError) as e:
+        lam.invoke(FunctionName=name, Payload=b"{}")
+    code, status, resp = error_of(e)
+    assert (code, status) == ("TooManyRequestsException", 429)
+    assert resp["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    lam.delete_function_concurrency(FunctionName=name)
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=name)
+    assert invoke(lam, name, {})[0]["StatusCode"] == 200
+
+
+def test_concurrency_counts_every_version(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY}, Publish=True)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    invoke(lam, name, {}, Qualifier="1")
+    t = threading.Thread(target=lambda: invoke(lam, name, {"sleep": 1.5}, Qualifier="1"))
+    t.start()
+    time.sleep(0.4)
+    with pytest.raises(ClientError) as e:
+        lam.invoke(FunctionName=name, Payload=b"{}")  # $LATEST shares the function's limit
+    t.join()
+    assert error_of(e)[:2] == ("TooManyRequestsException", 429)
+
+
+def test_account_settings_and_reservation_floor(lam_server):
+    lam = account_client(lam_server, "100000000002")
+    settings = lam.get_account_settings()
+    assert settings["AccountLimit"]["ConcurrentExecutions"] == 1000
+    assert settings["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000
+    assert settings["AccountUsage"]["FunctionCount"] == 0
+
+    a, b = unique(), unique()
+    create_function(lam, a, {"app.py": PROBE_PY}, wait=False)
+    create_function(lam, b, {"app.py": PROBE_PY}, wait=False)
+    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=300)
+    limit = lam.get_account_settings()["AccountLimit"]
+    assert limit["ConcurrentExecutions"] == 1000
+    assert limit["UnreservedConcurrentExecutions"] == 700
+    assert lam.get_account_settings()["AccountUsage"]["FunctionCount"] == 2
+
+    # Reservations must leave at least 100 unreserved.
+    with pytest.raises(ClientError) as e:
+        lam.put_function_concurrency(FunctionName=b, ReservedConcurrentExecutions=601)
+    code, status, resp = error_of(e)
+    assert (code, status) == ("InvalidParameterValueException", 400)
+    assert "100" in resp["Error"]["Message"]
+    lam.put_function_concurrency(FunctionName=b, ReservedConcurrentExecutions=600)
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 100
+    # Changing a function's own reservation counts what it already holds.
+    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=300)
+
+    lam.delete_function_concurrency(FunctionName=b)
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 700
+    lam.delete_function(FunctionName=a)
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000
+
+
+# --- timeouts ----------------------------------------------------------------------------
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_timeout_kills_the_environment(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY}, Timeout=1)
+    first = invoke(lam, name, {})[1]
+
+    started = time.monotonic()
+    resp, payload = invoke(lam, name, {"sleep": 5}, LogType="Tail")
+    elapsed = time.monotonic() - started
+    function_error(resp, payload, "Sandbox.Timedout")
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    assert 0.9 <= elapsed < 4
+    assert "Task timed out after 1.00 seconds" in log_tail(resp)
+
+    # The next invocation runs in a fresh environment; the timed-out one is gone.
+    resp, out = invoke(lam, name, {})
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+    assert out["pid"] != first["pid"]
+    assert out["count"] == 1
+    deadline = time.monotonic() + 3
+    while pid_alive(first["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(first["pid"])
+
+
+@needs_node
+def test_node_timeout(lam):
+    name = unique("node")
+    create_function(lam, name, {"index.js": "exports.handler = async () => {\n"
+                                            "  await new Promise((r) => setTimeout(r, 5000));\n"
+                                            "};\n"},
+                    runtime="nodejs20.x", handler="index.handler", Timeout=1)
+    resp, payload = invoke(lam, name, {})
+    function_error(resp, payload, "Sandbox.Timedout")
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+
+
+BLOCK_FOREVER = '''
+import threading
+
+
+def handler(event, context):
+    if event.get("block"):
+        threading.Event().wait()
+    return {"ok": True}
+'''
+
+
+def test_timeout_follows_the_manual_clock(clock_server):
+    lam = clock_server.client("lambda")
+    name = unique("clock")
+    create_function(lam, name, {"app.py": BLOCK_FOREVER}, Timeout=600)
+    assert invoke(lam, name, {})[1] == {"ok": True}
+
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", invoke(lam, name, {"block": 1})))
+    t.start()
+    t.join(2.0)
+    assert t.is_alive(), "the function timed out before the clock reached its timeout"
+    # The manual clock also runs at wall-clock pace: about 3 s pass besides the jumps.
+    clock_server.advance(590)
+    t.join(1.0)
+    assert t.is_alive(), "the function timed out before the clock reached its timeout"
+    clock_server.advance(10)
+    t.join(10)
+    assert not t.is_alive()
+    resp, payload = result["r"]
+    function_error(resp, payload, "Sandbox.Timedout")
+    assert "Task timed out after 600.00 seconds" in payload["errorMessage"]
+    assert invoke(lam, name, {})[1] == {"ok": True}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Lambda-Runtime-Deadline-Ms is the server clock's deadline (crates/compute/src/runtime_api.rs, "
+    "next()), while runtimes compare it with the wall clock; compute may not read the wall clock "
+    "(clippy disallowed_methods), so the fix needs a wall-clock reading from tsumiki_core::Clock"))
+def test_remaining_time_on_the_manual_clock(clock_server):
+    """The deadline a runtime gets is on its own (wall) clock: however far the server's manual
+    clock has been moved, a function has at most its timeout left."""
+    lam = clock_server.client("lambda")
+    name = unique("clock")
+    create_function(lam, name, {"app.py": PROBE_PY}, Timeout=30)
+    clock_server.advance(3600)
+    _, out = invoke(lam, name, {})
+    assert 25_000 < out["remaining_ms"] <= 30_000
+
+
+# --- versions and aliases ----------------------------------------------------------------
+
+
+def versioned_code(tag):
+    return {"app.py": f"import os\ndef handler(e, c):\n"
+                      f"    return {{'code': {tag!r},\n"
+                      f"            'version': os.environ['AWS_LAMBDA_FUNCTION_VERSION'],\n"
+                      f"            'arn': c.invoked_function_arn}}\n"}
+
+
+@pytest.fixture(scope="module")
+def versioned(lam):
+    """A function with version 1 (code "v1") and version 2 and $LATEST (code "v2")."""
+    name = unique("ver")
+    create_function(lam, name, versioned_code("v1"))
+    v1 = lam.publish_version(FunctionName=name, Description="first")
+    lam.update_function_code(FunctionName=name, ZipFile=make_zip(versioned_code("v2")))
+    wait_updated(lam, name)
+    v2 = lam.publish_version(FunctionName=name)
+    return name, v1, v2
+
+
+def test_publish_and_list_versions(lam, versioned):
+    name, v1, v2 = versioned
+    assert v1["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert (v1["Version"], v2["Version"]) == ("1", "2")
+    assert v1["FunctionArn"] == ARN_PREFIX + name + ":1"
+    assert v1["Description"] == "first"
+    assert v1["CodeSha256"] == code_sha256(make_zip(versioned_code("v1")))
+    assert v2["CodeSha256"] == code_sha256(make_zip(versioned_code("v2")))
+    versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+    assert lam.get_function(FunctionName=name, Qualifier="1")["Configuration"]["Version"] == "1"
+    # Publishing again without a change gives back the latest version.
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+
+
+def test_invoke_versions(lam, versioned):
+    name = versioned[0]
+    resp, out = invoke(lam, name, {}, Qualifier="1")
+    assert out == {"code": "v1", "version": "1", "arn": ARN_PREFIX + name + ":1"}
+    assert resp["ExecutedVersion"] == "1"
+    resp, out = invoke(lam, name, {})
+    assert out["code"] == "v2" and out["version"] == "$LATEST"
+    assert resp["ExecutedVersion"] == "$LATEST"
+    resp, out = invoke(lam, f"{name}:2", {})
+    assert out["code"] == "v2" and resp["ExecutedVersion"] == "2"
+    with pytest.raises(ClientError) as e:
+        lam.invoke(FunctionName=name, Qualifier="9")
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
+def test_publish_on_create_and_update(lam):
+    name = unique()
+    out = create_function(lam, name, versioned_code("p1"), Publish=True)
+    assert out["Version"] == "1"
+    assert out["FunctionArn"] == ARN_PREFIX + name + ":1"
+    out = lam.update_function_code(FunctionName=name, ZipFile=make_zip(versioned_code("p2")),
+                                   Publish=True)
+    assert out["Version"] == "2"
+    wait_updated(lam, name)
+    assert invoke(lam, name, {}, Qualifier="1")[1]["code"] == "p1"
+    assert invoke(lam, name, {}, Qualifier="2")[1]["code"] == "p2"
+    # A published version can be deleted; $LATEST only with the function.
+    lam.delete_function(FunctionName=name, Qualifier="1")
+    with pytest.raises(ClientError) as e:
+        lam.get_function(FunctionName=name, Qualifier="1")
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] \
+        == ["$LATEST", "2"]
+
+
+def test_list_versions_pages(lam):
+    name = unique()
+    create_function(lam, name, versioned_code("a"))
+    for tag in ("b", "c"):
+        lam.publish_version(FunctionName=name)
+        lam.update_function_code(FunctionName=name, ZipFile=make_zip(versioned_code(tag)))
+        wait_updated(lam, name)
+    lam.publish_version(FunctionName=name)
+    seen, marker = [], None
+    while True:
+        kwargs = {"FunctionName": name, "MaxItems": 2}
+        if marker:
+            kwargs["Marker"] = marker
+        page = lam.list_versions_by_function(**kwargs)
+        assert len(page["Versions"]) <= 2
+        seen += [v["Version"] for v in page["Versions"]]
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    assert seen == ["$LATEST", "1", "2", "3"]
+
+
+def test_aliases(lam, versioned):
+    name = versioned[0]
+    alias = lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1",
+                             Description="production")
+    assert alias["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert alias["AliasArn"] == ARN_PREFIX + name + ":live"
+    assert (alias["Name"], alias["FunctionVersion"]) == ("live", "1")
+    got = lam.get_alias(FunctionName=name, Name="live")
+    assert (got["AliasArn"], got["Description"], got["RevisionId"]) == (
+        alias["AliasArn"], "production", alias["RevisionId"])
+    with pytest.raises(ClientError) as e:
+        lam.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    assert error_of(e)[:2] == ("ResourceConflictException", 409)
+
+    resp, out = invoke(lam, name, {}, Qualifier="live")
+    assert out["code"] == "v1"
+    assert out["arn"] == ARN_PREFIX + name + ":live"
+    assert resp["ExecutedVersion"] == "1"
+    resp, out = invoke(lam, alias["AliasArn"], {})
+    assert out["code"] == "v1" and resp["ExecutedVersion"] == "1"
+
+    updated = lam.update_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    assert updated["FunctionVersion"] == "2"
+    assert updated["RevisionId"] != alias["RevisionId"]
+    resp, out = invoke(lam, name, {}, Qualifier="live")
+    assert out["code"] == "v2" and resp["ExecutedVersion"] == "2"
+
+    lam.create_alias(FunctionName=name, Name="old", FunctionVersion="1")
+    listed = lam.list_aliases(FunctionName=name)["Aliases"]
+    assert sorted(a["Name"] for a in listed) == ["live", "old"]
+    of_one = lam.list_aliases(FunctionName=name, FunctionVersion="1")["Aliases"]
+    assert [a["Name"] for a in of_one] == ["old"]
+
+    lam.delete_alias(FunctionName=name, Name="old")
+    with pytest.raises(ClientError) as e:
+        lam.get_alias(FunctionName=name, Name="old")
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+    with pytest.raises(ClientError) as e:
+        lam.invoke(FunctionName=name, Qualifier="old")
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
+def test_alias_routing_weights(lam, versioned):
+    name = versioned[0]
+    alias = lam.create_alias(FunctionName=name, Name="canary", FunctionVersion="1",
+                             RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+    assert alias["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.5}}
+    executed = [invoke(lam, name, {}, Qualifier="canary") for _ in range(40)]
+    versions = {r["ExecutedVersion"] for r, _ in executed}
+    assert versions == {"1", "2"}
+    # The code that ran is the executed version's.
+    for r, out in executed:
+        assert out["code"] == ("v1" if r["ExecutedVersion"] == "1" else "v2")
+        assert out["arn"] == ARN_PREFIX + name + ":canary"
+    # Removing the routing sends everything to the alias's version.
+    lam.update_alias(FunctionName=name, Name="canary", RoutingConfig={})
+    assert {invoke(lam, name, {}, Qualifier="canary")[0]["ExecutedVersion"]
+            for _ in range(5)} == {"1"}
+
+
+# --- layers ------------------------------------------------------------------------------
+
+
+def test_layers(lam):
+    layer_name = unique("layer")
+    layer_zip = make_zip({"python/greeting.py": "def greet(who):\n    return f'hi {who}'\n"})
+    lv = lam.publish_layer_version(LayerName=layer_name, Description="greetings",
+                                   Content={"ZipFile": layer_zip},
+                                   CompatibleRuntimes=["python3.12"])
+    assert lv["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert lv["Version"] == 1
+    assert lv["LayerArn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{layer_name}"
+    assert lv["LayerVersionArn"] == lv["LayerArn"] + ":1"
+    assert lv["Content"]["CodeSha256"] == code_sha256(layer_zip)
+    assert lv["Content"]["CodeSize"] == len(layer_zip)
+
+    got = lam.get_layer_version(LayerName=layer_name, VersionNumber=1)
+    assert got["LayerVersionArn"] == lv["LayerVersionArn"]
+    assert got["Description"] == "greetings"
+    assert got["CompatibleRuntimes"] == ["python3.12"]
+    assert lam.get_layer_version_by_arn(Arn=lv["LayerVersionArn"])["Version"] == 1
+
+    lv2 = lam.publish_layer_version(LayerName=layer_name, Content={"ZipFile": layer_zip},
+                                    CompatibleRuntimes=["python3.12"])
+    assert lv2["Version"] == 2
+    versions = lam.list_layer_versions(LayerName=layer_name)["LayerVersions"]
+    assert [v["Version"] for v in versions] == [2, 1]
+    layers = [entry for entry in lam.list_layers()["Layers"] if entry["LayerName"] == layer_name]
+    assert len(layers) == 1
+    assert layers[0]["LatestMatchingVersion"]["Version"] == 2
+
+    name = unique()
+    code = {"app.py": "import greeting\ndef handler(e, c):\n    return greeting.greet(e['who'])\n"}
+    conf = create_function(lam, name, code, Layers=[lv["LayerVersionArn"]])
+    assert conf["Layers"] == [{"Arn": lv["LayerVersionArn"], "CodeSize": len(layer_zip)}]
+    assert invoke(lam, name, {"who": "layer"})[1] == "hi layer"
+
+    with pytest.raises(ClientError) as e:
+        lam.get_layer_version(LayerName=layer_name, VersionNumber=9)
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
+def publish_layer(lam, files, **kwargs):
+    return lam.publish_layer_version(LayerName=unique("layer"),
+                                     Content={"ZipFile": make_zip(files)},
+                                     **kwargs)["LayerVersionArn"]
+
+
+def test_layer_paths_python(lam):
+    """AWS puts a layer's python/ and python/lib/python3.x/site-packages on the path, after the
+    function's own code (/var/task comes first), and a later layer's files win over an earlier
+    one's (they are extracted into /opt in order)."""
+    first = publish_layer(lam, {"python/shared.py": "WHO = 'first layer'\n",
+                                "python/shadowed.py": "WHO = 'layer'\n"})
+    second = publish_layer(lam, {
+        "python/shared.py": "WHO = 'second layer'\n",
+        "python/lib/python3.12/site-packages/sitemod.py": "WHO = 'site-packages'\n",
+    })
+    name = unique()
+    code = {"shadowed.py": "WHO = 'function'\n",
+            "app.py": "import shared, shadowed, sitemod\n"
+                      "def handler(e, c):\n"
+                      "    return [shared.WHO, shadowed.WHO, sitemod.WHO]\n"}
+    create_function(lam, name, code, Layers=[first, second])
+    assert invoke(lam, name, {})[1] == ["second layer", "function", "site-packages"]
+
+
+@needs_node
+def test_layer_paths_node(lam):
+    layer = publish_layer(lam, {
+        "nodejs/node20/node_modules/versioned/index.js": "module.exports = 'node20 dir';\n",
+        "nodejs/node_modules/plain/index.js": "module.exports = 'plain dir';\n",
+    })
+    name = unique("node")
+    create_function(lam, name, {"index.js": "exports.handler = async () => "
+                                            "[require('versioned'), require('plain')];\n"},
+                    runtime="nodejs20.x", handler="index.handler", Layers=[layer])
+    assert invoke(lam, name, {})[1] == ["node20 dir", "plain dir"]
+
+
+@needs_node
+def test_node_layer_module(lam):
+    layer_zip = make_zip({"nodejs/node_modules/shout/index.js":
+                          "module.exports = (s) => s.toUpperCase() + '!';\n"})
+    lv = lam.publish_layer_version(LayerName=unique("nodelayer"), Content={"ZipFile": layer_zip},
+                                   CompatibleRuntimes=["nodejs20.x"])
+    name = unique("node")
+    create_function(lam, name, {"index.js": "const shout = require('shout');\n"
+                                            "exports.handler = async (e) => shout(e.s);\n"},
+                    runtime="nodejs20.x", handler="index.handler",
+                    Layers=[lv["LayerVersionArn"]])
+    assert invoke(lam, name, {"s": "hey"})[1] == "HEY!"
+
+
+def test_layer_bin_on_path(lam):
+    layer = publish_layer(lam, {"bin/layer-tool": ("#!/bin/sh\necho tool says $1\n", 0o755)})
+    name = unique()
+    code = {"app.py": "import subprocess\n"
+                      "def handler(e, c):\n"
+                      "    return subprocess.run(['layer-tool', 'hi'], capture_output=True,\n"
+                      "                          text=True).stdout.strip()\n"}
+    create_function(lam, name, code, Layers=[layer])
+    assert invoke(lam, name, {})[1] == "tool says hi"
+
+
+def test_bootstrap_from_a_layer(lam):
+    """A provided function without a bootstrap runs the one its layer has (/opt/bootstrap)."""
+    lv = lam.publish_layer_version(LayerName=unique("runtime"),
+                                   Content={"ZipFile": make_zip(
+                                       {"bootstrap": (SHELL_BOOTSTRAP, 0o755)})})
+    name = unique("shell")
+    create_function(lam, name, {"function.sh": "# the function's own files\n"},
+                    runtime="provided.al2023", handler="function.handler",
+                    Layers=[lv["LayerVersionArn"]])
+    assert invoke(lam, name, {"from": "layer"})[1]["echo"] == {"from": "layer"}
+
+
+# --- tags and policies -------------------------------------------------------------------
+
+
+def test_tags(lam):
+    name = unique()
+    arn = create_function(lam, name, {"app.py": PROBE_PY}, wait=False,
+                          Tags={"a": "1"})["FunctionArn"]
+    lam.tag_resource(Resource=arn, Tags={"b": "2", "c": "3"})
+    assert lam.list_tags(Resource=arn)["Tags"] == {"a": "1", "b": "2", "c": "3"}
+    lam.untag_resource(Resource=arn, TagKeys=["a", "c"])
+    assert lam.list_tags(Resource=arn)["Tags"] == {"b": "2"}
+    assert lam.get_function(FunctionName=name)["Tags"] == {"b": "2"}
+    with pytest.raises(ClientError) as e:
+        lam.list_tags(Resource=ARN_PREFIX + unique("missing"))
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
+def test_permissions(lam):
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY}, wait=False)
+    with pytest.raises(ClientError) as e:
+        lam.get_policy(FunctionName=name)
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+    source = f"arn:aws:s3:::bucket-{name}"
+    out = lam.add_permission(FunctionName=name, StatementId="s3-invoke",
+                             Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
+                             SourceArn=source, SourceAccount=ACCOUNT)
+    assert out["ResponseMetadata"]["HTTPStatusCode"] == 201
+    statement = json.loads(out["Statement"])
+    assert statement["Sid"] == "s3-invoke"
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Resource"] == ARN_PREFIX + name
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source
+    assert statement["Condition"]["StringEquals"]["AWS:SourceAccount"] == ACCOUNT
+
+    with pytest.raises(ClientError) as e:
+        lam.add_permission(FunctionName=name, StatementId="s3-invoke",
+                           Action="lambda:InvokeFunction", Principal="s3.amazonaws.com")
+    assert error_of(e)[:2] == ("ResourceConflictException", 409)
+    lam.add_permission(FunctionName=name, StatementId="other-account",
+                       Action="lambda:InvokeFunction", Principal="210987654321")
+
+    policy_out = lam.get_policy(FunctionName=name)
+    policy = json.loads(policy_out["Policy"])
+    assert policy["Version"] == "2012-10-17"
+    assert [s["Sid"] for s in policy["Statement"]] == ["s3-invoke", "other-account"]
+    assert policy["Statement"][1]["Principal"] == {"AWS": "arn:aws:iam::210987654321:root"}
+    assert policy_out["RevisionId"]
+
+    lam.remove_permission(FunctionName=name, StatementId="s3-invoke")
+    policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["other-account"]
+    with pytest.raises(ClientError) as e:
+        lam.remove_permission(FunctionName=name, StatementId="s3-invoke")
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
+# --- functions calling tsumiki -----------------------------------------------------------
+
+
+SQS_SENDER = '''
+import boto3
+
+
+def handler(event, context):
+    sqs = boto3.client("sqs")  # no endpoint: AWS_ENDPOINT_URL says where
+    out = sqs.send_message(QueueUrl=event["queue"], MessageBody=event["body"])
+    return {"MessageId": out["MessageId"]}
+'''
+
+
+def receive_all(sqs, url, want, timeout=10):
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        got += out.get("Messages", [])
+    return got
+
+
+def test_function_uses_boto3_without_endpoint(lam_server, lam):
+    sqs = lam_server.client("sqs")
+    url = sqs.create_queue(QueueName=unique("from-lambda"))["QueueUrl"]
+    name = unique("sender")
+    create_function(lam, name, {"app.py": SQS_SENDER})
+    resp, out = invoke(lam, name, {"queue": url, "body": "sent by a function"})
+    assert "FunctionError" not in resp, out
+    [msg] = receive_all(sqs, url, 1)
+    assert msg["Body"] == "sent by a function"
+    assert msg["MessageId"] == out["MessageId"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+
+    # An Event invocation is accepted at once and runs in the background.
+    resp = lam.invoke(FunctionName=name, InvocationType="Event",
+                      Payload=json.dumps({"queue": url, "body": "async"}).encode())
+    assert resp["StatusCode"] == 202
+    [msg] = receive_all(sqs, url, 1)
+    assert msg["Body"] == "async"
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+def logs_client_or_skip(server):
+    logs = server.client("logs")
+    try:
+        logs.describe_log_groups(limit=1)
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("NotImplemented", "UnknownOperationException"):
+            pytest.skip(f"CloudWatch Logs is not served yet ({e.response['Error']['Code']}): "
+                        "DescribeLogGroups/GetLogEvents/FilterLogEvents are missing")
+        raise
+    return logs
+
+
+def poll(fn, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_logs_reach_cloudwatch_logs(lam_server, lam):
+    logs = logs_client_or_skip(lam_server)
+    name = unique("logged")
+    create_function(lam, name, {"app.py": PROBE_PY})
+    group = f"/aws/lambda/{name}"
+    rids = []
+    stream = None
+    for i in range(2):
+        resp, out = invoke(lam, name, {"print": f"log line {i} of {name}"})
+        rids.append(resp["ResponseMetadata"]["RequestId"])
+        stream = out["log_stream_name"]
+
+    def events():
+        try:
+            got = logs.get_log_events(logGroupName=group, logStreamName=stream,
+                                      startFromHead=True)["events"]
+        except ClientError:
+            return None
+        messages = [e["message"] for e in got]
+        return messages if any(m.startswith(f"REPORT RequestId: {rids[1]}") for m in messages) \
+            else None
+
+    messages = poll(events)
+    assert messages, "the invocations' lines never reached the log stream"
+    for i, rid in enumerate(rids):
+        assert f"START RequestId: {rid} Version: $LATEST" in messages
+        assert f"log line {i} of {name}" in messages
+        assert f"END RequestId: {rid}" in messages
+    assert messages.index(f"START RequestId: {rids[0]} Version: $LATEST") \
+        < messages.index(f"log line 0 of {name}") < messages.index(f"END RequestId: {rids[0]}")
+
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert stream in [s["logStreamName"] for s in streams]
+
+    found = logs.filter_log_events(logGroupName=group, filterPattern='"log line 1"')["events"]
+    assert [e["message"] for e in found] == [f"log line 1 of {name}"]
+    assert found[0]["logStreamName"] == stream

@@ -443,21 +443,35 @@ fn environment(
     let tmp = tmp.display().to_string();
     set("TMPDIR", &tmp);
     set("HOME", &tmp);
-    let mut python_path = task_root.clone();
+    let paths = |parts: &[&str]| -> String {
+        parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    // AWS's search paths: the function's code first, then the layers' python/lib/python3.x/
+    // site-packages and python/ (/opt/python...).
+    let site_packages = join(&format!("python/lib/{}/site-packages", spec.runtime));
     let layers_python = join("python");
-    if !layers_python.is_empty() {
-        python_path = format!("{layers_python}:{python_path}");
-    }
-    set("PYTHONPATH", &python_path);
+    set(
+        "PYTHONPATH",
+        &paths(&[&task_root, &site_packages, &layers_python]),
+    );
     set("PYTHONUNBUFFERED", "1");
+    // AWS's NODE_PATH: /opt/nodejs/nodeNN/node_modules, /opt/nodejs/node_modules, then the
+    // function's code.
+    let node_major = spec
+        .runtime
+        .strip_prefix("nodejs")
+        .and_then(|v| v.strip_suffix(".x"))
+        .map(|major| join(&format!("nodejs/node{major}/node_modules")))
+        .unwrap_or_default();
     let layers_node = join("nodejs/node_modules");
     set(
         "NODE_PATH",
-        &if layers_node.is_empty() {
-            task_root.clone()
-        } else {
-            format!("{layers_node}:{task_root}")
-        },
+        &paths(&[&node_major, &layers_node, &task_root]),
     );
     for (k, v) in &spec.environment {
         vars.insert(k.into(), v.into());

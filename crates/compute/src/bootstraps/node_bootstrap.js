@@ -122,7 +122,9 @@ async function loadHandler() {
   if (typeof fn !== "function") {
     return initError({
       errorType: "Runtime.HandlerNotFound",
-      errorMessage: `${handler} is undefined or not exported`,
+      errorMessage: fn
+        ? `${handler} is not a function`
+        : `${handler} is undefined or not exported`,
       trace: [],
     });
   }
@@ -259,11 +261,29 @@ process.on("uncaughtException", async (e) => {
   try {
     if (requestId) {
       await call("POST", `/invocation/${requestId}/error`, JSON.stringify(payload), {
-        "Lambda-Runtime-Function-Error-Type": "Runtime.UnhandledPromiseRejection",
+        "Lambda-Runtime-Function-Error-Type": payload.errorType,
       });
     }
   } finally {
     process.exit(129);
+  }
+});
+
+// As AWS's runtime: a rejection nobody handles fails the invocation as
+// Runtime.UnhandledPromiseRejection (its message is the reason as a string), and the environment
+// ends.
+process.on("unhandledRejection", async (reason) => {
+  const err = new Error(String(reason));
+  err.name = "Runtime.UnhandledPromiseRejection";
+  const payload = errorPayload(err);
+  logLine("ERROR", [`Unhandled Promise Rejection \t${JSON.stringify(payload)}`]);
+  try {
+    const target = requestId ? `/invocation/${requestId}/error` : "/init/error";
+    await call("POST", target, JSON.stringify(payload), {
+      "Lambda-Runtime-Function-Error-Type": payload.errorType,
+    });
+  } finally {
+    process.exit(128);
   }
 });
 
