@@ -200,4 +200,10 @@ pub struct DomainEvent {
 pub trait EventSink: Send + Sync + 'static {
     /// Takes one record; must not block (delivery happens in the background).
     fn publish(&self, ctx: &RequestContext, event: DomainEvent);
+
+    /// Whether records of calls in `account` and `region` can lead anywhere now, so a caller
+    /// may skip building them (copying a large request, say) when nothing listens.
+    fn interested(&self, _account: &str, _region: &str) -> bool {
+        true
+    }
 }
