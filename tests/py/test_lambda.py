@@ -1303,6 +1303,22 @@ def test_alias_routing_weights(lam, versioned):
             for _ in range(5)} == {"1"}
 
 
+def test_weighted_alias_needs_published_versions(lam, versioned):
+    """Traffic can be split only between published versions: not with $LATEST."""
+    name = versioned[0]
+    with pytest.raises(ClientError) as e:
+        lam.create_alias(FunctionName=name, Name="to-latest", FunctionVersion="$LATEST",
+                         RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}})
+    assert error_of(e)[:2] == ("InvalidParameterValueException", 400)
+    # A plain alias may point at $LATEST; adding weights to it later is refused too.
+    lam.create_alias(FunctionName=name, Name="plain-latest", FunctionVersion="$LATEST")
+    with pytest.raises(ClientError) as e:
+        lam.update_alias(FunctionName=name, Name="plain-latest",
+                         RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}})
+    assert error_of(e)[:2] == ("InvalidParameterValueException", 400)
+    assert "RoutingConfig" not in lam.get_alias(FunctionName=name, Name="plain-latest")
+
+
 # --- layers ------------------------------------------------------------------------------
 
 
@@ -1478,6 +1494,33 @@ def test_permissions(lam):
     with pytest.raises(ClientError) as e:
         lam.remove_permission(FunctionName=name, StatementId="s3-invoke")
     assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
+def test_permissions_are_per_qualifier(lam):
+    """A version or alias has a resource policy of its own (AddPermission/GetPolicy/
+    RemovePermission with Qualifier)."""
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY}, Publish=True)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    out = lam.add_permission(FunctionName=name, Qualifier="live", StatementId="on-alias",
+                             Action="lambda:InvokeFunction", Principal="sns.amazonaws.com")
+    assert json.loads(out["Statement"])["Resource"] == ARN_PREFIX + name + ":live"
+    policy = json.loads(lam.get_policy(FunctionName=name, Qualifier="live")["Policy"])
+    assert [st["Sid"] for st in policy["Statement"]] == ["on-alias"]
+    with pytest.raises(ClientError) as e:
+        lam.get_policy(FunctionName=name)
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+    # The same statement id may be used again on the function itself.
+    lam.add_permission(FunctionName=name, StatementId="on-alias",
+                       Action="lambda:InvokeFunction", Principal="sns.amazonaws.com")
+    policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
+    assert [st["Resource"] for st in policy["Statement"]] == [ARN_PREFIX + name]
+    lam.remove_permission(FunctionName=name, Qualifier="live", StatementId="on-alias")
+    with pytest.raises(ClientError) as e:
+        lam.get_policy(FunctionName=name, Qualifier="live")
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+    assert json.loads(lam.get_policy(FunctionName=name)["Policy"])["Statement"]
 
 
 # --- functions calling tsumiki -----------------------------------------------------------

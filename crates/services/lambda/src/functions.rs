@@ -1036,7 +1036,12 @@ impl Lambda {
                     "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
                 ));
             }
-            if f.policy.iter().any(|s| s["Sid"] == json!(sid)) {
+            // Each version and alias has a policy of its own: a statement id is unique in one.
+            if f
+                .policy
+                .iter()
+                .any(|s| s["Sid"] == json!(sid) && s["Resource"] == statement["Resource"])
+            {
                 return Err(conflict(format!(
                     "The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement."
                 )));
@@ -1060,9 +1065,14 @@ impl Lambda {
             str_of(&input, "Qualifier"),
         )?;
         let sid = str_of(&input, "StatementId").unwrap_or_default().to_string();
+        let resource = json!(names::qualified(
+            &names::function_arn(ctx, &r.name),
+            r.qualifier.as_deref()
+        ));
         self.update_function(ctx, &r, |f, _| {
             let before = f.policy.len();
-            f.policy.retain(|s| s["Sid"] != json!(sid));
+            f.policy
+                .retain(|s| s["Sid"] != json!(sid) || s["Resource"] != resource);
             if f.policy.len() == before {
                 return Err(not_found(format!(
                     "Statement {sid} is not found in resource policy."
@@ -1081,16 +1091,24 @@ impl Lambda {
             str_of(&input, "FunctionName").unwrap_or_default(),
             str_of(&input, "Qualifier"),
         )?;
+        let resource = json!(names::qualified(
+            &names::function_arn(ctx, &r.name),
+            r.qualifier.as_deref()
+        ));
         self.with_function(ctx, &r, |f| {
-            if f.policy.is_empty() {
-                return Err(not_found(
-                    "The resource you requested does not exist.",
-                ));
+            // The policy of the version or alias asked for (or of the function itself).
+            let statements: Vec<&Value> = f
+                .policy
+                .iter()
+                .filter(|s| s["Resource"] == resource)
+                .collect();
+            if statements.is_empty() {
+                return Err(not_found("The resource you requested does not exist."));
             }
             let policy = json!({
                 "Version": "2012-10-17",
                 "Id": "default",
-                "Statement": f.policy,
+                "Statement": statements,
             });
             Ok(json!({"Policy": policy.to_string(), "RevisionId": f.policy_revision}))
         })

@@ -54,6 +54,16 @@ fn check_version(f: &Function, version: &str) -> Result<(), AwsError> {
     }
 }
 
+/// AWS splits an alias's traffic only between published versions.
+fn check_routing(version: &str, weights: &BTreeMap<String, f64>) -> Result<(), AwsError> {
+    if version == "$LATEST" && !weights.is_empty() {
+        return Err(invalid(
+            "$LATEST is not supported for an alias pointing to more than 1 version",
+        ));
+    }
+    Ok(())
+}
+
 impl Lambda {
     pub(crate) async fn publish_version(
         &self,
@@ -172,6 +182,7 @@ impl Lambda {
             for v in w.keys() {
                 check_version(f, v)?;
             }
+            check_routing(&version, &w)?;
             let alias = Alias {
                 name: name.clone(),
                 function_version: version.clone(),
@@ -228,6 +239,10 @@ impl Lambda {
                     "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
                 ));
             }
+            check_routing(
+                version.as_deref().unwrap_or(&alias.function_version),
+                if routing { &w } else { &alias.weights },
+            )?;
             if let Some(v) = version {
                 alias.function_version = v;
             }
