@@ -108,10 +108,9 @@ impl Env {
         drop(cmd);
         let pid = child.id().unwrap_or(0);
 
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(
-            reader,
-        ))
-        .map_err(StartError::io)?;
+        let pipe =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+                .map_err(StartError::io)?;
         let output = Output::new(
             pipe,
             clock.clone(),
@@ -209,9 +208,7 @@ impl Env {
                 self.stop();
                 Outcome::Error(platform_error(
                     "Runtime.ExitError",
-                    &format!(
-                        "RequestId: {request_id} Error: Runtime exited with error: {how}"
-                    ),
+                    &format!("RequestId: {request_id} Error: Runtime exited with error: {how}"),
                 ))
             }
             Ended::TimedOut => {
@@ -294,7 +291,10 @@ impl Env {
         let picked_at = *job.picked_at.lock();
         if picked_at.is_none() {
             // The runtime never took the job (init failed or timed out): AWS still logs START.
-            out.push(format!("START RequestId: {id} Version: {}", self.spec.version));
+            out.push(format!(
+                "START RequestId: {id} Version: {}",
+                self.spec.version
+            ));
         }
         if let Some(line) = timed_out_line {
             out.push(line);

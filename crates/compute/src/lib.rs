@@ -229,7 +229,11 @@ impl Compute {
         limits: Concurrency,
     ) -> Result<InvokeResult, InvokeError> {
         let _slot = self.acquire(spec, limits)?;
-        let pooled = self.idle.lock().get_mut(&spec.pool_key()).and_then(Vec::pop);
+        let pooled = self
+            .idle
+            .lock()
+            .get_mut(&spec.pool_key())
+            .and_then(Vec::pop);
         let (env, cold_start) = match pooled {
             Some(env) if env.is_alive() => (env, false),
             _ => {
@@ -303,17 +307,9 @@ impl Compute {
         })
     }
 
-    fn acquire(
-        &self,
-        spec: &FunctionSpec,
-        limits: Concurrency,
-    ) -> Result<Slot<'_>, InvokeError> {
+    fn acquire(&self, spec: &FunctionSpec, limits: Concurrency) -> Result<Slot<'_>, InvokeError> {
         let mut c = self.counters.lock();
-        let running = c
-            .by_function
-            .get(spec.function_key())
-            .copied()
-            .unwrap_or(0);
+        let running = c.by_function.get(spec.function_key()).copied().unwrap_or(0);
         let account = match limits.reserved {
             Some(reserved) => {
                 if running >= reserved {

@@ -164,11 +164,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             };
             {
                 let mut slot = shared.slot.lock();
-                if slot
-                    .running
-                    .as_ref()
-                    .is_some_and(|j| Arc::ptr_eq(j, &job))
-                {
+                if slot.running.as_ref().is_some_and(|j| Arc::ptr_eq(j, &job)) {
                     slot.running = None;
                 }
             }
@@ -222,22 +218,29 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
                 .header("lambda-runtime-invoked-function-arn", &r.invoked_arn)
                 .header(
                     "lambda-runtime-trace-id",
-                    r.trace_id.clone().unwrap_or_else(|| trace_id(&shared.clock)),
+                    r.trace_id
+                        .clone()
+                        .unwrap_or_else(|| trace_id(&shared.clock)),
                 );
             if let Some(cc) = &r.client_context {
                 // The header carries the decoded JSON, not the caller's base64.
-                let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cc)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .unwrap_or_else(|| cc.clone());
+                let decoded =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cc)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .unwrap_or_else(|| cc.clone());
                 resp = resp.header("lambda-runtime-client-context", decoded);
             }
             if let Some(ci) = &r.cognito_identity {
                 resp = resp.header("lambda-runtime-cognito-identity", ci);
             }
-            return resp
-                .body(Full::new(r.payload.clone()))
-                .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "bad header"));
+            return resp.body(Full::new(r.payload.clone())).unwrap_or_else(|_| {
+                status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    "bad header",
+                )
+            });
         }
         notified.await;
     }

@@ -88,7 +88,9 @@ impl Runtimes {
                     .clone()?;
                 Ok(interpreter(program, self.dir.join("node_bootstrap.js")))
             }
-            None => Err(format!("The runtime {runtime} is not supported by tsumiki.")),
+            None => Err(format!(
+                "The runtime {runtime} is not supported by tsumiki."
+            )),
         }
     }
 }
@@ -114,7 +116,10 @@ async fn resolve_python(runtime: String) -> Result<PathBuf, String> {
             continue;
         };
         let out = tokio::process::Command::new(&path)
-            .args(["-c", "import sys; print(sys.executable); print(sys.version.split()[0])"])
+            .args([
+                "-c",
+                "import sys; print(sys.executable); print(sys.version.split()[0])",
+            ])
             .output()
             .await;
         if let Ok(out) = out
@@ -134,8 +139,10 @@ async fn resolve_python(runtime: String) -> Result<PathBuf, String> {
             }
         }
     }
-    Err("The python runtimes need `python3` on the PATH of the tsumiki server; none was found."
-        .to_string())
+    Err(
+        "The python runtimes need `python3` on the PATH of the tsumiki server; none was found."
+            .to_string(),
+    )
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {

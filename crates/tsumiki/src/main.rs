@@ -165,6 +165,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("loading Lambda")?;
+    let function_invoker: std::sync::Weak<dyn tsumiki_ports::FunctionInvoker> =
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>;
+    let async_invoker =
+        tsumiki_triggers::AsyncInvoker::start(store.clone(), clock.clone(), function_invoker)
+            .await
+            .context("loading asynchronous invocations")?;
+    lambda.set_async_invoke(async_invoker.clone());
     let served = vec![
         Served {
             model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
@@ -183,11 +190,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             service: logs.clone(),
         },
     ];
-
     let config = GatewayConfig {
         default_account: args.default_account,
         default_region: args.default_region,
     };
+    // Triggers reach services by name (destinations, dead-letter queues, rule targets).
+    let mut services = tsumiki_ports::Services::default();
+    for s in &served {
+        services.register(s.service.clone());
+    }
+    async_invoker.set_services(services);
     let gateway = Arc::new(Gateway::new(config, clock, served));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -45,7 +45,8 @@ pub(crate) fn check(zip_b64: &str) -> Result<Package, AwsError> {
             ),
         ));
     }
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).map_err(|_| unzip_error())?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(&bytes)).map_err(|_| unzip_error())?;
     let mut unzipped: u64 = 0;
     for i in 0..archive.len() {
         let entry = archive.by_index_raw(i).map_err(|_| unzip_error())?;

@@ -108,7 +108,10 @@ pub(crate) fn render(f: &Function, c: &Config) -> Value {
     });
     let obj = out.as_object_mut().expect("object literal");
     if c.state == "Pending" {
-        obj.insert("StateReason".into(), json!("The function is being created."));
+        obj.insert(
+            "StateReason".into(),
+            json!("The function is being created."),
+        );
         obj.insert("StateReasonCode".into(), json!("Creating"));
     }
     if c.last_update_status == "InProgress" {
@@ -400,9 +403,7 @@ impl Lambda {
                 ));
             }
             None => {
-                return Err(invalid(
-                    "Please provide a source for function code.",
-                ));
+                return Err(invalid("Please provide a source for function code."));
             }
         };
         let layers = self.resolve_layers(ctx, s.layers.as_deref().unwrap_or_default())?;
@@ -431,7 +432,11 @@ impl Lambda {
             architectures: input
                 .get("Architectures")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_else(|| vec!["x86_64".into()]),
             dead_letter_target: input
                 .pointer("/DeadLetterConfig/TargetArn")
@@ -478,6 +483,7 @@ impl Lambda {
                 .unwrap_or_default(),
             policy: Vec::new(),
             policy_revision: revision(),
+            event_invoke: BTreeMap::new(),
         };
         let commit = {
             let mut inner = self.inner.lock();
@@ -642,7 +648,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let package = match str_of(&input, "ZipFile") {
             Some(zip) => crate::code::check(zip)?,
             None if input.get("S3Bucket").is_some() => {
@@ -698,7 +708,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let s = settings(&input)?;
         let layers = match &s.layers {
             Some(arns) => Some(self.resolve_layers(ctx, arns)?),
@@ -841,7 +855,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let n = input
             .get("ReservedConcurrentExecutions")
             .and_then(Value::as_u64)
@@ -874,7 +892,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         self.with_function(ctx, &r, |f| {
             Ok(match f.reserved_concurrency {
                 Some(n) => json!({"ReservedConcurrentExecutions": n}),
@@ -888,7 +910,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         self.update_function(ctx, &r, |f, _| {
             f.reserved_concurrency = None;
             Ok(())
@@ -962,7 +988,11 @@ impl Lambda {
         let keys: Vec<String> = input
             .get("TagKeys")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         self.update_function(ctx, &r, |f, _| {
             for k in &keys {
@@ -989,7 +1019,9 @@ impl Lambda {
             str_of(&input, "FunctionName").unwrap_or_default(),
             str_of(&input, "Qualifier"),
         )?;
-        let sid = str_of(&input, "StatementId").unwrap_or_default().to_string();
+        let sid = str_of(&input, "StatementId")
+            .unwrap_or_default()
+            .to_string();
         let expected = str_of(&input, "RevisionId").map(String::from);
         let principal = str_of(&input, "Principal").unwrap_or_default();
         let principal = if principal.ends_with(".amazonaws.com") {
@@ -1003,10 +1035,7 @@ impl Lambda {
                 .unwrap_or(principal);
             json!({"AWS": format!("arn:aws:iam::{account}:root")})
         };
-        let resource = names::qualified(
-            &names::function_arn(ctx, &r.name),
-            r.qualifier.as_deref(),
-        );
+        let resource = names::qualified(&names::function_arn(ctx, &r.name), r.qualifier.as_deref());
         let mut statement = json!({
             "Sid": sid,
             "Effect": "Allow",
@@ -1019,10 +1048,7 @@ impl Lambda {
             condition.insert("ArnLike".into(), json!({"AWS:SourceArn": arn}));
         }
         if let Some(account) = str_of(&input, "SourceAccount") {
-            condition.insert(
-                "StringEquals".into(),
-                json!({"AWS:SourceAccount": account}),
-            );
+            condition.insert("StringEquals".into(), json!({"AWS:SourceAccount": account}));
         }
         if !condition.is_empty() {
             statement["Condition"] = Value::Object(condition);
@@ -1064,7 +1090,9 @@ impl Lambda {
             str_of(&input, "FunctionName").unwrap_or_default(),
             str_of(&input, "Qualifier"),
         )?;
-        let sid = str_of(&input, "StatementId").unwrap_or_default().to_string();
+        let sid = str_of(&input, "StatementId")
+            .unwrap_or_default()
+            .to_string();
         let resource = json!(names::qualified(
             &names::function_arn(ctx, &r.name),
             r.qualifier.as_deref()

@@ -58,7 +58,9 @@ impl Lambda {
         };
         let kind = str_of(&input, "InvocationType").unwrap_or("RequestResponse");
         let invocation = Invocation {
-            function: str_of(&input, "FunctionName").unwrap_or_default().to_string(),
+            function: str_of(&input, "FunctionName")
+                .unwrap_or_default()
+                .to_string(),
             qualifier: str_of(&input, "Qualifier").map(String::from),
             payload,
             client_context: str_of(&input, "ClientContext").map(String::from),
@@ -70,23 +72,26 @@ impl Lambda {
                 Ok(json!({"StatusCode": 204}))
             }
             "Event" => {
-                let (spec, limits, qualifier) =
-                    self.prepare(ctx, &invocation, MAX_ASYNC_PAYLOAD)?;
-                let request = request(ctx, &invocation, &spec, qualifier.as_deref());
-                let spec = self.ready(spec).await?;
-                let compute = self.compute.clone();
-                let name = spec.function_name.clone();
-                tokio::spawn(async move {
-                    match compute.invoke(&spec, request, limits).await {
-                        Ok(r) if r.function_error.is_some() => {
-                            tracing::info!(function = %name, "asynchronous invocation failed");
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(function = %name, error = ?e, "asynchronous invocation did not run");
-                        }
-                    }
-                });
+                let (spec, _, qualifier) = self.prepare(ctx, &invocation, MAX_ASYNC_PAYLOAD)?;
+                let queue = self.async_invoke.get().ok_or_else(AwsError::internal)?;
+                let payload = if invocation.payload.is_empty() {
+                    b"{}".to_vec()
+                } else {
+                    invocation.payload.to_vec()
+                };
+                // Durable before the 202: a crash after it loses no event.
+                queue
+                    .enqueue(
+                        tsumiki_ports::FunctionTarget {
+                            account: ctx.account.clone(),
+                            region: ctx.region.clone(),
+                            function: spec.function_name.clone(),
+                            qualifier,
+                        },
+                        payload,
+                        ctx.request_id.clone(),
+                    )
+                    .await?;
                 Ok(json!({"StatusCode": 202}))
             }
             _ => {
@@ -125,11 +130,9 @@ impl Lambda {
                 executed_version: spec.version.clone(),
             }),
             Err(InvokeError::Throttled(reason)) => Err(crate::errors::throttled(reason)),
-            Err(InvokeError::RuntimeUnavailable(msg)) => Err(AwsError::new(
-                "InvalidRuntimeException",
-                502,
-                msg,
-            )),
+            Err(InvokeError::RuntimeUnavailable(msg)) => {
+                Err(AwsError::new("InvalidRuntimeException", 502, msg))
+            }
             Err(InvokeError::Internal(msg)) => {
                 tracing::error!(function = %spec.function_name, %msg, "invoke failed");
                 Err(AwsError::new("ServiceException", 500, msg))
@@ -160,7 +163,9 @@ impl Lambda {
             return Err(AwsError::new(
                 "InvalidRequestContentException",
                 400,
-                format!("Could not parse request body into json: Could not parse payload into json: {e}"),
+                format!(
+                    "Could not parse request body into json: Could not parse payload into json: {e}"
+                ),
             ));
         }
         if let Some(cc) = &invocation.client_context {
@@ -268,11 +273,7 @@ fn build_spec(f: &Function, c: &crate::state::Config, code: &std::path::Path) ->
         runtime: c.runtime.clone(),
         handler: c.handler.clone(),
         code_dir: code.join(&c.code_id),
-        layer_dirs: c
-            .layers
-            .iter()
-            .map(|l| code.join(&l.code_id))
-            .collect(),
+        layer_dirs: c.layers.iter().map(|l| code.join(&l.code_id)).collect(),
         memory_mb: c.memory_mb,
         timeout_s: c.timeout_s,
         ephemeral_storage_mb: c.ephemeral_mb,

@@ -65,7 +65,11 @@ fn strings(input: &Value, name: &str) -> Vec<String> {
     input
         .get(name)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -93,10 +97,7 @@ impl Lambda {
                 account: ctx.account.clone(),
                 region: ctx.region.clone(),
                 name: name.clone(),
-                arn: format!(
-                    "arn:aws:lambda:{}:{}:layer:{name}",
-                    ctx.region, ctx.account
-                ),
+                arn: format!("arn:aws:lambda:{}:{}:layer:{name}", ctx.region, ctx.account),
                 versions: BTreeMap::new(),
                 last_version: 0,
             });
@@ -178,7 +179,9 @@ impl Lambda {
                 l.versions
                     .values()
                     .rev()
-                    .filter(|v| runtime.is_none_or(|r| v.compatible_runtimes.iter().any(|c| c == r)))
+                    .filter(|v| {
+                        runtime.is_none_or(|r| v.compatible_runtimes.iter().any(|c| c == r))
+                    })
                     .map(|v| version_json(l, v, false))
                     .collect()
             })
@@ -198,11 +201,9 @@ impl Lambda {
             .values()
             .filter(|l| l.account == ctx.account && l.region == ctx.region)
             .filter_map(|l| {
-                let latest = l
-                    .versions
-                    .values()
-                    .rev()
-                    .find(|v| runtime.is_none_or(|r| v.compatible_runtimes.iter().any(|c| c == r)))?;
+                let latest = l.versions.values().rev().find(|v| {
+                    runtime.is_none_or(|r| v.compatible_runtimes.iter().any(|c| c == r))
+                })?;
                 Some(json!({
                     "LayerName": l.name,
                     "LayerArn": l.arn,

@@ -6,6 +6,7 @@
 //! Read `functions.rs` (create/update/delete and the configuration AWS returns), `invoke.rs`
 //! and `state.rs` first.
 
+mod async_config;
 mod code;
 mod errors;
 mod functions;
@@ -44,6 +45,8 @@ pub struct Lambda {
     compute: Arc<Compute>,
     code: code::CodeCache,
     inner: parking_lot::Mutex<Inner>,
+    /// Where `Event` invocations go: the triggers layer's durable async invoker.
+    async_invoke: std::sync::OnceLock<Arc<dyn tsumiki_ports::AsyncInvoke>>,
 }
 
 #[derive(Default)]
@@ -75,7 +78,14 @@ impl Lambda {
                 layers,
                 specs: HashMap::new(),
             }),
+            async_invoke: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Connects the asynchronous invoker (built after Lambda, since it runs functions through
+    /// Lambda).
+    pub fn set_async_invoke(&self, queue: Arc<dyn tsumiki_ports::AsyncInvoke>) {
+        let _ = self.async_invoke.set(queue);
     }
 
     /// Writes `batch` durably; every mutation answers only after this.
@@ -138,6 +148,15 @@ impl tsumiki_ports::Service for Lambda {
             "ListLayerVersions" => self.list_layer_versions(ctx, input),
             "ListLayers" => self.list_layers(ctx, input),
             "DeleteLayerVersion" => self.delete_layer_version(ctx, input).await,
+            "PutFunctionEventInvokeConfig" => {
+                self.put_event_invoke_config(ctx, input, false).await
+            }
+            "UpdateFunctionEventInvokeConfig" => {
+                self.put_event_invoke_config(ctx, input, true).await
+            }
+            "GetFunctionEventInvokeConfig" => self.get_event_invoke_config(ctx, input),
+            "DeleteFunctionEventInvokeConfig" => self.delete_event_invoke_config(ctx, input).await,
+            "ListFunctionEventInvokeConfigs" => self.list_event_invoke_configs(ctx, input),
             _ => Err(AwsError::not_implemented("lambda", operation)),
         }
     }

@@ -134,17 +134,34 @@ mod tests {
             parse(&c, "arn:aws:lambda:us-east-1:123456789012:function:f", None).unwrap(),
             plain
         );
-        let q = parse(&c, "arn:aws:lambda:us-east-1:123456789012:function:f:live", None).unwrap();
+        let q = parse(
+            &c,
+            "arn:aws:lambda:us-east-1:123456789012:function:f:live",
+            None,
+        )
+        .unwrap();
         assert_eq!(q.qualifier.as_deref(), Some("live"));
-        assert_eq!(parse(&c, "f:$LATEST", None).unwrap().qualifier.as_deref(), Some("$LATEST"));
-        assert_eq!(parse(&c, "f", Some("3")).unwrap().qualifier.as_deref(), Some("3"));
+        assert_eq!(
+            parse(&c, "f:$LATEST", None).unwrap().qualifier.as_deref(),
+            Some("$LATEST")
+        );
+        assert_eq!(
+            parse(&c, "f", Some("3")).unwrap().qualifier.as_deref(),
+            Some("3")
+        );
     }
 
     #[test]
     fn rejects_bad_names_and_mismatched_qualifiers() {
         let c = ctx();
-        assert_eq!(parse(&c, "a b", None).unwrap_err().code, "ValidationException");
-        assert_eq!(parse(&c, "a:b:c:d:e", None).unwrap_err().code, "ValidationException");
+        assert_eq!(
+            parse(&c, "a b", None).unwrap_err().code,
+            "ValidationException"
+        );
+        assert_eq!(
+            parse(&c, "a:b:c:d:e", None).unwrap_err().code,
+            "ValidationException"
+        );
         assert_eq!(
             parse(&c, "f:1", Some("2")).unwrap_err().code,
             "InvalidParameterValueException"

@@ -77,6 +77,9 @@ pub(crate) struct Function {
     /// Resource-based policy statements (AddPermission).
     pub policy: Vec<serde_json::Value>,
     pub policy_revision: String,
+    /// `FunctionEventInvokeConfig`s by qualifier (`$LATEST` for the unqualified function).
+    #[serde(default)]
+    pub event_invoke: BTreeMap<String, crate::async_config::EventInvokeConfig>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -70,7 +70,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let sha = str_of(&input, "CodeSha256").map(String::from);
         let revision = str_of(&input, "RevisionId").map(String::from);
         let description = str_of(&input, "Description").map(String::from);
@@ -128,7 +132,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let max = input
             .get("MaxItems")
             .and_then(Value::as_u64)
@@ -155,7 +163,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let name = str_of(&input, "Name").unwrap_or_default().to_string();
         if name.is_empty()
             || name.bytes().all(|b| b.is_ascii_digit())
@@ -173,7 +185,9 @@ impl Lambda {
             .unwrap_or_default()
             .to_string();
         let w = weights(&input)?;
-        let description = str_of(&input, "Description").unwrap_or_default().to_string();
+        let description = str_of(&input, "Description")
+            .unwrap_or_default()
+            .to_string();
         self.update_function(ctx, &r, |f, _| {
             if f.aliases.contains_key(&name) {
                 return Err(conflict(format!("Alias already exists: {}:{name}", f.arn)));
@@ -198,7 +212,11 @@ impl Lambda {
     }
 
     pub(crate) fn get_alias(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let name = str_of(&input, "Name").unwrap_or_default();
         self.with_function(ctx, &r, |f| {
             f.aliases
@@ -213,7 +231,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let name = str_of(&input, "Name").unwrap_or_default().to_string();
         let version = str_of(&input, "FunctionVersion").map(String::from);
         let description = str_of(&input, "Description").map(String::from);
@@ -264,7 +286,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let name = str_of(&input, "Name").unwrap_or_default().to_string();
         self.update_function(ctx, &r, |f, _| {
             // AWS answers 204 whether or not the alias existed.
@@ -280,7 +306,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let version = str_of(&input, "FunctionVersion");
         self.with_function(ctx, &r, |f| {
             let aliases: Vec<Value> = f

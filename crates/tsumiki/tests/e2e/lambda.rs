@@ -30,8 +30,11 @@ fn zip_of(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
     {
         let mut w = zip::ZipWriter::new(&mut out);
         for (name, data, exec) in files {
-            let opts = zip::write::SimpleFileOptions::default()
-                .unix_permissions(if *exec { 0o755 } else { 0o644 });
+            let opts = zip::write::SimpleFileOptions::default().unix_permissions(if *exec {
+                0o755
+            } else {
+                0o644
+            });
             w.start_file(*name, opts).expect("zip entry");
             w.write_all(data).expect("zip write");
         }
@@ -74,7 +77,10 @@ async fn invoke(
         .await
         .unwrap_or_else(|e| panic!("invoke {name}: {e:?}"));
     assert_eq!(out.status_code(), 200);
-    let body = out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+    let body = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
     let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (
         value,
@@ -149,7 +155,8 @@ fn python_function_gets_event_context_environment_and_tail() {
         assert_eq!(out.status_code(), 200);
         assert_eq!(out.function_error(), None);
         assert_eq!(out.executed_version(), Some("$LATEST"));
-        let v: Value = serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("json");
+        let v: Value =
+            serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("json");
         assert_eq!(v["event"], json!({"a": 1}));
         assert_eq!(v["memory"], json!("256"));
         assert_eq!(
@@ -167,11 +174,20 @@ fn python_function_gets_event_context_environment_and_tail() {
             .decode(out.log_result().expect("log result"))
             .expect("base64");
         let tail = String::from_utf8(tail).expect("utf8");
-        assert!(tail.contains(&format!("START RequestId: {request_id} Version: $LATEST")), "{tail}");
+        assert!(
+            tail.contains(&format!("START RequestId: {request_id} Version: $LATEST")),
+            "{tail}"
+        );
         assert!(tail.contains("event {'a': 1}"), "{tail}");
-        assert!(tail.contains(&format!("END RequestId: {request_id}")), "{tail}");
+        assert!(
+            tail.contains(&format!("END RequestId: {request_id}")),
+            "{tail}"
+        );
         assert!(tail.contains("Memory Size: 256 MB"), "{tail}");
-        assert!(tail.contains("Init Duration:"), "a cold start reports its init: {tail}");
+        assert!(
+            tail.contains("Init Duration:"),
+            "a cold start reports its init: {tail}"
+        );
 
         let state = c
             .get_function()
@@ -196,14 +212,30 @@ fn unhandled_errors_answer_200_with_the_error_payload() {
         assert_eq!(err.as_deref(), Some("Unhandled"));
         assert_eq!(v["errorType"], json!("KeyError"));
         assert_eq!(v["errorMessage"], json!("'missing'"));
-        assert!(v["stackTrace"].as_array().is_some_and(|t| !t.is_empty()), "{v}");
+        assert!(
+            v["stackTrace"].as_array().is_some_and(|t| !t.is_empty()),
+            "{v}"
+        );
 
-        create(&c, "noimport", Runtime::Python312, "nothere.handler", zip, 3).await;
+        create(
+            &c,
+            "noimport",
+            Runtime::Python312,
+            "nothere.handler",
+            zip,
+            3,
+        )
+        .await;
         let (v, err, _) = invoke(&c, "noimport", json!({})).await;
         assert_eq!(err.as_deref(), Some("Unhandled"));
         assert_eq!(v["errorType"], json!("Runtime.ImportModuleError"), "{v}");
 
-        let missing = c.invoke().function_name("nope").send().await.expect_err("missing");
+        let missing = c
+            .invoke()
+            .function_name("nope")
+            .send()
+            .await
+            .expect_err("missing");
         assert_eq!(missing.code(), Some("ResourceNotFoundException"));
         assert_eq!(
             missing.message(),
@@ -354,7 +386,11 @@ fn warm_environments_are_reused_and_scale_out_under_concurrency() {
             .collect();
         pids.sort_unstable();
         pids.dedup();
-        assert_eq!(pids.len(), 3, "three concurrent invokes need three environments");
+        assert_eq!(
+            pids.len(),
+            3,
+            "three concurrent invokes need three environments"
+        );
     });
 }
 
@@ -399,7 +435,13 @@ fn reserved_concurrency_throttles_with_429() {
         let mut throttled = None;
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            match c.invoke().function_name("one").payload(Blob::new("{}")).send().await {
+            match c
+                .invoke()
+                .function_name("one")
+                .payload(Blob::new("{}"))
+                .send()
+                .await
+            {
                 Err(e) => {
                     throttled = Some(e);
                     break;
@@ -433,7 +475,12 @@ fn versions_and_aliases_keep_old_code_running() {
             )])
         };
         create(&c, "ver", Runtime::Python312, "app.handler", code("one"), 3).await;
-        let v1 = c.publish_version().function_name("ver").send().await.expect("publish");
+        let v1 = c
+            .publish_version()
+            .function_name("ver")
+            .send()
+            .await
+            .expect("publish");
         assert_eq!(v1.version(), Some("1"));
         c.update_function_code()
             .function_name("ver")
@@ -465,7 +512,11 @@ fn versions_and_aliases_keep_old_code_running() {
             .send()
             .await
             .expect("versions");
-        let names: Vec<&str> = versions.versions().iter().filter_map(|v| v.version()).collect();
+        let names: Vec<&str> = versions
+            .versions()
+            .iter()
+            .filter_map(|v| v.version())
+            .collect();
         assert_eq!(names, vec!["$LATEST", "1"]);
     });
 }
@@ -605,5 +656,36 @@ fn invocation_types_event_and_dry_run() {
             .await
             .expect_err("bad payload");
         assert_eq!(bad.code(), Some("InvalidRequestContentException"));
+    });
+}
+
+#[test]
+fn a_function_over_its_memory_is_killed() {
+    let s = in_memory();
+    rt().block_on(async {
+        let c = lambda_client(&s);
+        let code = br#"
+import time
+def handler(event, context):
+    hog = b"x" * (event["mb"] * 1024 * 1024)
+    time.sleep(1)
+    return len(hog)
+"#;
+        create(
+            &c,
+            "hog",
+            Runtime::Python312,
+            "app.handler",
+            zip_of(&[("app.py", code, false)]),
+            10,
+        )
+        .await;
+        let (v, err, _) = invoke(&c, "hog", json!({"mb": 16})).await;
+        assert_eq!(err, None, "a small allocation fits in 128 MB: {v}");
+        let (v, err, _) = invoke(&c, "hog", json!({"mb": 300})).await;
+        assert_eq!(err.as_deref(), Some("Unhandled"));
+        assert_eq!(v["errorType"], json!("Runtime.OutOfMemory"), "{v}");
+        let (v, err, _) = invoke(&c, "hog", json!({"mb": 1})).await;
+        assert_eq!(err, None, "a fresh environment answers next: {v}");
     });
 }

@@ -2,6 +2,7 @@
 //! One test binary (every file under `tests/` links on its own), one module per area.
 
 mod admin;
+mod async_invoke;
 mod crash;
 mod lambda;
 mod logs;

@@ -1,0 +1,12 @@
+//! Triggers (DESIGN.md decision 6): what turns events into invocations, each with AWS's own
+//! retry rules. `async_invoke` is Lambda's asynchronous invocation: a durable queue, retries
+//! on function errors (about 1 then 2 minutes apart), back-off on throttles up to the maximum
+//! event age, then destinations or a dead-letter queue.
+//!
+//! Triggers see functions only through `ports::FunctionInvoker` and other services only
+//! through `ports::Services`, so they never depend on a service crate.
+
+pub mod async_invoke;
+mod deliver;
+
+pub use async_invoke::AsyncInvoker;
