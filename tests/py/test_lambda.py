@@ -958,7 +958,7 @@ def test_scale_out_runs_concurrent_invokes_in_separate_environments(lam):
     create_function(lam, name, {"app.py": PROBE_PY})
     n = 4
     with ThreadPoolExecutor(n) as pool:
-        outs = list(pool.map(lambda _: invoke(lam, name, {"sleep": 0.5})[1], range(n)))
+        outs = list(pool.map(lambda _: invoke(lam, name, {"sleep": 1.0})[1], range(n)))
     assert len({o["pid"] for o in outs}) == n
     assert all(o["count"] == 1 for o in outs)
 
@@ -975,11 +975,11 @@ def test_reserved_concurrency_throttles(lam):
     results = {}
 
     def slow():
-        results["slow"] = invoke(lam, name, {"sleep": 1.5})
+        results["slow"] = invoke(lam, name, {"sleep": 2.5})
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.4)
+    time.sleep(0.8)
     with pytest.raises(ClientError) as e:
         lam.invoke(FunctionName=name, Payload=b"{}")
     t.join()
@@ -1010,9 +1010,9 @@ def test_concurrency_counts_every_version(lam):
     create_function(lam, name, {"app.py": PROBE_PY}, Publish=True)
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
     invoke(lam, name, {}, Qualifier="1")
-    t = threading.Thread(target=lambda: invoke(lam, name, {"sleep": 1.5}, Qualifier="1"))
+    t = threading.Thread(target=lambda: invoke(lam, name, {"sleep": 2.5}, Qualifier="1"))
     t.start()
-    time.sleep(0.4)
+    time.sleep(0.8)
     with pytest.raises(ClientError) as e:
         lam.invoke(FunctionName=name, Payload=b"{}")  # $LATEST shares the function's limit
     t.join()
