@@ -654,7 +654,11 @@ def test_node_commonjs(lam):
     assert out["region"] == REGION
     assert out["handlerEnv"] == "index.handler"
     assert out["custom"] == {"k": "v"}
-    assert 'node says {"a":[1,2]}' in log_tail(resp)
+    # console.log lines are "timestamp<TAB>request id<TAB>level<TAB>message", as on AWS.
+    [line] = [x for x in log_tail(resp).splitlines() if "node says" in x]
+    stamp, request_id, level, message = line.split("\t")
+    assert (request_id, level, message) == (out["awsRequestId"], "INFO", 'node says {"a":[1,2]}')
+    assert stamp.endswith("Z") and "T" in stamp
 
 
 @needs_node
@@ -1050,6 +1054,50 @@ def test_account_settings_and_reservation_floor(lam_server):
     assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 700
     lam.delete_function(FunctionName=a)
     assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000
+
+
+ENV_AND_TMP_PY = r"""
+import os
+import tempfile
+import time
+
+
+def handler(event, context):
+    path = os.path.join(tempfile.gettempdir(), "marker")
+    seen = os.path.exists(path)
+    with open(path, "a") as f:
+        f.write("x")
+    time.sleep(event.get("sleep", 0))
+    return {"seen": seen, "pid": os.getpid(), "tmp": tempfile.gettempdir(),
+            "env": sorted(os.environ)}
+"""
+
+
+def test_environment_isolation(lam):
+    """Each environment has its own /tmp, kept while it is warm; a function sees Lambda's
+    variables and its own, none of the server's."""
+    name = unique()
+    create_function(lam, name, {"app.py": ENV_AND_TMP_PY},
+                    Environment={"Variables": {"OWN_VAR": "1"}})
+    first = invoke(lam, name, {})[1]
+    assert first["seen"] is False
+    again = invoke(lam, name, {})[1]
+    assert (again["pid"], again["seen"]) == (first["pid"], True)
+
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda _: invoke(lam, name, {"sleep": 1.0})[1], range(2)))
+    fresh = [o for o in outs if o["pid"] != first["pid"]]
+    assert fresh and all(o["seen"] is False for o in fresh)
+    assert len({o["tmp"] for o in outs}) == 2
+
+    env = set(first["env"])
+    assert {"OWN_VAR", "AWS_LAMBDA_FUNCTION_NAME", "LAMBDA_TASK_ROOT", "PATH"} <= env
+    leaked = env & (set(os.environ) - {"PATH", "LANG", "HOME", "TZ", "TMPDIR", "PYTHONPATH",
+                                       "PYTHONUNBUFFERED", "LD_LIBRARY_PATH", "NODE_PATH",
+                                       "LC_CTYPE"})
+    leaked = {k for k in leaked if not k.startswith(("AWS_", "_"))}
+    assert not leaked, f"the server's environment reached the function: {sorted(leaked)}"
+    assert "NO_COLOR" not in env  # set for the server process by conftest
 
 
 # --- timeouts ----------------------------------------------------------------------------
