@@ -25,7 +25,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 use tsumiki_core::{AwsError, Clock, RequestContext};
-use tsumiki_ports::Service;
+use tsumiki_ports::{DomainEvent, EventSink, Service};
 use tsumiki_protocol::{Model, Protocol};
 
 /// Largest request body read into memory: AWS's own limit for Lambda's CreateFunction with an
@@ -64,6 +64,7 @@ pub struct Gateway {
     by_target_prefix: HashMap<String, usize>,
     by_signing_name: HashMap<String, usize>,
     by_query_action: HashMap<String, usize>,
+    event_sink: Option<Arc<dyn EventSink>>,
 }
 
 /// Where a request goes.
@@ -111,7 +112,13 @@ impl Gateway {
             by_target_prefix,
             by_signing_name,
             by_query_action,
+            event_sink: None,
         }
+    }
+
+    /// Where successful mutating calls are reported (EventBridge's CloudTrail events).
+    pub fn set_event_sink(&mut self, sink: Arc<dyn EventSink>) {
+        self.event_sink = Some(sink);
     }
 
     pub fn clock(&self) -> &Arc<Clock> {
@@ -196,7 +203,10 @@ impl Gateway {
                     service = served.service.name(),
                     operation = tracing::field::Empty
                 );
-                call(served, protocol, req, ctx).instrument(span).await
+                let sink = self.event_sink.as_deref().map(|s| (s, self.clock.as_ref()));
+                call(served, protocol, req, ctx, sink)
+                    .instrument(span)
+                    .await
             }
         }
     }
@@ -329,6 +339,7 @@ async fn call(
     protocol: Protocol,
     req: &tsumiki_protocol::Request<'_>,
     ctx: RequestContext,
+    sink: Option<(&dyn EventSink, &Clock)>,
 ) -> tsumiki_protocol::Response {
     let model = &served.model;
     let request_id = ctx.request_id.clone();
@@ -351,8 +362,28 @@ async fn call(
             return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id);
         }
     };
+    let recorded = sink
+        .filter(|(s, _)| is_mutating(&op.name) && s.interested(&ctx.account, &ctx.region))
+        .map(|s| (s, input.clone()));
     match served.service.call(&ctx, &op.name, input).await {
-        Ok(output) => tsumiki_protocol::encode_response(model, protocol, op, &output, &request_id),
+        Ok(output) => {
+            if let Some(((sink, clock), input)) = recorded {
+                let event = DomainEvent {
+                    service: served.service.name().to_string(),
+                    event_source: format!("{}.amazonaws.com", model.metadata.endpoint_prefix),
+                    event_name: op.name.clone(),
+                    request_parameters: input,
+                    response_elements: output.clone(),
+                    account: ctx.account.clone(),
+                    region: ctx.region.clone(),
+                    time_ms: clock.now_ms(),
+                    request_id: request_id.clone(),
+                    access_key: ctx.access_key.clone(),
+                };
+                sink.publish(&ctx, event);
+            }
+            tsumiki_protocol::encode_response(model, protocol, op, &output, &request_id)
+        }
         Err(err) => {
             if err.status >= 500 && err.status != 501 {
                 tracing::warn!(code = %err.code, message = %err.message, "The operation failed.");
@@ -362,6 +393,18 @@ async fn call(
             tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id)
         }
     }
+}
+
+/// Whether a successful call of `operation` changes something, and so is recorded as a
+/// CloudTrail management event: every operation except reads, which AWS names with these
+/// prefixes (`GetQueueUrl`, `ListRules`, `DescribeLogGroups`, `ReceiveMessage`,
+/// `TestEventPattern`, `FilterLogEvents`, ...).
+fn is_mutating(operation: &str) -> bool {
+    const READS: &[&str] = &[
+        "Get", "List", "Describe", "Receive", "Test", "Filter", "Search", "Query", "Scan",
+        "BatchGet", "Head", "Lookup", "Select",
+    ];
+    !READS.iter().any(|p| operation.starts_with(p))
 }
 
 fn finish(resp: tsumiki_protocol::Response) -> http::Response<Full<Bytes>> {
