@@ -172,7 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("loading asynchronous invocations")?;
     lambda.set_async_invoke(async_invoker.clone());
-    let served = vec![
+    let mut served = vec![
         Served {
             model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
             service: lambda.clone(),
@@ -190,6 +190,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             service: logs.clone(),
         },
     ];
+    // EventBridge and Scheduler deliver to the other services by name.
+    let mut targets = tsumiki_ports::Services::default();
+    for s in &served {
+        targets.register(s.service.clone());
+    }
+    let events =
+        tsumiki_events::Events::start(store.clone(), clock.clone(), targets, lambda.clone())
+            .await
+            .context("loading EventBridge")?;
+    served.push(Served {
+        model: Arc::new(Model::from_json("events", tsumiki_events::MODEL_JSON)?),
+        service: events.clone(),
+    });
+    served.push(Served {
+        model: Arc::new(Model::from_json(
+            "scheduler",
+            tsumiki_events::SCHEDULER_MODEL_JSON,
+        )?),
+        service: events.scheduler(),
+    });
+
     let config = GatewayConfig {
         default_account: args.default_account,
         default_region: args.default_region,
@@ -200,7 +221,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.register(s.service.clone());
     }
     async_invoker.set_services(services);
-    let gateway = Arc::new(Gateway::new(config, clock, served));
+    let mut gateway = Gateway::new(config, clock, served);
+    gateway.set_event_sink(events.clone());
+    let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -212,6 +235,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr
     };
     compute.set_endpoint(&format!("http://{reachable}"));
+    events.set_endpoint(&format!("http://{reachable}"));
     print_ready(addr);
     tracing::info!(
         %addr,
