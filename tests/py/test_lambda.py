@@ -34,9 +34,7 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None,
 
 # A python handler that reports what it sees; the event steers it.
 PROBE_PY = r'''
-import json
 import os
-import sys
 import time
 
 COUNT = 0
@@ -442,7 +440,7 @@ def test_python_unhandled_error(lam, probe):
     assert payload["requestId"] == resp["ResponseMetadata"]["RequestId"]
     assert isinstance(payload["stackTrace"], list)
     assert any("app.py" in frame and "handler" in frame for frame in payload["stackTrace"])
-    # The environment survives a handled failure of the function.
+    # An error the handler raises leaves its environment serving.
     assert invoke(lam, probe, {})[0]["StatusCode"] == 200
 
 
@@ -762,11 +760,13 @@ def test_node_error_shapes(lam):
 # loop is empty (unless context.callbackWaitsForEmptyEventLoop is false); an async handler whose
 # promise is still pending when the loop runs dry fails with Runtime.NodeJsExit.
 NODE_LOOP = r"""
-exports.pending = async () => { await new Promise(() => {}); };
+exports.pending = async (event) => {
+  if (event.ok) return process.pid;
+  await new Promise(() => {});
+};
 exports.syncReturn = (event) => ({ returned: true });
 exports.noCallback = (event, context, callback) => { setTimeout(() => {}, 50); };
 exports.waits = (event, context, callback) => {
-  const started = Date.now();
   setTimeout(() => console.log("late timer fired"), 800);
   callback(null, { answered: true });
 };
@@ -775,7 +775,6 @@ exports.noWait = (event, context, callback) => {
   setTimeout(() => {}, 800);
   callback(null, { answered: true });
 };
-exports.pid = async () => process.pid;
 """
 
 
@@ -797,8 +796,11 @@ def node_loop(lam):
 @needs_node
 def test_node_pending_promise_is_nodejs_exit(lam, node_loop):
     name = node_loop("pending")
+    pid = invoke(lam, name, {"ok": True})[1]
     resp, payload = invoke(lam, name, {})
     function_error(resp, payload, "Runtime.NodeJsExit")
+    # The runtime reports it and goes on serving in the same process.
+    assert invoke(lam, name, {"ok": True})[1] == pid
 
 
 @needs_node
