@@ -220,6 +220,16 @@ def test_list_functions_pages_with_marker(lam_server):
     assert sorted(via_paginator) == names
 
 
+def test_list_functions_with_all_versions(lam_server):
+    lam = account_client(lam_server, "100000000003")
+    name = unique()
+    create_function(lam, name, {"app.py": PROBE_PY}, Publish=True)
+    latest_only = [f["FunctionArn"] for f in lam.list_functions()["Functions"]]
+    assert latest_only == [ARN_PREFIX.replace(ACCOUNT, "100000000003") + name]
+    every = lam.list_functions(FunctionVersion="ALL")["Functions"]
+    assert sorted(f["Version"] for f in every) == ["$LATEST", "1"]
+
+
 def test_update_code_and_configuration(lam):
     name = unique()
     create_function(lam, name, {"app.py": "def handler(e, c):\n    return 'one'\n"})
@@ -241,6 +251,7 @@ def test_update_code_and_configuration(lam):
         Environment={"Variables": {"MY_SETTING": "v2"}})
     assert out["MemorySize"] == 1024
     assert out["Timeout"] == 12
+    assert out["LastUpdateStatus"] == "InProgress"
     assert out["Environment"] == {"Variables": {"MY_SETTING": "v2"}}
     wait_updated(lam, name)
     conf = lam.get_function_configuration(FunctionName=name)
@@ -434,8 +445,9 @@ def test_client_context_reaches_the_function(lam, probe):
 
 
 def test_python_unhandled_error(lam, probe):
-    resp, payload = invoke(lam, probe, {"raise": "it broke"})
+    resp, payload = invoke(lam, probe, {"raise": "it broke"}, LogType="Tail")
     function_error(resp, payload, "ValueError")
+    assert "[ERROR] ValueError: it broke" in log_tail(resp)
     assert payload["errorMessage"] == "it broke"
     assert payload["requestId"] == resp["ResponseMetadata"]["RequestId"]
     assert isinstance(payload["stackTrace"], list)
@@ -1317,6 +1329,10 @@ def test_aliases(lam, versioned):
     updated = lam.update_alias(FunctionName=name, Name="live", FunctionVersion="2")
     assert updated["FunctionVersion"] == "2"
     assert updated["RevisionId"] != alias["RevisionId"]
+    with pytest.raises(ClientError) as e:
+        lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1",
+                         RevisionId=alias["RevisionId"])
+    assert error_of(e)[:2] == ("PreconditionFailedException", 412)
     resp, out = invoke(lam, name, {}, Qualifier="live")
     assert out["code"] == "v2" and resp["ExecutedVersion"] == "2"
 
