@@ -872,6 +872,9 @@ while true; do
   ARN="$(grep -i '^Lambda-Runtime-Invoked-Function-Arn:' "$HEADERS" | tr -d '\r' | cut -d' ' -f2)"
   echo "shell handling $REQUEST_ID"
   case "$EVENT" in
+    *raw*)
+      curl -sS -X POST "$API/invocation/$REQUEST_ID/response" -d 'plain text, not JSON' >/dev/null
+      ;;
     *fail*)
       curl -sS -X POST -H "Lambda-Runtime-Function-Error-Type: Shell.Failure" \
         "$API/invocation/$REQUEST_ID/error" \
@@ -903,6 +906,10 @@ def test_provided_shell_bootstrap(lam):
     assert payload["errorMessage"] == "the shell failed"
     # The same process goes on serving.
     assert invoke(lam, name, {"again": 1})[1]["echo"] == {"again": 1}
+    # A response is passed on byte for byte, JSON or not.
+    resp = lam.invoke(FunctionName=name, Payload=b'{"raw": 1}')
+    assert "FunctionError" not in resp
+    assert resp["Payload"].read() == b"plain text, not JSON"
 
 
 def test_provided_without_bootstrap(lam):
