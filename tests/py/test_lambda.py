@@ -1217,10 +1217,6 @@ def test_timeout_follows_the_manual_clock(clock_server):
     assert invoke(lam, name, {})[1] == {"ok": True}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Lambda-Runtime-Deadline-Ms is the server clock's deadline (crates/compute/src/runtime_api.rs, "
-    "next()), while runtimes compare it with the wall clock; compute may not read the wall clock "
-    "(clippy disallowed_methods), so the fix needs a wall-clock reading from tsumiki_core::Clock"))
 def test_remaining_time_on_the_manual_clock(clock_server):
     """The deadline a runtime gets is on its own (wall) clock: however far the server's manual
     clock has been moved, a function has at most its timeout left."""

@@ -214,7 +214,11 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
                 .header("lambda-runtime-aws-request-id", &r.request_id)
-                .header("lambda-runtime-deadline-ms", deadline.to_string())
+                // The runtime compares this with its own (wall) clock.
+                .header(
+                    "lambda-runtime-deadline-ms",
+                    shared.clock.to_wall_ms(deadline).to_string(),
+                )
                 .header("lambda-runtime-invoked-function-arn", &r.invoked_arn)
                 .header(
                     "lambda-runtime-trace-id",

@@ -51,6 +51,14 @@ impl Clock {
         wall + self.offset_ms.load(Ordering::Acquire)
     }
 
+    /// The wall-clock reading (milliseconds since the epoch) of a moment this clock calls
+    /// `clock_ms`. Processes outside tsumiki (function runtimes) read the machine's clock, so a
+    /// deadline handed to them must be in its terms, or a manual clock that was advanced would
+    /// give a function hours it does not have.
+    pub fn to_wall_ms(&self, clock_ms: i64) -> i64 {
+        clock_ms - self.offset_ms.load(Ordering::Acquire)
+    }
+
     /// Moves time forward by `ms` and wakes every sleeper so due timers fire.
     pub fn advance_ms(&self, ms: i64) -> Result<(), NotManual> {
         if !self.manual {

@@ -207,3 +207,34 @@ pub trait EventSink: Send + Sync + 'static {
         true
     }
 }
+
+/// An event source mapping as its poller needs it (Lambda owns the resource; triggers poll).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MappingSpec {
+    /// The mapping's id.
+    pub uuid: String,
+    /// The source: an SQS queue ARN (Kinesis and DynamoDB Streams later).
+    pub source_arn: String,
+    /// The function it invokes.
+    pub function: FunctionTarget,
+    /// Largest batch (SQS: 1-10,000, default 10).
+    pub batch_size: u32,
+    /// How long to gather a batch, in seconds (SQS default 0).
+    pub batching_window_s: u32,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_item_failures: bool,
+    /// `FilterCriteria` patterns (EventBridge pattern language); empty lets everything in.
+    pub filters: Vec<String>,
+    /// Concurrent invocations at most (`ScalingConfig.MaximumConcurrency`).
+    pub max_concurrency: u32,
+    /// A disabled mapping polls nothing.
+    pub enabled: bool,
+}
+
+/// Runs event source mappings (the triggers layer implements it).
+pub trait EventSourcePollers: Send + Sync + 'static {
+    /// Starts, restarts or stops (when disabled) the poller of `spec.uuid`.
+    fn configure(&self, spec: MappingSpec);
+    /// Stops and forgets the poller of `uuid`.
+    fn remove(&self, uuid: &str);
+}

@@ -3,10 +3,14 @@
 //! on function errors (about 1 then 2 minutes apart), back-off on throttles up to the maximum
 //! event age, then destinations or a dead-letter queue.
 //!
+//! `queue_poller` runs SQS event source mappings (receive, invoke, delete on success).
+//!
 //! Triggers see functions only through `ports::FunctionInvoker` and other services only
 //! through `ports::Services`, so they never depend on a service crate.
 
 pub mod async_invoke;
 mod deliver;
+pub mod queue_poller;
 
 pub use async_invoke::AsyncInvoker;
+pub use queue_poller::QueuePollers;

@@ -172,6 +172,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("loading asynchronous invocations")?;
     lambda.set_async_invoke(async_invoker.clone());
+    let queue_pollers = tsumiki_triggers::QueuePollers::new(
+        clock.clone(),
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>,
+    );
+    lambda.set_pollers(queue_pollers.clone());
     let mut served = vec![
         Served {
             model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
@@ -220,7 +225,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for s in &served {
         services.register(s.service.clone());
     }
-    async_invoker.set_services(services);
+    async_invoker.set_services(services.clone());
+    queue_pollers.set_services(services);
     let mut gateway = Gateway::new(config, clock, served);
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);

@@ -12,6 +12,7 @@ mod errors;
 mod functions;
 mod invoke;
 mod layers;
+mod mappings;
 mod names;
 mod state;
 mod versions;
@@ -47,6 +48,8 @@ pub struct Lambda {
     inner: parking_lot::Mutex<Inner>,
     /// Where `Event` invocations go: the triggers layer's durable async invoker.
     async_invoke: std::sync::OnceLock<Arc<dyn tsumiki_ports::AsyncInvoke>>,
+    /// Who runs event source mappings: the triggers layer's pollers.
+    pollers: std::sync::OnceLock<Arc<dyn tsumiki_ports::EventSourcePollers>>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,8 @@ struct Inner {
     layers: BTreeMap<String, Layer>,
     /// Specs handed to compute, by `arn:version:revision`, so warm invokes build nothing.
     specs: HashMap<String, Arc<tsumiki_compute::FunctionSpec>>,
+    /// Event source mappings by UUID.
+    mappings: BTreeMap<String, mappings::Mapping>,
 }
 
 impl Lambda {
@@ -67,6 +72,7 @@ impl Lambda {
         work_dir: PathBuf,
     ) -> Result<Arc<Lambda>, AwsError> {
         let (functions, layers) = state::load(&store).await?;
+        let mappings = mappings::load(&store).await?;
         std::fs::create_dir_all(&work_dir).map_err(state::store_error)?;
         Ok(Arc::new(Lambda {
             code: code::CodeCache::new(work_dir, store.clone()),
@@ -77,9 +83,26 @@ impl Lambda {
                 functions,
                 layers,
                 specs: HashMap::new(),
+                mappings,
             }),
             async_invoke: std::sync::OnceLock::new(),
+            pollers: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Connects the event source pollers and starts every stored mapping.
+    pub fn set_pollers(&self, pollers: Arc<dyn tsumiki_ports::EventSourcePollers>) {
+        let specs: Vec<_> = self
+            .inner
+            .lock()
+            .mappings
+            .values()
+            .map(mappings::Mapping::spec)
+            .collect();
+        for spec in specs {
+            pollers.configure(spec);
+        }
+        let _ = self.pollers.set(pollers);
     }
 
     /// Connects the asynchronous invoker (built after Lambda, since it runs functions through
@@ -157,24 +180,36 @@ impl tsumiki_ports::Service for Lambda {
             "GetFunctionEventInvokeConfig" => self.get_event_invoke_config(ctx, input),
             "DeleteFunctionEventInvokeConfig" => self.delete_event_invoke_config(ctx, input).await,
             "ListFunctionEventInvokeConfigs" => self.list_event_invoke_configs(ctx, input),
+            "CreateEventSourceMapping" => self.create_mapping(ctx, input).await,
+            "GetEventSourceMapping" => self.get_mapping(ctx, input),
+            "ListEventSourceMappings" => self.list_mappings(ctx, input),
+            "UpdateEventSourceMapping" => self.update_mapping(ctx, input).await,
+            "DeleteEventSourceMapping" => self.delete_mapping(ctx, input).await,
             _ => Err(AwsError::not_implemented("lambda", operation)),
         }
     }
 
     async fn reset(&self) -> Result<(), AwsError> {
-        let arns: Vec<String> = {
+        let (arns, uuids): (Vec<String>, Vec<String>) = {
             let mut inner = self.inner.lock();
             let arns = inner.functions.values().map(|f| f.arn.clone()).collect();
+            let uuids = inner.mappings.keys().cloned().collect();
             *inner = Inner::default();
-            arns
+            (arns, uuids)
         };
         for arn in arns {
             self.compute.retire(&arn, None);
+        }
+        if let Some(p) = self.pollers.get() {
+            for uuid in uuids {
+                p.remove(&uuid);
+            }
         }
         let mut batch = Batch::new();
         batch.delete_prefix(state::NS_FUNCTION, Vec::new());
         batch.delete_prefix(state::NS_LAYER, Vec::new());
         batch.delete_prefix(state::NS_CODE, Vec::new());
+        batch.delete_prefix(mappings::NS_MAPPING, Vec::new());
         self.commit(batch).await
     }
 }

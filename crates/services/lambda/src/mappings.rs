@@ -1,0 +1,322 @@
+//! Event source mappings: the Lambda resource (Create/Get/List/Update/DeleteEventSourceMapping,
+//! stored in `lambda.esm`), run by the triggers layer's pollers through
+//! `ports::EventSourcePollers`. SQS sources run now; Kinesis and DynamoDB Streams sources are
+//! refused with a clear error until their services exist.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tsumiki_core::{AwsError, RequestContext};
+use tsumiki_ports::{FunctionTarget, MappingSpec};
+use tsumiki_store::Batch;
+
+use crate::errors::{invalid, not_found};
+use crate::names;
+use crate::state::{self, store_error};
+use crate::{Lambda, str_of};
+
+pub(crate) const NS_MAPPING: &str = "lambda.esm";
+/// AWS: SQS mappings take batches of 1 to 10,000 (more than 10 needs a batching window).
+const SQS_MAX_BATCH: u64 = 10_000;
+const SQS_DEFAULT_BATCH: u32 = 10;
+/// AWS: SQS mappings scale to at most 1,000 concurrent invocations; at least 2.
+const DEFAULT_MAX_CONCURRENCY: u32 = 1_000;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Mapping {
+    pub uuid: String,
+    pub account: String,
+    pub region: String,
+    pub source_arn: String,
+    pub function_name: String,
+    pub function_arn: String,
+    pub qualifier: Option<String>,
+    pub batch_size: u32,
+    pub window_s: u32,
+    pub enabled: bool,
+    pub filters: Vec<String>,
+    pub response_types: Vec<String>,
+    pub max_concurrency: Option<u32>,
+    pub last_modified_ms: i64,
+}
+
+impl Mapping {
+    pub(crate) fn spec(&self) -> MappingSpec {
+        MappingSpec {
+            uuid: self.uuid.clone(),
+            source_arn: self.source_arn.clone(),
+            function: FunctionTarget {
+                account: self.account.clone(),
+                region: self.region.clone(),
+                function: self.function_name.clone(),
+                qualifier: self.qualifier.clone(),
+            },
+            batch_size: self.batch_size,
+            batching_window_s: self.window_s,
+            report_item_failures: self.response_types.iter().any(|t| t == "ReportBatchItemFailures"),
+            filters: self.filters.clone(),
+            max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            enabled: self.enabled,
+        }
+    }
+
+    fn render(&self, state: &str) -> Value {
+        let mut out = json!({
+            "UUID": self.uuid,
+            "EventSourceArn": self.source_arn,
+            "FunctionArn": names::qualified(&self.function_arn, self.qualifier.as_deref()),
+            "BatchSize": self.batch_size,
+            "MaximumBatchingWindowInSeconds": self.window_s,
+            "LastModified": self.last_modified_ms as f64 / 1000.0,
+            "State": state,
+            "StateTransitionReason": "USER_INITIATED",
+            "FunctionResponseTypes": self.response_types,
+            "EventSourceMappingArn": format!(
+                "arn:aws:lambda:{}:{}:event-source-mapping:{}",
+                self.region, self.account, self.uuid
+            ),
+        });
+        if !self.filters.is_empty() {
+            let filters: Vec<Value> = self.filters.iter().map(|p| json!({"Pattern": p})).collect();
+            out["FilterCriteria"] = json!({"Filters": filters});
+        }
+        if let Some(c) = self.max_concurrency {
+            out["ScalingConfig"] = json!({"MaximumConcurrency": c});
+        }
+        out
+    }
+
+    fn state(&self) -> &'static str {
+        if self.enabled { "Enabled" } else { "Disabled" }
+    }
+
+    fn put(&self, batch: &mut Batch) {
+        batch.put(
+            NS_MAPPING,
+            self.uuid.clone(),
+            serde_json::to_vec(self).unwrap_or_default(),
+        );
+    }
+}
+
+fn filters(input: &Value) -> Result<Option<Vec<String>>, AwsError> {
+    let Some(list) = input.pointer("/FilterCriteria/Filters").and_then(Value::as_array) else {
+        return Ok(input.get("FilterCriteria").map(|_| Vec::new()));
+    };
+    let mut out = Vec::new();
+    for f in list {
+        let Some(p) = f.get("Pattern").and_then(Value::as_str) else {
+            continue;
+        };
+        if tsumiki_lang::event_pattern::Pattern::parse(p).is_err() {
+            return Err(invalid(format!("Invalid filter pattern definition. {p}")));
+        }
+        out.push(p.to_string());
+    }
+    Ok(Some(out))
+}
+
+fn check_batch(batch: u32, window: u32) -> Result<(), AwsError> {
+    if u64::from(batch) > SQS_MAX_BATCH || batch == 0 {
+        return Err(invalid(format!(
+            "BatchSize must be between 1 and {SQS_MAX_BATCH} for SQS event sources."
+        )));
+    }
+    if batch > 10 && window == 0 {
+        return Err(invalid(
+            "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
+        ));
+    }
+    Ok(())
+}
+
+impl Lambda {
+    pub(crate) async fn create_mapping(
+        &self,
+        ctx: &RequestContext,
+        input: Value,
+    ) -> Result<Value, AwsError> {
+        let source = str_of(&input, "EventSourceArn").unwrap_or_default().to_string();
+        let service = source.split(':').nth(2).unwrap_or_default();
+        if service != "sqs" {
+            return Err(invalid(format!(
+                "tsumiki runs event source mappings for SQS queues so far; {source} is not one."
+            )));
+        }
+        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let function_arn = self.with_function(ctx, &r, |f| {
+            crate::functions::version_config(f, r.qualifier.as_deref())?;
+            Ok(f.arn.clone())
+        })?;
+        let batch = input
+            .get("BatchSize")
+            .and_then(Value::as_u64)
+            .map_or(SQS_DEFAULT_BATCH, |b| b as u32);
+        let window = input
+            .get("MaximumBatchingWindowInSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32;
+        check_batch(batch, window)?;
+        let mapping = Mapping {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            account: ctx.account.clone(),
+            region: ctx.region.clone(),
+            source_arn: source,
+            function_name: r.name.clone(),
+            function_arn,
+            qualifier: r.qualifier.clone(),
+            batch_size: batch,
+            window_s: window,
+            enabled: input.get("Enabled").and_then(Value::as_bool).unwrap_or(true),
+            filters: filters(&input)?.unwrap_or_default(),
+            response_types: input
+                .get("FunctionResponseTypes")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default(),
+            max_concurrency: input
+                .pointer("/ScalingConfig/MaximumConcurrency")
+                .and_then(Value::as_u64)
+                .map(|c| c as u32),
+            last_modified_ms: self.clock.now_ms(),
+        };
+        let commit = {
+            let mut inner = self.inner.lock();
+            let mut batch = Batch::new();
+            mapping.put(&mut batch);
+            inner.mappings.insert(mapping.uuid.clone(), mapping.clone());
+            self.store.commit(batch)
+        };
+        commit.await.map_err(store_error)?;
+        if let Some(p) = self.pollers.get() {
+            p.configure(mapping.spec());
+        }
+        Ok(mapping.render(if mapping.enabled { "Creating" } else { "Disabled" }))
+    }
+
+    fn mapping(&self, ctx: &RequestContext, uuid: &str) -> Result<Mapping, AwsError> {
+        self.inner
+            .lock()
+            .mappings
+            .get(uuid)
+            .filter(|m| m.account == ctx.account && m.region == ctx.region)
+            .cloned()
+            .ok_or_else(|| {
+                not_found(format!(
+                    "The resource you requested does not exist. (Service: Lambda, Status Code: 404, Request ID: {})",
+                    ctx.request_id
+                ))
+            })
+    }
+
+    pub(crate) fn get_mapping(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
+        let m = self.mapping(ctx, str_of(&input, "UUID").unwrap_or_default())?;
+        Ok(m.render(m.state()))
+    }
+
+    pub(crate) fn list_mappings(
+        &self,
+        ctx: &RequestContext,
+        input: Value,
+    ) -> Result<Value, AwsError> {
+        let source = str_of(&input, "EventSourceArn");
+        let function = match str_of(&input, "FunctionName") {
+            Some(f) => Some(names::parse(ctx, f, None)?.name),
+            None => None,
+        };
+        let inner = self.inner.lock();
+        let list: Vec<Value> = inner
+            .mappings
+            .values()
+            .filter(|m| m.account == ctx.account && m.region == ctx.region)
+            .filter(|m| source.is_none_or(|s| m.source_arn == s))
+            .filter(|m| function.as_ref().is_none_or(|f| m.function_name == *f))
+            .map(|m| m.render(m.state()))
+            .collect();
+        Ok(json!({"EventSourceMappings": list}))
+    }
+
+    pub(crate) async fn update_mapping(
+        &self,
+        ctx: &RequestContext,
+        input: Value,
+    ) -> Result<Value, AwsError> {
+        let mut m = self.mapping(ctx, str_of(&input, "UUID").unwrap_or_default())?;
+        if let Some(f) = str_of(&input, "FunctionName") {
+            let r = names::parse(ctx, f, None)?;
+            m.function_arn = self.with_function(ctx, &r, |f| Ok(f.arn.clone()))?;
+            m.function_name = r.name;
+            m.qualifier = r.qualifier;
+        }
+        if let Some(b) = input.get("BatchSize").and_then(Value::as_u64) {
+            m.batch_size = b as u32;
+        }
+        if let Some(w) = input
+            .get("MaximumBatchingWindowInSeconds")
+            .and_then(Value::as_u64)
+        {
+            m.window_s = w as u32;
+        }
+        check_batch(m.batch_size, m.window_s)?;
+        if let Some(e) = input.get("Enabled").and_then(Value::as_bool) {
+            m.enabled = e;
+        }
+        if let Some(f) = filters(&input)? {
+            m.filters = f;
+        }
+        if let Some(t) = input.get("FunctionResponseTypes").and_then(Value::as_array) {
+            m.response_types = t.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+        }
+        if let Some(c) = input
+            .pointer("/ScalingConfig/MaximumConcurrency")
+            .and_then(Value::as_u64)
+        {
+            m.max_concurrency = Some(c as u32);
+        }
+        m.last_modified_ms = self.clock.now_ms();
+        let commit = {
+            let mut inner = self.inner.lock();
+            let mut batch = Batch::new();
+            m.put(&mut batch);
+            inner.mappings.insert(m.uuid.clone(), m.clone());
+            self.store.commit(batch)
+        };
+        commit.await.map_err(store_error)?;
+        if let Some(p) = self.pollers.get() {
+            p.configure(m.spec());
+        }
+        Ok(m.render(if m.enabled { "Updating" } else { "Disabled" }))
+    }
+
+    pub(crate) async fn delete_mapping(
+        &self,
+        ctx: &RequestContext,
+        input: Value,
+    ) -> Result<Value, AwsError> {
+        let m = self.mapping(ctx, str_of(&input, "UUID").unwrap_or_default())?;
+        let commit = {
+            let mut inner = self.inner.lock();
+            inner.mappings.remove(&m.uuid);
+            let mut batch = Batch::new();
+            batch.delete(NS_MAPPING, m.uuid.clone());
+            self.store.commit(batch)
+        };
+        commit.await.map_err(store_error)?;
+        if let Some(p) = self.pollers.get() {
+            p.remove(&m.uuid);
+        }
+        Ok(m.render("Deleting"))
+    }
+}
+
+/// Every mapping in the store at startup.
+pub(crate) async fn load(
+    store: &tsumiki_store::Store,
+) -> Result<std::collections::BTreeMap<String, Mapping>, AwsError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, value) in store.scan(NS_MAPPING).await.map_err(state::store_error)? {
+        if let Ok(m) = serde_json::from_slice::<Mapping>(&value) {
+            out.insert(m.uuid.clone(), m);
+        }
+    }
+    Ok(out)
+}
