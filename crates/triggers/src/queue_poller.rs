@@ -95,7 +95,9 @@ async fn poll(pollers: Weak<QueuePollers>, spec: MappingSpec) {
         .iter()
         .filter_map(|f| Pattern::parse(f).ok())
         .collect();
-    let slots = Arc::new(tokio::sync::Semaphore::new(spec.max_concurrency.max(1) as usize));
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        spec.max_concurrency.max(1) as usize
+    ));
     loop {
         let Some(p) = pollers.upgrade() else {
             return;
@@ -132,10 +134,8 @@ async fn poll(pollers: Weak<QueuePollers>, spec: MappingSpec) {
             .collect();
         tokio::spawn(async move {
             let _permit = permit;
-            let (kept, dropped): (Vec<(Value, bool)>, Vec<(Value, bool)>) = batch
-                .into_iter()
-                .zip(filters_ok)
-                .partition(|(_, ok)| *ok);
+            let (kept, dropped): (Vec<(Value, bool)>, Vec<(Value, bool)>) =
+                batch.into_iter().zip(filters_ok).partition(|(_, ok)| *ok);
             let dropped: Vec<Value> = dropped.into_iter().map(|(m, _)| m).collect();
             let kept: Vec<Value> = kept.into_iter().map(|(m, _)| m).collect();
             if !dropped.is_empty() {
@@ -214,7 +214,11 @@ async fn gather(
             .cloned()
             .unwrap_or_default();
         let got = messages.len();
-        batch.extend(messages.into_iter().map(|m| record(m, &spec.source_arn, &queue.ctx.region)));
+        batch.extend(
+            messages
+                .into_iter()
+                .map(|m| record(m, &spec.source_arn, &queue.ctx.region)),
+        );
         if batch.len() >= spec.batch_size as usize
             || clock.now_ms() >= deadline
             || (got == 0 && !batch.is_empty())
@@ -273,10 +277,18 @@ fn matches(pattern: &Pattern, record: &Value) -> bool {
 fn failed_ids(payload: &[u8]) -> Vec<String> {
     serde_json::from_slice::<Value>(payload)
         .ok()
-        .and_then(|v| v.get("batchItemFailures").and_then(Value::as_array).cloned())
+        .and_then(|v| {
+            v.get("batchItemFailures")
+                .and_then(Value::as_array)
+                .cloned()
+        })
         .unwrap_or_default()
         .iter()
-        .filter_map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(String::from))
+        .filter_map(|f| {
+            f.get("itemIdentifier")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
         .collect()
 }
 

@@ -52,7 +52,10 @@ fn destination(input: &Value, which: &str) -> Result<Option<Option<String>>, Aws
     let Some(d) = input.pointer(&format!("/DestinationConfig/{which}")) else {
         return Ok(None);
     };
-    let arn = d.get("Destination").and_then(Value::as_str).map(String::from);
+    let arn = d
+        .get("Destination")
+        .and_then(Value::as_str)
+        .map(String::from);
     if let Some(a) = &arn {
         let service = a.split(':').nth(2).unwrap_or_default();
         if !a.starts_with("arn:") || !matches!(service, "sqs" | "sns" | "lambda" | "events") {
@@ -179,7 +182,11 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         self.with_function(ctx, &r, |f| {
             let list: Vec<Value> = f
                 .event_invoke

@@ -171,9 +171,7 @@ impl tsumiki_ports::Service for Lambda {
             "ListLayerVersions" => self.list_layer_versions(ctx, input),
             "ListLayers" => self.list_layers(ctx, input),
             "DeleteLayerVersion" => self.delete_layer_version(ctx, input).await,
-            "PutFunctionEventInvokeConfig" => {
-                self.put_event_invoke_config(ctx, input, false).await
-            }
+            "PutFunctionEventInvokeConfig" => self.put_event_invoke_config(ctx, input, false).await,
             "UpdateFunctionEventInvokeConfig" => {
                 self.put_event_invoke_config(ctx, input, true).await
             }

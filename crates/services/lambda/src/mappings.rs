@@ -52,7 +52,10 @@ impl Mapping {
             },
             batch_size: self.batch_size,
             batching_window_s: self.window_s,
-            report_item_failures: self.response_types.iter().any(|t| t == "ReportBatchItemFailures"),
+            report_item_failures: self
+                .response_types
+                .iter()
+                .any(|t| t == "ReportBatchItemFailures"),
             filters: self.filters.clone(),
             max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
             enabled: self.enabled,
@@ -99,7 +102,10 @@ impl Mapping {
 }
 
 fn filters(input: &Value) -> Result<Option<Vec<String>>, AwsError> {
-    let Some(list) = input.pointer("/FilterCriteria/Filters").and_then(Value::as_array) else {
+    let Some(list) = input
+        .pointer("/FilterCriteria/Filters")
+        .and_then(Value::as_array)
+    else {
         return Ok(input.get("FilterCriteria").map(|_| Vec::new()));
     };
     let mut out = Vec::new();
@@ -135,14 +141,20 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let source = str_of(&input, "EventSourceArn").unwrap_or_default().to_string();
+        let source = str_of(&input, "EventSourceArn")
+            .unwrap_or_default()
+            .to_string();
         let service = source.split(':').nth(2).unwrap_or_default();
         if service != "sqs" {
             return Err(invalid(format!(
                 "tsumiki runs event source mappings for SQS queues so far; {source} is not one."
             )));
         }
-        let r = names::parse(ctx, str_of(&input, "FunctionName").unwrap_or_default(), None)?;
+        let r = names::parse(
+            ctx,
+            str_of(&input, "FunctionName").unwrap_or_default(),
+            None,
+        )?;
         let function_arn = self.with_function(ctx, &r, |f| {
             crate::functions::version_config(f, r.qualifier.as_deref())?;
             Ok(f.arn.clone())
@@ -166,12 +178,19 @@ impl Lambda {
             qualifier: r.qualifier.clone(),
             batch_size: batch,
             window_s: window,
-            enabled: input.get("Enabled").and_then(Value::as_bool).unwrap_or(true),
+            enabled: input
+                .get("Enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             filters: filters(&input)?.unwrap_or_default(),
             response_types: input
                 .get("FunctionResponseTypes")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
             max_concurrency: input
                 .pointer("/ScalingConfig/MaximumConcurrency")
@@ -190,7 +209,11 @@ impl Lambda {
         if let Some(p) = self.pollers.get() {
             p.configure(mapping.spec());
         }
-        Ok(mapping.render(if mapping.enabled { "Creating" } else { "Disabled" }))
+        Ok(mapping.render(if mapping.enabled {
+            "Creating"
+        } else {
+            "Disabled"
+        }))
     }
 
     fn mapping(&self, ctx: &RequestContext, uuid: &str) -> Result<Mapping, AwsError> {
@@ -208,7 +231,11 @@ impl Lambda {
             })
     }
 
-    pub(crate) fn get_mapping(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
+    pub(crate) fn get_mapping(
+        &self,
+        ctx: &RequestContext,
+        input: Value,
+    ) -> Result<Value, AwsError> {
         let m = self.mapping(ctx, str_of(&input, "UUID").unwrap_or_default())?;
         Ok(m.render(m.state()))
     }
@@ -264,7 +291,10 @@ impl Lambda {
             m.filters = f;
         }
         if let Some(t) = input.get("FunctionResponseTypes").and_then(Value::as_array) {
-            m.response_types = t.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+            m.response_types = t
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
         }
         if let Some(c) = input
             .pointer("/ScalingConfig/MaximumConcurrency")

@@ -102,7 +102,11 @@ async fn fixture(s: &Server, dead_letter: bool) -> Fixture {
 }
 
 /// Waits (real time) for up to `n` messages of `url`, deleting what it takes.
-async fn take(sqs: &aws_sdk_sqs::Client, url: &str, wait_s: i32) -> Vec<aws_sdk_sqs::types::Message> {
+async fn take(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    wait_s: i32,
+) -> Vec<aws_sdk_sqs::types::Message> {
     let got = sqs
         .receive_message()
         .queue_url(url)
@@ -138,7 +142,7 @@ async fn invoke_event(c: &aws_sdk_lambda::Client, payload: Value) {
 /// invoker and be scheduled before the test moves the clock (the next attempt's time is
 /// counted from the failure).
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tsumiki_core::Clock::pause_real(Duration::from_millis(1000)).await;
 }
 
 fn manual() -> Server {
@@ -167,17 +171,35 @@ fn function_errors_retry_one_then_two_minutes_apart_then_reach_the_failure_desti
             .expect("event invoke config");
         invoke_event(&f.lambda, json!({"n": 1})).await;
 
-        assert_eq!(take(&f.sqs, &f.attempts, 20).await.len(), 1, "first attempt at once");
+        assert_eq!(
+            take(&f.sqs, &f.attempts, 20).await.len(),
+            1,
+            "first attempt at once"
+        );
         settle().await;
         s.advance_clock(50.0);
-        assert!(take(&f.sqs, &f.attempts, 1).await.is_empty(), "no retry before a minute");
+        assert!(
+            take(&f.sqs, &f.attempts, 1).await.is_empty(),
+            "no retry before a minute"
+        );
         s.advance_clock(11.0);
-        assert_eq!(take(&f.sqs, &f.attempts, 20).await.len(), 1, "second attempt after 1 min");
+        assert_eq!(
+            take(&f.sqs, &f.attempts, 20).await.len(),
+            1,
+            "second attempt after 1 min"
+        );
         settle().await;
         s.advance_clock(100.0);
-        assert!(take(&f.sqs, &f.attempts, 1).await.is_empty(), "no retry before 2 more min");
+        assert!(
+            take(&f.sqs, &f.attempts, 1).await.is_empty(),
+            "no retry before 2 more min"
+        );
         s.advance_clock(21.0);
-        assert_eq!(take(&f.sqs, &f.attempts, 20).await.len(), 1, "third attempt");
+        assert_eq!(
+            take(&f.sqs, &f.attempts, 20).await.len(),
+            1,
+            "third attempt"
+        );
 
         let records = take(&f.sqs, &f.dest, 20).await;
         assert_eq!(records.len(), 1);
@@ -191,9 +213,15 @@ fn function_errors_retry_one_then_two_minutes_apart_then_reach_the_failure_desti
         );
         assert_eq!(r["requestPayload"], json!({"n": 1}));
         assert_eq!(r["responseContext"]["functionError"], json!("Unhandled"));
-        assert_eq!(r["responsePayload"]["errorMessage"], json!("always failing"));
+        assert_eq!(
+            r["responsePayload"]["errorMessage"],
+            json!("always failing")
+        );
         s.advance_clock(600.0);
-        assert!(take(&f.sqs, &f.attempts, 1).await.is_empty(), "no fourth attempt");
+        assert!(
+            take(&f.sqs, &f.attempts, 1).await.is_empty(),
+            "no fourth attempt"
+        );
     });
 }
 
@@ -233,7 +261,11 @@ fn success_destination_and_zero_retries() {
 
         invoke_event(&f.lambda, json!({"ok": false})).await;
         let records = take(&f.sqs, &f.dest, 20).await;
-        assert_eq!(records.len(), 1, "no retries: the failure goes straight out");
+        assert_eq!(
+            records.len(),
+            1,
+            "no retries: the failure goes straight out"
+        );
         let r: Value = serde_json::from_str(records[0].body().unwrap_or_default()).expect("json");
         assert_eq!(r["requestContext"]["condition"], json!("RetriesExhausted"));
         assert_eq!(r["requestContext"]["approximateInvokeCount"], json!(1));
@@ -269,10 +301,7 @@ fn failed_events_go_to_the_dead_letter_queue_without_a_destination() {
         let m = got.messages().first().expect("dead letter");
         assert_eq!(m.body(), Some(r#"{"dlq":1}"#));
         let attrs = m.message_attributes().expect("attributes");
-        assert_eq!(
-            attrs["ErrorMessage"].string_value(),
-            Some("always failing")
-        );
+        assert_eq!(attrs["ErrorMessage"].string_value(), Some("always failing"));
         assert!(attrs.contains_key("RequestID"));
     });
 }
@@ -309,7 +338,7 @@ fn accepted_events_survive_kill_9() {
             if seen.len() == 5 {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tsumiki_core::Clock::pause_real(Duration::from_millis(100)).await;
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
     });

@@ -394,9 +394,9 @@ fn warm_environments_are_reused_and_scale_out_under_concurrency() {
     });
 }
 
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
@@ -434,7 +434,7 @@ fn reserved_concurrency_throttles_with_429() {
         // Wait until the slow invocation holds the one slot.
         let mut throttled = None;
         for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tsumiki_core::Clock::pause_real(Duration::from_millis(50)).await;
             match c
                 .invoke()
                 .function_name("one")
@@ -546,7 +546,7 @@ fn timeouts_follow_the_manual_clock() {
         // Time moves only when the test says so; keep moving it until the invoke gives up.
         let mut result = None;
         for _ in 0..60 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tsumiki_core::Clock::pause_real(Duration::from_millis(200)).await;
             if pending.is_finished() {
                 result = Some(pending.await.expect("invoke task"));
                 break;
