@@ -617,36 +617,38 @@ fn lambda_target_receives_the_event() {
             .send()
             .await
             .expect("put events");
-        let logs = aws_sdk_cloudwatchlogs::Client::from_conf(
-            aws_sdk_cloudwatchlogs::Config::builder()
-                .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-                .endpoint_url(&s.endpoint)
-                .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
-                    ACCOUNT, "test", None, None, "e2e",
-                ))
-                .build(),
-        );
-        let mut seen = false;
-        for _ in 0..100 {
-            if let Ok(out) = logs
+    });
+    let logs = aws_sdk_cloudwatchlogs::Client::from_conf(
+        aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+            .endpoint_url(&s.endpoint)
+            .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+                ACCOUNT, "test", None, None, "e2e",
+            ))
+            .build(),
+    );
+    let runtime = rt();
+    let seen = tsumiki_testkit::wait_for(Duration::from_secs(30), || {
+        runtime.block_on(async {
+            let out = logs
                 .filter_log_events()
                 .log_group_name("/aws/lambda/on-order")
                 .filter_pattern("GOT")
                 .send()
                 .await
-                && out
-                    .events()
-                    .iter()
-                    .any(|e| e.message().unwrap_or_default().contains("\"order\": \"A-17\""))
-            {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert!(seen, "the function printed the event's detail");
+                .ok()?;
+            out.events()
+                .iter()
+                .any(|e| {
+                    e.message()
+                        .unwrap_or_default()
+                        .contains("\"order\": \"A-17\"")
+                })
+                .then_some(())
+        })
     });
+    assert!(seen.is_some(), "the function printed the event's detail");
 }
 
 fn attribute(m: &Message, name: &str) -> String {
@@ -743,6 +745,7 @@ fn failed_deliveries_are_retried_on_the_clock_then_dead_lettered() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // A real pause puts each kill at another moment of the firing.
 fn schedule_firings_survive_kill_9_exactly_once() {
     let mut s = server(Options {
         manual_clock: true,
