@@ -8,8 +8,8 @@
 //! parsed. The paths rules name form a [`PathTrie`] that is walked alongside the event.
 //!
 //! Values the matcher reads are validated strictly; skipped members are only checked for
-//! structure (terminated strings, balanced and matching brackets), not for the grammar of
-//! their numbers and literals. Events are validated as JSON when they are accepted
+//! structure (terminated strings, balanced brackets), not for the grammar of their numbers
+//! and literals or for each bracket closing one of its own kind. Events are validated as JSON when they are accepted
 //! (PutEvents), so this trades nothing real for speed.
 //!
 //! Paths are the member names joined with `.` (arrays add nothing), which is how EventBridge
@@ -38,7 +38,76 @@ pub(crate) struct PathTrie {
 #[derive(Clone, Debug, Default)]
 struct PathNode {
     leaf: u32,
-    children: FxHashMap<Box<str>, u32>,
+    children: Children,
+}
+
+/// A node's children. Rules usually name a handful of members per object, and comparing a
+/// few short names beats hashing every member name the event has.
+#[derive(Clone, Debug)]
+enum Children {
+    /// (first bytes of the name, name, node): the packed head rejects most names unread.
+    Few(Vec<(u64, Box<str>, u32)>),
+    Many(FxHashMap<Box<str>, u32>),
+}
+
+/// Up to the first 8 bytes of `name`, packed (zero-padded).
+#[inline]
+fn head(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let n = bytes.len().min(8);
+    let mut word = [0u8; 8];
+    word[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(word)
+}
+
+const FEW: usize = 8;
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Few(Vec::new())
+    }
+}
+
+impl Children {
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(list) => list.is_empty(),
+            Children::Many(map) => map.is_empty(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: &str) -> Option<u32> {
+        match self {
+            Children::Few(list) => {
+                let key_head = head(key);
+                list.iter()
+                    .find(|(h, name, _)| {
+                        *h == key_head && name.len() == key.len() && **name == *key
+                    })
+                    .map(|&(_, _, node)| node)
+            }
+            Children::Many(map) => map.get(key).copied(),
+        }
+    }
+
+    fn insert_if_absent(&mut self, key: String, node: u32) {
+        if self.get(&key).is_some() {
+            return;
+        }
+        match self {
+            Children::Few(list) if list.len() < FEW => list.push((head(&key), key.into(), node)),
+            Children::Few(list) => {
+                let mut map: FxHashMap<Box<str>, u32> =
+                    list.drain(..).map(|(_, name, node)| (name, node)).collect();
+                map.insert(key.into(), node);
+                *self = Children::Many(map);
+            }
+            Children::Many(map) => {
+                map.insert(key.into(), node);
+            }
+        }
+    }
 }
 
 const ROOT: u32 = 0;
@@ -48,7 +117,7 @@ impl Default for PathTrie {
         PathTrie {
             nodes: vec![PathNode {
                 leaf: NO_PATH,
-                children: FxHashMap::default(),
+                children: Children::default(),
             }],
             by_prefix: FxHashMap::default(),
         }
@@ -69,7 +138,7 @@ impl PathTrie {
                     let node = self.nodes.len() as u32;
                     self.nodes.push(PathNode {
                         leaf: NO_PATH,
-                        children: FxHashMap::default(),
+                        children: Children::default(),
                     });
                     self.by_prefix.insert(prefix.into(), node);
                     node
@@ -82,8 +151,7 @@ impl PathTrie {
                 let key = segments[i..j].join(".");
                 self.nodes[prefix_nodes[i] as usize]
                     .children
-                    .entry(key.into())
-                    .or_insert(prefix_nodes[j]);
+                    .insert_if_absent(key, prefix_nodes[j]);
             }
         }
         self.nodes[prefix_nodes[segments.len()] as usize].leaf = id;
@@ -91,11 +159,7 @@ impl PathTrie {
 
     #[inline]
     fn child(&self, node: u32, key: &str) -> Option<u32> {
-        let children = &self.nodes[node as usize].children;
-        if children.is_empty() {
-            return None;
-        }
-        children.get(key).copied()
+        self.nodes[node as usize].children.get(key)
     }
 
     #[inline]
@@ -138,7 +202,6 @@ pub(crate) struct Flat {
     trails: Vec<(u32, u32)>,
     text: String,
     current_trail: Vec<(u32, u32)>,
-    closers: Vec<u8>,
     key: String,
     arrays: u32,
 }
@@ -173,7 +236,6 @@ impl Flat {
         self.trails.clear();
         self.text.clear();
         self.current_trail.clear();
-        self.closers.clear();
         self.arrays = 0;
     }
 }
@@ -211,29 +273,61 @@ pub(crate) fn flatten(event: &str, trie: &PathTrie, flat: &mut Flat) -> Result<(
     Ok(())
 }
 
-/// Byte classes for the skipping scan: 0 for bytes that cannot change the structure.
-static STRUCTURAL: [u8; 256] = {
-    let mut table = [0u8; 256];
-    table[b'"' as usize] = 1;
-    table[b'{' as usize] = 1;
-    table[b'[' as usize] = 1;
-    table[b'}' as usize] = 1;
-    table[b']' as usize] = 1;
-    table
-};
+/// Skipping scans eight bytes at a time (SWAR): the skipped part of an event is most of its
+/// bytes, and portable SIMD is not available on stable Rust without `unsafe`.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Bytes that end a string scan: the quote, the backslash and control characters.
-static STRING_SPECIAL: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        table[i] = true;
+/// The high bit set in each byte of `word` equal to `byte`; exact for the lowest such byte
+/// (the borrow can only set false bits above a true one, and callers use the lowest).
+#[inline(always)]
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// The first position at or after `i` holding a quote or a backslash, or `b.len()`.
+#[inline]
+fn next_quote_or_backslash(b: &[u8], mut i: usize) -> usize {
+    while i + 8 <= b.len() {
+        let word = word_at(b, i);
+        let hits = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
         i += 1;
     }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
+    i
+}
+
+/// The first position at or after `i` holding a byte that ends a plain run of string
+/// content (a quote, a backslash or a control character), or `b.len()`.
+#[inline]
+fn next_string_special(b: &[u8], mut i: usize) -> usize {
+    while i + 8 <= b.len() {
+        let word = word_at(b, i);
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let hits = bytes_equal(word, b'"') | bytes_equal(word, b'\\') | control;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+        i += 1;
+    }
+    i
+}
 
 struct Parser<'e, 'f> {
     text: &'e str,
@@ -309,10 +403,7 @@ impl Parser<'_, '_> {
     /// Reads a member name at `pos` (its quote) and looks it up under `node`.
     fn member_name(&mut self, node: u32) -> Result<Option<u32>, EventError> {
         let start = self.pos + 1;
-        let mut i = start;
-        while i < self.b.len() && !STRING_SPECIAL[self.b[i] as usize] {
-            i += 1;
-        }
+        let i = next_string_special(self.b, start);
         match self.b.get(i) {
             Some(b'"') => {
                 self.pos = i + 1;
@@ -402,10 +493,7 @@ impl Parser<'_, '_> {
         let (kind, from, to) = match self.b[start] {
             b'"' => {
                 let content = start + 1;
-                let mut i = content;
-                while i < self.b.len() && !STRING_SPECIAL[self.b[i] as usize] {
-                    i += 1;
-                }
+                let i = next_string_special(self.b, content);
                 match self.b.get(i) {
                     Some(b'"') => {
                         self.pos = i + 1;
@@ -496,9 +584,7 @@ impl Parser<'_, '_> {
         let b = self.b;
         let mut i = self.pos + 1;
         loop {
-            while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
-                i += 1;
-            }
+            i = next_quote_or_backslash(b, i);
             match b.get(i) {
                 Some(b'"') => {
                     self.pos = i + 1;
@@ -513,45 +599,204 @@ impl Parser<'_, '_> {
         }
     }
 
-    /// Skips an object or array at `pos`, matching brackets and stepping over strings.
+    /// Skips an object or array at `pos`, counting brackets outside strings.
     fn skip_container(&mut self, depth: usize) -> Result<(), EventError> {
-        let b = self.b;
-        let mut closers = std::mem::take(&mut self.flat.closers);
-        closers.clear();
-        let result = loop {
-            while self.pos < b.len() && STRUCTURAL[b[self.pos] as usize] == 0 {
-                self.pos += 1;
+        match skip_block(self.b, self.pos, MAX_DEPTH.saturating_sub(depth)) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(())
             }
-            let Some(&byte) = b.get(self.pos) else {
-                break Err(self.error("unexpected end of the event"));
-            };
-            match byte {
-                b'"' => {
-                    if let Err(e) = self.skip_string() {
-                        break Err(e);
-                    }
-                }
-                b'{' | b'[' => {
-                    if depth + closers.len() >= MAX_DEPTH {
-                        break Err(self.error("nesting too deep"));
-                    }
-                    closers.push(if byte == b'{' { b'}' } else { b']' });
-                    self.pos += 1;
-                }
-                _ => {
-                    if closers.pop() != Some(byte) {
-                        break Err(self.error("mismatched bracket"));
-                    }
-                    self.pos += 1;
-                    if closers.is_empty() {
-                        break Ok(());
-                    }
-                }
+            Err((at, what)) => {
+                self.pos = at;
+                Err(self.error(what))
             }
-        };
-        self.flat.closers = closers;
-        result
+        }
     }
+}
+
+/// The bit of each byte of an 8-byte word whose high bit is set in `high_bits`, packed into
+/// the low 8 bits (the byte at the lowest address in bit 0).
+#[inline(always)]
+fn pack(high_bits: u64) -> u64 {
+    ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+/// Bitmasks of one 64-byte block: quotes, opening brackets, closing brackets, and whether it
+/// holds any backslash (or `|`, which shares its test and only costs a slower scan).
+#[inline(always)]
+fn classify(block: &[u8; 64]) -> (u64, u64, u64, bool) {
+    let (mut quotes, mut opens, mut closes, mut backslash) = (0u64, 0u64, 0u64, 0u64);
+    for (k, chunk) in block.chunks_exact(8).enumerate() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        // With bit 5 set, `[ \ ] { | }` are the ASCII bytes 0x7B..=0x7D; bits 0 and 1 then
+        // tell them apart (11 opens, 01 closes, 00 is a backslash or `|`).
+        let low7 = (word | (ONES * 0x20)) & (ONES * 0x7f);
+        let at_least_7b = low7 + ONES * 0x05;
+        let at_least_7e = low7 + ONES * 0x02;
+        let special = at_least_7b & !at_least_7e & !word & HIGHS;
+        let bit0 = word << 7;
+        let bit1 = word << 6;
+        quotes |= pack(bytes_equal(word, b'"')) << (8 * k);
+        opens |= pack(special & bit0 & bit1) << (8 * k);
+        closes |= pack(special & bit0 & !bit1) << (8 * k);
+        backslash |= special & !bit0;
+    }
+    (quotes, opens, closes, backslash != 0)
+}
+
+/// Bit k set when an odd number of bits at or below k are set in `x`.
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// The scan state carried from block to block.
+struct Scan {
+    depth: u64,
+    in_string: bool,
+    escaped: bool,
+    max_depth: u64,
+}
+
+/// What one block did to the scan.
+enum Step {
+    /// The container closed at this offset in the block.
+    Closed(usize),
+    Continue,
+    TooDeep(usize),
+}
+
+impl Scan {
+    /// Scans one block by masks; `None` if it holds a backslash (scan it byte by byte).
+    #[inline(always)]
+    fn block(&mut self, block: &[u8; 64]) -> Option<Step> {
+        let (quotes, opens, closes, backslash) = classify(block);
+        if backslash {
+            return None;
+        }
+        let mut strings = prefix_xor(quotes);
+        if self.in_string {
+            strings = !strings;
+        }
+        self.in_string = strings >> 63 == 1;
+        let opens = opens & !strings;
+        let closes = closes & !strings;
+        let closing = u64::from(closes.count_ones());
+        if closing < self.depth {
+            // The depth cannot reach zero in this block.
+            self.depth = self.depth + u64::from(opens.count_ones()) - closing;
+            if self.depth > self.max_depth {
+                return Some(Step::TooDeep(0));
+            }
+            return Some(Step::Continue);
+        }
+        let mut brackets = opens | closes;
+        while brackets != 0 {
+            let bit = brackets.trailing_zeros() as usize;
+            let open = (opens >> bit) & 1;
+            self.depth = self.depth + 2 * open - 1;
+            if self.depth == 0 {
+                return Some(Step::Closed(bit));
+            }
+            if self.depth > self.max_depth {
+                return Some(Step::TooDeep(bit));
+            }
+            brackets &= brackets - 1;
+        }
+        Some(Step::Continue)
+    }
+
+    /// Scans bytes one by one; `Some(offset)` where the container closed.
+    fn bytes(&mut self, bytes: &[u8]) -> Result<Option<usize>, (usize, &'static str)> {
+        for (offset, &byte) in bytes.iter().enumerate() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        return Err((offset, "nesting too deep"));
+                    }
+                }
+                b'}' | b']' => {
+                    if self.depth == 0 {
+                        return Err((offset, "unbalanced brackets"));
+                    }
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Ok(Some(offset));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Skips the object or array whose opening bracket is at `start`; returns the position after
+/// its closing bracket, or the error position and reason.
+///
+/// Skipped parts are most of a typical event, so this scans 64 bytes per step in the manner
+/// of simdjson, with 64-bit words instead of SIMD registers: masks of quotes and brackets, a
+/// prefix XOR over the quotes for the bytes inside strings, and popcounts of the brackets
+/// outside strings; the block is walked bracket by bracket only when the depth may reach zero
+/// in it. A block containing a backslash (an escaped quote, maybe) is scanned byte by byte,
+/// and so is the rest of a block after one. The last partial block is padded with spaces.
+/// Only nesting is checked here, not that each bracket closes one of its own kind.
+fn skip_block(b: &[u8], start: usize, max_depth: usize) -> Result<usize, (usize, &'static str)> {
+    let mut scan = Scan {
+        depth: 0,
+        in_string: false,
+        escaped: false,
+        max_depth: max_depth as u64,
+    };
+    let mut i = start;
+    while i < b.len() {
+        let end = (i + 64).min(b.len());
+        let mut padded = [b' '; 64];
+        let block: &[u8; 64] = if end - i == 64 {
+            b[i..end].try_into().expect("a 64-byte slice")
+        } else {
+            padded[..end - i].copy_from_slice(&b[i..end]);
+            &padded
+        };
+        let step = if scan.escaped {
+            None
+        } else {
+            scan.block(block)
+        };
+        match step {
+            Some(Step::Closed(offset)) if i + offset < end => return Ok(i + offset + 1),
+            Some(Step::Closed(_)) => break,
+            Some(Step::TooDeep(offset)) => return Err((i + offset, "nesting too deep")),
+            Some(Step::Continue) => {}
+            None => {
+                if let Some(offset) = scan.bytes(&b[i..end]).map_err(|(o, what)| (i + o, what))? {
+                    return Ok(i + offset + 1);
+                }
+            }
+        }
+        i = end;
+    }
+    Err((b.len(), "unexpected end of the event"))
 }
 
 #[cfg(test)]
@@ -643,7 +888,8 @@ mod tests {
         flatten(ok, &t, &mut flat).expect("valid");
         assert_eq!(flat.leaves.len(), 1);
         for bad in [
-            r#"{"x": [1, 2}, "a": 1}"#,
+            r#"{"x": [1, {"y": 2], "a": 1}"#,
+            r#"{"x": [1, 2, "a": 1}"#,
             r#"{"x": "unterminated}"#,
             r#"{"a": 1} trailing"#,
             r#"{"a": 01}"#,
@@ -653,6 +899,33 @@ mod tests {
             r#"{"a" 1}"#,
         ] {
             assert!(flatten(bad, &t, &mut flat).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn block_skipping_handles_strings_escapes_and_block_edges() {
+        let t = trie(&["a"]);
+        let mut flat = Flat::default();
+        // Skipped members of every length around the 64-byte block size, with brackets and
+        // escaped quotes inside strings.
+        for pad in 0..140 {
+            let filler = "x".repeat(pad);
+            for inner in [
+                format!(r#"["{filler}", {{"k": "]}}"}}]"#),
+                format!(r#"{{"s": "{filler}\"]\\", "t": [[[]]]}}"#),
+                format!(r#"[{filler:?}, "\\", "\"", 1]"#),
+                format!(r#"{{"p": "{filler}|[é|", "q": ["|", {{"}}": "|]"}}]}}"#),
+            ] {
+                let event = format!(r#"{{"skip": {inner}, "a": "yes"}}"#);
+                flatten(&event, &t, &mut flat).unwrap_or_else(|e| panic!("{event}: {e}"));
+                assert_eq!(flat.leaves.len(), 1, "{event}");
+                assert!(matches!(
+                    flat.scalar(&flat.leaves[0], &event),
+                    Scalar::Str("yes")
+                ));
+                let truncated = &event[..event.len() - 12];
+                assert!(flatten(truncated, &t, &mut flat).is_err(), "{truncated}");
+            }
         }
     }
 

@@ -5,9 +5,9 @@
 //! patterns form a trie of *states* in which sub-rules that begin with the same steps share
 //! states. From a state, each path with outgoing steps has one *field matcher* that takes an
 //! event value to the next states of every step whose value list accepts it: exact values
-//! through hash tables, prefixes and suffixes through byte tries, anchored wildcards through
-//! those tries plus a check, and only anything-but, numeric ranges, CIDR blocks and unanchored
-//! wildcards through lists. Matching walks from the root over the event's leaves; the work
+//! through hash tables, prefixes and suffixes through hash tables probed once per key length
+//! in use, wildcards with a literal end through those plus a check, and only anything-but,
+//! numeric ranges, CIDR blocks and wildcards with stars at both ends through lists. Matching walks from the root over the event's leaves; the work
 //! depends on the event and on the steps its values select, not on how many rules exist.
 //!
 //! Array consistency is enforced during the walk: each taken step adds its leaf's array trail
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::compile::FieldSpec;
 use super::flatten::{Flat, PathTrie, flatten};
-use super::hash::FxHashMap;
+use super::hash::{FxHashMap, KeyTable};
 use super::ip::IpRange;
 use super::number::{self, NumRange};
 use super::pattern::{absences_hold, join};
@@ -320,54 +320,39 @@ struct Hit {
     check: u32,
 }
 
-/// A trie over bytes whose nodes carry hits (prefixes, or reversed suffixes).
+/// Prefixes (or suffixes) of many steps, by length: one hash table of all keys, probed once
+/// per distinct key length that fits the value. Rules rarely use many distinct lengths, so a
+/// value costs a few probes however many rules there are, and the table stays compact (a
+/// byte trie chases a pointer per byte, which is what large rule sets make slow).
 #[derive(Default)]
-struct ByteTrie {
-    /// Node 0 is the root once anything was inserted.
-    nodes: Vec<TrieNode>,
+struct AffixIndex {
+    /// Distinct key lengths, ascending.
+    lengths: Vec<usize>,
+    keys: KeyTable<Vec<Hit>>,
 }
 
-#[derive(Default)]
-struct TrieNode {
-    edges: Vec<(u8, u32)>,
-    hits: Vec<Hit>,
-}
-
-impl ByteTrie {
-    fn insert(&mut self, key: impl Iterator<Item = u8>, hit: Hit) {
-        if self.nodes.is_empty() {
-            self.nodes.push(TrieNode::default());
+impl AffixIndex {
+    fn insert(&mut self, key: &[u8], hit: Hit) {
+        if let Err(i) = self.lengths.binary_search(&key.len()) {
+            self.lengths.insert(i, key.len());
         }
-        let mut node = 0usize;
-        for byte in key {
-            node = match self.nodes[node].edges.binary_search_by_key(&byte, |e| e.0) {
-                Ok(i) => self.nodes[node].edges[i].1 as usize,
-                Err(i) => {
-                    let next = self.nodes.len();
-                    self.nodes.push(TrieNode::default());
-                    self.nodes[node].edges.insert(i, (byte, next as u32));
-                    next
-                }
-            };
-        }
-        self.nodes[node].hits.push(hit);
+        self.keys.entry(key, Vec::new).push(hit);
     }
 
-    /// Calls `f` with the hits of every node along `key`.
+    /// Calls `f` with the hits of every key that is a prefix of `value` (`suffix`: a suffix).
     #[inline]
-    fn walk(&self, key: impl Iterator<Item = u8>, mut f: impl FnMut(Hit)) {
-        let Some(root) = self.nodes.first() else {
-            return;
-        };
-        root.hits.iter().for_each(|&h| f(h));
-        let mut node = root;
-        for byte in key {
-            match node.edges.binary_search_by_key(&byte, |e| e.0) {
-                Ok(i) => {
-                    node = &self.nodes[node.edges[i].1 as usize];
-                    node.hits.iter().for_each(|&h| f(h));
-                }
-                Err(_) => return,
+    fn walk(&self, value: &[u8], suffix: bool, mut f: impl FnMut(Hit)) {
+        for &length in &self.lengths {
+            if length > value.len() {
+                return;
+            }
+            let key = if suffix {
+                &value[value.len() - length..]
+            } else {
+                &value[..length]
+            };
+            if let Some(hits) = self.keys.get(key) {
+                hits.iter().for_each(|&h| f(h));
             }
         }
     }
@@ -376,18 +361,18 @@ impl ByteTrie {
 /// All value steps leaving one state on one path.
 #[derive(Default)]
 struct FieldMatcher {
-    strings: FxHashMap<Box<str>, Vec<u32>>,
+    strings: KeyTable<Vec<u32>>,
     number_keys: FxHashMap<u64, Vec<u32>>,
     number_lexemes: FxHashMap<Box<str>, Vec<u32>>,
     trues: Vec<u32>,
     falses: Vec<u32>,
     nulls: Vec<u32>,
     any: Vec<u32>,
-    prefixes: ByteTrie,
-    suffixes: ByteTrie,
-    folded: FxHashMap<Box<str>, Vec<u32>>,
-    folded_prefixes: ByteTrie,
-    folded_suffixes: ByteTrie,
+    prefixes: AffixIndex,
+    suffixes: AffixIndex,
+    folded: KeyTable<Vec<u32>>,
+    folded_prefixes: AffixIndex,
+    folded_suffixes: AffixIndex,
     /// Wildcards confirmed after a prefix or suffix hit.
     checks: Vec<Wildcard>,
     /// Wildcards with a star at both ends, tried on every string.
@@ -409,7 +394,7 @@ impl FieldMatcher {
         };
         match matcher {
             ValueMatcher::Exact(Literal::Str(s)) => {
-                self.strings.entry(s.clone()).or_default().push(target);
+                self.strings.entry(s.as_bytes(), Vec::new).push(target);
             }
             ValueMatcher::Exact(Literal::Num(Number::Key(key))) => {
                 self.wants_number = true;
@@ -436,35 +421,32 @@ impl FieldMatcher {
                     self.blocks.push((*range, target));
                 }
             }
-            ValueMatcher::Prefix(p) => self.prefixes.insert(p.bytes(), no_check),
-            ValueMatcher::Suffix(s) => self.suffixes.insert(s.bytes().rev(), no_check),
+            ValueMatcher::Prefix(p) => self.prefixes.insert(p.as_bytes(), no_check),
+            ValueMatcher::Suffix(s) => self.suffixes.insert(s.as_bytes(), no_check),
             ValueMatcher::EqualsIgnoreCase(s) => {
                 self.wants_folded = true;
-                self.folded.entry(s.clone()).or_default().push(target);
+                self.folded.entry(s.as_bytes(), Vec::new).push(target);
             }
             ValueMatcher::PrefixIgnoreCase(p) => {
                 self.wants_folded = true;
-                self.folded_prefixes.insert(p.bytes(), no_check);
+                self.folded_prefixes.insert(p.as_bytes(), no_check);
             }
             ValueMatcher::SuffixIgnoreCase(s) => {
                 self.wants_folded = true;
-                self.folded_suffixes.insert(s.bytes().rev(), no_check);
+                self.folded_suffixes.insert(s.as_bytes(), no_check);
             }
             ValueMatcher::Wildcard(w) => {
                 if let Some(literal) = w.literal() {
-                    // No star: an exact match. Wildcard text is UTF-8 with escapes removed.
-                    let text = String::from_utf8_lossy(literal);
-                    self.strings.entry(text.into()).or_default().push(target);
+                    // No star: an exact match.
+                    self.strings.entry(literal, Vec::new).push(target);
                 } else if let Some(prefix) = w.anchored_prefix() {
                     let check = self.checks.len() as u32;
                     self.checks.push(w.clone());
-                    self.prefixes
-                        .insert(prefix.iter().copied(), Hit { target, check });
+                    self.prefixes.insert(prefix, Hit { target, check });
                 } else if let Some(suffix) = w.anchored_suffix() {
                     let check = self.checks.len() as u32;
                     self.checks.push(w.clone());
-                    self.suffixes
-                        .insert(suffix.iter().rev().copied(), Hit { target, check });
+                    self.suffixes.insert(suffix, Hit { target, check });
                 } else {
                     self.wildcards.push((w.clone(), target));
                 }
@@ -487,7 +469,7 @@ impl FieldMatcher {
     fn eval(&self, value: Scalar<'_>, folded: &mut String, out: &mut Vec<u32>) {
         match value {
             Scalar::Str(s) => {
-                if let Some(targets) = self.strings.get(s) {
+                if let Some(targets) = self.strings.get(s.as_bytes()) {
                     out.extend_from_slice(targets);
                 }
                 let bytes = s.as_bytes();
@@ -497,9 +479,8 @@ impl FieldMatcher {
                         out.push(hit.target);
                     }
                 };
-                self.prefixes.walk(bytes.iter().copied(), &mut confirm);
-                self.suffixes
-                    .walk(bytes.iter().rev().copied(), &mut confirm);
+                self.prefixes.walk(bytes, false, &mut confirm);
+                self.suffixes.walk(bytes, true, &mut confirm);
                 for (w, target) in &self.wildcards {
                     if w.matches(bytes) {
                         out.push(*target);
@@ -508,14 +489,12 @@ impl FieldMatcher {
                 if self.wants_folded {
                     folded.clear();
                     fold_case_into(s, folded);
-                    if let Some(targets) = self.folded.get(folded.as_str()) {
+                    if let Some(targets) = self.folded.get(folded.as_bytes()) {
                         out.extend_from_slice(targets);
                     }
                     let f = folded.as_bytes();
-                    self.folded_prefixes
-                        .walk(f.iter().copied(), |h| out.push(h.target));
-                    self.folded_suffixes
-                        .walk(f.iter().rev().copied(), |h| out.push(h.target));
+                    self.folded_prefixes.walk(f, false, |h| out.push(h.target));
+                    self.folded_suffixes.walk(f, true, |h| out.push(h.target));
                 }
                 if self.wants_ip
                     && let Some(ip) = string_ip(value)
