@@ -201,7 +201,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         targets.register(s.service.clone());
     }
     let events =
-        tsumiki_events::Events::start(store.clone(), clock.clone(), targets, lambda.clone())
+        tsumiki_events::Events::start(store.clone(), clock.clone(), targets, async_invoker.clone())
             .await
             .context("loading EventBridge")?;
     served.push(Served {

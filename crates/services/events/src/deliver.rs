@@ -16,7 +16,6 @@
 
 use serde_json::{Value, json};
 use tsumiki_core::AwsError;
-use tsumiki_lambda::Invocation;
 use tsumiki_store::Batch;
 
 use crate::put::Envelope;
@@ -130,31 +129,29 @@ impl Events {
         }
     }
 
-    /// Asynchronous Lambda invocation. The one place the durable async invoker of the
-    /// triggers layer will replace: today it invokes in the background and reports the outcome
-    /// to the same retry and dead-letter path as every other target.
+    /// Lambda targets are invoked asynchronously, as AWS does: the delivery succeeds once
+    /// Lambda's durable async invoker has accepted the event, and from then on its retries,
+    /// event age and destinations are Lambda's (the triggers layer's `AsyncInvoker`).
     fn deliver_to_lambda(&self, d: Delivery, persisted: bool) {
         let Some(me) = self.myself() else {
             return;
         };
         tokio::spawn(async move {
-            let ctx = me.internal_context(&d.scope);
-            let invocation = Invocation {
+            let target = tsumiki_ports::FunctionTarget {
+                account: d.scope.account.clone(),
+                region: d.scope.region.clone(),
                 function: d.target_arn.clone(),
-                payload: bytes::Bytes::from(d.payload.clone()),
-                ..Invocation::default()
+                qualifier: None,
             };
-            let result = match me.lambda.invoke(&ctx, invocation).await {
-                Ok(out) => {
-                    if let Some(kind) = out.function_error {
-                        // A function error is the function's outcome, not a failed delivery:
-                        // its retries belong to Lambda's asynchronous invoker.
-                        tracing::info!(function = %d.target_arn, kind, "A rule's function returned an error.");
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(Failure::from_aws(&e)),
-            };
+            let result = me
+                .lambda
+                .enqueue(
+                    target,
+                    d.payload.clone().into_bytes(),
+                    tsumiki_core::ids::request_id(),
+                )
+                .await
+                .map_err(|e| Failure::from_aws(&e));
             me.settle(d, result, persisted).await;
         });
     }

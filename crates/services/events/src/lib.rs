@@ -47,7 +47,7 @@ pub struct Events {
     state: State,
     clock: Arc<Clock>,
     services: Services,
-    lambda: Arc<tsumiki_lambda::Lambda>,
+    lambda: Arc<dyn tsumiki_ports::AsyncInvoke>,
     /// `http://host:port` other services' URLs are built on (SQS queue URLs).
     endpoint: RwLock<String>,
     /// Wakes the timer loop when a schedule or a retry changes.
@@ -63,7 +63,7 @@ impl Events {
         store: Store,
         clock: Arc<Clock>,
         services: Services,
-        lambda: Arc<tsumiki_lambda::Lambda>,
+        lambda: Arc<dyn tsumiki_ports::AsyncInvoke>,
     ) -> Result<Arc<Events>, AwsError> {
         let state = State::new(store);
         let (buses, rules, schedules, retries) = state.load().await.map_err(store_error)?;

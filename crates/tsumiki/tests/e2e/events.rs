@@ -500,12 +500,14 @@ fn scheduler_at_and_cron_in_a_time_zone() {
         let now = server_now_ms(&s);
         let day = 86_400_000;
         let next_midnight_utc = (now / day + 1) * day;
-        s.advance_clock((next_midnight_utc - now - 1_000) as f64 / 1000.0);
+        // Ten seconds of margin: the manual clock still runs in real time, and a loaded machine
+        // may take seconds between reading the time and advancing it.
+        s.advance_clock((next_midnight_utc - now - 10_000) as f64 / 1000.0);
         assert!(
             drain(&q, &url, 1).await.is_empty(),
-            "a second before 09:00 in Tokyo"
+            "seconds before 09:00 in Tokyo"
         );
-        s.advance_clock(2.0);
+        s.advance_clock(11.0);
         let msgs = expect_messages(&q, &url, 1).await;
         assert_eq!(msgs.len(), 1, "09:00 in Tokyo is 00:00 UTC");
         let at = body(&msgs[0])["at"].as_str().expect("time").to_string();
@@ -726,20 +728,14 @@ fn failed_deliveries_are_retried_on_the_clock_then_dead_lettered() {
         assert!(attribute(&got[0], "ERROR_MESSAGE").contains("QueueDoesNotExist"));
         assert_eq!(body(&got[0])["detail"], json!({"n": 1}));
 
-        // Throttling is retried: after 10 s, then 20 s more, then the retries are spent.
+        // A Lambda target is invoked asynchronously: Lambda queues the event even while the
+        // function is throttled (its async invoker retries it), so EventBridge's delivery
+        // succeeded and nothing of it is dead-lettered here.
         s.advance_clock(11.0);
-        assert!(
-            drain(&q, &dlq_url, 1).await.is_empty(),
-            "first retry, still throttled"
-        );
         s.advance_clock(21.0);
-        let got = expect_messages(&q, &dlq_url, 1).await;
-        assert_eq!(got.len(), 1, "dead-lettered after two retries");
-        assert_eq!(attribute(&got[0], "TARGET_ARN"), fn_arn);
-        assert_eq!(attribute(&got[0], "ERROR_CODE"), "THROTTLING");
-        assert_eq!(
-            attribute(&got[0], "EXHAUSTED_RETRY_CONDITION"),
-            "MaximumRetryAttemptsExhausted"
+        assert!(
+            drain(&q, &dlq_url, 2).await.is_empty(),
+            "Lambda accepted the event; EventBridge does not retry it"
         );
     });
 }
