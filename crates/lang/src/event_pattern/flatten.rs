@@ -202,6 +202,9 @@ pub(crate) struct Flat {
     trails: Vec<(u32, u32)>,
     text: String,
     current_trail: Vec<(u32, u32)>,
+    /// Per array: the one path whose leaves it holds, or a mark for several.
+    array_paths: Vec<u32>,
+    spare_trails: Vec<(u32, u32)>,
     key: String,
     arrays: u32,
 }
@@ -229,6 +232,44 @@ impl Flat {
         let start = self.leaves.partition_point(|l| l.path < path);
         let end = start + self.leaves[start..].partition_point(|l| l.path == path);
         start..end
+    }
+
+    /// Removes from the trails every array whose elements hold leaves of one path only. A
+    /// sub-rule takes each path once, so such an array can never make two leaves
+    /// inconsistent; dropping it keeps the match search from telling apart choices that are
+    /// really the same (three fields in three unrelated arrays are one choice each, not the
+    /// product of the array lengths).
+    fn keep_shared_arrays(&mut self) {
+        const NONE: u32 = u32::MAX;
+        const SHARED: u32 = u32::MAX - 1;
+        self.array_paths.clear();
+        self.array_paths.resize(self.arrays as usize, NONE);
+        for leaf in &self.leaves {
+            let start = leaf.trail_start as usize;
+            for &(array, _) in &self.trails[start..start + leaf.trail_len as usize] {
+                let seen = &mut self.array_paths[array as usize];
+                if *seen == NONE {
+                    *seen = leaf.path;
+                } else if *seen != leaf.path {
+                    *seen = SHARED;
+                }
+            }
+        }
+        // Leaves are sorted by path now, not in trail order, so compact into a second buffer.
+        let mut kept = std::mem::take(&mut self.spare_trails);
+        kept.clear();
+        for leaf in &mut self.leaves {
+            let start = leaf.trail_start as usize;
+            let new_start = kept.len();
+            for &pair in &self.trails[start..start + leaf.trail_len as usize] {
+                if self.array_paths[pair.0 as usize] == SHARED {
+                    kept.push(pair);
+                }
+            }
+            leaf.trail_start = new_start as u32;
+            leaf.trail_len = (kept.len() - new_start) as u32;
+        }
+        self.spare_trails = std::mem::replace(&mut self.trails, kept);
     }
 
     fn clear(&mut self) {
@@ -270,6 +311,9 @@ pub(crate) fn flatten(event: &str, trie: &PathTrie, flat: &mut Flat) -> Result<(
         return Err(parser.error("unexpected content after the event"));
     }
     parser.flat.leaves.sort_by_key(|l| l.path);
+    if !parser.flat.trails.is_empty() {
+        parser.flat.keep_shared_arrays();
+    }
     Ok(())
 }
 
@@ -872,7 +916,8 @@ mod tests {
             got,
             vec![
                 (0, r#""a""#.to_owned(), vec![(0, 0)]),
-                (0, r#""b""#.to_owned(), vec![(0, 1), (2, 0)]),
+                // Array 2 holds leaves of one path only, so it is left out.
+                (0, r#""b""#.to_owned(), vec![(0, 1)]),
                 (0, r#""c""#.to_owned(), vec![(0, 2)]),
                 (1, "1".to_owned(), vec![(0, 0)]),
                 (1, "2".to_owned(), vec![(0, 0)]),

@@ -133,6 +133,21 @@ struct Scratch {
     slot_seen: Vec<u32>,
     generation: u32,
     found: Vec<u32>,
+    /// Per state: the last leaf loop that reached it without adding array positions.
+    loop_seen: Vec<u32>,
+    loops: u32,
+}
+
+impl Scratch {
+    /// A fresh id for one loop over the leaves of a path.
+    fn next_loop(&mut self) -> u32 {
+        self.loops = self.loops.wrapping_add(1);
+        if self.loops == 0 {
+            self.loop_seen.iter_mut().for_each(|l| *l = 0);
+            self.loops = 1;
+        }
+        self.loops
+    }
 }
 
 thread_local! {
@@ -237,6 +252,9 @@ impl Automaton {
         if scratch.state_seen.len() < self.states.len() {
             scratch.state_seen.resize(self.states.len(), 0);
         }
+        if scratch.loop_seen.len() < self.states.len() {
+            scratch.loop_seen.resize(self.states.len(), 0);
+        }
         scratch.membership.clear();
         scratch.deferred.clear();
         scratch.targets.clear();
@@ -261,6 +279,7 @@ impl Automaton {
         }
         for &(path, field) in &st.value {
             let leaves = sc.flat.at(path);
+            let this_loop = sc.next_loop();
             for i in leaves {
                 let leaf = sc.flat.leaves[i];
                 let Some(added) = join(&mut sc.membership, sc.flat.trail(&leaf)) else {
@@ -295,6 +314,15 @@ impl Automaton {
                             continue;
                         }
                         *seen = sc.generation;
+                    } else if added == 0 {
+                        // Another leaf of this loop that added no array positions already led
+                        // here: the same state under the same context. Without this, fields
+                        // in unrelated arrays would be searched as a product of their lengths.
+                        let seen = &mut sc.loop_seen[target as usize];
+                        if *seen == this_loop {
+                            continue;
+                        }
+                        *seen = this_loop;
                     }
                     self.explore(target, event, sc);
                 }
@@ -724,5 +752,50 @@ mod tests {
             r#"{"source": "aws.cloudwatch", "metricName": "x"}"#,
             false,
         );
+    }
+}
+
+#[cfg(test)]
+mod search_bounds {
+    use super::*;
+
+    /// Fields matched in unrelated arrays, and a last field that fails: without pruning this
+    /// is a search over the product of the array lengths (300^3 here).
+    #[test]
+    fn unrelated_arrays_do_not_multiply_the_search() {
+        let items = |name: &str| {
+            let list: Vec<String> = (0..300).map(|i| format!(r#"{{"{name}": {i}}}"#)).collect();
+            list.join(",")
+        };
+        let event = format!(
+            r#"{{"a": [{}], "b": [{}], "c": [{}], "d": "no"}}"#,
+            items("x"),
+            items("y"),
+            items("z")
+        );
+        let pattern = Pattern::parse(
+            r#"{"a": {"x": [{"numeric": [">=", 0]}]}, "b": {"y": [{"numeric": [">=", 0]}]}, "c": {"z": [{"numeric": [">=", 0]}]}, "d": ["yes"]}"#,
+        )
+        .expect("valid");
+        assert!(!pattern.matches(&event).expect("valid"));
+        let mut m = Matcher::new();
+        m.add(1, &pattern);
+        assert!(m.matches(&event).expect("valid").is_empty());
+        // Pruning is per next state: leaves that add nothing but lead to different states are
+        // all followed (rules sharing the deferred `c` step, then splitting on `d`).
+        let mut m = Matcher::new();
+        let p = |t: &str| Pattern::parse(t).expect(t);
+        m.add("x", &p(r#"{"c": [{"exists": false}], "d": ["x"]}"#));
+        m.add("y", &p(r#"{"c": [{"exists": false}], "d": ["y"]}"#));
+        assert_eq!(
+            m.matches(r#"{"d": ["x", "y"]}"#).expect("valid"),
+            ["x", "y"]
+        );
+        // Consistency inside one array still holds.
+        let shared = Pattern::parse(r#"{"a": {"x": [299], "y": [0]}}"#).expect("valid");
+        let event = format!(r#"{{"a": [{}, {}]}}"#, items("x"), items("y"));
+        assert!(!shared.matches(&event).expect("valid"));
+        let event = r#"{"a": [{"x": 299, "y": 1}, {"x": 1, "y": 0}, {"x": 299, "y": 0}]}"#;
+        assert!(shared.matches(event).expect("valid"));
     }
 }

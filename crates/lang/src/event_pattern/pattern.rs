@@ -103,16 +103,24 @@ impl Search<'_> {
             return absences_hold(self.flat, &self.deferred, &self.membership);
         };
         if !spec.matchers.is_empty() {
+            // Leaves that add the same array positions leave the same problem for the rest.
+            let mut tried: Vec<Vec<(u32, u32)>> = Vec::new();
             for i in self.flat.at(*path) {
                 let leaf = &self.flat.leaves[i];
                 let Some(added) = join(&mut self.membership, self.flat.trail(leaf)) else {
                     continue;
                 };
-                let value = self.flat.scalar(leaf, self.event);
-                if spec.matchers.iter().any(|m| m.matches(value)) && self.satisfy(rest) {
-                    return true;
-                }
                 let keep = self.membership.len() - added;
+                let value = self.flat.scalar(leaf, self.event);
+                if spec.matchers.iter().any(|m| m.matches(value)) {
+                    let pairs = self.membership[keep..].to_vec();
+                    if !tried.contains(&pairs) {
+                        if self.satisfy(rest) {
+                            return true;
+                        }
+                        tried.push(pairs);
+                    }
+                }
                 self.membership.truncate(keep);
             }
         }
