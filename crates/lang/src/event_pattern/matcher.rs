@@ -357,7 +357,13 @@ struct AffixIndex {
     /// Distinct key lengths, ascending.
     lengths: Vec<usize>,
     keys: KeyTable<Vec<Hit>>,
+    /// The same entries while there are few: comparing a handful of short keys is cheaper
+    /// than hashing the value once per length.
+    few: Vec<(Box<[u8]>, Hit)>,
 }
+
+/// Up to this many entries, an affix index compares keys directly.
+const FEW_AFFIXES: usize = 8;
 
 impl AffixIndex {
     fn insert(&mut self, key: &[u8], hit: Hit) {
@@ -365,11 +371,25 @@ impl AffixIndex {
             self.lengths.insert(i, key.len());
         }
         self.keys.entry(key, Vec::new).push(hit);
+        self.few.push((key.into(), hit));
     }
 
     /// Calls `f` with the hits of every key that is a prefix of `value` (`suffix`: a suffix).
     #[inline]
     fn walk(&self, value: &[u8], suffix: bool, mut f: impl FnMut(Hit)) {
+        if self.few.len() <= FEW_AFFIXES {
+            for (key, hit) in &self.few {
+                let found = if suffix {
+                    value.ends_with(key)
+                } else {
+                    value.starts_with(key)
+                };
+                if found {
+                    f(*hit);
+                }
+            }
+            return;
+        }
         for &length in &self.lengths {
             if length > value.len() {
                 return;
@@ -738,6 +758,49 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m.pattern(&"r3").map(Pattern::text), Some(r#"{"b": ["x"]}"#));
         assert!(m.matches("[]").is_err());
+    }
+
+    #[test]
+    fn affix_index_small_and_large_agree_with_the_definition() {
+        for count in [3usize, 40] {
+            let keys: Vec<String> = (0..count).map(|i| format!("{}", i * 7)).collect();
+            let mut index = AffixIndex::default();
+            for (i, k) in keys.iter().enumerate() {
+                let hit = Hit {
+                    target: i as u32,
+                    check: NO_CHECK,
+                };
+                index.insert(k.as_bytes(), hit);
+            }
+            index.insert(
+                b"",
+                Hit {
+                    target: 999,
+                    check: NO_CHECK,
+                },
+            );
+            for value in ["", "7", "70", "147", "2107", "14x", "x14"] {
+                for suffix in [false, true] {
+                    let mut got = Vec::new();
+                    index.walk(value.as_bytes(), suffix, |h| got.push(h.target));
+                    got.sort_unstable();
+                    let mut expected: Vec<u32> = keys
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, k)| {
+                            if suffix {
+                                value.ends_with(k.as_str())
+                            } else {
+                                value.starts_with(k.as_str())
+                            }
+                        })
+                        .map(|(i, _)| i as u32)
+                        .collect();
+                    expected.push(999);
+                    assert_eq!(got, expected, "{count} keys, {value:?}, suffix {suffix}");
+                }
+            }
+        }
     }
 
     #[test]
