@@ -94,6 +94,15 @@ impl Events {
                 .get("SqsParameters")
                 .and_then(|p| str_of(p, "MessageGroupId"))
                 .map(String::from),
+            partition_key: target.get("KinesisParameters").map(|p| {
+                str_of(p, "PartitionKeyPath")
+                    .and_then(|path| crate::transform::select(&envelope.value, path))
+                    .map(|v| match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_else(|| envelope.id.clone())
+            }),
             put_events: target.get("EventBridgeParameters").map(|p| {
                 (
                     str_of(p, "Source").unwrap_or_default().to_string(),
@@ -193,6 +202,20 @@ impl Events {
                 self.deliver_to_bus(d, bus).await
             }
             "logs" => self.deliver_to_log_group(d, resource).await,
+            "kinesis" => {
+                let input = json!({
+                    "StreamARN": d.target_arn,
+                    "Data": base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        d.payload.as_bytes()
+                    ),
+                    "PartitionKey": d.partition_key.clone().unwrap_or_else(|| d.event_id.clone()),
+                });
+                self.call(&d.scope, "kinesis", "PutRecord", input)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Failure::from_aws(&e))
+            }
             other => {
                 tracing::warn!(
                     target_arn = %d.target_arn,

@@ -4,14 +4,14 @@
 //!
 //! What it does: event buses (the default bus of each account and region exists implicitly),
 //! permissions and tags; PutEvents with AWS's per-entry checks and envelope; rules with event
-//! patterns (one compiled `tsumiki_lang` matcher per bus, so matching does not grow with the
-//! number of rules) or `rate()`/`cron()` schedules; targets with `Input`, `InputPath` and
-//! `InputTransformer`; delivery to SQS, Lambda (asynchronous), another event bus and
-//! CloudWatch Logs, with retry policies and SQS dead-letter queues on the clock; Scheduler's
-//! groups and schedules (`at()`, `rate()`, `cron()` in a time zone, start and end dates,
-//! delete after completion); and the `EventSink` through which the gateway's API-call records
-//! become `AWS API Call via CloudTrail` events. What it does not: SNS, Kinesis, Step
-//! Functions, ECS and API-destination targets are stored but their deliveries fail (logged,
+//! patterns (one compiled `tsumiki_lang` matcher per bus, so matching does not grow with the number
+//! of rules) or `rate()`/`cron()` schedules; targets with `Input`, `InputPath` and
+//! `InputTransformer`; delivery to SQS, Lambda (through Lambda's durable async invoker), another
+//! event bus, CloudWatch Logs and Kinesis (`PartitionKeyPath`), with retry policies and SQS dead-
+//! letter queues on the clock; Scheduler's groups and schedules (`at()`, `rate()`, `cron()` in a
+//! time zone, start and end dates, delete after completion); and the `EventSink` through which the
+//! gateway's API-call records become `AWS API Call via CloudTrail` events. What it does not: SNS,
+//! Step Functions, ECS and API-destination targets are stored but their deliveries fail (logged,
 //! then retried or dead-lettered as any failure); archives, replays, endpoints, connections,
 //! partner sources and policy enforcement answer `NotImplemented` or are stored only.
 //! Read `state.rs`, then `put.rs` (routing) and `deliver.rs` (targets and retries).

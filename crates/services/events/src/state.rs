@@ -180,6 +180,10 @@ pub struct Delivery {
     pub payload: String,
     #[serde(default)]
     pub message_group_id: Option<String>,
+    /// For a Kinesis target: `KinesisParameters.PartitionKeyPath` read from the event, else
+    /// the event id (AWS's default).
+    #[serde(default)]
+    pub partition_key: Option<String>,
     /// For a Scheduler target that is an event bus: the entry's Source and DetailType.
     #[serde(default)]
     pub put_events: Option<(String, String)>,
