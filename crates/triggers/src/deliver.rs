@@ -76,10 +76,7 @@ pub(crate) async fn to_sqs(
     body: &str,
     attributes: Option<Value>,
 ) -> Result<(), AwsError> {
-    let sqs = services
-        .get("sqs")
-        .ok_or_else(|| AwsError::internal())?
-        .clone();
+    let sqs = services.get("sqs").ok_or_else(AwsError::internal)?.clone();
     let ctx = context(account, region);
     let mut input = json!({
         "QueueUrl": format!("https://sqs.{region}.amazonaws.com/{account}/{name}"),

@@ -134,7 +134,8 @@ async fn poll(pollers: Weak<QueuePollers>, spec: MappingSpec) {
             .collect();
         tokio::spawn(async move {
             let _permit = permit;
-            let (kept, dropped): (Vec<(Value, bool)>, Vec<(Value, bool)>) =
+            type Marked = Vec<(Value, bool)>;
+            let (kept, dropped): (Marked, Marked) =
                 batch.into_iter().zip(filters_ok).partition(|(_, ok)| *ok);
             let dropped: Vec<Value> = dropped.into_iter().map(|(m, _)| m).collect();
             let kept: Vec<Value> = kept.into_iter().map(|(m, _)| m).collect();
