@@ -213,7 +213,7 @@ pub trait EventSink: Send + Sync + 'static {
 pub struct MappingSpec {
     /// The mapping's id.
     pub uuid: String,
-    /// The source: an SQS queue ARN (Kinesis and DynamoDB Streams later).
+    /// The source: an SQS queue ARN or a Kinesis stream ARN (DynamoDB Streams later).
     pub source_arn: String,
     /// The function it invokes.
     pub function: FunctionTarget,
@@ -229,6 +229,23 @@ pub struct MappingSpec {
     pub max_concurrency: u32,
     /// A disabled mapping polls nothing.
     pub enabled: bool,
+    /// Stream sources: where a shard without a checkpoint starts (`TRIM_HORIZON`, `LATEST`,
+    /// `AT_TIMESTAMP`); `None` for queues.
+    pub starting_position: Option<String>,
+    /// Stream sources: the time `AT_TIMESTAMP` starts at, in milliseconds since the epoch.
+    pub starting_position_timestamp_ms: Option<i64>,
+    /// Stream sources: retries of a failing batch (`MaximumRetryAttempts`, 0-10,000); -1
+    /// (AWS's default) retries until the records expire.
+    pub maximum_retry_attempts: i32,
+    /// Stream sources: records older than this many seconds are not processed
+    /// (`MaximumRecordAgeInSeconds`, 60-604,800); -1 (AWS's default) means no limit.
+    pub maximum_record_age_s: i32,
+    /// Stream sources: split a failing batch in two and retry each half
+    /// (`BisectBatchOnFunctionError`).
+    pub bisect_on_error: bool,
+    /// Stream sources: where the metadata of a batch that exhausted its retries or aged out goes
+    /// (`DestinationConfig.OnFailure.Destination`: an SQS queue ARN).
+    pub on_failure: Option<String>,
 }
 
 /// Runs event source mappings (the triggers layer implements it).

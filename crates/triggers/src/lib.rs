@@ -4,6 +4,9 @@
 //! event age, then destinations or a dead-letter queue.
 //!
 //! `queue_poller` runs SQS event source mappings (receive, invoke, delete on success).
+//! `shard_poller` runs Kinesis event source mappings (per shard, in order, checkpoints,
+//! retries, bisect, on-failure destinations); its `PollerRouter` hands each mapping to the
+//! poller of its source.
 //!
 //! Triggers see functions only through `ports::FunctionInvoker` and other services only
 //! through `ports::Services`, so they never depend on a service crate.
@@ -11,6 +14,8 @@
 pub mod async_invoke;
 mod deliver;
 pub mod queue_poller;
+pub mod shard_poller;
 
 pub use async_invoke::AsyncInvoker;
 pub use queue_poller::QueuePollers;
+pub use shard_poller::{PollerRouter, ShardPollers};

@@ -1,7 +1,7 @@
 //! Event source mappings: the Lambda resource (Create/Get/List/Update/DeleteEventSourceMapping,
 //! stored in `lambda.esm`), run by the triggers layer's pollers through
-//! `ports::EventSourcePollers`. SQS sources run now; Kinesis and DynamoDB Streams sources are
-//! refused with a clear error until their services exist.
+//! `ports::EventSourcePollers`. SQS queues and Kinesis streams run now; DynamoDB Streams
+//! sources are refused with a clear error until that service exists.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -20,6 +20,9 @@ const SQS_MAX_BATCH: u64 = 10_000;
 const SQS_DEFAULT_BATCH: u32 = 10;
 /// AWS: SQS mappings scale to at most 1,000 concurrent invocations; at least 2.
 const DEFAULT_MAX_CONCURRENCY: u32 = 1_000;
+/// AWS: Kinesis mappings take batches of 1 to 10,000, 100 by default.
+const KINESIS_MAX_BATCH: u64 = 10_000;
+const KINESIS_DEFAULT_BATCH: u32 = 100;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Mapping {
@@ -37,6 +40,91 @@ pub(crate) struct Mapping {
     pub response_types: Vec<String>,
     pub max_concurrency: Option<u32>,
     pub last_modified_ms: i64,
+    /// Stream sources only (absent in records written before Kinesis mappings existed).
+    #[serde(default)]
+    pub stream: Option<StreamSettings>,
+}
+
+/// A Kinesis mapping's settings, with AWS's defaults filled in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StreamSettings {
+    pub starting_position: String,
+    pub starting_position_timestamp_ms: Option<i64>,
+    pub max_retries: i32,
+    pub max_record_age_s: i32,
+    pub bisect: bool,
+    pub on_failure: Option<String>,
+}
+
+fn is_kinesis(source: &str) -> bool {
+    source.split(':').nth(2) == Some("kinesis")
+}
+
+/// Reads and checks the stream settings of a Create or Update request over `base`.
+fn stream_settings(
+    input: &Value,
+    base: Option<StreamSettings>,
+) -> Result<StreamSettings, AwsError> {
+    let mut s = match base {
+        Some(s) => s,
+        None => {
+            let position = str_of(input, "StartingPosition").ok_or_else(|| {
+                invalid("1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: Member must not be null")
+            })?;
+            StreamSettings {
+                starting_position: position.to_string(),
+                starting_position_timestamp_ms: None,
+                max_retries: -1,
+                max_record_age_s: -1,
+                bisect: false,
+                on_failure: None,
+            }
+        }
+    };
+    if s.starting_position == "AT_TIMESTAMP" && s.starting_position_timestamp_ms.is_none() {
+        let ts = input
+            .get("StartingPositionTimestamp")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| {
+                invalid("StartingPositionTimestamp must be provided when StartingPosition is AT_TIMESTAMP.")
+            })?;
+        s.starting_position_timestamp_ms = Some((ts * 1000.0) as i64);
+    }
+    if let Some(r) = input.get("MaximumRetryAttempts").and_then(Value::as_i64) {
+        s.max_retries = r as i32;
+    }
+    if let Some(a) = input
+        .get("MaximumRecordAgeInSeconds")
+        .and_then(Value::as_i64)
+    {
+        if a != -1 && !(60..=604_800).contains(&a) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{a}' at 'maximumRecordAgeInSeconds' failed to satisfy constraint: Member must have value greater than or equal to 60 or equal to -1"
+            )));
+        }
+        s.max_record_age_s = a as i32;
+    }
+    if let Some(b) = input
+        .get("BisectBatchOnFunctionError")
+        .and_then(Value::as_bool)
+    {
+        s.bisect = b;
+    }
+    if let Some(d) = input.get("DestinationConfig") {
+        s.on_failure = d
+            .pointer("/OnFailure/Destination")
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+            .map(String::from);
+    }
+    if let Some(d) = &s.on_failure
+        && d.split(':').nth(2) != Some("sqs")
+    {
+        return Err(invalid(format!(
+            "tsumiki sends the failed batches of stream sources to SQS queues so far; {d} is not one."
+        )));
+    }
+    Ok(s)
 }
 
 impl Mapping {
@@ -59,6 +147,15 @@ impl Mapping {
             filters: self.filters.clone(),
             max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
             enabled: self.enabled,
+            starting_position: self.stream.as_ref().map(|s| s.starting_position.clone()),
+            starting_position_timestamp_ms: self
+                .stream
+                .as_ref()
+                .and_then(|s| s.starting_position_timestamp_ms),
+            maximum_retry_attempts: self.stream.as_ref().map_or(-1, |s| s.max_retries),
+            maximum_record_age_s: self.stream.as_ref().map_or(-1, |s| s.max_record_age_s),
+            bisect_on_error: self.stream.as_ref().is_some_and(|s| s.bisect),
+            on_failure: self.stream.as_ref().and_then(|s| s.on_failure.clone()),
         }
     }
 
@@ -84,6 +181,24 @@ impl Mapping {
         }
         if let Some(c) = self.max_concurrency {
             out["ScalingConfig"] = json!({"MaximumConcurrency": c});
+        }
+        if let Some(s) = &self.stream {
+            out["StartingPosition"] = json!(s.starting_position);
+            if let Some(ts) = s.starting_position_timestamp_ms {
+                out["StartingPositionTimestamp"] = json!(ts as f64 / 1000.0);
+            }
+            out["MaximumRetryAttempts"] = json!(s.max_retries);
+            out["MaximumRecordAgeInSeconds"] = json!(s.max_record_age_s);
+            out["BisectBatchOnFunctionError"] = json!(s.bisect);
+            out["ParallelizationFactor"] = json!(1);
+            out["TumblingWindowInSeconds"] = json!(0);
+            out["DestinationConfig"] = match &s.on_failure {
+                Some(d) => json!({"OnFailure": {"Destination": d}}),
+                None => json!({"OnFailure": {}}),
+            };
+            if let Some(o) = out.as_object_mut() {
+                o.remove("ScalingConfig");
+            }
         }
         out
     }
@@ -121,7 +236,15 @@ fn filters(input: &Value) -> Result<Option<Vec<String>>, AwsError> {
     Ok(Some(out))
 }
 
-fn check_batch(batch: u32, window: u32) -> Result<(), AwsError> {
+fn check_batch(batch: u32, window: u32, kinesis: bool) -> Result<(), AwsError> {
+    if kinesis {
+        if u64::from(batch) > KINESIS_MAX_BATCH || batch == 0 {
+            return Err(invalid(format!(
+                "BatchSize must be between 1 and {KINESIS_MAX_BATCH} for Kinesis event sources."
+            )));
+        }
+        return Ok(());
+    }
     if u64::from(batch) > SQS_MAX_BATCH || batch == 0 {
         return Err(invalid(format!(
             "BatchSize must be between 1 and {SQS_MAX_BATCH} for SQS event sources."
@@ -145,11 +268,17 @@ impl Lambda {
             .unwrap_or_default()
             .to_string();
         let service = source.split(':').nth(2).unwrap_or_default();
-        if service != "sqs" {
+        if service != "sqs" && service != "kinesis" {
             return Err(invalid(format!(
-                "tsumiki runs event source mappings for SQS queues so far; {source} is not one."
+                "tsumiki runs event source mappings for SQS queues and Kinesis streams so far; {source} is neither."
             )));
         }
+        let kinesis = is_kinesis(&source);
+        let stream = if kinesis {
+            Some(stream_settings(&input, None)?)
+        } else {
+            None
+        };
         let r = names::parse(
             ctx,
             str_of(&input, "FunctionName").unwrap_or_default(),
@@ -159,15 +288,19 @@ impl Lambda {
             crate::functions::version_config(f, r.qualifier.as_deref())?;
             Ok(f.arn.clone())
         })?;
-        let batch = input
-            .get("BatchSize")
-            .and_then(Value::as_u64)
-            .map_or(SQS_DEFAULT_BATCH, |b| b as u32);
+        let batch = input.get("BatchSize").and_then(Value::as_u64).map_or(
+            if kinesis {
+                KINESIS_DEFAULT_BATCH
+            } else {
+                SQS_DEFAULT_BATCH
+            },
+            |b| b as u32,
+        );
         let window = input
             .get("MaximumBatchingWindowInSeconds")
             .and_then(Value::as_u64)
             .unwrap_or(0) as u32;
-        check_batch(batch, window)?;
+        check_batch(batch, window, kinesis)?;
         let mapping = Mapping {
             uuid: uuid::Uuid::new_v4().to_string(),
             account: ctx.account.clone(),
@@ -197,6 +330,7 @@ impl Lambda {
                 .and_then(Value::as_u64)
                 .map(|c| c as u32),
             last_modified_ms: self.clock.now_ms(),
+            stream,
         };
         let commit = {
             let mut inner = self.inner.lock();
@@ -283,7 +417,10 @@ impl Lambda {
         {
             m.window_s = w as u32;
         }
-        check_batch(m.batch_size, m.window_s)?;
+        check_batch(m.batch_size, m.window_s, m.stream.is_some())?;
+        if let Some(s) = m.stream.take() {
+            m.stream = Some(stream_settings(&input, Some(s))?);
+        }
         if let Some(e) = input.get("Enabled").and_then(Value::as_bool) {
             m.enabled = e;
         }
