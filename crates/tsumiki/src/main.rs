@@ -139,6 +139,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let logs = tsumiki_logs::Logs::start(store.clone(), clock.clone())
         .await
         .context("loading CloudWatch Logs")?;
+    let kinesis = tsumiki_kinesis::Kinesis::start(store.clone(), clock.clone())
+        .await
+        .context("loading Kinesis")?;
     // Unpacked code and environments' /tmp live beside the store, or in a temporary directory
     // that goes away with an in-memory server.
     let (work_dir, _scratch) = match data_dir {
@@ -176,7 +179,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock.clone(),
         Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>,
     );
-    lambda.set_pollers(queue_pollers.clone());
+    let shard_pollers = tsumiki_triggers::ShardPollers::new(
+        store.clone(),
+        clock.clone(),
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>,
+    );
+    lambda.set_pollers(tsumiki_triggers::PollerRouter::new(
+        queue_pollers.clone(),
+        shard_pollers.clone(),
+    ));
     let mut served = vec![
         Served {
             model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
@@ -193,6 +204,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Served {
             model: Arc::new(Model::from_json("logs", tsumiki_logs::MODEL_JSON)?),
             service: logs.clone(),
+        },
+        Served {
+            model: Arc::new(Model::from_json("kinesis", tsumiki_kinesis::MODEL_JSON)?),
+            service: kinesis,
         },
     ];
     // EventBridge and Scheduler deliver to the other services by name.
@@ -226,7 +241,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.register(s.service.clone());
     }
     async_invoker.set_services(services.clone());
-    queue_pollers.set_services(services);
+    queue_pollers.set_services(services.clone());
+    shard_pollers.set_services(services);
     let mut gateway = Gateway::new(config, clock, served);
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);

@@ -1,0 +1,421 @@
+"""Kinesis Data Streams through boto3: stream lifecycle, records in order per shard, every
+shard iterator type, PutRecords' per-record failures, durability across kill -9, and the
+Lambda event source mapping's shard poller (order, a failing batch blocking its shard,
+retries, the on-failure destination).
+
+Assertions follow AWS's Kinesis API reference and Lambda's "Using Lambda with Kinesis" guide.
+Streams and functions use unique names on the shared real-clock server.
+"""
+
+import base64
+import json
+import re
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT, REGION, tsumiki_bin
+from lambda_util import create_function, unique
+
+FIRST_SHARD = "shardId-000000000000"
+
+
+@pytest.fixture(scope="module")
+def kin(server):
+    return server.client("kinesis")
+
+
+@pytest.fixture(scope="module")
+def lam(server):
+    return server.client("lambda")
+
+
+@pytest.fixture(scope="module")
+def logs(server):
+    return server.client("logs")
+
+
+@pytest.fixture(scope="module")
+def sqs_client(server):
+    return server.client("sqs")
+
+
+def stream_arn(name):
+    return f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}"
+
+
+def read_all(kin, name, shard, kind="TRIM_HORIZON", **kw):
+    it = kin.get_shard_iterator(StreamName=name, ShardId=shard, ShardIteratorType=kind,
+                                **kw)["ShardIterator"]
+    return kin.get_records(ShardIterator=it)["Records"]
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_stream_lifecycle(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=3)
+    desc = kin.describe_stream(StreamName=name)["StreamDescription"]
+    assert desc["StreamStatus"] == "ACTIVE"
+    assert desc["StreamARN"] == stream_arn(name)
+    assert desc["RetentionPeriodHours"] == 24
+    assert desc["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    shards = desc["Shards"]
+    assert [s["ShardId"] for s in shards] == [f"shardId-{i:012}" for i in range(3)]
+    # The 128-bit hash key space split evenly, contiguous, as AWS does.
+    assert shards[0]["HashKeyRange"]["StartingHashKey"] == "0"
+    assert shards[0]["HashKeyRange"]["EndingHashKey"] == "113427455640312821154458202477256070484"
+    assert shards[2]["HashKeyRange"]["EndingHashKey"] == str(2**128 - 1)
+    for a, b in zip(shards, shards[1:]):
+        assert int(a["HashKeyRange"]["EndingHashKey"]) + 1 == int(b["HashKeyRange"]["StartingHashKey"])
+
+    with pytest.raises(ClientError) as e:
+        kin.create_stream(StreamName=name, ShardCount=1)
+    assert error_code(e) == "ResourceInUseException"
+
+    # Addressed by ARN as well as by name.
+    summary = kin.describe_stream_summary(StreamARN=stream_arn(name))["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == 3 and summary["StreamName"] == name
+    assert [s["ShardId"] for s in kin.list_shards(StreamARN=stream_arn(name))["Shards"]] == \
+        [s["ShardId"] for s in shards]
+    page = kin.list_shards(StreamName=name, MaxResults=2)
+    assert len(page["Shards"]) == 2
+    rest = kin.list_shards(NextToken=page["NextToken"])
+    assert [s["ShardId"] for s in rest["Shards"]] == ["shardId-000000000002"]
+    assert name in kin.list_streams()["StreamNames"]
+
+    # On-demand streams start with 4 shards.
+    od = unique("ondemand")
+    kin.create_stream(StreamName=od, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    summary = kin.describe_stream_summary(StreamName=od)["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == 4
+    assert summary["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+
+    # Retention: up only with Increase, down only with Decrease, 24 h at least.
+    kin.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=48)
+    assert kin.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["RetentionPeriodHours"] == 48
+    with pytest.raises(ClientError) as e:
+        kin.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=30)
+    assert error_code(e) == "InvalidArgumentException"
+    with pytest.raises(ClientError) as e:
+        kin.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=12)
+    assert error_code(e) in ("InvalidArgumentException", "ValidationException")
+    kin.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=24)
+
+    # Tags.
+    kin.add_tags_to_stream(StreamName=name, Tags={"team": "a", "env": "test"})
+    kin.remove_tags_from_stream(StreamName=name, TagKeys=["env"])
+    tags = kin.list_tags_for_stream(StreamName=name)
+    assert tags["Tags"] == [{"Key": "team", "Value": "a"}] and tags["HasMoreTags"] is False
+
+    kin.delete_stream(StreamName=name)
+    kin.delete_stream(StreamName=od)
+    with pytest.raises(ClientError) as e:
+        kin.describe_stream(StreamName=name)
+    assert error_code(e) == "ResourceNotFoundException"
+    assert name not in kin.list_streams()["StreamNames"]
+
+    with pytest.raises(ClientError) as e:
+        kin.start_stream_encryption(StreamName=od, EncryptionType="KMS", KeyId="k")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (404, 501)
+
+
+def test_put_and_get_in_order_per_shard(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=2)
+    shards = kin.list_shards(StreamName=name)["Shards"]
+    sent = {}
+    for i in range(40):
+        out = kin.put_record(StreamName=name, Data=f"r{i}".encode(), PartitionKey=f"key-{i % 7}")
+        sent.setdefault(out["ShardId"], []).append((out["SequenceNumber"], f"r{i}", f"key-{i % 7}"))
+    assert len(sent) == 2, "seven partition keys land on both shards"
+    for shard in shards:
+        got = read_all(kin, name, shard["ShardId"])
+        assert [(r["SequenceNumber"], r["Data"].decode(), r["PartitionKey"]) for r in got] == \
+            sent[shard["ShardId"]]
+        seqs = [int(r["SequenceNumber"]) for r in got]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert all(isinstance(r["ApproximateArrivalTimestamp"], datetime) for r in got)
+    # The same partition key always lands on the same shard; the hash key range decides.
+    by_key = {}
+    for shard, recs in sent.items():
+        for _, _, pk in recs:
+            by_key.setdefault(pk, set()).add(shard)
+    assert all(len(s) == 1 for s in by_key.values())
+    # ExplicitHashKey overrides the partition key's hash.
+    out = kin.put_record(StreamName=name, Data=b"x", PartitionKey="key-0",
+                         ExplicitHashKey=str(2**128 - 1))
+    assert out["ShardId"] == "shardId-000000000001"
+    out = kin.put_record(StreamName=name, Data=b"x", PartitionKey="key-0", ExplicitHashKey="0")
+    assert out["ShardId"] == FIRST_SHARD
+
+
+def test_iterators_of_every_type(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    seqs = [kin.put_record(StreamName=name, Data=f"a{i}".encode(), PartitionKey="p")["SequenceNumber"]
+            for i in range(5)]
+    data = lambda recs: [r["Data"].decode() for r in recs]
+    assert data(read_all(kin, name, FIRST_SHARD)) == [f"a{i}" for i in range(5)]
+    assert data(read_all(kin, name, FIRST_SHARD, "AT_SEQUENCE_NUMBER",
+                         StartingSequenceNumber=seqs[2])) == ["a2", "a3", "a4"]
+    assert data(read_all(kin, name, FIRST_SHARD, "AFTER_SEQUENCE_NUMBER",
+                         StartingSequenceNumber=seqs[2])) == ["a3", "a4"]
+    # LATEST sees only what comes after it.
+    latest = kin.get_shard_iterator(StreamName=name, ShardId=FIRST_SHARD,
+                                    ShardIteratorType="LATEST")["ShardIterator"]
+    assert kin.get_records(ShardIterator=latest)["Records"] == []
+    # botocore sends timestamps in whole seconds: start the next second before writing.
+    now = time.time()
+    mark = datetime.fromtimestamp(int(now) + 1, timezone.utc)
+    time.sleep(int(now) + 1.02 - now)
+    kin.put_record(StreamName=name, Data=b"late", PartitionKey="p")
+    out = kin.get_records(ShardIterator=latest)
+    assert data(out["Records"]) == ["late"]
+    assert out["MillisBehindLatest"] == 0
+    # The next iterator continues after what was read.
+    assert kin.get_records(ShardIterator=out["NextShardIterator"])["Records"] == []
+    assert data(read_all(kin, name, FIRST_SHARD, "AT_TIMESTAMP", Timestamp=mark)) == ["late"]
+    assert len(read_all(kin, name, FIRST_SHARD, "AT_TIMESTAMP",
+                        Timestamp=mark - timedelta(hours=1))) == 6
+    # Limit and MillisBehindLatest.
+    it = kin.get_shard_iterator(StreamName=name, ShardId=FIRST_SHARD,
+                                ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    page = kin.get_records(ShardIterator=it, Limit=2)
+    assert data(page["Records"]) == ["a0", "a1"]
+    assert page["MillisBehindLatest"] >= 0
+    page = kin.get_records(ShardIterator=page["NextShardIterator"], Limit=10)
+    assert data(page["Records"]) == ["a2", "a3", "a4", "late"]
+
+    with pytest.raises(ClientError) as e:
+        kin.get_shard_iterator(StreamName=name, ShardId="shardId-000000000009",
+                               ShardIteratorType="TRIM_HORIZON")
+    assert error_code(e) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        kin.get_shard_iterator(StreamName=name, ShardId=FIRST_SHARD,
+                               ShardIteratorType="AT_SEQUENCE_NUMBER")
+    assert error_code(e) == "InvalidArgumentException"
+    with pytest.raises(ClientError) as e:
+        kin.get_records(ShardIterator="bm90IGFuIGl0ZXJhdG9y")
+    assert error_code(e) == "InvalidArgumentException"
+
+
+def test_iterators_expire_after_five_minutes(clock_server):
+    kin = clock_server.client("kinesis")
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    kin.put_record(StreamName=name, Data=b"x", PartitionKey="p")
+    it = kin.get_shard_iterator(StreamName=name, ShardId=FIRST_SHARD,
+                                ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    clock_server.advance(301)
+    with pytest.raises(ClientError) as e:
+        kin.get_records(ShardIterator=it)
+    assert error_code(e) == "ExpiredIteratorException"
+    # Records past retention (24 h) are gone.
+    clock_server.advance(24 * 3600)
+    assert read_all(kin, name, FIRST_SHARD) == []
+
+
+def test_put_records_partial_failure(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    out = kin.put_records(StreamName=name, Records=[
+        {"Data": b"first", "PartitionKey": "a"},
+        # 1 MiB of data plus a partition key is over the 1 MiB record limit.
+        {"Data": b"x" * (1024 * 1024), "PartitionKey": "big"},
+        {"Data": b"third", "PartitionKey": "b"},
+    ])
+    assert out["FailedRecordCount"] == 1
+    first, failed, third = out["Records"]
+    assert "SequenceNumber" in first and "SequenceNumber" in third
+    assert failed["ErrorCode"] == "InvalidArgumentException" and failed["ErrorMessage"]
+    assert "SequenceNumber" not in failed
+    assert [r["Data"] for r in read_all(kin, name, FIRST_SHARD)] == [b"first", b"third"]
+    # A single oversized PutRecord fails as a whole.
+    with pytest.raises(ClientError) as e:
+        kin.put_record(StreamName=name, Data=b"x" * (1024 * 1024), PartitionKey="big")
+    assert error_code(e) == "InvalidArgumentException"
+
+
+def test_put_records_survive_kill_9(tmp_path):
+    """An acknowledged PutRecords is durable: kill -9 the server, start it on the same data
+    directory, and every record is there in order."""
+    import boto3
+
+    def start():
+        proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                                 "--data-dir", str(tmp_path / "data")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+        client = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        return proc, client
+
+    proc, kin = start()
+    try:
+        kin.create_stream(StreamName="durable", ShardCount=2)
+        sent = []
+        for batch in range(5):
+            out = kin.put_records(StreamName="durable", Records=[
+                {"Data": f"{batch}-{i}".encode(), "PartitionKey": f"k{i}"} for i in range(20)])
+            assert out["FailedRecordCount"] == 0
+            sent += [r["SequenceNumber"] for r in out["Records"]]
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    proc, kin = start()
+    try:
+        got = []
+        for shard in kin.list_shards(StreamName="durable")["Shards"]:
+            got += [r["SequenceNumber"] for r in read_all(kin, "durable", shard["ShardId"])]
+        assert sorted(got) == sorted(sent)
+        # Sequence numbers keep growing after the restart.
+        seq = kin.put_record(StreamName="durable", Data=b"after", PartitionKey="k0")
+        assert int(seq["SequenceNumber"]) > max(int(s) for s in sent
+                                                  if s[:14] == seq["SequenceNumber"][:14])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# A function that logs each batch it sees and fails on records whose data starts with "poison".
+CONSUMER_PY = r'''
+import base64
+import json
+
+def handler(event, context):
+    datas = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
+    print("BATCH " + json.dumps({"data": datas, "first": event["Records"][0]}))
+    if any(d.startswith("poison") for d in datas):
+        raise ValueError("poison")
+    return {}
+'''
+
+
+def batches(logs, function, want, timeout=30):
+    """The batches the function logged, waiting until there are at least ``want``."""
+    deadline = time.monotonic() + timeout
+    found = []
+    while time.monotonic() < deadline:
+        try:
+            events = logs.filter_log_events(logGroupName=f"/aws/lambda/{function}",
+                                            filterPattern='"BATCH"')["events"]
+        except ClientError:
+            events = []
+        events.sort(key=lambda e: (e["timestamp"], e.get("eventId", "")))
+        found = [json.loads(e["message"].split("BATCH ", 1)[1]) for e in events]
+        if len(found) >= want:
+            return found
+        time.sleep(0.2)
+    return found
+
+
+def test_mapping_delivers_records_in_order(kin, lam, logs):
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": CONSUMER_PY})
+    sent = [f"m{i}" for i in range(12)]
+    kin.put_records(StreamName=name, Records=[{"Data": d.encode(), "PartitionKey": "p"}
+                                              for d in sent])
+    with pytest.raises(ClientError) as e:
+        lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function)
+    assert error_code(e) in ("InvalidParameterValueException", "ValidationException")
+    m = lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON", BatchSize=5)
+    assert m["BatchSize"] == 5 and m["StartingPosition"] == "TRIM_HORIZON"
+    assert m["MaximumRetryAttempts"] == -1 and m["MaximumRecordAgeInSeconds"] == -1
+    assert lam.get_event_source_mapping(UUID=m["UUID"])["EventSourceArn"] == stream_arn(name)
+    got = batches(logs, function, 3)
+    assert [d for b in got for d in b["data"]] == sent
+    assert [len(b["data"]) for b in got] == [5, 5, 2]
+    first = got[0]["first"]
+    assert first["eventSource"] == "aws:kinesis"
+    assert first["eventName"] == "aws:kinesis:record"
+    assert first["eventVersion"] == "1.0"
+    assert first["eventSourceARN"] == stream_arn(name)
+    assert first["awsRegion"] == REGION
+    assert first["kinesis"]["partitionKey"] == "p"
+    assert first["kinesis"]["kinesisSchemaVersion"] == "1.0"
+    assert first["eventID"] == f"{FIRST_SHARD}:{first['kinesis']['sequenceNumber']}"
+    assert isinstance(first["kinesis"]["approximateArrivalTimestamp"], float)
+
+    # Later records flow to the same function, after the checkpoint.
+    kin.put_record(StreamName=name, Data=b"later", PartitionKey="p")
+    got = batches(logs, function, 4)
+    assert got[3]["data"] == ["later"]
+    lam.delete_event_source_mapping(UUID=m["UUID"])
+
+    default = lam.create_event_source_mapping(EventSourceArn=stream_arn(name),
+                                              FunctionName=function, StartingPosition="LATEST",
+                                              Enabled=False)
+    assert default["BatchSize"] == 100
+    with pytest.raises(ClientError):
+        lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                        StartingPosition="LATEST", BatchSize=10001)
+    lam.delete_event_source_mapping(UUID=default["UUID"])
+
+
+def test_failing_batch_blocks_the_shard_then_goes_to_the_destination(kin, lam, logs, sqs_client):
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": CONSUMER_PY})
+    dlq = sqs_client.create_queue(QueueName=unique("onfail"))["QueueUrl"]
+    dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    seqs = [kin.put_record(StreamName=name, Data=d.encode(), PartitionKey="p")["SequenceNumber"]
+            for d in ["ok1", "poison", "ok2"]]
+    lam.create_event_source_mapping(
+        EventSourceArn=stream_arn(name), FunctionName=function, StartingPosition="TRIM_HORIZON",
+        BatchSize=1, MaximumRetryAttempts=2,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}})
+    got = batches(logs, function, 5, timeout=40)
+    # ok1, then the poison batch: the first attempt and two retries, and nothing else runs on
+    # the shard meanwhile; then ok2.
+    assert [b["data"] for b in got] == [["ok1"], ["poison"], ["poison"], ["poison"], ["ok2"]]
+
+    msgs = sqs_client.receive_message(QueueUrl=dlq, WaitTimeSeconds=5)["Messages"]
+    record = json.loads(msgs[0]["Body"])
+    info = record["KinesisBatchInfo"]
+    assert info["shardId"] == FIRST_SHARD
+    assert info["startSequenceNumber"] == seqs[1] and info["endSequenceNumber"] == seqs[1]
+    assert info["batchSize"] == 1
+    assert info["streamArn"] == stream_arn(name)
+    assert info["approximateArrivalOfFirstRecord"].endswith("Z")
+    ctx = record["requestContext"]
+    assert ctx["condition"] == "RetryAttemptsExhausted"
+    assert ctx["approximateInvokeCount"] == 3
+    assert ctx["functionArn"].endswith(f":function:{function}")
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["version"] == "1.0"
+    # Only metadata: the record's data is not in the message.
+    assert "poison" not in msgs[0]["Body"]
+
+
+def test_failing_batch_is_retried_until_it_succeeds(kin, lam, logs):
+    """With the default MaximumRetryAttempts (-1) a failing batch holds its shard; once the
+    function is fixed the same batch runs again and the records behind it follow."""
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": CONSUMER_PY})
+    kin.put_record(StreamName=name, Data=b"poison-1", PartitionKey="p")
+    kin.put_record(StreamName=name, Data=b"after", PartitionKey="p")
+    lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                    StartingPosition="TRIM_HORIZON", BatchSize=1)
+    got = batches(logs, function, 2)
+    assert [b["data"] for b in got[:2]] == [["poison-1"], ["poison-1"]]
+    fixed = CONSUMER_PY.replace('d.startswith("poison")', 'False')
+    from lambda_util import make_zip, wait_updated
+    lam.update_function_code(FunctionName=function, ZipFile=make_zip({"app.py": fixed}))
+    wait_updated(lam, function)
+    got = batches(logs, function, len(got) + 2, timeout=40)
+    datas = [b["data"] for b in got]
+    assert datas[-1] == ["after"]
+    assert all(d == ["poison-1"] for d in datas[:-1])
