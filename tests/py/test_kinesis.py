@@ -419,3 +419,62 @@ def test_failing_batch_is_retried_until_it_succeeds(kin, lam, logs):
     datas = [b["data"] for b in got]
     assert datas[-1] == ["after"]
     assert all(d == ["poison-1"] for d in datas[:-1])
+
+
+# Reports records whose data starts with "once-" as failed the first time it sees them.
+PARTIAL_PY = r'''
+import base64
+import json
+import os
+
+def handler(event, context):
+    datas = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
+    print("BATCH " + json.dumps({"data": datas, "first": event["Records"][0]}))
+    failures = []
+    for r, d in zip(event["Records"], datas):
+        marker = "/tmp/seen-" + d
+        if d.startswith("once-") and not os.path.exists(marker):
+            open(marker, "w").close()
+            failures.append({"itemIdentifier": r["kinesis"]["sequenceNumber"]})
+    return {"batchItemFailures": failures}
+'''
+
+
+def test_report_batch_item_failures_retries_from_the_first_failed_record(kin, lam, logs):
+    name = unique("stream")
+    function = unique("partial")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": PARTIAL_PY})
+    kin.put_records(StreamName=name, Records=[{"Data": d.encode(), "PartitionKey": "p"}
+                                              for d in ["a", "b", "once-c", "d"]])
+    m = lam.create_event_source_mapping(
+        EventSourceArn=stream_arn(name), FunctionName=function, StartingPosition="TRIM_HORIZON",
+        BatchSize=4, FunctionResponseTypes=["ReportBatchItemFailures"])
+    assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    got = batches(logs, function, 2)
+    # The records before the first reported failure are checkpointed; the rest is retried.
+    assert [b["data"] for b in got] == [["a", "b", "once-c", "d"], ["once-c", "d"]]
+
+
+def test_bisect_isolates_the_failing_record(kin, lam, logs, sqs_client):
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": CONSUMER_PY})
+    dlq = sqs_client.create_queue(QueueName=unique("onfail"))["QueueUrl"]
+    dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    out = kin.put_records(StreamName=name, Records=[{"Data": d.encode(), "PartitionKey": "p"}
+                                                    for d in ["a", "poison", "b", "c"]])
+    poison_seq = out["Records"][1]["SequenceNumber"]
+    lam.create_event_source_mapping(
+        EventSourceArn=stream_arn(name), FunctionName=function, StartingPosition="TRIM_HORIZON",
+        BatchSize=4, MaximumRetryAttempts=0, BisectBatchOnFunctionError=True,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}})
+    got = batches(logs, function, 5, timeout=40)
+    assert [b["data"] for b in got] == [["a", "poison", "b", "c"], ["a", "poison"], ["a"],
+                                        ["poison"], ["b", "c"]]
+    msgs = sqs_client.receive_message(QueueUrl=dlq, WaitTimeSeconds=5)["Messages"]
+    info = json.loads(msgs[0]["Body"])["KinesisBatchInfo"]
+    assert info["batchSize"] == 1
+    assert info["startSequenceNumber"] == poison_seq == info["endSequenceNumber"]
