@@ -478,3 +478,46 @@ def test_bisect_isolates_the_failing_record(kin, lam, logs, sqs_client):
     info = json.loads(msgs[0]["Body"])["KinesisBatchInfo"]
     assert info["batchSize"] == 1
     assert info["startSequenceNumber"] == poison_seq == info["endSequenceNumber"]
+
+
+def start_durable(data_dir):
+    """A server of our own on ``data_dir`` (not in memory), and boto3 clients for it."""
+    import boto3
+
+    proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                             "--data-dir", str(data_dir), "--default-account", ACCOUNT],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+
+    def client(service):
+        return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    return proc, client
+
+
+def test_mapping_checkpoints_survive_kill_9(tmp_path):
+    """A batch the function finished is not delivered again after kill -9; the mapping
+    resumes after its checkpoint."""
+    proc, client = start_durable(tmp_path / "data")
+    try:
+        kin, lam, logs = client("kinesis"), client("lambda"), client("logs")
+        kin.create_stream(StreamName="s", ShardCount=1)
+        create_function(lam, "consumer", {"app.py": CONSUMER_PY})
+        kin.put_records(StreamName="s", Records=[{"Data": d.encode(), "PartitionKey": "p"}
+                                                 for d in ["one", "two"]])
+        lam.create_event_source_mapping(EventSourceArn=stream_arn("s"), FunctionName="consumer",
+                                        StartingPosition="TRIM_HORIZON", BatchSize=10)
+        assert [b["data"] for b in batches(logs, "consumer", 1)] == [["one", "two"]]
+        time.sleep(0.5)  # the checkpoint commits right after the invocation returns
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    proc, client = start_durable(tmp_path / "data")
+    try:
+        kin, logs = client("kinesis"), client("logs")
+        kin.put_record(StreamName="s", Data=b"three", PartitionKey="p")
+        got = batches(logs, "consumer", 2)
+        assert [b["data"] for b in got] == [["one", "two"], ["three"]]
+    finally:
+        proc.kill()
+        proc.wait()
