@@ -197,9 +197,7 @@ impl Lambda {
             return Err(AwsError::new(
                 "ResourceConflictException",
                 409,
-                format!(
-                    "The operation cannot be performed at this time. The function is currently in the following state: Failed"
-                ),
+                "The operation cannot be performed at this time. The function is currently in the following state: Failed",
             ));
         }
         let limits = Concurrency {

@@ -49,7 +49,8 @@ pub(crate) fn parse(
         }
         _ => return Err(bad()),
     };
-    if !valid_name(name) && !(name.len() <= 140 && name.chars().all(is_name_char)) {
+    // Lookups accept longer names than creation (64) allows, as AWS's pattern does.
+    if name.is_empty() || name.len() > 140 || !name.chars().all(is_name_char) {
         return Err(bad());
     }
     if let Some(a) = account
