@@ -426,13 +426,14 @@ PARTIAL_PY = r'''
 import base64
 import json
 import os
+import tempfile
 
 def handler(event, context):
     datas = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
     print("BATCH " + json.dumps({"data": datas, "first": event["Records"][0]}))
     failures = []
     for r, d in zip(event["Records"], datas):
-        marker = "/tmp/seen-" + d
+        marker = os.path.join(tempfile.gettempdir(), "seen-" + d)
         if d.startswith("once-") and not os.path.exists(marker):
             open(marker, "w").close()
             failures.append({"itemIdentifier": r["kinesis"]["sequenceNumber"]})
@@ -445,15 +446,16 @@ def test_report_batch_item_failures_retries_from_the_first_failed_record(kin, la
     function = unique("partial")
     kin.create_stream(StreamName=name, ShardCount=1)
     create_function(lam, function, {"app.py": PARTIAL_PY})
+    once = unique("once")  # the marker's name is unique even if two runs share a /tmp
     kin.put_records(StreamName=name, Records=[{"Data": d.encode(), "PartitionKey": "p"}
-                                              for d in ["a", "b", "once-c", "d"]])
+                                              for d in ["a", "b", once, "d"]])
     m = lam.create_event_source_mapping(
         EventSourceArn=stream_arn(name), FunctionName=function, StartingPosition="TRIM_HORIZON",
         BatchSize=4, FunctionResponseTypes=["ReportBatchItemFailures"])
     assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     got = batches(logs, function, 2)
     # The records before the first reported failure are checkpointed; the rest is retried.
-    assert [b["data"] for b in got] == [["a", "b", "once-c", "d"], ["once-c", "d"]]
+    assert [b["data"] for b in got] == [["a", "b", once, "d"], [once, "d"]]
 
 
 def test_bisect_isolates_the_failing_record(kin, lam, logs, sqs_client):
