@@ -118,7 +118,10 @@ mod tests {
         RequestContext {
             account: "123456789012".into(),
             region: "us-east-1".into(),
-            ..RequestContext::default()
+            request_id: "test".into(),
+            base_url: String::new(),
+            access_key: None,
+            path: "/".into(),
         }
     }
 
