@@ -72,10 +72,10 @@ fn unknown_services_and_operations_answer_aws_errors() {
     assert_eq!(status, 400);
     assert!(body.contains("UnknownOperationException"), "{body}");
 
-    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00";
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00";
     let (status, body) = s.http("GET", "/some/path", &[("Authorization", auth)], b"");
     assert_eq!(status, 501);
-    assert!(body.contains("kinesis"), "{body}");
+    assert!(body.contains("dynamodb"), "{body}");
 }
 
 #[test]
