@@ -108,4 +108,4 @@ for line in lines:
     print(f"  {line}")
 print("Try:")
 print("  tsumiki logs -f order-worker")
-print(f"  aws --endpoint-url {endpoint} --region us-east-1 sqs receive-message --queue-url {orders_url} --max-number-of-messages 10")
+print(f"  aws --endpoint-url {endpoint} --region us-east-1 sqs receive-message --queue-url {fifo_url} --max-number-of-messages 10")
