@@ -10,7 +10,7 @@ use tsumiki_ports::{AsyncSettings, FunctionInvoker, FunctionResult, FunctionTarg
 
 use crate::errors::{invalid, not_found};
 use crate::names;
-use crate::{Invocation, Lambda, str_of};
+use crate::{Invocation, Lambda};
 
 /// AWS's defaults for asynchronous invocation.
 const DEFAULT_RETRIES: u32 = 2;
@@ -74,11 +74,7 @@ impl Lambda {
         input: Value,
         merge: bool,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let key = qualifier_key(r.qualifier.as_deref());
         let retries = input
             .get("MaximumRetryAttempts")
@@ -134,11 +130,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let key = qualifier_key(r.qualifier.as_deref());
         self.with_function(ctx, &r, |f| {
             f.event_invoke
@@ -158,11 +150,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let key = qualifier_key(r.qualifier.as_deref());
         self.update_function(ctx, &r, |f, _| {
             if f.event_invoke.remove(&key).is_none() {
@@ -182,11 +170,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         self.with_function(ctx, &r, |f| {
             let list: Vec<Value> = f
                 .event_invoke

@@ -568,11 +568,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         self.with_function(ctx, &r, |f| {
             let config = version_config(f, r.qualifier.as_deref())?;
             let mut out = json!({
@@ -592,11 +588,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         self.with_function(ctx, &r, |f| {
             Ok(render(f, version_config(f, r.qualifier.as_deref())?))
         })
@@ -648,11 +640,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let package = match str_of(&input, "ZipFile") {
             Some(zip) => crate::code::check(zip)?,
             None if input.get("S3Bucket").is_some() => {
@@ -708,11 +696,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let s = settings(&input)?;
         let layers = match &s.layers {
             Some(arns) => Some(self.resolve_layers(ctx, arns)?),
@@ -793,11 +777,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let arn = names::function_arn(ctx, &r.name);
         match r.qualifier.as_deref() {
             None => {
@@ -855,11 +835,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let n = input
             .get("ReservedConcurrentExecutions")
             .and_then(Value::as_u64)
@@ -892,11 +868,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         self.with_function(ctx, &r, |f| {
             Ok(match f.reserved_concurrency {
                 Some(n) => json!({"ReservedConcurrentExecutions": n}),
@@ -910,11 +882,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         self.update_function(ctx, &r, |f, _| {
             f.reserved_concurrency = None;
             Ok(())
@@ -1014,11 +982,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let sid = str_of(&input, "StatementId")
             .unwrap_or_default()
             .to_string();
@@ -1085,11 +1049,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let sid = str_of(&input, "StatementId")
             .unwrap_or_default()
             .to_string();
@@ -1114,11 +1074,7 @@ impl Lambda {
     }
 
     pub(crate) fn get_policy(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            str_of(&input, "Qualifier"),
-        )?;
+        let r = names::of_input(ctx, &input)?;
         let resource = json!(names::qualified(
             &names::function_arn(ctx, &r.name),
             r.qualifier.as_deref()

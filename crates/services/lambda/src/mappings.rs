@@ -279,11 +279,7 @@ impl Lambda {
         } else {
             None
         };
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let function_arn = self.with_function(ctx, &r, |f| {
             crate::functions::version_config(f, r.qualifier.as_deref())?;
             Ok(f.arn.clone())

@@ -1,6 +1,7 @@
 //! Function names as callers give them: a name, a partial ARN (`123456789012:function:name`)
 //! or a full ARN, each with an optional `:qualifier` (version or alias).
 
+use serde_json::Value;
 use tsumiki_core::{AwsError, RequestContext};
 
 use crate::errors::{invalid, validation};
@@ -94,6 +95,28 @@ pub(crate) fn parse(
         name: name.to_string(),
         qualifier,
     })
+}
+
+/// The function a request's `FunctionName` and `Qualifier` members name.
+pub(crate) fn of_input(ctx: &RequestContext, input: &Value) -> Result<FunctionRef, AwsError> {
+    parse(
+        ctx,
+        crate::str_of(input, "FunctionName").unwrap_or_default(),
+        crate::str_of(input, "Qualifier"),
+    )
+}
+
+/// The function a request's `FunctionName` names, for operations that act on the function as
+/// a whole (a qualifier inside the name is still parsed, and callers decide what it means).
+pub(crate) fn of_input_unqualified(
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<FunctionRef, AwsError> {
+    parse(
+        ctx,
+        crate::str_of(input, "FunctionName").unwrap_or_default(),
+        None,
+    )
 }
 
 pub(crate) fn function_arn(ctx: &RequestContext, name: &str) -> String {

@@ -70,11 +70,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let sha = str_of(&input, "CodeSha256").map(String::from);
         let revision = str_of(&input, "RevisionId").map(String::from);
         let description = str_of(&input, "Description").map(String::from);
@@ -132,11 +128,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let max = input
             .get("MaxItems")
             .and_then(Value::as_u64)
@@ -163,11 +155,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let name = str_of(&input, "Name").unwrap_or_default().to_string();
         if name.is_empty()
             || name.bytes().all(|b| b.is_ascii_digit())
@@ -212,11 +200,7 @@ impl Lambda {
     }
 
     pub(crate) fn get_alias(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let name = str_of(&input, "Name").unwrap_or_default();
         self.with_function(ctx, &r, |f| {
             f.aliases
@@ -231,11 +215,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let name = str_of(&input, "Name").unwrap_or_default().to_string();
         let version = str_of(&input, "FunctionVersion").map(String::from);
         let description = str_of(&input, "Description").map(String::from);
@@ -286,11 +266,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let name = str_of(&input, "Name").unwrap_or_default().to_string();
         self.update_function(ctx, &r, |f, _| {
             // AWS answers 204 whether or not the alias existed.
@@ -306,11 +282,7 @@ impl Lambda {
         ctx: &RequestContext,
         input: Value,
     ) -> Result<Value, AwsError> {
-        let r = names::parse(
-            ctx,
-            str_of(&input, "FunctionName").unwrap_or_default(),
-            None,
-        )?;
+        let r = names::of_input_unqualified(ctx, &input)?;
         let version = str_of(&input, "FunctionVersion");
         self.with_function(ctx, &r, |f| {
             let aliases: Vec<Value> = f
