@@ -258,13 +258,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     compute.set_endpoint(&format!("http://{reachable}"));
     events.set_endpoint(&format!("http://{reachable}"));
+    let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
         %addr,
         store = %data_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "in memory".into()),
         "tsumiki is ready."
     );
-    tsumiki_gateway::serve(listener, gateway, shutdown_signal()).await;
+    tsumiki_gateway::serve(listener, gateway, shutdown).await;
     compute.stop_all();
     store.flush().await.context("flushing the store")?;
     tracing::info!("tsumiki stopped.");
@@ -291,24 +292,19 @@ fn print_ready(addr: SocketAddr) {
     let _ = std::io::stdout().flush();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a test that signals right after the ready line must reach the
+/// handler, not the default action that kills the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("Shutting down.");
+        tracing::info!("Shutting down.");
+    })
 }
