@@ -25,18 +25,24 @@ const MAX_TOTAL_VISIBILITY_MS: i64 = MAX_VISIBILITY_TIMEOUT * 1000;
 
 // ---------------------------------------------------------------- receipt handles
 
+/// SQS's own handles start with this; it also keeps a handle from starting with `-`, which
+/// aws-cli (argparse) would take for an option and reject the command.
+const RECEIPT_PREFIX: &str = "AQEB";
+
 /// A receipt handle names the queue generation, the message and the receive that produced it.
 fn encode_receipt(queue_id: u64, seq: u64, nonce: u32) -> String {
     let mut bytes = Vec::with_capacity(20);
     bytes.extend_from_slice(&queue_id.to_be_bytes());
     bytes.extend_from_slice(&seq.to_be_bytes());
     bytes.extend_from_slice(&nonce.to_be_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let mut handle = String::from(RECEIPT_PREFIX);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut handle);
+    handle
 }
 
 fn decode_receipt(handle: &str) -> Option<(u64, u64, u32)> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(handle)
+        .decode(handle.strip_prefix(RECEIPT_PREFIX)?)
         .ok()?;
     if bytes.len() != 20 {
         return None;
@@ -1219,6 +1225,16 @@ mod tests {
         assert_eq!(decode_receipt("garbage"), None);
         assert_eq!(decode_receipt(""), None);
         assert_eq!(decode_receipt("!!!!"), None);
+    }
+
+    #[test]
+    fn receipt_handles_never_look_like_a_cli_option() {
+        // A queue id whose top bits are all ones encodes to `-`/`_` without the prefix.
+        for id in [u64::MAX, 0xF800_0000_0000_0000, 0xFC00_0000_0000_0000, 0] {
+            let h = encode_receipt(id, 1, 1);
+            assert!(h.starts_with("AQEB"), "{h}");
+            assert_eq!(decode_receipt(&h), Some((id, 1, 1)));
+        }
     }
 
     #[test]
