@@ -5,6 +5,8 @@
 //! A change here is an API change: keep it in its own commit and say why.
 #![warn(missing_docs)]
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -254,4 +256,38 @@ pub trait EventSourcePollers: Send + Sync + 'static {
     fn configure(&self, spec: MappingSpec);
     /// Stops and forgets the poller of `uuid`.
     fn remove(&self, uuid: &str);
+}
+
+/// Objects as other services read and write them (Firehose's S3 destination, Lambda code and
+/// Glue scripts from S3, Step Functions item readers). S3 implements it; callers never see
+/// S3's wire protocol.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Writes `body` to `bucket`/`key` in the caller's account, as a PutObject would (events and
+    /// notifications included). Returns the new object's ETag.
+    async fn put_object(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: Option<&str>,
+    ) -> Result<String, AwsError>;
+
+    /// Reads the whole object at `bucket`/`key` (`NoSuchBucket`/`NoSuchKey` when absent).
+    async fn get_object(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+    ) -> Result<bytes::Bytes, AwsError>;
+
+    /// Keys under `prefix` in `bucket`, in S3's order, at most `max` of them.
+    async fn list_keys(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<String>, AwsError>;
 }
