@@ -1,8 +1,11 @@
-//! Event source mappings for Kinesis streams, with AWS's semantics:
+//! Event source mappings for streams (Kinesis, DynamoDB Streams: `shard_source` knows each
+//! one's wire shape), with AWS's semantics:
 //!
 //! - One poller per shard, in order, one batch at a time (ParallelizationFactor 1). A shard
 //!   without a checkpoint starts at the mapping's `StartingPosition` (TRIM_HORIZON, LATEST,
 //!   AT_TIMESTAMP); one with a checkpoint continues after it.
+//! - Shards that close (resharding, DynamoDB's shard rollover) are read to their end; a child
+//!   shard starts only after each of its parents ended, at its first record.
 //! - A batch is up to `BatchSize` records, gathered for up to `MaximumBatchingWindowInSeconds`,
 //!   sent as AWS's Kinesis event.
 //! - A failing batch blocks its shard and is retried (back-off on the clock, 1 s doubling up to
@@ -11,9 +14,10 @@
 //!   `BisectBatchOnFunctionError` a failing batch is split in two and each half tried in order
 //!   (the halves carry the batch's attempt count). With `ReportBatchItemFailures` the records
 //!   before the lowest reported sequence number are done and the rest is retried.
-//! - A batch that gives up sends its metadata (`KinesisBatchInfo`, AWS's shape) to the
-//!   on-failure destination (an SQS queue) and the shard moves on.
-//! - Checkpoints (`triggers.shard`, `uuid/shardId` -> last finished sequence number) are
+//! - A batch that gives up sends its metadata (`KinesisBatchInfo` or `DDBStreamBatchInfo`,
+//!   AWS's shapes) to the on-failure destination (an SQS queue) and the shard moves on.
+//! - Checkpoints (`triggers.shard`, `uuid/shardId` -> last finished sequence number, or
+//!   `end` for a shard read to its end, `skip` for one closed before a LATEST mapping) are
 //!   durable before the next batch is read, so a restart never reprocesses a finished batch;
 //!   the batch in flight at a crash runs again (AWS is at-least-once too).
 
@@ -26,6 +30,7 @@ use tsumiki_ports::{EventSourcePollers, FunctionInvoker, MappingSpec, Service, S
 use tsumiki_store::{Batch, Store};
 
 use crate::deliver::{self, Destination};
+use crate::shard_source::{Position, ShardInfo, ShardSource, StreamRecord};
 
 const NS: &str = "triggers.shard";
 /// How long an idle shard waits before asking for records again (AWS polls about once a second).
@@ -33,7 +38,7 @@ const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 const BACKOFF_START_MS: i64 = 1_000;
 const BACKOFF_MAX_MS: i64 = 60_000;
 
-/// The pollers of every Kinesis event source mapping.
+/// The pollers of every stream event source mapping.
 pub struct ShardPollers {
     store: Store,
     clock: Arc<Clock>,
@@ -59,15 +64,15 @@ impl ShardPollers {
         })
     }
 
-    /// Gives the pollers the served services (the Kinesis they poll, the SQS they report to).
+    /// Gives the pollers the served services (the streams they poll, the SQS they report to).
     pub fn set_services(&self, services: Services) {
         let _ = self.services.set(services);
     }
 }
 
-/// Whether a mapping's source is a Kinesis stream.
+/// Whether a mapping's source is a stream (Kinesis or DynamoDB Streams).
 pub fn is_stream_source(arn: &str) -> bool {
-    arn.starts_with("arn:aws:kinesis:")
+    ShardSource::of_arn(arn).is_some()
 }
 
 impl EventSourcePollers for ShardPollers {
@@ -106,17 +111,18 @@ impl EventSourcePollers for ShardPollers {
 /// What a shard's loop needs from its mapping.
 struct Shard {
     spec: MappingSpec,
+    source: ShardSource,
     id: String,
     ctx: RequestContext,
 }
 
-fn context(arn: &str) -> Option<RequestContext> {
+fn context(arn: &str, source: ShardSource) -> Option<RequestContext> {
     let (_, region, account, _) = tsumiki_core::ids::parse_arn(arn)?;
     Some(RequestContext {
         account: account.to_string(),
         region: region.to_string(),
         request_id: String::new(),
-        base_url: format!("https://kinesis.{region}.amazonaws.com"),
+        base_url: format!("https://{}.{region}.amazonaws.com", source.model()),
         access_key: None,
         path: "/".to_string(),
     })
@@ -124,21 +130,21 @@ fn context(arn: &str) -> Option<RequestContext> {
 
 /// The pieces a loop takes from the pollers on each turn (they hold the pollers weakly).
 struct Parts {
-    kinesis: Arc<dyn Service>,
+    stream: Arc<dyn Service>,
     services: Services,
     clock: Arc<Clock>,
     store: Store,
     invoker: Weak<dyn FunctionInvoker>,
 }
 
-async fn parts(pollers: &Weak<ShardPollers>) -> Option<Parts> {
+async fn parts(pollers: &Weak<ShardPollers>, source: ShardSource) -> Option<Parts> {
     loop {
         let p = pollers.upgrade()?;
         if let Some(services) = p.services.get()
-            && let Some(kinesis) = services.get("kinesis")
+            && let Some(stream) = services.get(source.model())
         {
             return Some(Parts {
-                kinesis: kinesis.clone(),
+                stream: stream.clone(),
                 services: services.clone(),
                 clock: p.clock.clone(),
                 store: p.store.clone(),
@@ -150,112 +156,177 @@ async fn parts(pollers: &Weak<ShardPollers>) -> Option<Parts> {
     }
 }
 
-/// One mapping: finds the stream's shards and runs one loop per shard. Aborting this task
-/// drops the set, which aborts every shard loop.
+/// A shard's durable progress for one mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Progress {
+    /// Nothing processed yet.
+    Fresh,
+    /// Every record up to this sequence number is done.
+    After(String),
+    /// Read to its end (a closed shard): its children may start.
+    Ended,
+    /// Closed before the mapping (at LATEST) looked at it: nothing of it is read, and its
+    /// children start at the mapping's position too.
+    Skipped,
+}
+
+const ENDED: &[u8] = b"end";
+const SKIPPED: &[u8] = b"skip";
+
+async fn progress(store: &Store, uuid: &str, shard: &str) -> Progress {
+    match store.get(NS, format!("{uuid}/{shard}").as_bytes()).await {
+        Ok(Some(v)) if v == ENDED => Progress::Ended,
+        Ok(Some(v)) if v == SKIPPED => Progress::Skipped,
+        Ok(Some(v)) => Progress::After(String::from_utf8_lossy(&v).to_string()),
+        _ => Progress::Fresh,
+    }
+}
+
+async fn save_progress(store: &Store, uuid: &str, shard: &str, value: &[u8]) {
+    let mut batch = Batch::new();
+    batch.put(NS, format!("{uuid}/{shard}"), value.to_vec());
+    if let Err(e) = store.commit(batch).await {
+        tracing::error!(mapping = %uuid, shard = %shard, error = %e, "could not save a checkpoint");
+    }
+}
+
+/// How often a mapping lists its stream's shards to find children of resharding.
+const RELIST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One mapping: lists the stream's shards and runs one loop per shard whose parents are read
+/// to their end (AWS reads a child only after its parents, so a key's records stay in order
+/// across resharding). Aborting this task drops the set, which aborts every shard loop.
 async fn run(pollers: Weak<ShardPollers>, spec: MappingSpec) {
-    let Some(ctx) = context(&spec.source_arn) else {
+    let Some(source) = ShardSource::of_arn(&spec.source_arn) else {
         return;
     };
-    let shards = loop {
-        let Some(p) = parts(&pollers).await else {
+    let Some(ctx) = context(&spec.source_arn, source) else {
+        return;
+    };
+    let mut set: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut active: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    loop {
+        let Some(p) = parts(&pollers, source).await else {
             return;
         };
-        match p
-            .kinesis
-            .call(&ctx, "ListShards", json!({"StreamARN": spec.source_arn}))
-            .await
-        {
-            Ok(out) => {
-                break out["Shards"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s["ShardId"].as_str().map(String::from))
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
+        match source.shards(&*p.stream, &ctx, &spec.source_arn).await {
+            Ok(shards) => {
+                active.retain(|_, h| !h.is_finished());
+                let listed: HashMap<&str, &ShardInfo> =
+                    shards.iter().map(|s| (s.id.as_str(), s)).collect();
+                for info in &shards {
+                    if active.contains_key(&info.id) {
+                        continue;
+                    }
+                    let start = match progress(&p.store, &spec.uuid, &info.id).await {
+                        Progress::Ended | Progress::Skipped => continue,
+                        Progress::After(seq) => Start::After(seq),
+                        Progress::Fresh => {
+                            // Parents no longer listed have left the stream's retention.
+                            let mut ready = true;
+                            let mut parent_read = false;
+                            for parent in info
+                                .parents
+                                .iter()
+                                .filter(|p| listed.contains_key(p.as_str()))
+                            {
+                                match progress(&p.store, &spec.uuid, parent).await {
+                                    Progress::Ended => parent_read = true,
+                                    Progress::Skipped => {}
+                                    _ => ready = false,
+                                }
+                            }
+                            if !ready {
+                                continue;
+                            }
+                            match spec.starting_position.as_deref() {
+                                Some("LATEST") if info.closed => {
+                                    save_progress(&p.store, &spec.uuid, &info.id, SKIPPED).await;
+                                    continue;
+                                }
+                                // The child of a shard this mapping read continues where the
+                                // parent ended: at the child's first record.
+                                Some("LATEST") if parent_read => Start::TrimHorizon,
+                                Some("LATEST") => Start::Latest,
+                                Some("AT_TIMESTAMP") => Start::AtTimestampMs(
+                                    spec.starting_position_timestamp_ms.unwrap_or(0),
+                                ),
+                                _ => Start::TrimHorizon,
+                            }
+                        }
+                    };
+                    let shard = Shard {
+                        spec: spec.clone(),
+                        source,
+                        id: info.id.clone(),
+                        ctx: ctx.clone(),
+                    };
+                    let handle = set.spawn(shard_loop(pollers.clone(), shard, start));
+                    active.insert(info.id.clone(), handle);
+                }
             }
             Err(e) => {
                 // A stream that does not exist (yet): AWS keeps the mapping; so do we.
                 tracing::warn!(mapping = %spec.uuid, error = %e.message, "listing the stream's shards failed");
-                drop(p);
-                Clock::pause_real(std::time::Duration::from_secs(1)).await;
             }
         }
-    };
-    let mut set = tokio::task::JoinSet::new();
-    for id in shards {
-        let shard = Shard {
-            spec: spec.clone(),
-            id,
-            ctx: ctx.clone(),
-        };
-        set.spawn(shard_loop(pollers.clone(), shard));
-    }
-    while set.join_next().await.is_some() {}
-}
-
-fn checkpoint_key(shard: &Shard) -> String {
-    format!("{}/{}", shard.spec.uuid, shard.id)
-}
-
-async fn save_checkpoint(store: &Store, shard: &Shard, seq: &str) {
-    let mut batch = Batch::new();
-    batch.put(NS, checkpoint_key(shard), seq.as_bytes().to_vec());
-    if let Err(e) = store.commit(batch).await {
-        tracing::error!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e, "could not save a checkpoint");
-    }
-}
-
-async fn iterator(p: &Parts, shard: &Shard, checkpoint: Option<&str>) -> Result<String, AwsError> {
-    let mut input = json!({"StreamARN": shard.spec.source_arn, "ShardId": shard.id});
-    match (checkpoint, shard.spec.starting_position.as_deref()) {
-        (Some(seq), _) => {
-            input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
-            input["StartingSequenceNumber"] = json!(seq);
+        drop(p);
+        // A shard that ends lets its children start at once; otherwise look again shortly.
+        tokio::select! {
+            Some(_) = set.join_next(), if !set.is_empty() => {}
+            () = Clock::pause_real(RELIST) => {}
         }
-        (None, Some("AT_TIMESTAMP")) => {
-            input["ShardIteratorType"] = json!("AT_TIMESTAMP");
-            input["Timestamp"] =
-                json!(shard.spec.starting_position_timestamp_ms.unwrap_or(0) as f64 / 1000.0);
-        }
-        (None, Some("LATEST")) => input["ShardIteratorType"] = json!("LATEST"),
-        (None, _) => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
     }
-    let out = p
-        .kinesis
-        .call(&shard.ctx, "GetShardIterator", input)
-        .await?;
-    Ok(out["ShardIterator"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string())
 }
 
-/// One shard: read a batch, process it (with retries), checkpoint, repeat.
-async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard) {
-    let mut checkpoint: Option<String> = match pollers.upgrade() {
-        Some(p) => p
-            .store
-            .get(NS, checkpoint_key(&shard).as_bytes())
-            .await
-            .ok()
-            .flatten()
-            .map(|v| String::from_utf8_lossy(&v).to_string()),
-        None => return,
-    };
+/// Where a shard loop begins reading.
+#[derive(Clone, Debug)]
+enum Start {
+    TrimHorizon,
+    Latest,
+    AtTimestampMs(i64),
+    After(String),
+}
+
+impl Start {
+    fn position(&self) -> Position<'_> {
+        match self {
+            Start::TrimHorizon => Position::TrimHorizon,
+            Start::Latest => Position::Latest,
+            Start::AtTimestampMs(ms) => Position::AtTimestampMs(*ms),
+            Start::After(seq) => Position::After(seq),
+        }
+    }
+}
+
+/// One shard: read a batch, process it (with retries), checkpoint, repeat; returns once a
+/// closed shard is read to its end.
+async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
+    // Where a new iterator starts: the first position, then after the last finished record.
+    let mut start = start;
     let mut iter: Option<String> = None;
     let size = shard.spec.batch_size.max(1) as usize;
     loop {
-        let Some(p) = parts(&pollers).await else {
+        let Some(p) = parts(&pollers, shard.source).await else {
             return;
         };
-        let mut batch: Vec<Value> = Vec::new();
+        let mut batch: Vec<StreamRecord> = Vec::new();
         let mut deadline = None;
+        let mut ended = false;
         loop {
             let it = match &iter {
                 Some(it) => it.clone(),
-                None => match iterator(&p, &shard, checkpoint.as_deref()).await {
+                None => match shard
+                    .source
+                    .iterator(
+                        &*p.stream,
+                        &shard.ctx,
+                        &shard.spec.source_arn,
+                        &shard.id,
+                        start.position(),
+                    )
+                    .await
+                {
                     Ok(it) => it,
                     Err(e) => {
                         tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "no shard iterator");
@@ -265,16 +336,12 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard) {
                 },
             };
             let want = size - batch.len();
-            let out = match p
-                .kinesis
-                .call(
-                    &shard.ctx,
-                    "GetRecords",
-                    json!({"ShardIterator": it, "Limit": want.min(10_000)}),
-                )
+            let page = match shard
+                .source
+                .read(&*p.stream, &shard.ctx, &it, want.min(10_000))
                 .await
             {
-                Ok(out) => out,
+                Ok(page) => page,
                 Err(e) => {
                     // An expired iterator is taken again from the checkpoint (records already
                     // gathered are dropped and read again).
@@ -287,10 +354,13 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard) {
                     break;
                 }
             };
-            iter = out["NextShardIterator"].as_str().map(String::from);
-            let got = out["Records"].as_array().cloned().unwrap_or_default();
-            let empty = got.is_empty();
-            batch.extend(got);
+            iter = page.next;
+            let empty = page.records.is_empty();
+            batch.extend(page.records);
+            if iter.is_none() {
+                ended = true;
+                break;
+            }
             if batch.is_empty() {
                 Clock::pause_real(IDLE_POLL).await;
                 continue;
@@ -304,39 +374,19 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard) {
                 Clock::pause_real(IDLE_POLL).await;
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            let mut done: Option<String> = None;
+            process(&p, &shard, batch, &mut done).await;
+            if let Some(seq) = done {
+                start = Start::After(seq);
+            }
         }
-        process(&p, &shard, batch, &mut checkpoint).await;
+        if ended {
+            save_progress(&p.store, &shard.spec.uuid, &shard.id, ENDED).await;
+            tracing::info!(mapping = %shard.spec.uuid, shard = %shard.id, "Shard read to its end.");
+            return;
+        }
     }
-}
-
-fn seq_of(r: &Value) -> &str {
-    r["SequenceNumber"].as_str().unwrap_or_default()
-}
-
-fn arrival_ms(r: &Value) -> i64 {
-    (r["ApproximateArrivalTimestamp"].as_f64().unwrap_or(0.0) * 1000.0) as i64
-}
-
-/// AWS's Kinesis event record for one record read from the shard.
-fn event_record(r: &Value, shard: &Shard) -> Value {
-    json!({
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": r["PartitionKey"],
-            "sequenceNumber": r["SequenceNumber"],
-            "data": r["Data"],
-            "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"],
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": format!("{}:{}", shard.id, seq_of(r)),
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": format!("arn:aws:iam::{}:role/tsumiki-event-source-mapping", shard.ctx.account),
-        "awsRegion": shard.ctx.region,
-        "eventSourceARN": shard.spec.source_arn,
-    })
 }
 
 /// How one invocation of a batch ended.
@@ -352,12 +402,14 @@ enum Outcome {
     NotRun,
 }
 
-async fn invoke(p: &Parts, shard: &Shard, records: &[Value]) -> Outcome {
+async fn invoke(p: &Parts, shard: &Shard, records: &[StreamRecord]) -> Outcome {
     let Some(invoker) = p.invoker.upgrade() else {
         return Outcome::NotRun;
     };
-    let event =
-        json!({"Records": records.iter().map(|r| event_record(r, shard)).collect::<Vec<_>>()});
+    let event = json!({"Records": records
+        .iter()
+        .map(|r| shard.source.event_record(r, &shard.id, &shard.spec.source_arn, &shard.ctx))
+        .collect::<Vec<_>>()});
     let request_id = tsumiki_core::ids::request_id();
     match invoker
         .invoke(
@@ -395,7 +447,7 @@ async fn invoke(p: &Parts, shard: &Shard, records: &[Value]) -> Outcome {
 /// The index of the first record a partial batch response reports as failed. A response
 /// naming a sequence number not in the batch (or an empty identifier) fails the whole batch,
 /// as AWS does.
-fn first_failed(payload: &[u8], records: &[Value]) -> Option<usize> {
+fn first_failed(payload: &[u8], records: &[StreamRecord]) -> Option<usize> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     let failures = v.get("batchItemFailures")?.as_array()?;
     let mut first: Option<usize> = None;
@@ -404,7 +456,7 @@ fn first_failed(payload: &[u8], records: &[Value]) -> Option<usize> {
             .get("itemIdentifier")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let Some(i) = records.iter().position(|r| seq_of(r) == id) else {
+        let Some(i) = records.iter().position(|r| r.seq == id) else {
             return Some(0);
         };
         first = Some(first.map_or(i, |x| x.min(i)));
@@ -413,25 +465,25 @@ fn first_failed(payload: &[u8], records: &[Value]) -> Option<usize> {
 }
 
 /// Runs one batch to its end: success, or retries spent and reported to the destination. The
-/// checkpoint moves after each finished piece.
-async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut Option<String>) {
+/// checkpoint moves after each finished piece; `done` is the last finished sequence number.
+async fn process(p: &Parts, shard: &Shard, batch: Vec<StreamRecord>, done: &mut Option<String>) {
     // Pieces in shard order, each with the attempts it has had.
-    let mut work: VecDeque<(Vec<Value>, u32)> = VecDeque::from([(batch, 0)]);
+    let mut work: VecDeque<(Vec<StreamRecord>, u32)> = VecDeque::from([(batch, 0)]);
     let mut backoff = BACKOFF_START_MS;
     while let Some((records, attempts)) = work.pop_front() {
         let spec = &shard.spec;
         let now = p.clock.now_ms();
-        let oldest = records.first().map_or(now, arrival_ms);
+        let oldest = records.first().map_or(now, |r| r.arrival_ms);
         if spec.maximum_record_age_s >= 0
             && now - oldest > i64::from(spec.maximum_record_age_s) * 1000
         {
             give_up(p, shard, &records, attempts, "RecordAgeExceeded", None).await;
-            finish(p, shard, &records, checkpoint).await;
+            finish(p, shard, &records, done).await;
             continue;
         }
         let (records, attempts, function_error, version) = match invoke(p, shard, &records).await {
             Outcome::Done => {
-                finish(p, shard, &records, checkpoint).await;
+                finish(p, shard, &records, done).await;
                 backoff = BACKOFF_START_MS;
                 continue;
             }
@@ -449,7 +501,7 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut O
                 let mut records = records;
                 let rest = records.split_off(from);
                 if !records.is_empty() {
-                    finish(p, shard, &records, checkpoint).await;
+                    finish(p, shard, &records, done).await;
                 }
                 (rest, attempts + 1, function_error, version)
             }
@@ -472,7 +524,7 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut O
                 "RetryAttemptsExhausted"
             };
             give_up(p, shard, &records, attempts, condition, Some(info)).await;
-            finish(p, shard, &records, checkpoint).await;
+            finish(p, shard, &records, done).await;
             backoff = BACKOFF_START_MS;
             continue;
         }
@@ -484,42 +536,74 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut O
 }
 
 /// Whether the oldest record has left the stream's retention (unlimited retries end there).
-async fn expired(p: &Parts, shard: &Shard, records: &[Value]) -> bool {
+async fn expired(p: &Parts, shard: &Shard, records: &[StreamRecord]) -> bool {
     let Some(first) = records.first() else {
         return true;
     };
-    let Ok(out) = p
-        .kinesis
-        .call(
-            &shard.ctx,
-            "DescribeStreamSummary",
-            json!({"StreamARN": shard.spec.source_arn}),
-        )
+    match shard
+        .source
+        .retention_ms(&*p.stream, &shard.ctx, &shard.spec.source_arn)
         .await
-    else {
+    {
+        Some(retention) => p.clock.now_ms() - first.arrival_ms > retention,
         // A deleted stream's records are gone.
-        return true;
-    };
-    let hours = out
-        .pointer("/StreamDescriptionSummary/RetentionPeriodHours")
-        .and_then(Value::as_i64)
-        .unwrap_or(24);
-    p.clock.now_ms() - arrival_ms(first) > hours * 3_600_000
-}
-
-async fn finish(p: &Parts, shard: &Shard, records: &[Value], checkpoint: &mut Option<String>) {
-    if let Some(last) = records.last() {
-        let seq = seq_of(last).to_string();
-        save_checkpoint(&p.store, shard, &seq).await;
-        *checkpoint = Some(seq);
+        None => true,
     }
 }
 
-/// Sends AWS's on-failure record (the batch's metadata, not its records) to the destination.
+async fn finish(p: &Parts, shard: &Shard, records: &[StreamRecord], done: &mut Option<String>) {
+    if let Some(last) = records.last() {
+        save_progress(&p.store, &shard.spec.uuid, &shard.id, last.seq.as_bytes()).await;
+        *done = Some(last.seq.clone());
+    }
+}
+
+/// AWS's on-failure record: the batch's metadata, not its records.
+fn failure_record(
+    shard: &Shard,
+    records: &[StreamRecord],
+    attempts: u32,
+    condition: &str,
+    function_arn: &str,
+    info: Option<(Option<String>, String)>,
+    now_ms: i64,
+) -> Option<Value> {
+    let (first, last) = (records.first()?, records.last()?);
+    let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
+    if let Some((error, version)) = info {
+        response["executedVersion"] = json!(version);
+        if let Some(e) = error {
+            response["functionError"] = json!(e);
+        }
+    }
+    let mut body = json!({
+        "requestContext": {
+            "requestId": tsumiki_core::ids::request_id(),
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": response,
+        "version": "1.0",
+        "timestamp": tsumiki_core::clock::iso8601_ms(now_ms),
+    });
+    body[shard.source.batch_info_key()] = json!({
+        "shardId": shard.id,
+        "startSequenceNumber": first.seq,
+        "endSequenceNumber": last.seq,
+        "approximateArrivalOfFirstRecord": tsumiki_core::clock::iso8601_ms(first.arrival_ms),
+        "approximateArrivalOfLastRecord": tsumiki_core::clock::iso8601_ms(last.arrival_ms),
+        "batchSize": records.len(),
+        "streamArn": shard.spec.source_arn,
+    });
+    Some(body)
+}
+
+/// Sends AWS's on-failure record to the destination.
 async fn give_up(
     p: &Parts,
     shard: &Shard,
-    records: &[Value],
+    records: &[StreamRecord],
     attempts: u32,
     condition: &str,
     info: Option<(Option<String>, String)>,
@@ -529,42 +613,23 @@ async fn give_up(
     let Some(dest) = &spec.on_failure else {
         return;
     };
-    let (Some(first), Some(last)) = (records.first(), records.last()) else {
-        return;
-    };
     let function_arn = p
         .invoker
         .upgrade()
         .and_then(|i| i.async_settings(&spec.function).ok())
         .map(|s| s.function_arn)
         .unwrap_or_else(|| spec.function.function.clone());
-    let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
-    if let Some((error, version)) = info {
-        response["executedVersion"] = json!(version);
-        if let Some(e) = error {
-            response["functionError"] = json!(e);
-        }
-    }
-    let body = json!({
-        "requestContext": {
-            "requestId": tsumiki_core::ids::request_id(),
-            "functionArn": function_arn,
-            "condition": condition,
-            "approximateInvokeCount": attempts,
-        },
-        "responseContext": response,
-        "version": "1.0",
-        "timestamp": tsumiki_core::clock::iso8601_ms(p.clock.now_ms()),
-        "KinesisBatchInfo": {
-            "shardId": shard.id,
-            "startSequenceNumber": seq_of(first),
-            "endSequenceNumber": seq_of(last),
-            "approximateArrivalOfFirstRecord": tsumiki_core::clock::iso8601_ms(arrival_ms(first)),
-            "approximateArrivalOfLastRecord": tsumiki_core::clock::iso8601_ms(arrival_ms(last)),
-            "batchSize": records.len(),
-            "streamArn": spec.source_arn,
-        },
-    });
+    let Some(body) = failure_record(
+        shard,
+        records,
+        attempts,
+        condition,
+        &function_arn,
+        info,
+        p.clock.now_ms(),
+    ) else {
+        return;
+    };
     let result = match deliver::parse(dest) {
         Destination::Sqs {
             region,
@@ -582,7 +647,7 @@ async fn give_up(
 }
 
 /// Sends each mapping to the poller of its source: SQS queues to the queue pollers, Kinesis
-/// streams to the shard pollers, so Lambda holds one handle.
+/// and DynamoDB streams to the shard pollers, so Lambda holds one handle.
 pub struct PollerRouter {
     queues: Arc<dyn EventSourcePollers>,
     shards: Arc<dyn EventSourcePollers>,
@@ -616,8 +681,48 @@ impl EventSourcePollers for PollerRouter {
 mod tests {
     use super::*;
 
-    fn rec(seq: &str) -> Value {
-        json!({"SequenceNumber": seq, "ApproximateArrivalTimestamp": 1.5, "Data": "aGk=", "PartitionKey": "k"})
+    fn rec(seq: &str) -> StreamRecord {
+        StreamRecord {
+            seq: seq.to_string(),
+            arrival_ms: 1500,
+            partition_key: "k".into(),
+            raw: json!({"SequenceNumber": seq, "ApproximateArrivalTimestamp": 1.5, "Data": "aGk=", "PartitionKey": "k"}),
+        }
+    }
+
+    fn spec(arn: &str) -> MappingSpec {
+        MappingSpec {
+            uuid: "u".into(),
+            source_arn: arn.into(),
+            function: tsumiki_ports::FunctionTarget {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+                function: "f".into(),
+                qualifier: None,
+            },
+            batch_size: 100,
+            batching_window_s: 0,
+            report_item_failures: false,
+            filters: vec![],
+            max_concurrency: 1,
+            enabled: true,
+            starting_position: Some("TRIM_HORIZON".into()),
+            starting_position_timestamp_ms: None,
+            maximum_retry_attempts: -1,
+            maximum_record_age_s: -1,
+            bisect_on_error: false,
+            on_failure: None,
+        }
+    }
+
+    fn shard(arn: &str) -> Shard {
+        let source = ShardSource::of_arn(arn).expect("a stream ARN");
+        Shard {
+            spec: spec(arn),
+            source,
+            id: "shardId-000000000000".into(),
+            ctx: context(arn, source).expect("an ARN"),
+        }
     }
 
     #[test]
@@ -638,40 +743,42 @@ mod tests {
     }
 
     #[test]
-    fn event_records_have_aws_shape() {
-        let shard = Shard {
-            spec: MappingSpec {
-                uuid: "u".into(),
-                source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
-                function: tsumiki_ports::FunctionTarget {
-                    account: "123456789012".into(),
-                    region: "us-east-1".into(),
-                    function: "f".into(),
-                    qualifier: None,
-                },
-                batch_size: 100,
-                batching_window_s: 0,
-                report_item_failures: false,
-                filters: vec![],
-                max_concurrency: 1,
-                enabled: true,
-                starting_position: Some("TRIM_HORIZON".into()),
-                starting_position_timestamp_ms: None,
-                maximum_retry_attempts: -1,
-                maximum_record_age_s: -1,
-                bisect_on_error: false,
-                on_failure: None,
-            },
-            id: "shardId-000000000000".into(),
-            ctx: context("arn:aws:kinesis:us-east-1:123456789012:stream/s").expect("a stream ARN"),
-        };
-        let e = event_record(&rec("49"), &shard);
-        assert_eq!(e["eventID"], "shardId-000000000000:49");
-        assert_eq!(e["kinesis"]["data"], "aGk=");
-        assert_eq!(e["kinesis"]["kinesisSchemaVersion"], "1.0");
-        assert_eq!(e["eventSource"], "aws:kinesis");
-        assert_eq!(e["awsRegion"], "us-east-1");
-        assert!(is_stream_source(&shard.spec.source_arn));
+    fn stream_sources_go_to_the_shard_pollers() {
+        assert!(is_stream_source(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+        ));
+        assert!(is_stream_source(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
+        ));
         assert!(!is_stream_source("arn:aws:sqs:us-east-1:1:q"));
+    }
+
+    #[test]
+    fn failure_records_name_the_batch_of_their_source() {
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
+        let s = shard(arn);
+        let body = failure_record(
+            &s,
+            &[rec("7"), rec("9")],
+            3,
+            "RetryAttemptsExhausted",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            Some((Some("Unhandled".into()), "$LATEST".into())),
+            0,
+        )
+        .expect("a record");
+        let info = &body["DDBStreamBatchInfo"];
+        assert_eq!(info["shardId"], "shardId-000000000000");
+        assert_eq!(info["startSequenceNumber"], "7");
+        assert_eq!(info["endSequenceNumber"], "9");
+        assert_eq!(info["batchSize"], 2);
+        assert_eq!(info["streamArn"], arn);
+        assert_eq!(body["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(body["responseContext"]["functionError"], "Unhandled");
+        assert!(body.get("KinesisBatchInfo").is_none());
+        let k = shard("arn:aws:kinesis:us-east-1:123456789012:stream/s");
+        let body = failure_record(&k, &[rec("1")], 1, "RecordAgeExceeded", "f", None, 0)
+            .expect("a record");
+        assert_eq!(body["KinesisBatchInfo"]["batchSize"], 1);
     }
 }
