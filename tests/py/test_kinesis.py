@@ -523,3 +523,120 @@ def test_mapping_checkpoints_survive_kill_9(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def shard_map(kin, name, **kw):
+    return {s["ShardId"]: s for s in kin.list_shards(StreamName=name, **kw)["Shards"]}
+
+
+def test_split_and_merge_close_parents_and_route_to_children(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    before = kin.put_record(StreamName=name, Data=b"old", PartitionKey="k")
+    mid = str(2 ** 127)
+    with pytest.raises(ClientError) as e:
+        kin.split_shard(StreamName=name, ShardToSplit=FIRST_SHARD, NewStartingHashKey="1")
+    assert error_code(e) == "InvalidArgumentException"
+    with pytest.raises(ClientError) as e:
+        kin.split_shard(StreamName=name, ShardToSplit="shardId-000000000009",
+                        NewStartingHashKey=mid)
+    assert error_code(e) == "ResourceNotFoundException"
+    kin.split_shard(StreamName=name, ShardToSplit=FIRST_SHARD, NewStartingHashKey=mid)
+    shards = shard_map(kin, name)
+    assert len(shards) == 3
+    parent = shards[FIRST_SHARD]
+    assert "EndingSequenceNumber" in parent["SequenceNumberRange"]
+    left, right = shards["shardId-000000000001"], shards["shardId-000000000002"]
+    assert left["ParentShardId"] == FIRST_SHARD == right["ParentShardId"]
+    assert left["HashKeyRange"]["EndingHashKey"] == str(2 ** 127 - 1)
+    assert right["HashKeyRange"]["StartingHashKey"] == mid
+    assert "EndingSequenceNumber" not in left["SequenceNumberRange"]
+    summary = kin.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == 2
+    # A closed shard takes no records; its old ones stay readable, then it names its children
+    # and hands out no next iterator.
+    low = kin.put_record(StreamName=name, Data=b"low", PartitionKey="x",
+                         ExplicitHashKey="5")
+    assert low["ShardId"] == "shardId-000000000001"
+    it = kin.get_shard_iterator(StreamName=name, ShardId=FIRST_SHARD,
+                                ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    out = kin.get_records(ShardIterator=it)
+    assert [r["SequenceNumber"] for r in out["Records"]] == [before["SequenceNumber"]]
+    assert "NextShardIterator" not in out or out["NextShardIterator"] is None
+    assert sorted(c["ShardId"] for c in out["ChildShards"]) == [
+        "shardId-000000000001", "shardId-000000000002"]
+    assert out["ChildShards"][0]["ParentShards"] == [FIRST_SHARD]
+    # ListShards filters.
+    assert set(shard_map(kin, name, ShardFilter={"Type": "AT_LATEST"})) == {
+        "shardId-000000000001", "shardId-000000000002"}
+    assert len(shard_map(kin, name, ShardFilter={"Type": "FROM_TRIM_HORIZON"})) == 3
+    assert set(shard_map(kin, name, ShardFilter={"Type": "AT_TRIM_HORIZON"})) == {FIRST_SHARD}
+    assert set(shard_map(kin, name, ShardFilter={"Type": "AFTER_SHARD_ID",
+                                                 "ShardId": "shardId-000000000001"})) == {
+        "shardId-000000000002"}
+    with pytest.raises(ClientError) as e:
+        kin.list_shards(StreamName=name, ShardFilter={"Type": "AT_TIMESTAMP"})
+    assert error_code(e) == "InvalidArgumentException"
+
+    with pytest.raises(ClientError) as e:
+        kin.merge_shards(StreamName=name, ShardToMerge=FIRST_SHARD,
+                         AdjacentShardToMerge="shardId-000000000001")
+    assert error_code(e) == "ResourceInUseException"
+    kin.merge_shards(StreamName=name, ShardToMerge="shardId-000000000002",
+                     AdjacentShardToMerge="shardId-000000000001")
+    merged = shard_map(kin, name)["shardId-000000000003"]
+    assert merged["ParentShardId"] == "shardId-000000000001"
+    assert merged["AdjacentParentShardId"] == "shardId-000000000002"
+    assert merged["HashKeyRange"] == {"StartingHashKey": "0",
+                                      "EndingHashKey": str(2 ** 128 - 1)}
+    assert kin.put_record(StreamName=name, Data=b"x", PartitionKey="k")["ShardId"] == \
+        "shardId-000000000003"
+
+
+def test_update_shard_count_scales_uniformly(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=2)
+    with pytest.raises(ClientError) as e:
+        kin.update_shard_count(StreamName=name, TargetShardCount=5,
+                               ScalingType="UNIFORM_SCALING")
+    assert error_code(e) == "LimitExceededException"
+    out = kin.update_shard_count(StreamName=name, TargetShardCount=3,
+                                 ScalingType="UNIFORM_SCALING")
+    assert out["CurrentShardCount"] == 2 and out["TargetShardCount"] == 3
+    open_shards = kin.list_shards(StreamName=name, ShardFilter={"Type": "AT_LATEST"})["Shards"]
+    assert len(open_shards) == 3
+    third = 2 ** 128 // 3
+    starts = sorted(int(s["HashKeyRange"]["StartingHashKey"]) for s in open_shards)
+    assert starts == [0, third, 2 * third]
+    # Every shard's parents are in the listing and closed.
+    shards = shard_map(kin, name)
+    for s in shards.values():
+        for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")):
+            if p:
+                assert "EndingSequenceNumber" in shards[p]["SequenceNumberRange"]
+    assert kin.describe_stream_summary(StreamName=name)[
+        "StreamDescriptionSummary"]["OpenShardCount"] == 3
+
+
+def test_mapping_reads_children_after_their_parent(kin, lam, logs):
+    """Records of one partition key keep their order across a split: the poller finishes the
+    parent shard before it reads the children."""
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": CONSUMER_PY})
+    before = [f"a{i}" for i in range(5)]
+    for d in before:
+        kin.put_record(StreamName=name, Data=d.encode(), PartitionKey="key")
+    kin.split_shard(StreamName=name, ShardToSplit=FIRST_SHARD,
+                    NewStartingHashKey=str(2 ** 127))
+    after = [f"b{i}" for i in range(5)]
+    for d in after:
+        kin.put_record(StreamName=name, Data=d.encode(), PartitionKey="key")
+    lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                    StartingPosition="TRIM_HORIZON", BatchSize=2)
+    got = batches(logs, function, 6)
+    seen = [d for b in got for d in b["data"]]
+    assert seen == before + after
+    assert got[0]["first"]["eventID"].startswith(FIRST_SHARD + ":")
+    assert not got[-1]["first"]["eventID"].startswith(FIRST_SHARD + ":")
