@@ -712,6 +712,8 @@ mod tests {
             maximum_record_age_s: -1,
             bisect_on_error: false,
             on_failure: None,
+            parallelization_factor: 1,
+            tumbling_window_s: 0,
         }
     }
 

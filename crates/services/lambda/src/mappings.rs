@@ -64,6 +64,14 @@ pub(crate) struct StreamSettings {
     pub max_record_age_s: i32,
     pub bisect: bool,
     pub on_failure: Option<String>,
+    #[serde(default = "one")]
+    pub parallelization: u32,
+    #[serde(default)]
+    pub tumbling_window_s: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The kind of source an event source ARN names, as AWS tells them apart.
@@ -113,6 +121,8 @@ fn stream_settings(
                 max_record_age_s: -1,
                 bisect: false,
                 on_failure: None,
+                parallelization: 1,
+                tumbling_window_s: 0,
             }
         }
     };
@@ -138,6 +148,22 @@ fn stream_settings(
             )));
         }
         s.max_record_age_s = a as i32;
+    }
+    if let Some(p) = input.get("ParallelizationFactor").and_then(Value::as_i64) {
+        if !(1..=10).contains(&p) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{p}' at 'parallelizationFactor' failed to satisfy constraint: Member must have value between 1 and 10"
+            )));
+        }
+        s.parallelization = p as u32;
+    }
+    if let Some(w) = input.get("TumblingWindowInSeconds").and_then(Value::as_i64) {
+        if !(0..=900).contains(&w) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{w}' at 'tumblingWindowInSeconds' failed to satisfy constraint: Member must have value between 0 and 900"
+            )));
+        }
+        s.tumbling_window_s = w as u32;
     }
     if let Some(b) = input
         .get("BisectBatchOnFunctionError")
@@ -191,6 +217,8 @@ impl Mapping {
             maximum_record_age_s: self.stream.as_ref().map_or(-1, |s| s.max_record_age_s),
             bisect_on_error: self.stream.as_ref().is_some_and(|s| s.bisect),
             on_failure: self.stream.as_ref().and_then(|s| s.on_failure.clone()),
+            parallelization_factor: self.stream.as_ref().map_or(1, |s| s.parallelization),
+            tumbling_window_s: self.stream.as_ref().map_or(0, |s| s.tumbling_window_s),
         }
     }
 
@@ -225,8 +253,8 @@ impl Mapping {
             out["MaximumRetryAttempts"] = json!(s.max_retries);
             out["MaximumRecordAgeInSeconds"] = json!(s.max_record_age_s);
             out["BisectBatchOnFunctionError"] = json!(s.bisect);
-            out["ParallelizationFactor"] = json!(1);
-            out["TumblingWindowInSeconds"] = json!(0);
+            out["ParallelizationFactor"] = json!(s.parallelization);
+            out["TumblingWindowInSeconds"] = json!(s.tumbling_window_s);
             out["DestinationConfig"] = match &s.on_failure {
                 Some(d) => json!({"OnFailure": {"Destination": d}}),
                 None => json!({"OnFailure": {}}),
