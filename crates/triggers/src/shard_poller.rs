@@ -1,11 +1,20 @@
 //! Event source mappings for streams (Kinesis, DynamoDB Streams: `shard_source` knows each
 //! one's wire shape), with AWS's semantics:
 //!
-//! - One poller per shard, in order, one batch at a time (ParallelizationFactor 1). A shard
-//!   without a checkpoint starts at the mapping's `StartingPosition` (TRIM_HORIZON, LATEST,
-//!   AT_TIMESTAMP); one with a checkpoint continues after it.
-//! - Shards that close (resharding, DynamoDB's shard rollover) are read to their end; a child
-//!   shard starts only after each of its parents ended, at its first record.
+//! - One poller per shard, in order. A shard without a checkpoint starts at the mapping's
+//!   `StartingPosition` (TRIM_HORIZON, LATEST, AT_TIMESTAMP); one with a checkpoint continues
+//!   after it.
+//! - `ParallelizationFactor` N > 1: each read goes to N lanes by partition key, the lanes run
+//!   at once, each in order, so a key's records keep their order; the checkpoint moves after
+//!   every lane finished.
+//! - `TumblingWindowInSeconds`: batches never span a window (windows aligned to the epoch by
+//!   arrival time); the state the function returns goes into its next invocation of the
+//!   window; once the window is over (or its state outgrew 1 MB, `isWindowTerminatedEarly`) a
+//!   last invocation without records has `isFinalInvokeForWindow`. The state lives in memory,
+//!   as a restart re-reads the window's records from the checkpoint.
+//! - `FilterCriteria`: Kinesis records are matched on `data` decoded as JSON (records whose
+//!   data is not JSON match no `data` pattern), DynamoDB records as they are; records no
+//!   pattern matches are skipped and checkpointed, as AWS does.
 //! - A batch is up to `BatchSize` records, gathered for up to `MaximumBatchingWindowInSeconds`,
 //!   sent as AWS's Kinesis event.
 //! - A failing batch blocks its shard and is retried (back-off on the clock, 1 s doubling up to
@@ -15,7 +24,8 @@
 //!   (the halves carry the batch's attempt count). With `ReportBatchItemFailures` the records
 //!   before the lowest reported sequence number are done and the rest is retried.
 //! - A batch that gives up sends its metadata (`KinesisBatchInfo` or `DDBStreamBatchInfo`,
-//!   AWS's shapes) to the on-failure destination (an SQS queue) and the shard moves on.
+//!   AWS's shapes) to the on-failure destination (an SQS queue or SNS topic) and the shard
+//!   moves on.
 //! - Checkpoints (`triggers.shard`, `uuid/shardId` -> last finished sequence number, or
 //!   `end` for a shard read to its end, `skip` for one closed before a LATEST mapping) are
 //!   durable before the next batch is read, so a restart never reprocesses a finished batch;
@@ -24,8 +34,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, Weak};
 
+use base64::Engine;
 use serde_json::{Value, json};
 use tsumiki_core::{AwsError, Clock, RequestContext};
+use tsumiki_lang::event_pattern::Pattern;
 use tsumiki_ports::{EventSourcePollers, FunctionInvoker, MappingSpec, Service, Services};
 use tsumiki_store::{Batch, Store};
 
@@ -109,6 +121,7 @@ impl EventSourcePollers for ShardPollers {
 }
 
 /// What a shard's loop needs from its mapping.
+#[derive(Clone)]
 struct Shard {
     spec: MappingSpec,
     source: ShardSource,
@@ -129,6 +142,7 @@ fn context(arn: &str, source: ShardSource) -> Option<RequestContext> {
 }
 
 /// The pieces a loop takes from the pollers on each turn (they hold the pollers weakly).
+#[derive(Clone)]
 struct Parts {
     stream: Arc<dyn Service>,
     services: Services,
@@ -305,87 +319,259 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
     // Where a new iterator starts: the first position, then after the last finished record.
     let mut start = start;
     let mut iter: Option<String> = None;
-    let size = shard.spec.batch_size.max(1) as usize;
+    let filters: Vec<Pattern> = shard
+        .spec
+        .filters
+        .iter()
+        .filter_map(|f| Pattern::parse(f).ok())
+        .collect();
+    let window_ms = i64::from(shard.spec.tumbling_window_s) * 1000;
+    // Tumbling windows keep one state per shard, so they run one lane.
+    let lanes = if window_ms > 0 {
+        1
+    } else {
+        shard.spec.parallelization_factor.clamp(1, 10) as usize
+    };
+    let size = shard.spec.batch_size.max(1) as usize * lanes;
+    // Records read but left for the next batch (a batch holds one tumbling window).
+    let mut carry: Vec<StreamRecord> = Vec::new();
+    let mut window: Option<Window> = None;
+    let mut ended = false;
     loop {
         let Some(p) = parts(&pollers, shard.source).await else {
             return;
         };
-        let mut batch: Vec<StreamRecord> = Vec::new();
+        let mut batch: Vec<StreamRecord> = std::mem::take(&mut carry);
         let mut deadline = None;
-        let mut ended = false;
-        loop {
-            let it = match &iter {
-                Some(it) => it.clone(),
-                None => match shard
-                    .source
-                    .iterator(
-                        &*p.stream,
-                        &shard.ctx,
-                        &shard.spec.source_arn,
-                        &shard.id,
-                        start.position(),
-                    )
-                    .await
+        // A batch left over from the last read (the next tumbling window's) goes as it is.
+        let reading = batch.is_empty() && !ended;
+        if reading {
+            loop {
+                if batch.is_empty()
+                    && let Some(w) = &window
+                    && p.clock.now_ms() >= w.start_ms + window_ms
                 {
-                    Ok(it) => it,
-                    Err(e) => {
-                        tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "no shard iterator");
-                        Clock::pause_real(std::time::Duration::from_secs(1)).await;
-                        break;
-                    }
-                },
-            };
-            let want = size - batch.len();
-            let page = match shard
-                .source
-                .read(&*p.stream, &shard.ctx, &it, want.min(10_000))
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    // An expired iterator is taken again from the checkpoint (records already
-                    // gathered are dropped and read again).
-                    if e.code != "ExpiredIteratorException" {
-                        tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "GetRecords failed");
-                        Clock::pause_real(std::time::Duration::from_secs(1)).await;
-                    }
-                    iter = None;
-                    batch.clear();
                     break;
                 }
-            };
-            iter = page.next;
-            let empty = page.records.is_empty();
-            batch.extend(page.records);
-            if iter.is_none() {
-                ended = true;
-                break;
-            }
-            if batch.is_empty() {
-                Clock::pause_real(IDLE_POLL).await;
-                continue;
-            }
-            let due = *deadline
-                .get_or_insert(p.clock.now_ms() + i64::from(shard.spec.batching_window_s) * 1000);
-            if batch.len() >= size || p.clock.now_ms() >= due {
-                break;
-            }
-            if empty {
-                Clock::pause_real(IDLE_POLL).await;
+                let it = match &iter {
+                    Some(it) => it.clone(),
+                    None => match shard
+                        .source
+                        .iterator(
+                            &*p.stream,
+                            &shard.ctx,
+                            &shard.spec.source_arn,
+                            &shard.id,
+                            start.position(),
+                        )
+                        .await
+                    {
+                        Ok(it) => it,
+                        Err(e) => {
+                            tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "no shard iterator");
+                            Clock::pause_real(std::time::Duration::from_secs(1)).await;
+                            break;
+                        }
+                    },
+                };
+                let want = size - batch.len();
+                let page = match shard
+                    .source
+                    .read(&*p.stream, &shard.ctx, &it, want.min(10_000))
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        // An expired iterator is taken again from the checkpoint (records already
+                        // gathered are dropped and read again).
+                        if e.code != "ExpiredIteratorException" {
+                            tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "GetRecords failed");
+                            Clock::pause_real(std::time::Duration::from_secs(1)).await;
+                        }
+                        iter = None;
+                        batch.clear();
+                        break;
+                    }
+                };
+                iter = page.next;
+                let empty = page.records.is_empty();
+                batch.extend(page.records);
+                if iter.is_none() {
+                    ended = true;
+                    break;
+                }
+                if batch.is_empty() {
+                    Clock::pause_real(IDLE_POLL).await;
+                    continue;
+                }
+                let due = *deadline.get_or_insert(
+                    p.clock.now_ms() + i64::from(shard.spec.batching_window_s) * 1000,
+                );
+                if batch.len() >= size || p.clock.now_ms() >= due {
+                    break;
+                }
+                if empty {
+                    Clock::pause_real(IDLE_POLL).await;
+                }
             }
         }
-        if !batch.is_empty() {
-            let mut done: Option<String> = None;
-            process(&p, &shard, batch, &mut done).await;
-            if let Some(seq) = done {
-                start = Start::After(seq);
+        if window_ms > 0
+            && let Some(first) = batch.first()
+        {
+            let w = window_start(first.arrival_ms, window_ms);
+            if let Some(cut) = batch
+                .iter()
+                .position(|r| window_start(r.arrival_ms, window_ms) != w)
+            {
+                carry = batch.split_off(cut);
             }
+            // A batch of a later window closes the earlier one first.
+            if window.as_ref().is_some_and(|x| x.start_ms != w)
+                && let Some(old) = window.take()
+            {
+                final_invoke(&p, &shard, old, window_ms, false).await;
+            }
+        } else if batch.is_empty()
+            && let Some(w) = window.take_if(|w| p.clock.now_ms() >= w.start_ms + window_ms)
+        {
+            final_invoke(&p, &shard, w, window_ms, false).await;
         }
-        if ended {
+        if let Some(last) = batch.last().map(|r| r.seq.clone()) {
+            let kept: Vec<StreamRecord> = batch
+                .into_iter()
+                .filter(|r| filters.is_empty() || filters.iter().any(|f| matches(f, &shard, r)))
+                .collect();
+            if lanes > 1 {
+                run_lanes(&p, &shard, kept, lanes).await;
+            } else if !kept.is_empty() {
+                if window_ms > 0 {
+                    let w = window_start(kept[0].arrival_ms, window_ms);
+                    window.get_or_insert_with(|| Window {
+                        start_ms: w,
+                        state: json!({}),
+                    });
+                }
+                let mut done = None;
+                process(&p, &shard, kept, &mut done, window.as_mut(), true).await;
+                if window_ms > 0
+                    && let Some(w) = window.take_if(|w| w.state.to_string().len() > MAX_STATE_BYTES)
+                {
+                    final_invoke(&p, &shard, w, window_ms, true).await;
+                }
+            }
+            // Filtered-out records and every lane's are done: the checkpoint passes them.
+            save_progress(&p.store, &shard.spec.uuid, &shard.id, last.as_bytes()).await;
+            start = Start::After(last);
+        }
+        if ended && carry.is_empty() {
+            if let Some(w) = window.take() {
+                final_invoke(&p, &shard, w, window_ms, false).await;
+            }
             save_progress(&p.store, &shard.spec.uuid, &shard.id, ENDED).await;
             tracing::info!(mapping = %shard.spec.uuid, shard = %shard.id, "Shard read to its end.");
             return;
         }
+    }
+}
+
+/// AWS ends a tumbling window early when its state outgrows 1 MB.
+const MAX_STATE_BYTES: usize = 1024 * 1024;
+
+/// A tumbling window in progress: where it starts and the state the function last returned.
+struct Window {
+    start_ms: i64,
+    state: Value,
+}
+
+/// Windows are aligned to the epoch, as AWS's are, by the records' arrival times.
+fn window_start(arrival_ms: i64, window_ms: i64) -> i64 {
+    arrival_ms - arrival_ms.rem_euclid(window_ms)
+}
+
+/// What a tumbling-window invocation adds to the event.
+struct WindowCall<'a> {
+    start_ms: i64,
+    end_ms: i64,
+    state: &'a Value,
+    is_final: bool,
+    terminated_early: bool,
+}
+
+/// Filters see Kinesis data as JSON when it is JSON (AWS filters Kinesis records only on
+/// `data`), and DynamoDB records as they are.
+fn matches(pattern: &Pattern, shard: &Shard, r: &StreamRecord) -> bool {
+    let view = match shard.source {
+        ShardSource::Kinesis => {
+            let decoded = r.raw["Data"]
+                .as_str()
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            match decoded {
+                Some(data) => json!({"data": data}),
+                None => json!({}),
+            }
+        }
+        ShardSource::DynamoDbStreams => r.raw.clone(),
+    };
+    pattern.matches(&view.to_string()).unwrap_or(false)
+}
+
+/// ParallelizationFactor: the records go to lanes by partition key, each lane runs its
+/// batches in order, the lanes run at once. The shard's checkpoint moves only after every
+/// lane finished (a crash re-runs the whole read: at least once, never a skipped record).
+async fn run_lanes(p: &Parts, shard: &Shard, records: Vec<StreamRecord>, lanes: usize) {
+    use std::hash::{Hash, Hasher};
+    let mut by_lane: Vec<Vec<StreamRecord>> = vec![Vec::new(); lanes];
+    for r in records {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.partition_key.hash(&mut h);
+        by_lane[(h.finish() % lanes as u64) as usize].push(r);
+    }
+    let size = shard.spec.batch_size.max(1) as usize;
+    let mut set = tokio::task::JoinSet::new();
+    for lane in by_lane.into_iter().filter(|l| !l.is_empty()) {
+        let (p, shard) = (p.clone(), shard.clone());
+        set.spawn(async move {
+            for chunk in lane.chunks(size) {
+                let mut done = None;
+                process(&p, &shard, chunk.to_vec(), &mut done, None, false).await;
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// The invocation that closes a tumbling window: no records, the last state,
+/// `isFinalInvokeForWindow`. Retried like a batch (up to 3 tries when retries are unlimited,
+/// so a failing final call cannot hold the shard forever).
+async fn final_invoke(p: &Parts, shard: &Shard, w: Window, window_ms: i64, early: bool) {
+    let call = WindowCall {
+        start_ms: w.start_ms,
+        end_ms: w.start_ms + window_ms,
+        state: &w.state,
+        is_final: true,
+        terminated_early: early,
+    };
+    let limit = match shard.spec.maximum_retry_attempts {
+        r if r < 0 => 2,
+        r => r as u32,
+    };
+    let mut attempts = 0;
+    let mut backoff = BACKOFF_START_MS;
+    loop {
+        match invoke(p, shard, &[], Some(&call)).await.0 {
+            Outcome::Done => return,
+            Outcome::NotRun => {}
+            Outcome::Failed { .. } => {
+                attempts += 1;
+                if attempts > limit {
+                    tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, "the final invocation of a window failed; moving on");
+                    return;
+                }
+            }
+        }
+        p.clock.sleep_ms(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX_MS);
     }
 }
 
@@ -402,14 +588,32 @@ enum Outcome {
     NotRun,
 }
 
-async fn invoke(p: &Parts, shard: &Shard, records: &[StreamRecord]) -> Outcome {
+/// Invokes the function with a batch; answers how it ended and, in a tumbling window, the
+/// state the function returned.
+async fn invoke(
+    p: &Parts,
+    shard: &Shard,
+    records: &[StreamRecord],
+    window: Option<&WindowCall<'_>>,
+) -> (Outcome, Option<Value>) {
     let Some(invoker) = p.invoker.upgrade() else {
-        return Outcome::NotRun;
+        return (Outcome::NotRun, None);
     };
-    let event = json!({"Records": records
+    let mut event = json!({"Records": records
         .iter()
         .map(|r| shard.source.event_record(r, &shard.id, &shard.spec.source_arn, &shard.ctx))
         .collect::<Vec<_>>()});
+    if let Some(w) = window {
+        event["window"] = json!({
+            "start": tsumiki_core::clock::iso8601_ms(w.start_ms),
+            "end": tsumiki_core::clock::iso8601_ms(w.end_ms),
+        });
+        event["state"] = w.state.clone();
+        event["shardId"] = json!(shard.id);
+        event["eventSourceARN"] = json!(shard.spec.source_arn);
+        event["isFinalInvokeForWindow"] = json!(w.is_final);
+        event["isWindowTerminatedEarly"] = json!(w.terminated_early);
+    }
     let request_id = tsumiki_core::ids::request_id();
     match invoker
         .invoke(
@@ -420,26 +624,39 @@ async fn invoke(p: &Parts, shard: &Shard, records: &[StreamRecord]) -> Outcome {
         .await
     {
         Ok(r) if r.function_error.is_none() => {
+            let state = window.map(|_| {
+                serde_json::from_slice::<Value>(&r.payload)
+                    .ok()
+                    .and_then(|v| v.get("state").cloned())
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({}))
+            });
             if !shard.spec.report_item_failures {
-                return Outcome::Done;
+                return (Outcome::Done, state);
             }
             match first_failed(&r.payload, records) {
-                None => Outcome::Done,
-                Some(from) => Outcome::Failed {
-                    from,
-                    function_error: None,
-                    version: r.executed_version,
-                },
+                None => (Outcome::Done, state),
+                Some(from) => (
+                    Outcome::Failed {
+                        from,
+                        function_error: None,
+                        version: r.executed_version,
+                    },
+                    state,
+                ),
             }
         }
-        Ok(r) => Outcome::Failed {
-            from: 0,
-            function_error: r.function_error,
-            version: r.executed_version,
-        },
+        Ok(r) => (
+            Outcome::Failed {
+                from: 0,
+                function_error: r.function_error,
+                version: r.executed_version,
+            },
+            None,
+        ),
         Err(e) => {
             tracing::info!(mapping = %shard.spec.uuid, error = %e.code, "batch not processed; retrying");
-            Outcome::NotRun
+            (Outcome::NotRun, None)
         }
     }
 }
@@ -464,9 +681,18 @@ fn first_failed(payload: &[u8], records: &[StreamRecord]) -> Option<usize> {
     first
 }
 
-/// Runs one batch to its end: success, or retries spent and reported to the destination. The
-/// checkpoint moves after each finished piece; `done` is the last finished sequence number.
-async fn process(p: &Parts, shard: &Shard, batch: Vec<StreamRecord>, done: &mut Option<String>) {
+/// Runs one batch to its end: success, or retries spent and reported to the destination. With
+/// `save`, the checkpoint moves after each finished piece; `done` is the last finished sequence
+/// number. In a tumbling window each success carries the function's state forward.
+async fn process(
+    p: &Parts,
+    shard: &Shard,
+    batch: Vec<StreamRecord>,
+    done: &mut Option<String>,
+    mut window: Option<&mut Window>,
+    save: bool,
+) {
+    let window_ms = i64::from(shard.spec.tumbling_window_s) * 1000;
     // Pieces in shard order, each with the attempts it has had.
     let mut work: VecDeque<(Vec<StreamRecord>, u32)> = VecDeque::from([(batch, 0)]);
     let mut backoff = BACKOFF_START_MS;
@@ -478,12 +704,28 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<StreamRecord>, done: &mut 
             && now - oldest > i64::from(spec.maximum_record_age_s) * 1000
         {
             give_up(p, shard, &records, attempts, "RecordAgeExceeded", None).await;
-            finish(p, shard, &records, done).await;
+            finish(p, shard, &records, done, save).await;
             continue;
         }
-        let (records, attempts, function_error, version) = match invoke(p, shard, &records).await {
+        let (outcome, state) = match window.as_deref() {
+            Some(w) => {
+                let call = WindowCall {
+                    start_ms: w.start_ms,
+                    end_ms: w.start_ms + window_ms,
+                    state: &w.state,
+                    is_final: false,
+                    terminated_early: false,
+                };
+                invoke(p, shard, &records, Some(&call)).await
+            }
+            None => invoke(p, shard, &records, None).await,
+        };
+        if let (Some(w), Some(state)) = (window.as_deref_mut(), state) {
+            w.state = state;
+        }
+        let (records, attempts, function_error, version) = match outcome {
             Outcome::Done => {
-                finish(p, shard, &records, done).await;
+                finish(p, shard, &records, done, save).await;
                 backoff = BACKOFF_START_MS;
                 continue;
             }
@@ -501,7 +743,7 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<StreamRecord>, done: &mut 
                 let mut records = records;
                 let rest = records.split_off(from);
                 if !records.is_empty() {
-                    finish(p, shard, &records, done).await;
+                    finish(p, shard, &records, done, save).await;
                 }
                 (rest, attempts + 1, function_error, version)
             }
@@ -524,7 +766,7 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<StreamRecord>, done: &mut 
                 "RetryAttemptsExhausted"
             };
             give_up(p, shard, &records, attempts, condition, Some(info)).await;
-            finish(p, shard, &records, done).await;
+            finish(p, shard, &records, done, save).await;
             backoff = BACKOFF_START_MS;
             continue;
         }
@@ -551,9 +793,17 @@ async fn expired(p: &Parts, shard: &Shard, records: &[StreamRecord]) -> bool {
     }
 }
 
-async fn finish(p: &Parts, shard: &Shard, records: &[StreamRecord], done: &mut Option<String>) {
+async fn finish(
+    p: &Parts,
+    shard: &Shard,
+    records: &[StreamRecord],
+    done: &mut Option<String>,
+    save: bool,
+) {
     if let Some(last) = records.last() {
-        save_progress(&p.store, &shard.spec.uuid, &shard.id, last.seq.as_bytes()).await;
+        if save {
+            save_progress(&p.store, &shard.spec.uuid, &shard.id, last.seq.as_bytes()).await;
+        }
         *done = Some(last.seq.clone());
     }
 }
@@ -636,9 +886,14 @@ async fn give_up(
             account,
             name,
         } => deliver::to_sqs(&p.services, region, account, name, &body.to_string(), None).await,
+        Destination::Sns {
+            region,
+            account,
+            arn,
+        } => deliver::to_sns(&p.services, region, account, arn, &body.to_string(), None).await,
         _ => Err(AwsError::not_implemented(
             "lambda",
-            "on-failure destinations other than SQS for stream sources",
+            "on-failure destinations other than SQS and SNS for stream sources",
         )),
     };
     if let Err(e) = result {

@@ -179,10 +179,10 @@ fn stream_settings(
             .map(String::from);
     }
     if let Some(d) = &s.on_failure
-        && d.split(':').nth(2) != Some("sqs")
+        && !matches!(d.split(':').nth(2), Some("sqs" | "sns"))
     {
         return Err(invalid(format!(
-            "tsumiki sends the failed batches of stream sources to SQS queues so far; {d} is not one."
+            "The destination ARN {d} is invalid. A stream source's on-failure destination is an SQS queue or an SNS topic."
         )));
     }
     Ok(s)
