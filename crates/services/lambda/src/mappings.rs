@@ -18,6 +18,8 @@ pub(crate) const NS_MAPPING: &str = "lambda.esm";
 /// AWS: SQS mappings take batches of 1 to 10,000 (more than 10 needs a batching window).
 const SQS_MAX_BATCH: u64 = 10_000;
 const SQS_DEFAULT_BATCH: u32 = 10;
+/// AWS: FIFO queues take batches of at most 10, without a batching window.
+const SQS_FIFO_MAX_BATCH: u32 = 10;
 /// AWS: SQS mappings scale to at most 1,000 concurrent invocations; at least 2.
 const DEFAULT_MAX_CONCURRENCY: u32 = 1_000;
 /// AWS: Kinesis and DynamoDB Streams mappings take batches of 1 to 10,000, 100 by default.
@@ -299,7 +301,7 @@ fn filters(input: &Value) -> Result<Option<Vec<String>>, AwsError> {
     Ok(Some(out))
 }
 
-fn check_batch(batch: u32, window: u32, kind: SourceKind) -> Result<(), AwsError> {
+fn check_batch(batch: u32, window: u32, kind: SourceKind, fifo: bool) -> Result<(), AwsError> {
     if kind != SourceKind::Sqs {
         if u64::from(batch) > KINESIS_MAX_BATCH || batch == 0 {
             let name = if kind == SourceKind::Kinesis {
@@ -317,6 +319,16 @@ fn check_batch(batch: u32, window: u32, kind: SourceKind) -> Result<(), AwsError
         return Err(invalid(format!(
             "BatchSize must be between 1 and {SQS_MAX_BATCH} for SQS event sources."
         )));
+    }
+    if fifo && batch > SQS_FIFO_MAX_BATCH {
+        return Err(invalid(format!(
+            "BatchSize must be between 1 and {SQS_FIFO_MAX_BATCH} for FIFO queues."
+        )));
+    }
+    if fifo && window > 0 {
+        return Err(invalid(
+            "MaximumBatchingWindowInSeconds is not supported for FIFO queues.",
+        ));
     }
     if batch > 10 && window == 0 {
         return Err(invalid(
@@ -369,7 +381,7 @@ impl Lambda {
             .get("MaximumBatchingWindowInSeconds")
             .and_then(Value::as_u64)
             .unwrap_or(0) as u32;
-        check_batch(batch, window, kind)?;
+        check_batch(batch, window, kind, source.ends_with(".fifo"))?;
         let mapping = Mapping {
             uuid: uuid::Uuid::new_v4().to_string(),
             account: ctx.account.clone(),
@@ -487,7 +499,12 @@ impl Lambda {
             m.window_s = w as u32;
         }
         let kind = source_kind(&m.source_arn).unwrap_or(SourceKind::Sqs);
-        check_batch(m.batch_size, m.window_s, kind)?;
+        check_batch(
+            m.batch_size,
+            m.window_s,
+            kind,
+            m.source_arn.ends_with(".fifo"),
+        )?;
         if let Some(s) = m.stream.take() {
             m.stream = Some(stream_settings(&input, Some(s), kind)?);
         }
@@ -596,7 +613,15 @@ mod tests {
         )
         .expect("accepted");
         assert_eq!(s.starting_position, "LATEST");
-        assert!(check_batch(10_001, 0, SourceKind::DynamoDb).is_err());
-        assert!(check_batch(1_000, 0, SourceKind::DynamoDb).is_ok());
+        assert!(check_batch(10_001, 0, SourceKind::DynamoDb, false).is_err());
+        assert!(check_batch(1_000, 0, SourceKind::DynamoDb, false).is_ok());
+    }
+
+    #[test]
+    fn fifo_queues_take_batches_of_ten_without_a_window() {
+        assert!(check_batch(10, 0, SourceKind::Sqs, true).is_ok());
+        assert!(check_batch(11, 5, SourceKind::Sqs, true).is_err());
+        assert!(check_batch(5, 1, SourceKind::Sqs, true).is_err());
+        assert!(check_batch(11, 5, SourceKind::Sqs, false).is_ok());
     }
 }
