@@ -248,6 +248,12 @@ pub struct MappingSpec {
     /// Stream sources: where the metadata of a batch that exhausted its retries or aged out goes
     /// (`DestinationConfig.OnFailure.Destination`: an SQS queue ARN).
     pub on_failure: Option<String>,
+    /// Stream sources: batches of one shard processed at once (`ParallelizationFactor`, 1-10);
+    /// records of one partition key keep their order.
+    pub parallelization_factor: u32,
+    /// Stream sources: the tumbling window in seconds (`TumblingWindowInSeconds`, 0-900; 0:
+    /// none), whose state the function carries from one invocation to the next.
+    pub tumbling_window_s: u32,
 }
 
 /// Runs event source mappings (the triggers layer implements it).
