@@ -247,9 +247,15 @@ impl Gateway {
                     operation = tracing::field::Empty
                 );
                 let sink = self.event_sink.as_deref().map(|s| (s, self.clock.as_ref()));
-                call(served, protocol, req, ctx, sink)
+                let mut resp = call(served, protocol, req, ctx, sink)
                     .instrument(span)
-                    .await
+                    .await;
+                for (name, value) in served.service.response_headers(resp.body()) {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        resp.headers_mut().insert(name, value);
+                    }
+                }
+                resp
             }
         }
     }

@@ -38,6 +38,13 @@ pub trait Service: Send + Sync + 'static {
     /// `QueueUrl` member). Most services need nothing here.
     fn complete_input(&self, _ctx: &RequestContext, _operation: &str, _input: &mut Value) {}
 
+    /// Headers computed from an encoded response body, added to every response of this
+    /// service (DynamoDB's clients check `x-amz-crc32`, the CRC32 of the body). Most services
+    /// add none.
+    fn response_headers(&self, _body: &[u8]) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// Forgets every resource of this service, in every account and region.
     async fn reset(&self) -> Result<(), AwsError>;
 }
