@@ -5,4 +5,5 @@
 //!
 //! Start with [`event_pattern`].
 
+pub mod asl;
 pub mod event_pattern;
