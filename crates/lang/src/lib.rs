@@ -6,6 +6,7 @@
 //!
 //! Start with [`event_pattern`].
 
+pub mod asl;
 pub mod dynamodb;
 pub mod event_pattern;
 pub mod schedule;
