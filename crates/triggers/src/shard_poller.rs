@@ -588,17 +588,8 @@ enum Outcome {
     NotRun,
 }
 
-/// Invokes the function with a batch; answers how it ended and, in a tumbling window, the
-/// state the function returned.
-async fn invoke(
-    p: &Parts,
-    shard: &Shard,
-    records: &[StreamRecord],
-    window: Option<&WindowCall<'_>>,
-) -> (Outcome, Option<Value>) {
-    let Some(invoker) = p.invoker.upgrade() else {
-        return (Outcome::NotRun, None);
-    };
+/// Lambda's event for a batch: the records, plus the window's fields in a tumbling window.
+fn batch_event(shard: &Shard, records: &[StreamRecord], window: Option<&WindowCall<'_>>) -> Value {
     let mut event = json!({"Records": records
         .iter()
         .map(|r| shard.source.event_record(r, &shard.id, &shard.spec.source_arn, &shard.ctx))
@@ -614,6 +605,21 @@ async fn invoke(
         event["isFinalInvokeForWindow"] = json!(w.is_final);
         event["isWindowTerminatedEarly"] = json!(w.terminated_early);
     }
+    event
+}
+
+/// Invokes the function with a batch; answers how it ended and, in a tumbling window, the
+/// state the function returned.
+async fn invoke(
+    p: &Parts,
+    shard: &Shard,
+    records: &[StreamRecord],
+    window: Option<&WindowCall<'_>>,
+) -> (Outcome, Option<Value>) {
+    let Some(invoker) = p.invoker.upgrade() else {
+        return (Outcome::NotRun, None);
+    };
+    let event = batch_event(shard, records, window);
     let request_id = tsumiki_core::ids::request_id();
     match invoker
         .invoke(
@@ -1008,6 +1014,68 @@ mod tests {
             "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
         ));
         assert!(!is_stream_source("arn:aws:sqs:us-east-1:1:q"));
+    }
+
+    /// The events parse with the `aws_lambda_events` types, as real Rust functions read them.
+    #[test]
+    fn events_parse_as_aws_lambda_events_types() {
+        use aws_lambda_events::event::{dynamodb, kinesis};
+        let k = shard("arn:aws:kinesis:us-east-1:123456789012:stream/s");
+        let e = batch_event(&k, &[rec("49"), rec("50")], None);
+        let parsed: kinesis::KinesisEvent = serde_json::from_value(e).expect("a KinesisEvent");
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(parsed.records[0].kinesis.data.0, b"hi".to_vec());
+        assert_eq!(
+            parsed.records[1].event_id.as_deref(),
+            Some("shardId-000000000000:50")
+        );
+        // The Rust types take string-valued state; the function chooses the state's shape.
+        let state = json!({"count": "2"});
+        let call = WindowCall {
+            start_ms: 1_764_378_000_000,
+            end_ms: 1_764_378_060_000,
+            state: &state,
+            is_final: true,
+            terminated_early: false,
+        };
+        let e = batch_event(&k, &[], Some(&call));
+        let parsed: kinesis::KinesisTimeWindowEvent =
+            serde_json::from_value(e).expect("a KinesisTimeWindowEvent");
+        let w = &parsed.time_window_properties;
+        assert!(w.is_final_invoke_for_window && !w.is_window_terminated_early);
+        assert_eq!(w.shard_id.as_deref(), Some("shardId-000000000000"));
+        assert_eq!(w.state.get("count").map(String::as_str), Some("2"));
+        assert_eq!(w.window.start.timestamp(), 1_764_378_000);
+        assert_eq!(w.window.end.timestamp(), 1_764_378_060);
+        assert!(parsed.kinesis_event.records.is_empty());
+
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
+        let d = shard(arn);
+        let raw = json!({
+            "eventID": "e1", "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1_764_378_000.0,
+                "Keys": {"id": {"S": "a"}},
+                "NewImage": {"id": {"S": "a"}, "n": {"N": "2"}},
+                "OldImage": {"id": {"S": "a"}, "n": {"N": "1"}},
+                "SequenceNumber": "100", "SizeBytes": 30,
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            },
+        });
+        let r = StreamRecord {
+            seq: "100".into(),
+            arrival_ms: 0,
+            partition_key: "k".into(),
+            raw,
+        };
+        let e = batch_event(&d, &[r], None);
+        let parsed: dynamodb::Event = serde_json::from_value(e).expect("a DynamoDB Event");
+        assert_eq!(parsed.records[0].event_source_arn.as_deref(), Some(arn));
+        assert_eq!(
+            parsed.records[0].change.sequence_number.as_deref(),
+            Some("100")
+        );
     }
 
     #[test]
