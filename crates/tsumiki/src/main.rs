@@ -230,6 +230,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?),
         service: events.scheduler(),
     });
+    let stepfunctions = tsumiki_stepfunctions::StepFunctions::start(
+        store.clone(),
+        clock.clone(),
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>,
+    )
+    .await
+    .context("loading Step Functions")?;
+    served.push(Served {
+        model: Arc::new(Model::from_json(
+            "stepfunctions",
+            tsumiki_stepfunctions::MODEL_JSON,
+        )?),
+        service: stepfunctions.clone(),
+    });
 
     let config = GatewayConfig {
         default_account: args.default_account,
@@ -242,6 +256,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     async_invoker.set_services(services.clone());
     queue_pollers.set_services(services.clone());
+    stepfunctions.set_services(services.clone());
     shard_pollers.set_services(services);
     let mut gateway = Gateway::new(config, clock, served);
     gateway.set_event_sink(events.clone());
@@ -258,6 +273,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     compute.set_endpoint(&format!("http://{reachable}"));
     events.set_endpoint(&format!("http://{reachable}"));
+    stepfunctions.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
