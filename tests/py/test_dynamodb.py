@@ -607,3 +607,76 @@ def test_put_items_survive_kill_9_with_one_stream_record_each(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# A function that logs each batch (event name, keys, images) and fails on an item named poison.
+STREAM_CONSUMER_PY = r'''
+import json
+
+def handler(event, context):
+    recs = [{"name": r["eventName"], "pk": r["dynamodb"]["Keys"]["pk"]["S"],
+             "new": r["dynamodb"].get("NewImage"), "old": r["dynamodb"].get("OldImage")}
+            for r in event["Records"]]
+    print("BATCH " + json.dumps({"recs": recs, "first": event["Records"][0]}))
+    if any(r["pk"] == "poison" and r["name"] == "INSERT" for r in recs):
+        raise ValueError("poison")
+    return {}
+'''
+
+
+def logged_batches(logs, function, want, timeout=40):
+    import json
+    deadline = time.monotonic() + timeout
+    found = []
+    while time.monotonic() < deadline:
+        try:
+            events = logs.filter_log_events(logGroupName=f"/aws/lambda/{function}",
+                                            filterPattern='"BATCH"')["events"]
+        except ClientError:
+            events = []
+        events.sort(key=lambda e: (e["timestamp"], e.get("eventId", "")))
+        found = [json.loads(e["message"].split("BATCH ", 1)[1]) for e in events]
+        if len(found) >= want:
+            return found
+        time.sleep(0.2)
+    return found
+
+
+def test_table_stream_function(server, ddb):
+    """Inserts, updates and deletes reach the function in order per item with the right
+    images; a failing record blocks its shard until its retries run out, then goes to the
+    on-failure destination as AWS's DDBStreamBatchInfo."""
+    import json
+    from lambda_util import create_function, unique as fn_unique
+    lam, logs, sqs = server.client("lambda"), server.client("logs"), server.client("sqs")
+    t = make_table(ddb, range_key=False, stream="NEW_AND_OLD_IMAGES")
+    arn = ddb.describe_table(TableName=t)["Table"]["LatestStreamArn"]
+    function = fn_unique("ddbconsumer")
+    create_function(lam, function, {"app.py": STREAM_CONSUMER_PY})
+    dlq = sqs.create_queue(QueueName=fn_unique("onfail"))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    ddb.put_item(TableName=t, Item={"pk": {"S": "a"}, "v": {"N": "1"}})
+    ddb.update_item(TableName=t, Key={"pk": {"S": "a"}}, UpdateExpression="SET v = :v",
+                    ExpressionAttributeValues={":v": {"N": "2"}})
+    ddb.put_item(TableName=t, Item={"pk": {"S": "poison"}})
+    ddb.delete_item(TableName=t, Key={"pk": {"S": "a"}})
+    m = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON", BatchSize=1,
+                                        MaximumRetryAttempts=1,
+                                        DestinationConfig={"OnFailure": {"Destination": dlq_arn}})
+    got = logged_batches(logs, function, 5)
+    seen = [(r["name"], r["pk"]) for b in got for r in b["recs"]]
+    # The poison record runs twice (one retry) and nothing behind it runs meanwhile.
+    assert seen[:5] == [("INSERT", "a"), ("MODIFY", "a"), ("INSERT", "poison"), ("INSERT", "poison"),
+                        ("REMOVE", "a")]
+    recs = [r for b in got for r in b["recs"]]
+    assert recs[0]["new"] == {"pk": {"S": "a"}, "v": {"N": "1"}} and recs[0]["old"] is None
+    assert recs[1]["old"]["v"] == {"N": "1"} and recs[1]["new"]["v"] == {"N": "2"}
+    assert recs[4]["new"] is None and recs[4]["old"]["v"] == {"N": "2"}
+    first = got[0]["first"]
+    assert first["eventSource"] == "aws:dynamodb" and first["eventSourceARN"] == arn
+    assert first["eventVersion"] == "1.1" and first["awsRegion"] == REGION
+    msgs = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=10)["Messages"]
+    info = json.loads(msgs[0]["Body"])["DDBStreamBatchInfo"]
+    assert info["streamArn"] == arn and info["batchSize"] == 1
+    lam.delete_event_source_mapping(UUID=m["UUID"])
