@@ -142,6 +142,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let kinesis = tsumiki_kinesis::Kinesis::start(store.clone(), clock.clone())
         .await
         .context("loading Kinesis")?;
+    let dynamodb = tsumiki_dynamodb::DynamoDb::start(store.clone(), clock.clone())
+        .await
+        .context("loading DynamoDB")?;
     // Unpacked code and environments' /tmp live beside the store, or in a temporary directory
     // that goes away with an in-memory server.
     let (work_dir, _scratch) = match data_dir {
@@ -208,6 +211,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Served {
             model: Arc::new(Model::from_json("kinesis", tsumiki_kinesis::MODEL_JSON)?),
             service: kinesis,
+        },
+        // Streams before DynamoDB: both sign as `dynamodb`, and the later one owns that name.
+        Served {
+            model: Arc::new(Model::from_json(
+                "dynamodbstreams",
+                tsumiki_dynamodb::STREAMS_MODEL_JSON,
+            )?),
+            service: dynamodb.streams(),
+        },
+        Served {
+            model: Arc::new(Model::from_json("dynamodb", tsumiki_dynamodb::MODEL_JSON)?),
+            service: dynamodb,
         },
     ];
     // EventBridge and Scheduler deliver to the other services by name.
