@@ -6,3 +6,4 @@
 //! Start with [`event_pattern`].
 
 pub mod event_pattern;
+pub mod filter_policy;
