@@ -523,3 +523,255 @@ def test_mapping_checkpoints_survive_kill_9(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def shard_map(kin, name, **kw):
+    return {s["ShardId"]: s for s in kin.list_shards(StreamName=name, **kw)["Shards"]}
+
+
+def test_split_and_merge_close_parents_and_route_to_children(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    before = kin.put_record(StreamName=name, Data=b"old", PartitionKey="k")
+    mid = str(2 ** 127)
+    with pytest.raises(ClientError) as e:
+        kin.split_shard(StreamName=name, ShardToSplit=FIRST_SHARD, NewStartingHashKey="1")
+    assert error_code(e) == "InvalidArgumentException"
+    with pytest.raises(ClientError) as e:
+        kin.split_shard(StreamName=name, ShardToSplit="shardId-000000000009",
+                        NewStartingHashKey=mid)
+    assert error_code(e) == "ResourceNotFoundException"
+    kin.split_shard(StreamName=name, ShardToSplit=FIRST_SHARD, NewStartingHashKey=mid)
+    shards = shard_map(kin, name)
+    assert len(shards) == 3
+    parent = shards[FIRST_SHARD]
+    assert "EndingSequenceNumber" in parent["SequenceNumberRange"]
+    left, right = shards["shardId-000000000001"], shards["shardId-000000000002"]
+    assert left["ParentShardId"] == FIRST_SHARD == right["ParentShardId"]
+    assert left["HashKeyRange"]["EndingHashKey"] == str(2 ** 127 - 1)
+    assert right["HashKeyRange"]["StartingHashKey"] == mid
+    assert "EndingSequenceNumber" not in left["SequenceNumberRange"]
+    summary = kin.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == 2
+    # A closed shard takes no records; its old ones stay readable, then it names its children
+    # and hands out no next iterator.
+    low = kin.put_record(StreamName=name, Data=b"low", PartitionKey="x",
+                         ExplicitHashKey="5")
+    assert low["ShardId"] == "shardId-000000000001"
+    it = kin.get_shard_iterator(StreamName=name, ShardId=FIRST_SHARD,
+                                ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    out = kin.get_records(ShardIterator=it)
+    assert [r["SequenceNumber"] for r in out["Records"]] == [before["SequenceNumber"]]
+    assert "NextShardIterator" not in out or out["NextShardIterator"] is None
+    assert sorted(c["ShardId"] for c in out["ChildShards"]) == [
+        "shardId-000000000001", "shardId-000000000002"]
+    assert out["ChildShards"][0]["ParentShards"] == [FIRST_SHARD]
+    # ListShards filters.
+    assert set(shard_map(kin, name, ShardFilter={"Type": "AT_LATEST"})) == {
+        "shardId-000000000001", "shardId-000000000002"}
+    assert len(shard_map(kin, name, ShardFilter={"Type": "FROM_TRIM_HORIZON"})) == 3
+    assert set(shard_map(kin, name, ShardFilter={"Type": "AT_TRIM_HORIZON"})) == {FIRST_SHARD}
+    assert set(shard_map(kin, name, ShardFilter={"Type": "AFTER_SHARD_ID",
+                                                 "ShardId": "shardId-000000000001"})) == {
+        "shardId-000000000002"}
+    with pytest.raises(ClientError) as e:
+        kin.list_shards(StreamName=name, ShardFilter={"Type": "AT_TIMESTAMP"})
+    assert error_code(e) == "InvalidArgumentException"
+
+    with pytest.raises(ClientError) as e:
+        kin.merge_shards(StreamName=name, ShardToMerge=FIRST_SHARD,
+                         AdjacentShardToMerge="shardId-000000000001")
+    assert error_code(e) == "ResourceInUseException"
+    kin.merge_shards(StreamName=name, ShardToMerge="shardId-000000000002",
+                     AdjacentShardToMerge="shardId-000000000001")
+    merged = shard_map(kin, name)["shardId-000000000003"]
+    assert merged["ParentShardId"] == "shardId-000000000001"
+    assert merged["AdjacentParentShardId"] == "shardId-000000000002"
+    assert merged["HashKeyRange"] == {"StartingHashKey": "0",
+                                      "EndingHashKey": str(2 ** 128 - 1)}
+    assert kin.put_record(StreamName=name, Data=b"x", PartitionKey="k")["ShardId"] == \
+        "shardId-000000000003"
+
+
+def test_update_shard_count_scales_uniformly(kin):
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=2)
+    with pytest.raises(ClientError) as e:
+        kin.update_shard_count(StreamName=name, TargetShardCount=5,
+                               ScalingType="UNIFORM_SCALING")
+    assert error_code(e) == "LimitExceededException"
+    out = kin.update_shard_count(StreamName=name, TargetShardCount=3,
+                                 ScalingType="UNIFORM_SCALING")
+    assert out["CurrentShardCount"] == 2 and out["TargetShardCount"] == 3
+    open_shards = kin.list_shards(StreamName=name, ShardFilter={"Type": "AT_LATEST"})["Shards"]
+    assert len(open_shards) == 3
+    third = 2 ** 128 // 3
+    starts = sorted(int(s["HashKeyRange"]["StartingHashKey"]) for s in open_shards)
+    assert starts == [0, third, 2 * third]
+    # Every shard's parents are in the listing and closed.
+    shards = shard_map(kin, name)
+    for s in shards.values():
+        for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")):
+            if p:
+                assert "EndingSequenceNumber" in shards[p]["SequenceNumberRange"]
+    assert kin.describe_stream_summary(StreamName=name)[
+        "StreamDescriptionSummary"]["OpenShardCount"] == 3
+
+
+def test_mapping_reads_children_after_their_parent(kin, lam, logs):
+    """Records of one partition key keep their order across a split: the poller finishes the
+    parent shard before it reads the children."""
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": CONSUMER_PY})
+    before = [f"a{i}" for i in range(5)]
+    for d in before:
+        kin.put_record(StreamName=name, Data=d.encode(), PartitionKey="key")
+    kin.split_shard(StreamName=name, ShardToSplit=FIRST_SHARD,
+                    NewStartingHashKey=str(2 ** 127))
+    after = [f"b{i}" for i in range(5)]
+    for d in after:
+        kin.put_record(StreamName=name, Data=d.encode(), PartitionKey="key")
+    lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                    StartingPosition="TRIM_HORIZON", BatchSize=2)
+    got = batches(logs, function, 6)
+    seen = [d for b in got for d in b["data"]]
+    assert seen == before + after
+    assert got[0]["first"]["eventID"].startswith(FIRST_SHARD + ":")
+    assert not got[-1]["first"]["eventID"].startswith(FIRST_SHARD + ":")
+
+
+# Logs every invocation (records' keys and data, the window fields) and carries a count in
+# the tumbling window's state.
+WINDOW_PY = r'''
+import base64
+import json
+
+def handler(event, context):
+    recs = [(r["kinesis"]["partitionKey"], base64.b64decode(r["kinesis"]["data"]).decode())
+            for r in event["Records"]]
+    state = event.get("state") or {}
+    count = state.get("count", 0) + len(recs)
+    print("BATCH " + json.dumps({
+        "data": [d for _, d in recs], "keys": [k for k, _ in recs],
+        "window": event.get("window"), "state": event.get("state"),
+        "final": event.get("isFinalInvokeForWindow"),
+        "early": event.get("isWindowTerminatedEarly"),
+        "shardId": event.get("shardId"), "arn": event.get("eventSourceARN"),
+        "first": event["Records"][0] if event["Records"] else None}))
+    return {"state": {"count": count}}
+'''
+
+
+def test_parallelization_keeps_order_per_partition_key(kin, lam, logs):
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": WINDOW_PY})
+    keys = [f"k{i}" for i in range(6)]
+    sent = {k: [f"{k}-{j}" for j in range(8)] for k in keys}
+    kin.put_records(StreamName=name, Records=[
+        {"Data": sent[k][j].encode(), "PartitionKey": k} for j in range(8) for k in keys])
+    with pytest.raises(ClientError) as e:
+        lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON",
+                                        ParallelizationFactor=11)
+    assert error_code(e) in ("InvalidParameterValueException", "ValidationException")
+    m = lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON", BatchSize=3,
+                                        ParallelizationFactor=4)
+    assert m["ParallelizationFactor"] == 4
+    assert lam.get_event_source_mapping(UUID=m["UUID"])["ParallelizationFactor"] == 4
+    deadline = time.monotonic() + 40
+    got = []
+    while time.monotonic() < deadline:
+        got = batches(logs, function, 1)
+        if sum(len(b["data"]) for b in got) >= 48:
+            break
+        time.sleep(0.3)
+    seen = {k: [] for k in keys}
+    for b in got:
+        assert len(b["data"]) <= 3
+        for k, d in zip(b["keys"], b["data"]):
+            seen[k].append(d)
+    # Every record once, each key's records in the order they were put.
+    assert seen == sent
+    # Batches mixed keys only within a lane: more than one batch ran for the 48 records.
+    assert len(got) >= 16
+
+
+def test_tumbling_window_carries_state_and_ends_with_a_final_invoke(kin, lam, logs):
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": WINDOW_PY})
+    with pytest.raises(ClientError):
+        lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON",
+                                        TumblingWindowInSeconds=901)
+    m = lam.create_event_source_mapping(EventSourceArn=stream_arn(name), FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON", BatchSize=2,
+                                        TumblingWindowInSeconds=2)
+    assert m["TumblingWindowInSeconds"] == 2
+    for i in range(5):
+        kin.put_record(StreamName=name, Data=f"r{i}".encode(), PartitionKey="p")
+    deadline = time.monotonic() + 30
+    got = []
+    while time.monotonic() < deadline:
+        got = batches(logs, function, 1)
+        finals = [b for b in got if b["final"]]
+        if sum(b["state"]["count"] for b in finals) >= 5:
+            break
+        time.sleep(0.3)
+    finals = [b for b in got if b["final"]]
+    assert finals, got
+    # The final invocations carry no records and the window's accumulated state.
+    assert all(b["data"] == [] for b in finals)
+    assert sum(b["state"]["count"] for b in finals) == 5
+    assert [d for b in got for d in b["data"]] == [f"r{i}" for i in range(5)]
+    for b in got:
+        assert b["shardId"] == FIRST_SHARD and b["arn"] == stream_arn(name)
+        assert b["early"] is False
+        start = datetime.fromisoformat(b["window"]["start"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(b["window"]["end"].replace("Z", "+00:00"))
+        assert end - start == timedelta(seconds=2)
+        assert start.timestamp() % 2 == 0
+    # Within a window, each invocation sees the state the previous one returned.
+    by_window = {}
+    for b in got:
+        by_window.setdefault(b["window"]["start"], []).append(b)
+    for invocations in by_window.values():
+        count = 0
+        for b in invocations:
+            assert (b["state"] or {}).get("count", 0) == count
+            count += len(b["data"])
+
+
+def test_filter_criteria_match_kinesis_data_as_json(kin, lam, logs):
+    name = unique("stream")
+    function = unique("consumer")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    create_function(lam, function, {"app.py": WINDOW_PY})
+    records = [json.dumps({"kind": "keep", "n": 1}), "not json", json.dumps({"kind": "drop"}),
+               json.dumps({"kind": "keep", "n": 2})]
+    for d in records:
+        kin.put_record(StreamName=name, Data=d.encode(), PartitionKey="p")
+    lam.create_event_source_mapping(
+        EventSourceArn=stream_arn(name), FunctionName=function, StartingPosition="TRIM_HORIZON",
+        BatchSize=10, FilterCriteria={"Filters": [{"Pattern": json.dumps(
+            {"data": {"kind": ["keep"]}})}]})
+    got = batches(logs, function, 1)
+    kept = [json.loads(d)["n"] for b in got for d in b["data"]]
+    assert kept == [1, 2]
+    # The filtered-out records were checkpointed past: a later match arrives alone.
+    kin.put_record(StreamName=name, Data=json.dumps({"kind": "keep", "n": 3}).encode(),
+                   PartitionKey="p")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        got = batches(logs, function, 1)
+        kept = [json.loads(d)["n"] for b in got for d in b["data"]]
+        if len(kept) >= 3:
+            break
+        time.sleep(0.3)
+    assert kept == [1, 2, 3]

@@ -11,6 +11,7 @@
 //! Read `env.rs` (one environment's life) and `runtime_api.rs` (the HTTP face a runtime sees).
 
 mod env;
+pub mod jobs;
 mod output;
 mod runtime_api;
 mod runtimes;

@@ -24,6 +24,9 @@ pub(crate) struct Output {
     clock: Arc<Clock>,
     state: Mutex<State>,
     writer: mpsc::UnboundedSender<Vec<LogEvent>>,
+    /// Ship lines as soon as they are read (a job's or task's log streams while it runs;
+    /// a function's is shipped at the end of each invocation).
+    eager: bool,
 }
 
 #[derive(Default)]
@@ -48,9 +51,22 @@ impl Output {
         sink: Arc<dyn LogSink>,
         target: LogTarget,
     ) -> Arc<Output> {
+        Output::with_writer(pipe, clock, sink, target, false).0
+    }
+
+    /// Like [`Output::new`], and also hands back the writer task, which ends once the pipe
+    /// reached EOF, the last `Output` handle is gone and every event was appended: a run that
+    /// reports its end after awaiting it has its whole log visible.
+    pub(crate) fn with_writer(
+        pipe: Receiver,
+        clock: Arc<Clock>,
+        sink: Arc<dyn LogSink>,
+        target: LogTarget,
+        eager: bool,
+    ) -> (Arc<Output>, tokio::task::JoinHandle<()>) {
         let (writer, mut batches) = mpsc::unbounded_channel::<Vec<LogEvent>>();
         // One writer per environment keeps its events in order in the stream.
-        tokio::spawn(async move {
+        let written = tokio::spawn(async move {
             while let Some(events) = batches.recv().await {
                 if let Err(e) = sink
                     .append(
@@ -71,9 +87,10 @@ impl Output {
             clock,
             state: Mutex::new(State::default()),
             writer,
+            eager,
         });
         tokio::spawn(pump(Arc::downgrade(&output)));
-        output
+        (output, written)
     }
 
     /// Reads whatever the pipe holds now, without waiting.
@@ -130,6 +147,22 @@ impl Output {
         lines
     }
 
+    /// Reads the pipe to its end and ships every line. The caller bounds the wait: a process
+    /// that escaped its group could hold the pipe open.
+    pub(crate) async fn finish(&self) {
+        loop {
+            self.drain();
+            if self.state.lock().eof {
+                self.flush();
+                return;
+            }
+            if self.pipe.readable().await.is_err() {
+                self.flush();
+                return;
+            }
+        }
+    }
+
     fn flush_if_large(&self) {
         let lines = {
             let mut state = self.state.lock();
@@ -165,6 +198,10 @@ async fn pump(output: std::sync::Weak<Output>) {
             out.flush();
             return;
         }
-        out.flush_if_large();
+        if out.eager {
+            out.flush();
+        } else {
+            out.flush_if_large();
+        }
     }
 }

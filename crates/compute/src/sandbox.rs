@@ -42,6 +42,18 @@ pub(crate) fn kill_group(pid: u32) {
     );
 }
 
+/// Asks an environment's whole process group to stop (SIGTERM), as a container runtime does
+/// before its grace period ends in SIGKILL.
+pub(crate) fn terminate_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
 /// Resident memory of a process now and at its peak, in bytes (`VmRSS`, `VmHWM`).
 pub(crate) fn memory(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

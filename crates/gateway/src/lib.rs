@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 use tsumiki_core::{AwsError, Clock, RequestContext};
+use tsumiki_ports::http::{Claim, HttpBody, HttpEndpoint, RequestHead, boxed_body, full_body};
 use tsumiki_ports::{DomainEvent, EventSink, Service};
 use tsumiki_protocol::{Model, Protocol};
 
@@ -65,6 +66,7 @@ pub struct Gateway {
     by_signing_name: HashMap<String, usize>,
     by_query_action: HashMap<String, usize>,
     event_sink: Option<Arc<dyn EventSink>>,
+    endpoints: Vec<Arc<dyn HttpEndpoint>>,
 }
 
 /// Where a request goes.
@@ -113,7 +115,14 @@ impl Gateway {
             by_signing_name,
             by_query_action,
             event_sink: None,
+            endpoints: Vec::new(),
         }
+    }
+
+    /// Adds a service that handles raw HTTP (S3, invoke URLs). Endpoints are asked in the
+    /// order they were added, after the admin routes and before the model-driven services.
+    pub fn add_endpoint(&mut self, endpoint: Arc<dyn HttpEndpoint>) {
+        self.endpoints.push(endpoint);
     }
 
     /// Where successful mutating calls are reported (EventBridge's CloudTrail events).
@@ -130,9 +139,36 @@ impl Gateway {
     }
 
     /// Handles one HTTP request; never fails at the HTTP level.
-    pub async fn handle(&self, req: Request<Incoming>) -> http::Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<Incoming>) -> http::Response<HttpBody> {
         let request_id = tsumiki_core::ids::request_id();
         let (parts, body) = req.into_parts();
+        let credential = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sigv4::from_authorization)
+            .or_else(|| parts.uri.query().and_then(sigv4::from_query));
+        let mut fallback = None;
+        if !is_admin_path(parts.uri.path()) {
+            let head = RequestHead {
+                parts: &parts,
+                signing_service: credential.as_ref().map(|c| c.service.as_str()),
+            };
+            for endpoint in &self.endpoints {
+                match endpoint.claims(&head) {
+                    Claim::Yes => {
+                        let ctx = self.context(&parts, credential, &request_id);
+                        let req = Request::from_parts(parts, boxed_body(body));
+                        let span =
+                            tracing::debug_span!("request", request_id, endpoint = endpoint.name());
+                        let resp = endpoint.handle(ctx, req).instrument(span).await;
+                        return finish(resp, &request_id);
+                    }
+                    Claim::Fallback if fallback.is_none() => fallback = Some(endpoint.clone()),
+                    Claim::Fallback | Claim::No => {}
+                }
+            }
+        }
         let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
@@ -141,40 +177,47 @@ impl Gateway {
                     413,
                     format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
                 );
-                return finish(tsumiki_protocol::encode_error(
-                    None,
-                    Protocol::Json,
-                    &err,
-                    &request_id,
-                ));
+                let resp = tsumiki_protocol::encode_error(None, Protocol::Json, &err, &request_id);
+                return finish(resp.map(full_body), &request_id);
             }
         };
-        let req = tsumiki_protocol::Request {
+        let protocol_req = tsumiki_protocol::Request {
             method: &parts.method,
             uri: &parts.uri,
             headers: &parts.headers,
             body: &body,
         };
-        let mut resp = self.dispatch(&req, &request_id).await;
-        if !resp.headers().contains_key("x-amzn-requestid")
-            && !resp.headers().contains_key("x-amz-request-id")
-            && let Ok(v) = HeaderValue::from_str(&request_id)
+        let route = self.route(&protocol_req, credential.as_ref());
+        // Only a request with no signal at all (no target, no Action, no scope) falls back.
+        if let (
+            Some(endpoint),
+            Route::Unidentified {
+                protocol: Protocol::RestJson,
+                ..
+            },
+        ) = (fallback, &route)
         {
-            resp.headers_mut().insert("x-amzn-requestid", v);
+            let ctx = self.context(&parts, credential, &request_id);
+            let req = Request::from_parts(parts, full_body(body));
+            let span = tracing::debug_span!("request", request_id, endpoint = endpoint.name());
+            let resp = endpoint.handle(ctx, req).instrument(span).await;
+            return finish(resp, &request_id);
         }
-        finish(resp)
+        let resp = self
+            .dispatch(route, &protocol_req, &parts, credential, &request_id)
+            .await;
+        finish(resp.map(full_body), &request_id)
     }
 
     async fn dispatch(
         &self,
+        route: Route,
         req: &tsumiki_protocol::Request<'_>,
+        parts: &http::request::Parts,
+        credential: Option<sigv4::Credential>,
         request_id: &str,
     ) -> tsumiki_protocol::Response {
-        let credential = req
-            .header("authorization")
-            .and_then(sigv4::from_authorization)
-            .or_else(|| req.uri.query().and_then(sigv4::from_query));
-        match self.route(req, credential.as_ref()) {
+        match route {
             Route::Admin => admin::handle(self, req).await,
             Route::Unidentified { protocol, hint } => {
                 let code = if protocol == Protocol::Query {
@@ -196,7 +239,7 @@ impl Gateway {
             }
             Route::Service { index, protocol } => {
                 let served = &self.served[index];
-                let ctx = self.context(req, credential, request_id);
+                let ctx = self.context(parts, credential, request_id);
                 let span = tracing::debug_span!(
                     "request",
                     request_id,
@@ -204,20 +247,30 @@ impl Gateway {
                     operation = tracing::field::Empty
                 );
                 let sink = self.event_sink.as_deref().map(|s| (s, self.clock.as_ref()));
-                call(served, protocol, req, ctx, sink)
+                let mut resp = call(served, protocol, req, ctx, sink)
                     .instrument(span)
-                    .await
+                    .await;
+                for (name, value) in served.service.response_headers(resp.body()) {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        resp.headers_mut().insert(name, value);
+                    }
+                }
+                resp
             }
         }
     }
 
     fn context(
         &self,
-        req: &tsumiki_protocol::Request<'_>,
+        parts: &http::request::Parts,
         credential: Option<sigv4::Credential>,
         request_id: &str,
     ) -> RequestContext {
-        let host = req.header("host").unwrap_or("localhost:4566");
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost:4566");
         let (account, region, access_key) = match credential {
             Some(c) => (
                 tsumiki_core::ids::account_from_access_key(
@@ -239,7 +292,7 @@ impl Gateway {
             request_id: request_id.to_string(),
             base_url: format!("http://{host}"),
             access_key,
-            path: req.uri.path().to_string(),
+            path: parts.uri.path().to_string(),
         }
     }
 
@@ -250,8 +303,7 @@ impl Gateway {
         req: &tsumiki_protocol::Request<'_>,
         credential: Option<&sigv4::Credential>,
     ) -> Route {
-        let path = req.uri.path();
-        if path.starts_with("/_tsumiki/") || path == "/_tsumiki" || path.starts_with("/moto-api/") {
+        if is_admin_path(req.uri.path()) {
             return Route::Admin;
         }
         if let Some(target) = req.header("x-amz-target") {
@@ -407,12 +459,22 @@ fn is_mutating(operation: &str) -> bool {
     !READS.iter().any(|p| operation.starts_with(p))
 }
 
-fn finish(resp: tsumiki_protocol::Response) -> http::Response<Full<Bytes>> {
-    let (mut parts, body) = resp.into_parts();
-    parts
-        .headers
-        .insert(http::header::SERVER, HeaderValue::from_static("tsumiki"));
-    http::Response::from_parts(parts, Full::new(body))
+fn is_admin_path(path: &str) -> bool {
+    path.starts_with("/_tsumiki/") || path == "/_tsumiki" || path.starts_with("/moto-api/")
+}
+
+/// Adds the headers every answer carries: `Server`, and a request id unless the answer has
+/// its own (S3's `x-amz-request-id`).
+fn finish(mut resp: http::Response<HttpBody>, request_id: &str) -> http::Response<HttpBody> {
+    let headers = resp.headers_mut();
+    headers.insert(http::header::SERVER, HeaderValue::from_static("tsumiki"));
+    if !headers.contains_key("x-amzn-requestid")
+        && !headers.contains_key("x-amz-request-id")
+        && let Ok(v) = HeaderValue::from_str(request_id)
+    {
+        headers.insert("x-amzn-requestid", v);
+    }
+    resp
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then waits up to 10 s for open

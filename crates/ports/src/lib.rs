@@ -5,6 +5,8 @@
 //! A change here is an API change: keep it in its own commit and say why.
 #![warn(missing_docs)]
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,6 +37,13 @@ pub trait Service: Send + Sync + 'static {
     /// validated (SQS's query API takes the queue URL as the request path instead of a
     /// `QueueUrl` member). Most services need nothing here.
     fn complete_input(&self, _ctx: &RequestContext, _operation: &str, _input: &mut Value) {}
+
+    /// Headers computed from an encoded response body, added to every response of this
+    /// service (DynamoDB's clients check `x-amz-crc32`, the CRC32 of the body). Most services
+    /// add none.
+    fn response_headers(&self, _body: &[u8]) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 
     /// Forgets every resource of this service, in every account and region.
     async fn reset(&self) -> Result<(), AwsError>;
@@ -246,6 +255,12 @@ pub struct MappingSpec {
     /// Stream sources: where the metadata of a batch that exhausted its retries or aged out goes
     /// (`DestinationConfig.OnFailure.Destination`: an SQS queue ARN).
     pub on_failure: Option<String>,
+    /// Stream sources: batches of one shard processed at once (`ParallelizationFactor`, 1-10);
+    /// records of one partition key keep their order.
+    pub parallelization_factor: u32,
+    /// Stream sources: the tumbling window in seconds (`TumblingWindowInSeconds`, 0-900; 0:
+    /// none), whose state the function carries from one invocation to the next.
+    pub tumbling_window_s: u32,
 }
 
 /// Runs event source mappings (the triggers layer implements it).
@@ -254,4 +269,38 @@ pub trait EventSourcePollers: Send + Sync + 'static {
     fn configure(&self, spec: MappingSpec);
     /// Stops and forgets the poller of `uuid`.
     fn remove(&self, uuid: &str);
+}
+
+/// Objects as other services read and write them (Firehose's S3 destination, Lambda code and
+/// Glue scripts from S3, Step Functions item readers). S3 implements it; callers never see
+/// S3's wire protocol.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Writes `body` to `bucket`/`key` in the caller's account, as a PutObject would (events and
+    /// notifications included). Returns the new object's ETag.
+    async fn put_object(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: Option<&str>,
+    ) -> Result<String, AwsError>;
+
+    /// Reads the whole object at `bucket`/`key` (`NoSuchBucket`/`NoSuchKey` when absent).
+    async fn get_object(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+    ) -> Result<bytes::Bytes, AwsError>;
+
+    /// Keys under `prefix` in `bucket`, in S3's order, at most `max` of them.
+    async fn list_keys(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<String>, AwsError>;
 }

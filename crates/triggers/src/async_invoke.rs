@@ -227,6 +227,11 @@ impl AsyncInvoker {
                 account,
                 name,
             } => deliver::to_sqs(services, region, account, name, &record.to_string(), None).await,
+            Destination::Sns {
+                region,
+                account,
+                arn,
+            } => deliver::to_sns(services, region, account, arn, &record.to_string(), None).await,
             Destination::Lambda {
                 region,
                 account,
@@ -301,6 +306,11 @@ impl AsyncInvoker {
                 account,
                 name,
             } => deliver::to_sqs(services, region, account, name, &body, Some(attributes)).await,
+            Destination::Sns {
+                region,
+                account,
+                arn,
+            } => deliver::to_sns(services, region, account, arn, &body, Some(attributes)).await,
             _ => Err(AwsError::not_implemented(
                 "lambda",
                 &format!("dead-letter target {arn}"),

@@ -1,4 +1,5 @@
-//! Sending a document to a destination ARN (SQS queue, Lambda function, EventBridge bus) by
+//! Sending a document to a destination ARN (SQS queue, SNS topic, Lambda function, EventBridge
+//! bus) by
 //! calling that service's operation through `Services`, as AWS's service principals do.
 
 use std::sync::OnceLock;
@@ -28,6 +29,11 @@ pub(crate) enum Destination<'a> {
         account: &'a str,
         name: &'a str,
     },
+    Sns {
+        region: &'a str,
+        account: &'a str,
+        arn: &'a str,
+    },
     Lambda {
         region: &'a str,
         account: &'a str,
@@ -49,6 +55,13 @@ pub(crate) fn parse(arn: &str) -> Destination<'_> {
             account,
             name,
         },
+        ["arn", _, "sns", region, account, topic] if !topic.is_empty() && !topic.contains(':') => {
+            Destination::Sns {
+                region,
+                account,
+                arn,
+            }
+        }
         ["arn", _, "lambda", region, account, rest] if rest.starts_with("function:") => {
             Destination::Lambda {
                 region,
@@ -86,6 +99,28 @@ pub(crate) async fn to_sqs(
         input["MessageAttributes"] = a;
     }
     sqs.call(&ctx, "SendMessage", input).await.map(|_| ())
+}
+
+/// Publishes `message` to an SNS topic (with optional message attributes), as Lambda's service
+/// principal does for SNS destinations and dead-letter topics.
+pub(crate) async fn to_sns(
+    services: &Services,
+    region: &str,
+    account: &str,
+    topic_arn: &str,
+    message: &str,
+    attributes: Option<Value>,
+) -> Result<(), AwsError> {
+    let sns = services.get("sns").ok_or_else(|| {
+        AwsError::not_implemented("sns", "Publish (SNS destinations and dead-letter topics)")
+    })?;
+    let mut ctx = context(account, region);
+    ctx.base_url = format!("https://sns.{region}.amazonaws.com");
+    let mut input = json!({"TopicArn": topic_arn, "Message": message});
+    if let Some(a) = attributes {
+        input["MessageAttributes"] = a;
+    }
+    sns.call(&ctx, "Publish", input).await.map(|_| ())
 }
 
 /// Puts one event on an EventBridge bus.
@@ -126,4 +161,85 @@ pub(crate) async fn to_event_bus(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::Arc;
+
+    /// An SNS stand-in that remembers what was published.
+    struct Topic(parking_lot::Mutex<Vec<Value>>);
+
+    #[async_trait]
+    impl tsumiki_ports::Service for Topic {
+        fn name(&self) -> &'static str {
+            "sns"
+        }
+        async fn call(
+            &self,
+            _ctx: &RequestContext,
+            operation: &str,
+            input: Value,
+        ) -> Result<Value, AwsError> {
+            assert_eq!(operation, "Publish");
+            self.0.lock().push(input);
+            Ok(json!({"MessageId": "m"}))
+        }
+        async fn reset(&self) -> Result<(), AwsError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn destination_arns_are_told_apart() {
+        let arn = "arn:aws:sns:us-east-1:123456789012:alerts";
+        assert!(
+            matches!(parse(arn), Destination::Sns { arn: a, region: "us-east-1", .. } if a == arn)
+        );
+        assert!(matches!(
+            parse("arn:aws:sqs:us-east-1:123456789012:q"),
+            Destination::Sqs { name: "q", .. }
+        ));
+        assert!(matches!(
+            parse("arn:aws:s3:::bucket"),
+            Destination::Unsupported(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn sns_destinations_publish_to_the_topic_or_fail_clearly() {
+        let arn = "arn:aws:sns:us-east-1:123456789012:alerts";
+        let e = to_sns(
+            &Services::default(),
+            "us-east-1",
+            "123456789012",
+            arn,
+            "m",
+            None,
+        )
+        .await
+        .expect_err("no SNS served");
+        assert_eq!(e.code, AwsError::not_implemented("sns", "x").code);
+        let topic = Arc::new(Topic(parking_lot::Mutex::new(Vec::new())));
+        let mut services = Services::default();
+        services.register(topic.clone());
+        let attrs = json!({"RequestID": {"DataType": "String", "StringValue": "r"}});
+        to_sns(
+            &services,
+            "us-east-1",
+            "123456789012",
+            arn,
+            "{\"a\":1}",
+            Some(attrs.clone()),
+        )
+        .await
+        .expect("published");
+        let sent = topic.0.lock().clone();
+        assert_eq!(
+            sent,
+            vec![json!({"TopicArn": arn, "Message": "{\"a\":1}", "MessageAttributes": attrs})]
+        );
+    }
 }

@@ -5,6 +5,10 @@
 //! moves them to a dead-letter queue); with `ReportBatchItemFailures` only the failed ones stay.
 //! Messages that no `FilterCriteria` pattern matches are deleted without an invocation, as AWS
 //! does for SQS.
+//!
+//! FIFO queues keep each message group in order: SQS itself hands out no message of a group
+//! while another of it is in flight, so one batch per group runs at a time; a failed message
+//! keeps the rest of its group in the queue (see `succeeded`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -160,10 +164,8 @@ async fn poll(pollers: Weak<QueuePollers>, spec: MappingSpec) {
                     } else {
                         Vec::new()
                     };
-                    let done: Vec<Value> = kept
-                        .into_iter()
-                        .filter(|m| !failed.iter().any(|id| m["messageId"] == json!(id)))
-                        .collect();
+                    let fifo = spec.source_arn.ends_with(".fifo");
+                    let done = succeeded(kept, &failed, fifo);
                     if let Err(e) = delete(&*sqs, &ctx, &queue_url, &done).await {
                         tracing::warn!(mapping = %spec.uuid, error = %e.message, "deleting a processed batch failed");
                     }
@@ -274,6 +276,28 @@ fn matches(pattern: &Pattern, record: &Value) -> bool {
     pattern.matches(&view.to_string()).unwrap_or(false)
 }
 
+/// The messages of a batch to delete after a partial batch response. In a FIFO queue a failed
+/// message also keeps every later message of its group, so the group is processed again in
+/// order whether or not the function reported them.
+fn succeeded(batch: Vec<Value>, failed: &[String], fifo: bool) -> Vec<Value> {
+    let mut stopped: Vec<String> = Vec::new();
+    batch
+        .into_iter()
+        .filter(|m| {
+            let group = m["attributes"]["MessageGroupId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let is_failed = failed.iter().any(|id| m["messageId"] == json!(id));
+            if fifo && (is_failed || stopped.contains(&group)) {
+                stopped.push(group);
+                return false;
+            }
+            !is_failed
+        })
+        .collect()
+}
+
 /// `batchItemFailures[].itemIdentifier` of a partial batch response.
 fn failed_ids(payload: &[u8]) -> Vec<String> {
     serde_json::from_slice::<Value>(payload)
@@ -313,4 +337,38 @@ async fn delete(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str, group: &str) -> Value {
+        json!({"messageId": id, "attributes": {"MessageGroupId": group}})
+    }
+
+    fn ids(v: &[Value]) -> Vec<&str> {
+        v.iter().filter_map(|m| m["messageId"].as_str()).collect()
+    }
+
+    #[test]
+    fn a_failed_fifo_message_keeps_the_rest_of_its_group() {
+        let batch = vec![
+            msg("a1", "a"),
+            msg("b1", "b"),
+            msg("a2", "a"),
+            msg("a3", "a"),
+            msg("b2", "b"),
+        ];
+        let failed = vec!["a2".to_string()];
+        assert_eq!(
+            ids(&succeeded(batch.clone(), &failed, true)),
+            ["a1", "b1", "b2"]
+        );
+        // A standard queue keeps only the failed message.
+        assert_eq!(
+            ids(&succeeded(batch, &failed, false)),
+            ["a1", "b1", "a3", "b2"]
+        );
+    }
 }

@@ -1,8 +1,20 @@
-//! Event source mappings for Kinesis streams, with AWS's semantics:
+//! Event source mappings for streams (Kinesis, DynamoDB Streams: `shard_source` knows each
+//! one's wire shape), with AWS's semantics:
 //!
-//! - One poller per shard, in order, one batch at a time (ParallelizationFactor 1). A shard
-//!   without a checkpoint starts at the mapping's `StartingPosition` (TRIM_HORIZON, LATEST,
-//!   AT_TIMESTAMP); one with a checkpoint continues after it.
+//! - One poller per shard, in order. A shard without a checkpoint starts at the mapping's
+//!   `StartingPosition` (TRIM_HORIZON, LATEST, AT_TIMESTAMP); one with a checkpoint continues
+//!   after it.
+//! - `ParallelizationFactor` N > 1: each read goes to N lanes by partition key, the lanes run
+//!   at once, each in order, so a key's records keep their order; the checkpoint moves after
+//!   every lane finished.
+//! - `TumblingWindowInSeconds`: batches never span a window (windows aligned to the epoch by
+//!   arrival time); the state the function returns goes into its next invocation of the
+//!   window; once the window is over (or its state outgrew 1 MB, `isWindowTerminatedEarly`) a
+//!   last invocation without records has `isFinalInvokeForWindow`. The state lives in memory,
+//!   as a restart re-reads the window's records from the checkpoint.
+//! - `FilterCriteria`: Kinesis records are matched on `data` decoded as JSON (records whose
+//!   data is not JSON match no `data` pattern), DynamoDB records as they are; records no
+//!   pattern matches are skipped and checkpointed, as AWS does.
 //! - A batch is up to `BatchSize` records, gathered for up to `MaximumBatchingWindowInSeconds`,
 //!   sent as AWS's Kinesis event.
 //! - A failing batch blocks its shard and is retried (back-off on the clock, 1 s doubling up to
@@ -11,21 +23,26 @@
 //!   `BisectBatchOnFunctionError` a failing batch is split in two and each half tried in order
 //!   (the halves carry the batch's attempt count). With `ReportBatchItemFailures` the records
 //!   before the lowest reported sequence number are done and the rest is retried.
-//! - A batch that gives up sends its metadata (`KinesisBatchInfo`, AWS's shape) to the
-//!   on-failure destination (an SQS queue) and the shard moves on.
-//! - Checkpoints (`triggers.shard`, `uuid/shardId` -> last finished sequence number) are
+//! - A batch that gives up sends its metadata (`KinesisBatchInfo` or `DDBStreamBatchInfo`,
+//!   AWS's shapes) to the on-failure destination (an SQS queue or SNS topic) and the shard
+//!   moves on.
+//! - Checkpoints (`triggers.shard`, `uuid/shardId` -> last finished sequence number, or
+//!   `end` for a shard read to its end, `skip` for one closed before a LATEST mapping) are
 //!   durable before the next batch is read, so a restart never reprocesses a finished batch;
 //!   the batch in flight at a crash runs again (AWS is at-least-once too).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, Weak};
 
+use base64::Engine;
 use serde_json::{Value, json};
 use tsumiki_core::{AwsError, Clock, RequestContext};
+use tsumiki_lang::event_pattern::Pattern;
 use tsumiki_ports::{EventSourcePollers, FunctionInvoker, MappingSpec, Service, Services};
 use tsumiki_store::{Batch, Store};
 
 use crate::deliver::{self, Destination};
+use crate::shard_source::{Position, ShardInfo, ShardSource, StreamRecord};
 
 const NS: &str = "triggers.shard";
 /// How long an idle shard waits before asking for records again (AWS polls about once a second).
@@ -33,7 +50,7 @@ const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 const BACKOFF_START_MS: i64 = 1_000;
 const BACKOFF_MAX_MS: i64 = 60_000;
 
-/// The pollers of every Kinesis event source mapping.
+/// The pollers of every stream event source mapping.
 pub struct ShardPollers {
     store: Store,
     clock: Arc<Clock>,
@@ -59,15 +76,15 @@ impl ShardPollers {
         })
     }
 
-    /// Gives the pollers the served services (the Kinesis they poll, the SQS they report to).
+    /// Gives the pollers the served services (the streams they poll, the SQS they report to).
     pub fn set_services(&self, services: Services) {
         let _ = self.services.set(services);
     }
 }
 
-/// Whether a mapping's source is a Kinesis stream.
+/// Whether a mapping's source is a stream (Kinesis or DynamoDB Streams).
 pub fn is_stream_source(arn: &str) -> bool {
-    arn.starts_with("arn:aws:kinesis:")
+    ShardSource::of_arn(arn).is_some()
 }
 
 impl EventSourcePollers for ShardPollers {
@@ -104,41 +121,44 @@ impl EventSourcePollers for ShardPollers {
 }
 
 /// What a shard's loop needs from its mapping.
+#[derive(Clone)]
 struct Shard {
     spec: MappingSpec,
+    source: ShardSource,
     id: String,
     ctx: RequestContext,
 }
 
-fn context(arn: &str) -> Option<RequestContext> {
+fn context(arn: &str, source: ShardSource) -> Option<RequestContext> {
     let (_, region, account, _) = tsumiki_core::ids::parse_arn(arn)?;
     Some(RequestContext {
         account: account.to_string(),
         region: region.to_string(),
         request_id: String::new(),
-        base_url: format!("https://kinesis.{region}.amazonaws.com"),
+        base_url: format!("https://{}.{region}.amazonaws.com", source.model()),
         access_key: None,
         path: "/".to_string(),
     })
 }
 
 /// The pieces a loop takes from the pollers on each turn (they hold the pollers weakly).
+#[derive(Clone)]
 struct Parts {
-    kinesis: Arc<dyn Service>,
+    stream: Arc<dyn Service>,
     services: Services,
     clock: Arc<Clock>,
     store: Store,
     invoker: Weak<dyn FunctionInvoker>,
 }
 
-async fn parts(pollers: &Weak<ShardPollers>) -> Option<Parts> {
+async fn parts(pollers: &Weak<ShardPollers>, source: ShardSource) -> Option<Parts> {
     loop {
         let p = pollers.upgrade()?;
         if let Some(services) = p.services.get()
-            && let Some(kinesis) = services.get("kinesis")
+            && let Some(stream) = services.get(source.model())
         {
             return Some(Parts {
-                kinesis: kinesis.clone(),
+                stream: stream.clone(),
                 services: services.clone(),
                 clock: p.clock.clone(),
                 store: p.store.clone(),
@@ -150,193 +170,409 @@ async fn parts(pollers: &Weak<ShardPollers>) -> Option<Parts> {
     }
 }
 
-/// One mapping: finds the stream's shards and runs one loop per shard. Aborting this task
-/// drops the set, which aborts every shard loop.
+/// A shard's durable progress for one mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Progress {
+    /// Nothing processed yet.
+    Fresh,
+    /// Every record up to this sequence number is done.
+    After(String),
+    /// Read to its end (a closed shard): its children may start.
+    Ended,
+    /// Closed before the mapping (at LATEST) looked at it: nothing of it is read, and its
+    /// children start at the mapping's position too.
+    Skipped,
+}
+
+const ENDED: &[u8] = b"end";
+const SKIPPED: &[u8] = b"skip";
+
+async fn progress(store: &Store, uuid: &str, shard: &str) -> Progress {
+    match store.get(NS, format!("{uuid}/{shard}").as_bytes()).await {
+        Ok(Some(v)) if v == ENDED => Progress::Ended,
+        Ok(Some(v)) if v == SKIPPED => Progress::Skipped,
+        Ok(Some(v)) => Progress::After(String::from_utf8_lossy(&v).to_string()),
+        _ => Progress::Fresh,
+    }
+}
+
+async fn save_progress(store: &Store, uuid: &str, shard: &str, value: &[u8]) {
+    let mut batch = Batch::new();
+    batch.put(NS, format!("{uuid}/{shard}"), value.to_vec());
+    if let Err(e) = store.commit(batch).await {
+        tracing::error!(mapping = %uuid, shard = %shard, error = %e, "could not save a checkpoint");
+    }
+}
+
+/// How often a mapping lists its stream's shards to find children of resharding.
+const RELIST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One mapping: lists the stream's shards and runs one loop per shard whose parents are read
+/// to their end (AWS reads a child only after its parents, so a key's records stay in order
+/// across resharding). Aborting this task drops the set, which aborts every shard loop.
 async fn run(pollers: Weak<ShardPollers>, spec: MappingSpec) {
-    let Some(ctx) = context(&spec.source_arn) else {
+    let Some(source) = ShardSource::of_arn(&spec.source_arn) else {
         return;
     };
-    let shards = loop {
-        let Some(p) = parts(&pollers).await else {
+    let Some(ctx) = context(&spec.source_arn, source) else {
+        return;
+    };
+    let mut set: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut active: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    loop {
+        let Some(p) = parts(&pollers, source).await else {
             return;
         };
-        match p
-            .kinesis
-            .call(&ctx, "ListShards", json!({"StreamARN": spec.source_arn}))
-            .await
-        {
-            Ok(out) => {
-                break out["Shards"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s["ShardId"].as_str().map(String::from))
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
+        match source.shards(&*p.stream, &ctx, &spec.source_arn).await {
+            Ok(shards) => {
+                active.retain(|_, h| !h.is_finished());
+                let listed: HashMap<&str, &ShardInfo> =
+                    shards.iter().map(|s| (s.id.as_str(), s)).collect();
+                for info in &shards {
+                    if active.contains_key(&info.id) {
+                        continue;
+                    }
+                    let start = match progress(&p.store, &spec.uuid, &info.id).await {
+                        Progress::Ended | Progress::Skipped => continue,
+                        Progress::After(seq) => Start::After(seq),
+                        Progress::Fresh => {
+                            // Parents no longer listed have left the stream's retention.
+                            let mut ready = true;
+                            let mut parent_read = false;
+                            for parent in info
+                                .parents
+                                .iter()
+                                .filter(|p| listed.contains_key(p.as_str()))
+                            {
+                                match progress(&p.store, &spec.uuid, parent).await {
+                                    Progress::Ended => parent_read = true,
+                                    Progress::Skipped => {}
+                                    _ => ready = false,
+                                }
+                            }
+                            if !ready {
+                                continue;
+                            }
+                            match spec.starting_position.as_deref() {
+                                Some("LATEST") if info.closed => {
+                                    save_progress(&p.store, &spec.uuid, &info.id, SKIPPED).await;
+                                    continue;
+                                }
+                                // The child of a shard this mapping read continues where the
+                                // parent ended: at the child's first record.
+                                Some("LATEST") if parent_read => Start::TrimHorizon,
+                                Some("LATEST") => Start::Latest,
+                                Some("AT_TIMESTAMP") => Start::AtTimestampMs(
+                                    spec.starting_position_timestamp_ms.unwrap_or(0),
+                                ),
+                                _ => Start::TrimHorizon,
+                            }
+                        }
+                    };
+                    let shard = Shard {
+                        spec: spec.clone(),
+                        source,
+                        id: info.id.clone(),
+                        ctx: ctx.clone(),
+                    };
+                    let handle = set.spawn(shard_loop(pollers.clone(), shard, start));
+                    active.insert(info.id.clone(), handle);
+                }
             }
             Err(e) => {
                 // A stream that does not exist (yet): AWS keeps the mapping; so do we.
                 tracing::warn!(mapping = %spec.uuid, error = %e.message, "listing the stream's shards failed");
-                drop(p);
-                Clock::pause_real(std::time::Duration::from_secs(1)).await;
             }
         }
+        drop(p);
+        // A shard that ends lets its children start at once; otherwise look again shortly.
+        tokio::select! {
+            Some(_) = set.join_next(), if !set.is_empty() => {}
+            () = Clock::pause_real(RELIST) => {}
+        }
+    }
+}
+
+/// Where a shard loop begins reading.
+#[derive(Clone, Debug)]
+enum Start {
+    TrimHorizon,
+    Latest,
+    AtTimestampMs(i64),
+    After(String),
+}
+
+impl Start {
+    fn position(&self) -> Position<'_> {
+        match self {
+            Start::TrimHorizon => Position::TrimHorizon,
+            Start::Latest => Position::Latest,
+            Start::AtTimestampMs(ms) => Position::AtTimestampMs(*ms),
+            Start::After(seq) => Position::After(seq),
+        }
+    }
+}
+
+/// One shard: read a batch, process it (with retries), checkpoint, repeat; returns once a
+/// closed shard is read to its end.
+async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
+    // Where a new iterator starts: the first position, then after the last finished record.
+    let mut start = start;
+    let mut iter: Option<String> = None;
+    let filters: Vec<Pattern> = shard
+        .spec
+        .filters
+        .iter()
+        .filter_map(|f| Pattern::parse(f).ok())
+        .collect();
+    let window_ms = i64::from(shard.spec.tumbling_window_s) * 1000;
+    // Tumbling windows keep one state per shard, so they run one lane.
+    let lanes = if window_ms > 0 {
+        1
+    } else {
+        shard.spec.parallelization_factor.clamp(1, 10) as usize
     };
-    let mut set = tokio::task::JoinSet::new();
-    for id in shards {
-        let shard = Shard {
-            spec: spec.clone(),
-            id,
-            ctx: ctx.clone(),
+    let size = shard.spec.batch_size.max(1) as usize * lanes;
+    // Records read but left for the next batch (a batch holds one tumbling window).
+    let mut carry: Vec<StreamRecord> = Vec::new();
+    let mut window: Option<Window> = None;
+    let mut ended = false;
+    loop {
+        let Some(p) = parts(&pollers, shard.source).await else {
+            return;
         };
-        set.spawn(shard_loop(pollers.clone(), shard));
+        let mut batch: Vec<StreamRecord> = std::mem::take(&mut carry);
+        let mut deadline = None;
+        // A batch left over from the last read (the next tumbling window's) goes as it is.
+        let reading = batch.is_empty() && !ended;
+        if reading {
+            loop {
+                if batch.is_empty()
+                    && let Some(w) = &window
+                    && p.clock.now_ms() >= w.start_ms + window_ms
+                {
+                    break;
+                }
+                let it = match &iter {
+                    Some(it) => it.clone(),
+                    None => match shard
+                        .source
+                        .iterator(
+                            &*p.stream,
+                            &shard.ctx,
+                            &shard.spec.source_arn,
+                            &shard.id,
+                            start.position(),
+                        )
+                        .await
+                    {
+                        Ok(it) => it,
+                        Err(e) => {
+                            tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "no shard iterator");
+                            Clock::pause_real(std::time::Duration::from_secs(1)).await;
+                            break;
+                        }
+                    },
+                };
+                let want = size - batch.len();
+                let page = match shard
+                    .source
+                    .read(&*p.stream, &shard.ctx, &it, want.min(10_000))
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        // An expired iterator is taken again from the checkpoint (records already
+                        // gathered are dropped and read again).
+                        if e.code != "ExpiredIteratorException" {
+                            tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "GetRecords failed");
+                            Clock::pause_real(std::time::Duration::from_secs(1)).await;
+                        }
+                        iter = None;
+                        batch.clear();
+                        break;
+                    }
+                };
+                iter = page.next;
+                let empty = page.records.is_empty();
+                batch.extend(page.records);
+                if iter.is_none() {
+                    ended = true;
+                    break;
+                }
+                if batch.is_empty() {
+                    Clock::pause_real(IDLE_POLL).await;
+                    continue;
+                }
+                let due = *deadline.get_or_insert(
+                    p.clock.now_ms() + i64::from(shard.spec.batching_window_s) * 1000,
+                );
+                if batch.len() >= size || p.clock.now_ms() >= due {
+                    break;
+                }
+                if empty {
+                    Clock::pause_real(IDLE_POLL).await;
+                }
+            }
+        }
+        if window_ms > 0
+            && let Some(first) = batch.first()
+        {
+            let w = window_start(first.arrival_ms, window_ms);
+            if let Some(cut) = batch
+                .iter()
+                .position(|r| window_start(r.arrival_ms, window_ms) != w)
+            {
+                carry = batch.split_off(cut);
+            }
+            // A batch of a later window closes the earlier one first.
+            if window.as_ref().is_some_and(|x| x.start_ms != w)
+                && let Some(old) = window.take()
+            {
+                final_invoke(&p, &shard, old, window_ms, false).await;
+            }
+        } else if batch.is_empty()
+            && let Some(w) = window.take_if(|w| p.clock.now_ms() >= w.start_ms + window_ms)
+        {
+            final_invoke(&p, &shard, w, window_ms, false).await;
+        }
+        if let Some(last) = batch.last().map(|r| r.seq.clone()) {
+            let kept: Vec<StreamRecord> = batch
+                .into_iter()
+                .filter(|r| filters.is_empty() || filters.iter().any(|f| matches(f, &shard, r)))
+                .collect();
+            if lanes > 1 {
+                run_lanes(&p, &shard, kept, lanes).await;
+            } else if !kept.is_empty() {
+                if window_ms > 0 {
+                    let w = window_start(kept[0].arrival_ms, window_ms);
+                    window.get_or_insert_with(|| Window {
+                        start_ms: w,
+                        state: json!({}),
+                    });
+                }
+                let mut done = None;
+                process(&p, &shard, kept, &mut done, window.as_mut(), true).await;
+                if window_ms > 0
+                    && let Some(w) = window.take_if(|w| w.state.to_string().len() > MAX_STATE_BYTES)
+                {
+                    final_invoke(&p, &shard, w, window_ms, true).await;
+                }
+            }
+            // Filtered-out records and every lane's are done: the checkpoint passes them.
+            save_progress(&p.store, &shard.spec.uuid, &shard.id, last.as_bytes()).await;
+            start = Start::After(last);
+        }
+        if ended && carry.is_empty() {
+            if let Some(w) = window.take() {
+                final_invoke(&p, &shard, w, window_ms, false).await;
+            }
+            save_progress(&p.store, &shard.spec.uuid, &shard.id, ENDED).await;
+            tracing::info!(mapping = %shard.spec.uuid, shard = %shard.id, "Shard read to its end.");
+            return;
+        }
+    }
+}
+
+/// AWS ends a tumbling window early when its state outgrows 1 MB.
+const MAX_STATE_BYTES: usize = 1024 * 1024;
+
+/// A tumbling window in progress: where it starts and the state the function last returned.
+struct Window {
+    start_ms: i64,
+    state: Value,
+}
+
+/// Windows are aligned to the epoch, as AWS's are, by the records' arrival times.
+fn window_start(arrival_ms: i64, window_ms: i64) -> i64 {
+    arrival_ms - arrival_ms.rem_euclid(window_ms)
+}
+
+/// What a tumbling-window invocation adds to the event.
+struct WindowCall<'a> {
+    start_ms: i64,
+    end_ms: i64,
+    state: &'a Value,
+    is_final: bool,
+    terminated_early: bool,
+}
+
+/// Filters see Kinesis data as JSON when it is JSON (AWS filters Kinesis records only on
+/// `data`), and DynamoDB records as they are.
+fn matches(pattern: &Pattern, shard: &Shard, r: &StreamRecord) -> bool {
+    let view = match shard.source {
+        ShardSource::Kinesis => {
+            let decoded = r.raw["Data"]
+                .as_str()
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            match decoded {
+                Some(data) => json!({"data": data}),
+                None => json!({}),
+            }
+        }
+        ShardSource::DynamoDbStreams => r.raw.clone(),
+    };
+    pattern.matches(&view.to_string()).unwrap_or(false)
+}
+
+/// ParallelizationFactor: the records go to lanes by partition key, each lane runs its
+/// batches in order, the lanes run at once. The shard's checkpoint moves only after every
+/// lane finished (a crash re-runs the whole read: at least once, never a skipped record).
+async fn run_lanes(p: &Parts, shard: &Shard, records: Vec<StreamRecord>, lanes: usize) {
+    use std::hash::{Hash, Hasher};
+    let mut by_lane: Vec<Vec<StreamRecord>> = vec![Vec::new(); lanes];
+    for r in records {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.partition_key.hash(&mut h);
+        by_lane[(h.finish() % lanes as u64) as usize].push(r);
+    }
+    let size = shard.spec.batch_size.max(1) as usize;
+    let mut set = tokio::task::JoinSet::new();
+    for lane in by_lane.into_iter().filter(|l| !l.is_empty()) {
+        let (p, shard) = (p.clone(), shard.clone());
+        set.spawn(async move {
+            for chunk in lane.chunks(size) {
+                let mut done = None;
+                process(&p, &shard, chunk.to_vec(), &mut done, None, false).await;
+            }
+        });
     }
     while set.join_next().await.is_some() {}
 }
 
-fn checkpoint_key(shard: &Shard) -> String {
-    format!("{}/{}", shard.spec.uuid, shard.id)
-}
-
-async fn save_checkpoint(store: &Store, shard: &Shard, seq: &str) {
-    let mut batch = Batch::new();
-    batch.put(NS, checkpoint_key(shard), seq.as_bytes().to_vec());
-    if let Err(e) = store.commit(batch).await {
-        tracing::error!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e, "could not save a checkpoint");
-    }
-}
-
-async fn iterator(p: &Parts, shard: &Shard, checkpoint: Option<&str>) -> Result<String, AwsError> {
-    let mut input = json!({"StreamARN": shard.spec.source_arn, "ShardId": shard.id});
-    match (checkpoint, shard.spec.starting_position.as_deref()) {
-        (Some(seq), _) => {
-            input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
-            input["StartingSequenceNumber"] = json!(seq);
-        }
-        (None, Some("AT_TIMESTAMP")) => {
-            input["ShardIteratorType"] = json!("AT_TIMESTAMP");
-            input["Timestamp"] =
-                json!(shard.spec.starting_position_timestamp_ms.unwrap_or(0) as f64 / 1000.0);
-        }
-        (None, Some("LATEST")) => input["ShardIteratorType"] = json!("LATEST"),
-        (None, _) => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
-    }
-    let out = p
-        .kinesis
-        .call(&shard.ctx, "GetShardIterator", input)
-        .await?;
-    Ok(out["ShardIterator"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string())
-}
-
-/// One shard: read a batch, process it (with retries), checkpoint, repeat.
-async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard) {
-    let mut checkpoint: Option<String> = match pollers.upgrade() {
-        Some(p) => p
-            .store
-            .get(NS, checkpoint_key(&shard).as_bytes())
-            .await
-            .ok()
-            .flatten()
-            .map(|v| String::from_utf8_lossy(&v).to_string()),
-        None => return,
+/// The invocation that closes a tumbling window: no records, the last state,
+/// `isFinalInvokeForWindow`. Retried like a batch (up to 3 tries when retries are unlimited,
+/// so a failing final call cannot hold the shard forever).
+async fn final_invoke(p: &Parts, shard: &Shard, w: Window, window_ms: i64, early: bool) {
+    let call = WindowCall {
+        start_ms: w.start_ms,
+        end_ms: w.start_ms + window_ms,
+        state: &w.state,
+        is_final: true,
+        terminated_early: early,
     };
-    let mut iter: Option<String> = None;
-    let size = shard.spec.batch_size.max(1) as usize;
+    let limit = match shard.spec.maximum_retry_attempts {
+        r if r < 0 => 2,
+        r => r as u32,
+    };
+    let mut attempts = 0;
+    let mut backoff = BACKOFF_START_MS;
     loop {
-        let Some(p) = parts(&pollers).await else {
-            return;
-        };
-        let mut batch: Vec<Value> = Vec::new();
-        let mut deadline = None;
-        loop {
-            let it = match &iter {
-                Some(it) => it.clone(),
-                None => match iterator(&p, &shard, checkpoint.as_deref()).await {
-                    Ok(it) => it,
-                    Err(e) => {
-                        tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "no shard iterator");
-                        Clock::pause_real(std::time::Duration::from_secs(1)).await;
-                        break;
-                    }
-                },
-            };
-            let want = size - batch.len();
-            let out = match p
-                .kinesis
-                .call(
-                    &shard.ctx,
-                    "GetRecords",
-                    json!({"ShardIterator": it, "Limit": want.min(10_000)}),
-                )
-                .await
-            {
-                Ok(out) => out,
-                Err(e) => {
-                    // An expired iterator is taken again from the checkpoint (records already
-                    // gathered are dropped and read again).
-                    if e.code != "ExpiredIteratorException" {
-                        tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, error = %e.message, "GetRecords failed");
-                        Clock::pause_real(std::time::Duration::from_secs(1)).await;
-                    }
-                    iter = None;
-                    batch.clear();
-                    break;
+        match invoke(p, shard, &[], Some(&call)).await.0 {
+            Outcome::Done => return,
+            Outcome::NotRun => {}
+            Outcome::Failed { .. } => {
+                attempts += 1;
+                if attempts > limit {
+                    tracing::warn!(mapping = %shard.spec.uuid, shard = %shard.id, "the final invocation of a window failed; moving on");
+                    return;
                 }
-            };
-            iter = out["NextShardIterator"].as_str().map(String::from);
-            let got = out["Records"].as_array().cloned().unwrap_or_default();
-            let empty = got.is_empty();
-            batch.extend(got);
-            if batch.is_empty() {
-                Clock::pause_real(IDLE_POLL).await;
-                continue;
-            }
-            let due = *deadline
-                .get_or_insert(p.clock.now_ms() + i64::from(shard.spec.batching_window_s) * 1000);
-            if batch.len() >= size || p.clock.now_ms() >= due {
-                break;
-            }
-            if empty {
-                Clock::pause_real(IDLE_POLL).await;
             }
         }
-        if batch.is_empty() {
-            continue;
-        }
-        process(&p, &shard, batch, &mut checkpoint).await;
+        p.clock.sleep_ms(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX_MS);
     }
-}
-
-fn seq_of(r: &Value) -> &str {
-    r["SequenceNumber"].as_str().unwrap_or_default()
-}
-
-fn arrival_ms(r: &Value) -> i64 {
-    (r["ApproximateArrivalTimestamp"].as_f64().unwrap_or(0.0) * 1000.0) as i64
-}
-
-/// AWS's Kinesis event record for one record read from the shard.
-fn event_record(r: &Value, shard: &Shard) -> Value {
-    json!({
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": r["PartitionKey"],
-            "sequenceNumber": r["SequenceNumber"],
-            "data": r["Data"],
-            "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"],
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": format!("{}:{}", shard.id, seq_of(r)),
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": format!("arn:aws:iam::{}:role/tsumiki-event-source-mapping", shard.ctx.account),
-        "awsRegion": shard.ctx.region,
-        "eventSourceARN": shard.spec.source_arn,
-    })
 }
 
 /// How one invocation of a batch ended.
@@ -352,12 +588,32 @@ enum Outcome {
     NotRun,
 }
 
-async fn invoke(p: &Parts, shard: &Shard, records: &[Value]) -> Outcome {
+/// Invokes the function with a batch; answers how it ended and, in a tumbling window, the
+/// state the function returned.
+async fn invoke(
+    p: &Parts,
+    shard: &Shard,
+    records: &[StreamRecord],
+    window: Option<&WindowCall<'_>>,
+) -> (Outcome, Option<Value>) {
     let Some(invoker) = p.invoker.upgrade() else {
-        return Outcome::NotRun;
+        return (Outcome::NotRun, None);
     };
-    let event =
-        json!({"Records": records.iter().map(|r| event_record(r, shard)).collect::<Vec<_>>()});
+    let mut event = json!({"Records": records
+        .iter()
+        .map(|r| shard.source.event_record(r, &shard.id, &shard.spec.source_arn, &shard.ctx))
+        .collect::<Vec<_>>()});
+    if let Some(w) = window {
+        event["window"] = json!({
+            "start": tsumiki_core::clock::iso8601_ms(w.start_ms),
+            "end": tsumiki_core::clock::iso8601_ms(w.end_ms),
+        });
+        event["state"] = w.state.clone();
+        event["shardId"] = json!(shard.id);
+        event["eventSourceARN"] = json!(shard.spec.source_arn);
+        event["isFinalInvokeForWindow"] = json!(w.is_final);
+        event["isWindowTerminatedEarly"] = json!(w.terminated_early);
+    }
     let request_id = tsumiki_core::ids::request_id();
     match invoker
         .invoke(
@@ -368,26 +624,39 @@ async fn invoke(p: &Parts, shard: &Shard, records: &[Value]) -> Outcome {
         .await
     {
         Ok(r) if r.function_error.is_none() => {
+            let state = window.map(|_| {
+                serde_json::from_slice::<Value>(&r.payload)
+                    .ok()
+                    .and_then(|v| v.get("state").cloned())
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({}))
+            });
             if !shard.spec.report_item_failures {
-                return Outcome::Done;
+                return (Outcome::Done, state);
             }
             match first_failed(&r.payload, records) {
-                None => Outcome::Done,
-                Some(from) => Outcome::Failed {
-                    from,
-                    function_error: None,
-                    version: r.executed_version,
-                },
+                None => (Outcome::Done, state),
+                Some(from) => (
+                    Outcome::Failed {
+                        from,
+                        function_error: None,
+                        version: r.executed_version,
+                    },
+                    state,
+                ),
             }
         }
-        Ok(r) => Outcome::Failed {
-            from: 0,
-            function_error: r.function_error,
-            version: r.executed_version,
-        },
+        Ok(r) => (
+            Outcome::Failed {
+                from: 0,
+                function_error: r.function_error,
+                version: r.executed_version,
+            },
+            None,
+        ),
         Err(e) => {
             tracing::info!(mapping = %shard.spec.uuid, error = %e.code, "batch not processed; retrying");
-            Outcome::NotRun
+            (Outcome::NotRun, None)
         }
     }
 }
@@ -395,7 +664,7 @@ async fn invoke(p: &Parts, shard: &Shard, records: &[Value]) -> Outcome {
 /// The index of the first record a partial batch response reports as failed. A response
 /// naming a sequence number not in the batch (or an empty identifier) fails the whole batch,
 /// as AWS does.
-fn first_failed(payload: &[u8], records: &[Value]) -> Option<usize> {
+fn first_failed(payload: &[u8], records: &[StreamRecord]) -> Option<usize> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     let failures = v.get("batchItemFailures")?.as_array()?;
     let mut first: Option<usize> = None;
@@ -404,7 +673,7 @@ fn first_failed(payload: &[u8], records: &[Value]) -> Option<usize> {
             .get("itemIdentifier")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let Some(i) = records.iter().position(|r| seq_of(r) == id) else {
+        let Some(i) = records.iter().position(|r| r.seq == id) else {
             return Some(0);
         };
         first = Some(first.map_or(i, |x| x.min(i)));
@@ -412,26 +681,51 @@ fn first_failed(payload: &[u8], records: &[Value]) -> Option<usize> {
     first
 }
 
-/// Runs one batch to its end: success, or retries spent and reported to the destination. The
-/// checkpoint moves after each finished piece.
-async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut Option<String>) {
+/// Runs one batch to its end: success, or retries spent and reported to the destination. With
+/// `save`, the checkpoint moves after each finished piece; `done` is the last finished sequence
+/// number. In a tumbling window each success carries the function's state forward.
+async fn process(
+    p: &Parts,
+    shard: &Shard,
+    batch: Vec<StreamRecord>,
+    done: &mut Option<String>,
+    mut window: Option<&mut Window>,
+    save: bool,
+) {
+    let window_ms = i64::from(shard.spec.tumbling_window_s) * 1000;
     // Pieces in shard order, each with the attempts it has had.
-    let mut work: VecDeque<(Vec<Value>, u32)> = VecDeque::from([(batch, 0)]);
+    let mut work: VecDeque<(Vec<StreamRecord>, u32)> = VecDeque::from([(batch, 0)]);
     let mut backoff = BACKOFF_START_MS;
     while let Some((records, attempts)) = work.pop_front() {
         let spec = &shard.spec;
         let now = p.clock.now_ms();
-        let oldest = records.first().map_or(now, arrival_ms);
+        let oldest = records.first().map_or(now, |r| r.arrival_ms);
         if spec.maximum_record_age_s >= 0
             && now - oldest > i64::from(spec.maximum_record_age_s) * 1000
         {
             give_up(p, shard, &records, attempts, "RecordAgeExceeded", None).await;
-            finish(p, shard, &records, checkpoint).await;
+            finish(p, shard, &records, done, save).await;
             continue;
         }
-        let (records, attempts, function_error, version) = match invoke(p, shard, &records).await {
+        let (outcome, state) = match window.as_deref() {
+            Some(w) => {
+                let call = WindowCall {
+                    start_ms: w.start_ms,
+                    end_ms: w.start_ms + window_ms,
+                    state: &w.state,
+                    is_final: false,
+                    terminated_early: false,
+                };
+                invoke(p, shard, &records, Some(&call)).await
+            }
+            None => invoke(p, shard, &records, None).await,
+        };
+        if let (Some(w), Some(state)) = (window.as_deref_mut(), state) {
+            w.state = state;
+        }
+        let (records, attempts, function_error, version) = match outcome {
             Outcome::Done => {
-                finish(p, shard, &records, checkpoint).await;
+                finish(p, shard, &records, done, save).await;
                 backoff = BACKOFF_START_MS;
                 continue;
             }
@@ -449,7 +743,7 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut O
                 let mut records = records;
                 let rest = records.split_off(from);
                 if !records.is_empty() {
-                    finish(p, shard, &records, checkpoint).await;
+                    finish(p, shard, &records, done, save).await;
                 }
                 (rest, attempts + 1, function_error, version)
             }
@@ -472,7 +766,7 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut O
                 "RetryAttemptsExhausted"
             };
             give_up(p, shard, &records, attempts, condition, Some(info)).await;
-            finish(p, shard, &records, checkpoint).await;
+            finish(p, shard, &records, done, save).await;
             backoff = BACKOFF_START_MS;
             continue;
         }
@@ -484,42 +778,82 @@ async fn process(p: &Parts, shard: &Shard, batch: Vec<Value>, checkpoint: &mut O
 }
 
 /// Whether the oldest record has left the stream's retention (unlimited retries end there).
-async fn expired(p: &Parts, shard: &Shard, records: &[Value]) -> bool {
+async fn expired(p: &Parts, shard: &Shard, records: &[StreamRecord]) -> bool {
     let Some(first) = records.first() else {
         return true;
     };
-    let Ok(out) = p
-        .kinesis
-        .call(
-            &shard.ctx,
-            "DescribeStreamSummary",
-            json!({"StreamARN": shard.spec.source_arn}),
-        )
+    match shard
+        .source
+        .retention_ms(&*p.stream, &shard.ctx, &shard.spec.source_arn)
         .await
-    else {
+    {
+        Some(retention) => p.clock.now_ms() - first.arrival_ms > retention,
         // A deleted stream's records are gone.
-        return true;
-    };
-    let hours = out
-        .pointer("/StreamDescriptionSummary/RetentionPeriodHours")
-        .and_then(Value::as_i64)
-        .unwrap_or(24);
-    p.clock.now_ms() - arrival_ms(first) > hours * 3_600_000
-}
-
-async fn finish(p: &Parts, shard: &Shard, records: &[Value], checkpoint: &mut Option<String>) {
-    if let Some(last) = records.last() {
-        let seq = seq_of(last).to_string();
-        save_checkpoint(&p.store, shard, &seq).await;
-        *checkpoint = Some(seq);
+        None => true,
     }
 }
 
-/// Sends AWS's on-failure record (the batch's metadata, not its records) to the destination.
+async fn finish(
+    p: &Parts,
+    shard: &Shard,
+    records: &[StreamRecord],
+    done: &mut Option<String>,
+    save: bool,
+) {
+    if let Some(last) = records.last() {
+        if save {
+            save_progress(&p.store, &shard.spec.uuid, &shard.id, last.seq.as_bytes()).await;
+        }
+        *done = Some(last.seq.clone());
+    }
+}
+
+/// AWS's on-failure record: the batch's metadata, not its records.
+fn failure_record(
+    shard: &Shard,
+    records: &[StreamRecord],
+    attempts: u32,
+    condition: &str,
+    function_arn: &str,
+    info: Option<(Option<String>, String)>,
+    now_ms: i64,
+) -> Option<Value> {
+    let (first, last) = (records.first()?, records.last()?);
+    let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
+    if let Some((error, version)) = info {
+        response["executedVersion"] = json!(version);
+        if let Some(e) = error {
+            response["functionError"] = json!(e);
+        }
+    }
+    let mut body = json!({
+        "requestContext": {
+            "requestId": tsumiki_core::ids::request_id(),
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": response,
+        "version": "1.0",
+        "timestamp": tsumiki_core::clock::iso8601_ms(now_ms),
+    });
+    body[shard.source.batch_info_key()] = json!({
+        "shardId": shard.id,
+        "startSequenceNumber": first.seq,
+        "endSequenceNumber": last.seq,
+        "approximateArrivalOfFirstRecord": tsumiki_core::clock::iso8601_ms(first.arrival_ms),
+        "approximateArrivalOfLastRecord": tsumiki_core::clock::iso8601_ms(last.arrival_ms),
+        "batchSize": records.len(),
+        "streamArn": shard.spec.source_arn,
+    });
+    Some(body)
+}
+
+/// Sends AWS's on-failure record to the destination.
 async fn give_up(
     p: &Parts,
     shard: &Shard,
-    records: &[Value],
+    records: &[StreamRecord],
     attempts: u32,
     condition: &str,
     info: Option<(Option<String>, String)>,
@@ -529,51 +863,37 @@ async fn give_up(
     let Some(dest) = &spec.on_failure else {
         return;
     };
-    let (Some(first), Some(last)) = (records.first(), records.last()) else {
-        return;
-    };
     let function_arn = p
         .invoker
         .upgrade()
         .and_then(|i| i.async_settings(&spec.function).ok())
         .map(|s| s.function_arn)
         .unwrap_or_else(|| spec.function.function.clone());
-    let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
-    if let Some((error, version)) = info {
-        response["executedVersion"] = json!(version);
-        if let Some(e) = error {
-            response["functionError"] = json!(e);
-        }
-    }
-    let body = json!({
-        "requestContext": {
-            "requestId": tsumiki_core::ids::request_id(),
-            "functionArn": function_arn,
-            "condition": condition,
-            "approximateInvokeCount": attempts,
-        },
-        "responseContext": response,
-        "version": "1.0",
-        "timestamp": tsumiki_core::clock::iso8601_ms(p.clock.now_ms()),
-        "KinesisBatchInfo": {
-            "shardId": shard.id,
-            "startSequenceNumber": seq_of(first),
-            "endSequenceNumber": seq_of(last),
-            "approximateArrivalOfFirstRecord": tsumiki_core::clock::iso8601_ms(arrival_ms(first)),
-            "approximateArrivalOfLastRecord": tsumiki_core::clock::iso8601_ms(arrival_ms(last)),
-            "batchSize": records.len(),
-            "streamArn": spec.source_arn,
-        },
-    });
+    let Some(body) = failure_record(
+        shard,
+        records,
+        attempts,
+        condition,
+        &function_arn,
+        info,
+        p.clock.now_ms(),
+    ) else {
+        return;
+    };
     let result = match deliver::parse(dest) {
         Destination::Sqs {
             region,
             account,
             name,
         } => deliver::to_sqs(&p.services, region, account, name, &body.to_string(), None).await,
+        Destination::Sns {
+            region,
+            account,
+            arn,
+        } => deliver::to_sns(&p.services, region, account, arn, &body.to_string(), None).await,
         _ => Err(AwsError::not_implemented(
             "lambda",
-            "on-failure destinations other than SQS for stream sources",
+            "on-failure destinations other than SQS and SNS for stream sources",
         )),
     };
     if let Err(e) = result {
@@ -582,7 +902,7 @@ async fn give_up(
 }
 
 /// Sends each mapping to the poller of its source: SQS queues to the queue pollers, Kinesis
-/// streams to the shard pollers, so Lambda holds one handle.
+/// and DynamoDB streams to the shard pollers, so Lambda holds one handle.
 pub struct PollerRouter {
     queues: Arc<dyn EventSourcePollers>,
     shards: Arc<dyn EventSourcePollers>,
@@ -616,8 +936,50 @@ impl EventSourcePollers for PollerRouter {
 mod tests {
     use super::*;
 
-    fn rec(seq: &str) -> Value {
-        json!({"SequenceNumber": seq, "ApproximateArrivalTimestamp": 1.5, "Data": "aGk=", "PartitionKey": "k"})
+    fn rec(seq: &str) -> StreamRecord {
+        StreamRecord {
+            seq: seq.to_string(),
+            arrival_ms: 1500,
+            partition_key: "k".into(),
+            raw: json!({"SequenceNumber": seq, "ApproximateArrivalTimestamp": 1.5, "Data": "aGk=", "PartitionKey": "k"}),
+        }
+    }
+
+    fn spec(arn: &str) -> MappingSpec {
+        MappingSpec {
+            uuid: "u".into(),
+            source_arn: arn.into(),
+            function: tsumiki_ports::FunctionTarget {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+                function: "f".into(),
+                qualifier: None,
+            },
+            batch_size: 100,
+            batching_window_s: 0,
+            report_item_failures: false,
+            filters: vec![],
+            max_concurrency: 1,
+            enabled: true,
+            starting_position: Some("TRIM_HORIZON".into()),
+            starting_position_timestamp_ms: None,
+            maximum_retry_attempts: -1,
+            maximum_record_age_s: -1,
+            bisect_on_error: false,
+            on_failure: None,
+            parallelization_factor: 1,
+            tumbling_window_s: 0,
+        }
+    }
+
+    fn shard(arn: &str) -> Shard {
+        let source = ShardSource::of_arn(arn).expect("a stream ARN");
+        Shard {
+            spec: spec(arn),
+            source,
+            id: "shardId-000000000000".into(),
+            ctx: context(arn, source).expect("an ARN"),
+        }
     }
 
     #[test]
@@ -638,40 +1000,42 @@ mod tests {
     }
 
     #[test]
-    fn event_records_have_aws_shape() {
-        let shard = Shard {
-            spec: MappingSpec {
-                uuid: "u".into(),
-                source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
-                function: tsumiki_ports::FunctionTarget {
-                    account: "123456789012".into(),
-                    region: "us-east-1".into(),
-                    function: "f".into(),
-                    qualifier: None,
-                },
-                batch_size: 100,
-                batching_window_s: 0,
-                report_item_failures: false,
-                filters: vec![],
-                max_concurrency: 1,
-                enabled: true,
-                starting_position: Some("TRIM_HORIZON".into()),
-                starting_position_timestamp_ms: None,
-                maximum_retry_attempts: -1,
-                maximum_record_age_s: -1,
-                bisect_on_error: false,
-                on_failure: None,
-            },
-            id: "shardId-000000000000".into(),
-            ctx: context("arn:aws:kinesis:us-east-1:123456789012:stream/s").expect("a stream ARN"),
-        };
-        let e = event_record(&rec("49"), &shard);
-        assert_eq!(e["eventID"], "shardId-000000000000:49");
-        assert_eq!(e["kinesis"]["data"], "aGk=");
-        assert_eq!(e["kinesis"]["kinesisSchemaVersion"], "1.0");
-        assert_eq!(e["eventSource"], "aws:kinesis");
-        assert_eq!(e["awsRegion"], "us-east-1");
-        assert!(is_stream_source(&shard.spec.source_arn));
+    fn stream_sources_go_to_the_shard_pollers() {
+        assert!(is_stream_source(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+        ));
+        assert!(is_stream_source(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
+        ));
         assert!(!is_stream_source("arn:aws:sqs:us-east-1:1:q"));
+    }
+
+    #[test]
+    fn failure_records_name_the_batch_of_their_source() {
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
+        let s = shard(arn);
+        let body = failure_record(
+            &s,
+            &[rec("7"), rec("9")],
+            3,
+            "RetryAttemptsExhausted",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            Some((Some("Unhandled".into()), "$LATEST".into())),
+            0,
+        )
+        .expect("a record");
+        let info = &body["DDBStreamBatchInfo"];
+        assert_eq!(info["shardId"], "shardId-000000000000");
+        assert_eq!(info["startSequenceNumber"], "7");
+        assert_eq!(info["endSequenceNumber"], "9");
+        assert_eq!(info["batchSize"], 2);
+        assert_eq!(info["streamArn"], arn);
+        assert_eq!(body["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(body["responseContext"]["functionError"], "Unhandled");
+        assert!(body.get("KinesisBatchInfo").is_none());
+        let k = shard("arn:aws:kinesis:us-east-1:123456789012:stream/s");
+        let body = failure_record(&k, &[rec("1")], 1, "RecordAgeExceeded", "f", None, 0)
+            .expect("a record");
+        assert_eq!(body["KinesisBatchInfo"]["batchSize"], 1);
     }
 }

@@ -19,7 +19,7 @@
 mod api;
 mod deliver;
 mod put;
-pub mod schedule;
+pub use tsumiki_lang::schedule;
 mod scheduler;
 mod state;
 mod timers;

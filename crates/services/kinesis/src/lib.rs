@@ -1,9 +1,12 @@
 //! Amazon Kinesis Data Streams (json 1.1): streams with provisioned or on-demand shards,
 //! records routed by partition key (MD5 -> 128-bit hash key -> shard), shard iterators of every
-//! type, retention with trimming on the clock, tags.
+//! type, retention with trimming on the clock, tags, and resharding (SplitShard, MergeShards,
+//! UpdateShardCount's UNIFORM_SCALING as a series of splits and merges): a closed shard keeps
+//! its records, names its children at its end (`ChildShards`, no `NextShardIterator`) and
+//! leaves listings once its records pass the retention.
 //!
-//! What it does not (yet): resharding (UpdateShardCount, Split/MergeShards), enhanced fan-out
-//! consumers, encryption, throughput limits; those operations answer `NotImplemented`.
+//! What it does not (yet): enhanced fan-out consumers, encryption, throughput limits; those
+//! operations answer `NotImplemented`.
 //! A created stream is `ACTIVE` at once (AWS passes through `CREATING` for a few seconds).
 //! Read `state.rs` (data and durability), then `records.rs`.
 
@@ -82,6 +85,9 @@ impl tsumiki_ports::Service for Kinesis {
             "AddTagsToStream" => streams::add_tags(self, ctx, &input).await,
             "RemoveTagsFromStream" => streams::remove_tags(self, ctx, &input).await,
             "ListTagsForStream" => streams::list_tags(self, ctx, &input),
+            "SplitShard" => streams::split_shard(self, ctx, &input).await,
+            "MergeShards" => streams::merge_shards(self, ctx, &input).await,
+            "UpdateShardCount" => streams::update_shard_count(self, ctx, &input).await,
             "PutRecord" => records::put_record(self, ctx, &input).await,
             "PutRecords" => records::put_records(self, ctx, &input).await,
             "GetShardIterator" => records::get_shard_iterator(self, ctx, &input),

@@ -321,6 +321,32 @@ pub(crate) fn get_records(
             rest.next();
         }
         let behind = rest.peek().map_or(0, |(_, r)| (now - r.arrival_ms).max(0));
+        let at_end = rest.peek().is_none();
+        let shard = &stream.meta.shards[it.s];
+        if shard.end_seq.is_some() && at_end {
+            // A closed shard read to its end: no next iterator, and its children instead.
+            let children: Vec<Value> = stream
+                .meta
+                .shards
+                .iter()
+                .filter(|c| {
+                    c.parent.as_deref() == Some(shard.id.as_str())
+                        || c.adjacent_parent.as_deref() == Some(shard.id.as_str())
+                })
+                .map(|c| {
+                    json!({
+                        "ShardId": c.id,
+                        "ParentShards": c.parent.iter().chain(c.adjacent_parent.iter()).collect::<Vec<_>>(),
+                        "HashKeyRange": {"StartingHashKey": c.start_hash, "EndingHashKey": c.end_hash},
+                    })
+                })
+                .collect();
+            return Ok(json!({
+                "Records": out,
+                "MillisBehindLatest": 0,
+                "ChildShards": children,
+            }));
+        }
         let next = Iterator {
             a: it.a.clone(),
             s: it.s,

@@ -89,13 +89,26 @@ impl StreamKey {
     }
 }
 
-/// One shard: its hash key range and where its sequence numbers start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One shard: its hash key range, where its sequence numbers start, and (after resharding)
+/// its parents and where it ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardMeta {
     pub id: String,
     pub start_hash: String,
     pub end_hash: String,
     pub start_seq: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent: Option<String>,
+    /// Set when a split or merge closed the shard: it takes no more records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_seq: Option<String>,
+    /// When the shard was created (absent: with its stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ms: Option<i64>,
 }
 
 impl ShardMeta {
@@ -153,16 +166,126 @@ impl Stream {
         }
     }
 
-    /// The shard whose range holds `hash`.
+    /// The open shard whose range holds `hash`.
     pub fn shard_for(&self, hash: u128) -> usize {
         self.meta
             .shards
             .iter()
             .position(|s| {
                 let (a, b) = s.range();
-                a <= hash && hash <= b
+                s.end_seq.is_none() && a <= hash && hash <= b
             })
             .unwrap_or(0)
+    }
+
+    /// The indexes of the open shards, by starting hash key.
+    pub fn open_shards(&self) -> Vec<usize> {
+        let mut open: Vec<usize> = (0..self.meta.shards.len())
+            .filter(|i| self.meta.shards[*i].end_seq.is_none())
+            .collect();
+        open.sort_by_key(|i| self.meta.shards[*i].range().0);
+        open
+    }
+
+    /// Appends a new open shard over `[start, end]`; answers its index.
+    fn add_shard(
+        &mut self,
+        (start, end): (u128, u128),
+        parents: (String, Option<String>),
+        now_ms: i64,
+    ) -> usize {
+        let index = self.meta.shards.len();
+        let floor = (now_ms.max(0) as u128) * 1000;
+        self.meta.shards.push(ShardMeta {
+            id: format!("shardId-{index:012}"),
+            start_hash: start.to_string(),
+            end_hash: end.to_string(),
+            start_seq: sequence_number(index, floor).to_string(),
+            parent: Some(parents.0),
+            adjacent_parent: parents.1,
+            end_seq: None,
+            created_ms: Some(now_ms),
+            closed_ms: None,
+        });
+        self.records.push(BTreeMap::new());
+        self.counters.push(floor);
+        index
+    }
+
+    /// Closes shard `index`: its ending sequence number is the greatest its numbers can reach.
+    fn close(&mut self, index: usize, now_ms: i64) {
+        let shard = &mut self.meta.shards[index];
+        shard.end_seq = Some(sequence_number(index, SEQ_SHARD - 1).to_string());
+        shard.closed_ms = Some(now_ms);
+    }
+
+    /// Splits open shard `index` at `at` (the second child's starting hash key); answers the
+    /// two children's indexes.
+    pub fn split(&mut self, index: usize, at: u128, now_ms: i64) -> (usize, usize) {
+        let (a, b) = self.meta.shards[index].range();
+        let parent = self.meta.shards[index].id.clone();
+        self.close(index, now_ms);
+        let left = self.add_shard((a, at - 1), (parent.clone(), None), now_ms);
+        let right = self.add_shard((at, b), (parent, None), now_ms);
+        (left, right)
+    }
+
+    /// Merges open shards `first` and `adjacent` (whose range follows `first`'s); answers the
+    /// child's index.
+    pub fn merge(&mut self, first: usize, adjacent: usize, now_ms: i64) -> usize {
+        let (a, _) = self.meta.shards[first].range();
+        let (_, b) = self.meta.shards[adjacent].range();
+        let parents = (
+            self.meta.shards[first].id.clone(),
+            Some(self.meta.shards[adjacent].id.clone()),
+        );
+        self.close(first, now_ms);
+        self.close(adjacent, now_ms);
+        self.add_shard((a, b), parents, now_ms)
+    }
+
+    /// UpdateShardCount's UNIFORM_SCALING, as AWS performs it: each open shard is split at
+    /// every boundary of the `target` even ranges inside it, then the pieces of each range are
+    /// merged pairwise from the left. Every step is an ordinary split or merge, so every child
+    /// names its parents and readers keep each key's order.
+    pub fn scale_uniformly(&mut self, target: usize, now_ms: i64) {
+        let ranges = hash_ranges(target);
+        let boundaries: Vec<u128> = ranges.iter().skip(1).map(|r| r.0).collect();
+        let mut pieces = Vec::new();
+        for index in self.open_shards() {
+            let mut current = index;
+            loop {
+                let (a, b) = self.meta.shards[current].range();
+                match boundaries.iter().find(|x| **x > a && **x <= b) {
+                    Some(&at) => {
+                        let (left, right) = self.split(current, at, now_ms);
+                        pieces.push(left);
+                        current = right;
+                    }
+                    None => {
+                        pieces.push(current);
+                        break;
+                    }
+                }
+            }
+        }
+        for (a, b) in ranges {
+            let group: Vec<usize> = pieces
+                .iter()
+                .copied()
+                .filter(|p| {
+                    let (s, e) = self.meta.shards[*p].range();
+                    a <= s && e <= b
+                })
+                .collect();
+            let Some((first, rest)) = group.split_first() else {
+                continue;
+            };
+            let mut merged = *first;
+            for next in rest {
+                merged = self.merge(merged, *next, now_ms);
+            }
+        }
     }
 
     pub fn shard_index(&self, shard_id: &str) -> Option<usize> {
@@ -270,6 +393,72 @@ pub async fn load(store: &Store) -> Result<(State, usize), StoreError> {
 mod tests {
     use super::*;
 
+    fn stream(n: usize) -> Stream {
+        let shards = hash_ranges(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, b))| ShardMeta {
+                id: format!("shardId-{i:012}"),
+                start_hash: a.to_string(),
+                end_hash: b.to_string(),
+                start_seq: sequence_number(i, 0).to_string(),
+                ..ShardMeta::default()
+            })
+            .collect();
+        Stream::new(StreamMeta {
+            name: "s".into(),
+            created_ms: 0,
+            on_demand: false,
+            retention_hours: 24,
+            shards,
+            tags: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn uniform_scaling_ends_with_even_open_shards_whose_parents_are_closed() {
+        for (from, to) in [(1, 2), (2, 1), (5, 3), (3, 5), (4, 8), (7, 4), (3, 3)] {
+            let mut s = stream(from);
+            s.scale_uniformly(to, 1_000);
+            let open: Vec<(u128, u128)> = s
+                .open_shards()
+                .iter()
+                .map(|i| s.meta.shards[*i].range())
+                .collect();
+            assert_eq!(open, hash_ranges(to), "{from} -> {to}");
+            let ids: Vec<&str> = s.meta.shards.iter().map(|m| m.id.as_str()).collect();
+            for m in &s.meta.shards {
+                for p in m.parent.iter().chain(m.adjacent_parent.iter()) {
+                    let parent = &s.meta.shards[ids.iter().position(|i| i == p).expect("known")];
+                    assert!(parent.end_seq.is_some(), "a parent is closed");
+                    let (pa, pb) = parent.range();
+                    let (a, b) = m.range();
+                    assert!(pa <= b && a <= pb, "a parent overlaps its child");
+                }
+            }
+            assert_eq!(s.records.len(), s.meta.shards.len());
+        }
+    }
+
+    #[test]
+    fn splits_and_merges_route_new_records_to_open_children() {
+        let mut s = stream(1);
+        let (l, r) = s.split(0, 1 << 127, 5);
+        assert_eq!(s.shard_for(0), l);
+        assert_eq!(s.shard_for(u128::MAX), r);
+        assert_eq!(
+            s.meta.shards[l].parent.as_deref(),
+            Some("shardId-000000000000")
+        );
+        let m = s.merge(l, r, 6);
+        assert_eq!(s.shard_for(1 << 127), m);
+        assert_eq!(
+            s.meta.shards[m].adjacent_parent.as_deref(),
+            Some("shardId-000000000002")
+        );
+        assert!(s.meta.shards[0].end_seq.as_deref() > Some(s.meta.shards[0].start_seq.as_str()));
+    }
+
     #[test]
     fn ranges_split_the_space_evenly() {
         let r = hash_ranges(1);
@@ -311,6 +500,7 @@ mod tests {
                     start_hash: a.to_string(),
                     end_hash: b.to_string(),
                     start_seq: sequence_number(i, 0).to_string(),
+                    ..ShardMeta::default()
                 })
                 .collect(),
             tags: BTreeMap::new(),
@@ -336,6 +526,7 @@ mod tests {
                     start_hash: "0".into(),
                     end_hash: "0".into(),
                     start_seq: sequence_number(i, 5).to_string(),
+                    ..ShardMeta::default()
                 })
                 .collect(),
             tags: BTreeMap::new(),

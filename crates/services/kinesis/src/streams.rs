@@ -59,6 +59,7 @@ pub(crate) async fn create_stream(
             start_hash: a.to_string(),
             end_hash: b.to_string(),
             start_seq: state::sequence_number(i, floor).to_string(),
+            ..ShardMeta::default()
         })
         .collect();
     let mut tags = BTreeMap::new();
@@ -131,11 +132,31 @@ fn mode(s: &Stream) -> Value {
 }
 
 fn shard_json(s: &ShardMeta) -> Value {
-    json!({
+    let mut out = json!({
         "ShardId": s.id,
         "HashKeyRange": {"StartingHashKey": s.start_hash, "EndingHashKey": s.end_hash},
         "SequenceNumberRange": {"StartingSequenceNumber": s.start_seq},
-    })
+    });
+    if let Some(p) = &s.parent {
+        out["ParentShardId"] = json!(p);
+    }
+    if let Some(p) = &s.adjacent_parent {
+        out["AdjacentParentShardId"] = json!(p);
+    }
+    if let Some(e) = &s.end_seq {
+        out["SequenceNumberRange"]["EndingSequenceNumber"] = json!(e);
+    }
+    out
+}
+
+/// The shards a listing shows: a closed shard leaves it once its records have all passed the
+/// stream's retention, as AWS.
+fn listed(s: &Stream, now_ms: i64) -> impl std::iter::Iterator<Item = &ShardMeta> {
+    let horizon = now_ms - i64::from(s.meta.retention_hours) * 3_600_000;
+    s.meta
+        .shards
+        .iter()
+        .filter(move |sh| sh.closed_ms.is_none_or(|c| c >= horizon))
 }
 
 pub(crate) fn describe_stream(
@@ -146,11 +167,9 @@ pub(crate) fn describe_stream(
     let key = stream_key(ctx, input)?;
     let limit = input.get("Limit").and_then(Value::as_u64).unwrap_or(100) as usize;
     let after = input.get("ExclusiveStartShardId").and_then(Value::as_str);
+    let now = k.clock.now_ms();
     with_stream(k, &key, |s| {
-        let all: Vec<&ShardMeta> = s
-            .meta
-            .shards
-            .iter()
+        let all: Vec<&ShardMeta> = listed(s, now)
             .filter(|sh| after.is_none_or(|a| sh.id.as_str() > a))
             .collect();
         let shards: Vec<Value> = all.iter().take(limit).map(|sh| shard_json(sh)).collect();
@@ -185,7 +204,7 @@ pub(crate) fn describe_stream_summary(
             "StreamCreationTimestamp": s.meta.created_ms as f64 / 1000.0,
             "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
             "EncryptionType": "NONE",
-            "OpenShardCount": s.meta.shards.len(),
+            "OpenShardCount": s.open_shards().len(),
             "ConsumerCount": 0,
             "MaxRecordSizeInKiB": 1024,
         }}))
@@ -265,12 +284,29 @@ pub(crate) fn list_shards(
         .get("MaxResults")
         .and_then(Value::as_u64)
         .unwrap_or(1000) as usize;
+    let now = k.clock.now_ms();
+    let filter = shard_filter(input)?;
     with_stream(k, &key, |s| {
-        let all: Vec<&ShardMeta> = s
-            .meta
-            .shards
-            .iter()
+        let created = s.meta.created_ms;
+        let horizon = now - i64::from(s.meta.retention_hours) * 3_600_000;
+        let all: Vec<&ShardMeta> = listed(s, now)
             .filter(|sh| after.as_deref().is_none_or(|a| sh.id.as_str() > a))
+            .filter(|sh| {
+                let opened = sh.created_ms.unwrap_or(created);
+                match &filter {
+                    None => true,
+                    Some(ShardFilter::AfterShardId(id)) => sh.id.as_str() > id.as_str(),
+                    Some(ShardFilter::AtLatest) => sh.end_seq.is_none(),
+                    Some(ShardFilter::FromTrimHorizon) => true,
+                    Some(ShardFilter::AtTrimHorizon) => {
+                        opened <= horizon.max(created) && sh.closed_ms.is_none_or(|c| c >= horizon)
+                    }
+                    Some(ShardFilter::AtTimestamp(t)) => {
+                        opened <= (*t).max(created) && sh.closed_ms.is_none_or(|c| c >= *t)
+                    }
+                    Some(ShardFilter::FromTimestamp(t)) => sh.closed_ms.is_none_or(|c| c >= *t),
+                }
+            })
             .collect();
         let page: Vec<&ShardMeta> = all.iter().take(limit).copied().collect();
         let mut out = json!({"Shards": page.iter().map(|sh| shard_json(sh)).collect::<Vec<_>>()});
@@ -281,6 +317,267 @@ pub(crate) fn list_shards(
         }
         Ok(out)
     })
+}
+
+/// ListShards' `ShardFilter`.
+enum ShardFilter {
+    AfterShardId(String),
+    AtTrimHorizon,
+    FromTrimHorizon,
+    AtLatest,
+    AtTimestamp(i64),
+    FromTimestamp(i64),
+}
+
+fn shard_filter(input: &Value) -> Result<Option<ShardFilter>, AwsError> {
+    let Some(f) = input.get("ShardFilter") else {
+        return Ok(None);
+    };
+    let kind = f.get("Type").and_then(Value::as_str).unwrap_or_default();
+    let shard_id = f.get("ShardId").and_then(Value::as_str);
+    let timestamp = f
+        .get("Timestamp")
+        .and_then(Value::as_f64)
+        .map(|t| (t * 1000.0).round() as i64);
+    if kind != "AFTER_SHARD_ID" && shard_id.is_some() {
+        return Err(invalid(format!(
+            "ShardId can only be specified with ShardFilter type AFTER_SHARD_ID, not {kind}."
+        )));
+    }
+    if !kind.ends_with("_TIMESTAMP") && timestamp.is_some() {
+        return Err(invalid(format!(
+            "Timestamp can only be specified with ShardFilter types AT_TIMESTAMP and FROM_TIMESTAMP, not {kind}."
+        )));
+    }
+    let need_time = || {
+        timestamp.ok_or_else(|| {
+            invalid(format!(
+                "Timestamp must be specified for ShardFilter type {kind}."
+            ))
+        })
+    };
+    Ok(Some(match kind {
+        "AFTER_SHARD_ID" => ShardFilter::AfterShardId(
+            shard_id
+                .ok_or_else(|| {
+                    invalid("ShardId must be specified for ShardFilter type AFTER_SHARD_ID.")
+                })?
+                .to_string(),
+        ),
+        "AT_TRIM_HORIZON" => ShardFilter::AtTrimHorizon,
+        "FROM_TRIM_HORIZON" => ShardFilter::FromTrimHorizon,
+        "AT_LATEST" => ShardFilter::AtLatest,
+        "AT_TIMESTAMP" => ShardFilter::AtTimestamp(need_time()?),
+        "FROM_TIMESTAMP" => ShardFilter::FromTimestamp(need_time()?),
+        other => return Err(invalid(format!("Invalid ShardFilter type {other}."))),
+    }))
+}
+
+/// Runs a resharding change on the stream under the lock and writes its shards through.
+async fn reshard<T>(
+    k: &Kinesis,
+    key: &StreamKey,
+    change: impl FnOnce(&mut Stream, i64) -> Result<T, AwsError>,
+) -> Result<T, AwsError> {
+    let now = k.clock.now_ms();
+    let (commit, out) = {
+        let mut st = k.state.lock();
+        let stream = st.streams.get_mut(key).ok_or_else(|| not_found(key))?;
+        let out = change(stream, now)?;
+        let mut batch = Batch::new();
+        state::put_stream(&mut batch, key, &stream.meta);
+        (k.store.commit(batch), out)
+    };
+    commit.await.map_err(store_error)?;
+    Ok(out)
+}
+
+fn shard_not_found(key: &StreamKey, shard: &str) -> AwsError {
+    AwsError::new(
+        "ResourceNotFoundException",
+        400,
+        format!(
+            "Could not find shard {shard} in stream {} under account {}.",
+            key.name, key.account
+        ),
+    )
+}
+
+/// An open shard of the stream by id.
+fn open_shard(stream: &Stream, key: &StreamKey, id: &str) -> Result<usize, AwsError> {
+    let index = stream
+        .shard_index(id)
+        .ok_or_else(|| shard_not_found(key, id))?;
+    if stream.meta.shards[index].end_seq.is_some() {
+        return Err(AwsError::new(
+            "ResourceInUseException",
+            400,
+            format!(
+                "Shard {id} in stream {} under account {} has already been merged or split, and thus is not eligible for merging or splitting.",
+                key.name, key.account
+            ),
+        ));
+    }
+    Ok(index)
+}
+
+fn check_shard_limit(key: &StreamKey, open: usize, more: usize) -> Result<(), AwsError> {
+    if (open + more) as u64 > MAX_SHARDS {
+        return Err(AwsError::new(
+            "LimitExceededException",
+            400,
+            format!(
+                "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {open}. Limit: {MAX_SHARDS}. Number of additional shards that would have resulted from this request: {more}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
+                key.account, key.region
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_on_demand(stream: &Stream, key: &StreamKey, op: &str) -> Result<(), AwsError> {
+    if stream.meta.on_demand {
+        return Err(AwsError::new(
+            "ValidationException",
+            400,
+            format!(
+                "{op} is not supported for stream {} under account {} because it is in ON_DEMAND mode.",
+                key.name, key.account
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn split_shard(
+    k: &Kinesis,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let key = stream_key(ctx, input)?;
+    let shard = input
+        .get("ShardToSplit")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let raw = input
+        .get("NewStartingHashKey")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let at: u128 = raw.parse().map_err(|_| {
+        invalid(format!(
+            "NewStartingHashKey {raw} used in SplitShard() on shard {shard} in stream {} under account {} is not a number in [0, 2^128-1].",
+            key.name, key.account
+        ))
+    })?;
+    reshard(k, &key, |stream, now| {
+        refuse_on_demand(stream, &key, "SplitShard")?;
+        let index = open_shard(stream, &key, &shard)?;
+        check_shard_limit(&key, stream.open_shards().len(), 1)?;
+        let (a, b) = stream.meta.shards[index].range();
+        if at <= a.saturating_add(1) || at >= b {
+            return Err(invalid(format!(
+                "NewStartingHashKey {at} used in SplitShard() on shard {shard} in stream {} under account {} is not both greater than one plus the shard's StartingHashKey {a} and less than the shard's EndingHashKey {b}.",
+                key.name, key.account
+            )));
+        }
+        stream.split(index, at, now);
+        Ok(())
+    })
+    .await?;
+    Ok(json!({}))
+}
+
+pub(crate) async fn merge_shards(
+    k: &Kinesis,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let key = stream_key(ctx, input)?;
+    let first = input
+        .get("ShardToMerge")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let adjacent = input
+        .get("AdjacentShardToMerge")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    reshard(k, &key, |stream, now| {
+        refuse_on_demand(stream, &key, "MergeShards")?;
+        let a = open_shard(stream, &key, &first)?;
+        let b = open_shard(stream, &key, &adjacent)?;
+        let (ra, rb) = (stream.meta.shards[a].range(), stream.meta.shards[b].range());
+        // Either order names the same pair; the child's parent is the lower range.
+        let (lo, hi) = if ra.1.checked_add(1) == Some(rb.0) {
+            (a, b)
+        } else if rb.1.checked_add(1) == Some(ra.0) {
+            (b, a)
+        } else {
+            return Err(invalid(format!(
+                "Shards {first} and {adjacent} in stream {} under account {} are not an adjacent pair of shards eligible for merging",
+                key.name, key.account
+            )));
+        };
+        stream.merge(lo, hi, now);
+        Ok(())
+    })
+    .await?;
+    Ok(json!({}))
+}
+
+pub(crate) async fn update_shard_count(
+    k: &Kinesis,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let key = stream_key(ctx, input)?;
+    let target = input
+        .get("TargetShardCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    let current = reshard(k, &key, |stream, now| {
+        refuse_on_demand(stream, &key, "UpdateShardCount")?;
+        let open = stream.open_shards().len();
+        let limit = |m: String| Err(AwsError::new("LimitExceededException", 400, m));
+        if target as u64 > MAX_SHARDS {
+            return limit(format!(
+                "Target shard count or number of open shards cannot be greater than {MAX_SHARDS}. Current open shard count: {open}, Target shard count: {target}"
+            ));
+        }
+        if target > open * 2 {
+            return limit(format!(
+                "UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {open}, Target shard count: {target}"
+            ));
+        }
+        if target * 2 < open {
+            return limit(format!(
+                "UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {open}, Target shard count: {target}"
+            ));
+        }
+        if target != open || !uniform(stream, target) {
+            stream.scale_uniformly(target, now);
+        }
+        Ok(open)
+    })
+    .await?;
+    Ok(json!({
+        "StreamName": key.name,
+        "StreamARN": key.arn(),
+        "CurrentShardCount": current,
+        "TargetShardCount": target,
+    }))
+}
+
+/// Whether the open shards already split the key space into `n` even ranges.
+fn uniform(stream: &Stream, n: usize) -> bool {
+    let open: Vec<(u128, u128)> = stream
+        .open_shards()
+        .iter()
+        .map(|i| stream.meta.shards[*i].range())
+        .collect();
+    open == state::hash_ranges(n)
 }
 
 async fn update(

@@ -1,7 +1,7 @@
 //! Event source mappings: the Lambda resource (Create/Get/List/Update/DeleteEventSourceMapping,
 //! stored in `lambda.esm`), run by the triggers layer's pollers through
-//! `ports::EventSourcePollers`. SQS queues and Kinesis streams run now; DynamoDB Streams
-//! sources are refused with a clear error until that service exists.
+//! `ports::EventSourcePollers`. Sources: SQS queues, Kinesis streams and DynamoDB streams
+//! (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,11 +18,23 @@ pub(crate) const NS_MAPPING: &str = "lambda.esm";
 /// AWS: SQS mappings take batches of 1 to 10,000 (more than 10 needs a batching window).
 const SQS_MAX_BATCH: u64 = 10_000;
 const SQS_DEFAULT_BATCH: u32 = 10;
+/// AWS: FIFO queues take batches of at most 10, without a batching window.
+const SQS_FIFO_MAX_BATCH: u32 = 10;
 /// AWS: SQS mappings scale to at most 1,000 concurrent invocations; at least 2.
 const DEFAULT_MAX_CONCURRENCY: u32 = 1_000;
-/// AWS: Kinesis mappings take batches of 1 to 10,000, 100 by default.
+/// AWS: Kinesis and DynamoDB Streams mappings take batches of 1 to 10,000, 100 by default.
 const KINESIS_MAX_BATCH: u64 = 10_000;
 const KINESIS_DEFAULT_BATCH: u32 = 100;
+
+/// Members AWS takes only for stream sources.
+const STREAM_ONLY: &[&str] = &[
+    "StartingPosition",
+    "ParallelizationFactor",
+    "TumblingWindowInSeconds",
+    "BisectBatchOnFunctionError",
+    "MaximumRetryAttempts",
+    "MaximumRecordAgeInSeconds",
+];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Mapping {
@@ -54,16 +66,43 @@ pub(crate) struct StreamSettings {
     pub max_record_age_s: i32,
     pub bisect: bool,
     pub on_failure: Option<String>,
+    #[serde(default = "one")]
+    pub parallelization: u32,
+    #[serde(default)]
+    pub tumbling_window_s: u32,
 }
 
-fn is_kinesis(source: &str) -> bool {
-    source.split(':').nth(2) == Some("kinesis")
+fn one() -> u32 {
+    1
+}
+
+/// The kind of source an event source ARN names, as AWS tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SourceKind {
+    Sqs,
+    Kinesis,
+    DynamoDb,
+}
+
+fn source_kind(source: &str) -> Option<SourceKind> {
+    let (service, _, _, resource) = tsumiki_core::ids::parse_arn(source)?;
+    match service {
+        "sqs" if !resource.is_empty() => Some(SourceKind::Sqs),
+        "kinesis" if resource.starts_with("stream/") => Some(SourceKind::Kinesis),
+        "dynamodb" => {
+            let parts: Vec<&str> = resource.split('/').collect();
+            matches!(parts.as_slice(), ["table", t, "stream", l] if !t.is_empty() && !l.is_empty())
+                .then_some(SourceKind::DynamoDb)
+        }
+        _ => None,
+    }
 }
 
 /// Reads and checks the stream settings of a Create or Update request over `base`.
 fn stream_settings(
     input: &Value,
     base: Option<StreamSettings>,
+    kind: SourceKind,
 ) -> Result<StreamSettings, AwsError> {
     let mut s = match base {
         Some(s) => s,
@@ -71,6 +110,12 @@ fn stream_settings(
             let position = str_of(input, "StartingPosition").ok_or_else(|| {
                 invalid("1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: Member must not be null")
             })?;
+            // AT_TIMESTAMP is for Kinesis (and Kafka, DocumentDB), not DynamoDB Streams.
+            if kind == SourceKind::DynamoDb && position == "AT_TIMESTAMP" {
+                return Err(invalid(
+                    "Unsupported starting position for DynamoDB stream event sources: AT_TIMESTAMP. Use TRIM_HORIZON or LATEST.",
+                ));
+            }
             StreamSettings {
                 starting_position: position.to_string(),
                 starting_position_timestamp_ms: None,
@@ -78,6 +123,8 @@ fn stream_settings(
                 max_record_age_s: -1,
                 bisect: false,
                 on_failure: None,
+                parallelization: 1,
+                tumbling_window_s: 0,
             }
         }
     };
@@ -104,6 +151,22 @@ fn stream_settings(
         }
         s.max_record_age_s = a as i32;
     }
+    if let Some(p) = input.get("ParallelizationFactor").and_then(Value::as_i64) {
+        if !(1..=10).contains(&p) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{p}' at 'parallelizationFactor' failed to satisfy constraint: Member must have value between 1 and 10"
+            )));
+        }
+        s.parallelization = p as u32;
+    }
+    if let Some(w) = input.get("TumblingWindowInSeconds").and_then(Value::as_i64) {
+        if !(0..=900).contains(&w) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{w}' at 'tumblingWindowInSeconds' failed to satisfy constraint: Member must have value between 0 and 900"
+            )));
+        }
+        s.tumbling_window_s = w as u32;
+    }
     if let Some(b) = input
         .get("BisectBatchOnFunctionError")
         .and_then(Value::as_bool)
@@ -118,10 +181,10 @@ fn stream_settings(
             .map(String::from);
     }
     if let Some(d) = &s.on_failure
-        && d.split(':').nth(2) != Some("sqs")
+        && !matches!(d.split(':').nth(2), Some("sqs" | "sns"))
     {
         return Err(invalid(format!(
-            "tsumiki sends the failed batches of stream sources to SQS queues so far; {d} is not one."
+            "The destination ARN {d} is invalid. A stream source's on-failure destination is an SQS queue or an SNS topic."
         )));
     }
     Ok(s)
@@ -156,6 +219,8 @@ impl Mapping {
             maximum_record_age_s: self.stream.as_ref().map_or(-1, |s| s.max_record_age_s),
             bisect_on_error: self.stream.as_ref().is_some_and(|s| s.bisect),
             on_failure: self.stream.as_ref().and_then(|s| s.on_failure.clone()),
+            parallelization_factor: self.stream.as_ref().map_or(1, |s| s.parallelization),
+            tumbling_window_s: self.stream.as_ref().map_or(0, |s| s.tumbling_window_s),
         }
     }
 
@@ -190,8 +255,8 @@ impl Mapping {
             out["MaximumRetryAttempts"] = json!(s.max_retries);
             out["MaximumRecordAgeInSeconds"] = json!(s.max_record_age_s);
             out["BisectBatchOnFunctionError"] = json!(s.bisect);
-            out["ParallelizationFactor"] = json!(1);
-            out["TumblingWindowInSeconds"] = json!(0);
+            out["ParallelizationFactor"] = json!(s.parallelization);
+            out["TumblingWindowInSeconds"] = json!(s.tumbling_window_s);
             out["DestinationConfig"] = match &s.on_failure {
                 Some(d) => json!({"OnFailure": {"Destination": d}}),
                 None => json!({"OnFailure": {}}),
@@ -236,11 +301,16 @@ fn filters(input: &Value) -> Result<Option<Vec<String>>, AwsError> {
     Ok(Some(out))
 }
 
-fn check_batch(batch: u32, window: u32, kinesis: bool) -> Result<(), AwsError> {
-    if kinesis {
+fn check_batch(batch: u32, window: u32, kind: SourceKind, fifo: bool) -> Result<(), AwsError> {
+    if kind != SourceKind::Sqs {
         if u64::from(batch) > KINESIS_MAX_BATCH || batch == 0 {
+            let name = if kind == SourceKind::Kinesis {
+                "Kinesis"
+            } else {
+                "DynamoDB"
+            };
             return Err(invalid(format!(
-                "BatchSize must be between 1 and {KINESIS_MAX_BATCH} for Kinesis event sources."
+                "BatchSize must be between 1 and {KINESIS_MAX_BATCH} for {name} event sources."
             )));
         }
         return Ok(());
@@ -249,6 +319,16 @@ fn check_batch(batch: u32, window: u32, kinesis: bool) -> Result<(), AwsError> {
         return Err(invalid(format!(
             "BatchSize must be between 1 and {SQS_MAX_BATCH} for SQS event sources."
         )));
+    }
+    if fifo && batch > SQS_FIFO_MAX_BATCH {
+        return Err(invalid(format!(
+            "BatchSize must be between 1 and {SQS_FIFO_MAX_BATCH} for FIFO queues."
+        )));
+    }
+    if fifo && window > 0 {
+        return Err(invalid(
+            "MaximumBatchingWindowInSeconds is not supported for FIFO queues.",
+        ));
     }
     if batch > 10 && window == 0 {
         return Err(invalid(
@@ -267,17 +347,22 @@ impl Lambda {
         let source = str_of(&input, "EventSourceArn")
             .unwrap_or_default()
             .to_string();
-        let service = source.split(':').nth(2).unwrap_or_default();
-        if service != "sqs" && service != "kinesis" {
-            return Err(invalid(format!(
-                "tsumiki runs event source mappings for SQS queues and Kinesis streams so far; {source} is neither."
-            )));
-        }
-        let kinesis = is_kinesis(&source);
-        let stream = if kinesis {
-            Some(stream_settings(&input, None)?)
-        } else {
+        let kind = source_kind(&source).ok_or_else(|| {
+            invalid(format!(
+                "tsumiki runs event source mappings for SQS queues, Kinesis streams and DynamoDB streams; {source} is none of them."
+            ))
+        })?;
+        let stream = if kind == SourceKind::Sqs {
+            for member in STREAM_ONLY {
+                if input.get(*member).is_some() {
+                    return Err(invalid(format!(
+                        "Unsupported {member} for SQS event source mapping."
+                    )));
+                }
+            }
             None
+        } else {
+            Some(stream_settings(&input, None, kind)?)
         };
         let r = names::of_input_unqualified(ctx, &input)?;
         let function_arn = self.with_function(ctx, &r, |f| {
@@ -285,10 +370,10 @@ impl Lambda {
             Ok(f.arn.clone())
         })?;
         let batch = input.get("BatchSize").and_then(Value::as_u64).map_or(
-            if kinesis {
-                KINESIS_DEFAULT_BATCH
-            } else {
+            if kind == SourceKind::Sqs {
                 SQS_DEFAULT_BATCH
+            } else {
+                KINESIS_DEFAULT_BATCH
             },
             |b| b as u32,
         );
@@ -296,7 +381,7 @@ impl Lambda {
             .get("MaximumBatchingWindowInSeconds")
             .and_then(Value::as_u64)
             .unwrap_or(0) as u32;
-        check_batch(batch, window, kinesis)?;
+        check_batch(batch, window, kind, source.ends_with(".fifo"))?;
         let mapping = Mapping {
             uuid: uuid::Uuid::new_v4().to_string(),
             account: ctx.account.clone(),
@@ -413,9 +498,15 @@ impl Lambda {
         {
             m.window_s = w as u32;
         }
-        check_batch(m.batch_size, m.window_s, m.stream.is_some())?;
+        let kind = source_kind(&m.source_arn).unwrap_or(SourceKind::Sqs);
+        check_batch(
+            m.batch_size,
+            m.window_s,
+            kind,
+            m.source_arn.ends_with(".fifo"),
+        )?;
         if let Some(s) = m.stream.take() {
-            m.stream = Some(stream_settings(&input, Some(s))?);
+            m.stream = Some(stream_settings(&input, Some(s), kind)?);
         }
         if let Some(e) = input.get("Enabled").and_then(Value::as_bool) {
             m.enabled = e;
@@ -482,4 +573,55 @@ pub(crate) async fn load(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_told_apart_as_aws_does() {
+        let k = |a: &str| source_kind(a);
+        assert_eq!(
+            k("arn:aws:sqs:us-east-1:123456789012:q"),
+            Some(SourceKind::Sqs)
+        );
+        assert_eq!(
+            k("arn:aws:kinesis:us-east-1:123456789012:stream/s"),
+            Some(SourceKind::Kinesis)
+        );
+        assert_eq!(
+            k("arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-29T01:00:00.000"),
+            Some(SourceKind::DynamoDb)
+        );
+        // A table is not a stream.
+        assert_eq!(k("arn:aws:dynamodb:us-east-1:123456789012:table/t"), None);
+        assert_eq!(k("arn:aws:sns:us-east-1:123456789012:t"), None);
+    }
+
+    #[test]
+    fn dynamodb_streams_take_no_timestamp_position() {
+        let input = json!({"StartingPosition": "AT_TIMESTAMP", "StartingPositionTimestamp": 1.0});
+        let e = stream_settings(&input, None, SourceKind::DynamoDb).expect_err("refused");
+        assert_eq!(e.code, "InvalidParameterValueException");
+        let s = stream_settings(&input, None, SourceKind::Kinesis).expect("accepted");
+        assert_eq!(s.starting_position_timestamp_ms, Some(1000));
+        let s = stream_settings(
+            &json!({"StartingPosition": "LATEST"}),
+            None,
+            SourceKind::DynamoDb,
+        )
+        .expect("accepted");
+        assert_eq!(s.starting_position, "LATEST");
+        assert!(check_batch(10_001, 0, SourceKind::DynamoDb, false).is_err());
+        assert!(check_batch(1_000, 0, SourceKind::DynamoDb, false).is_ok());
+    }
+
+    #[test]
+    fn fifo_queues_take_batches_of_ten_without_a_window() {
+        assert!(check_batch(10, 0, SourceKind::Sqs, true).is_ok());
+        assert!(check_batch(11, 5, SourceKind::Sqs, true).is_err());
+        assert!(check_batch(5, 1, SourceKind::Sqs, true).is_err());
+        assert!(check_batch(11, 5, SourceKind::Sqs, false).is_ok());
+    }
 }

@@ -1,0 +1,969 @@
+//! Parsing and validating a state machine definition into graphs of states, with AWS's
+//! `InvalidDefinition` diagnostics (`SCHEMA_VALIDATION_FAILED`, `MISSING_TRANSITION_TARGET`,
+//! `MISSING_END_STATE`, ...). A definition's graphs are numbered in document order (the top
+//! level is 0, then each Parallel branch and Map processor as met), so the numbers are stable
+//! across restarts and persisted executions can name them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::choice::{self, Rule};
+use super::intrinsics;
+use super::path::Path;
+
+/// One problem found in a definition, as ValidateStateMachineDefinition reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub code: &'static str,
+    pub message: String,
+    pub location: Option<String>,
+}
+
+impl Diagnostic {
+    fn new(code: &'static str, message: impl Into<String>, location: &str) -> Self {
+        Diagnostic {
+            code,
+            message: message.into(),
+            location: Some(location.to_string()),
+        }
+    }
+}
+
+/// The whole `InvalidDefinition` message for a list of diagnostics.
+pub fn invalid_definition_message(diags: &[Diagnostic]) -> String {
+    let parts: Vec<String> = diags
+        .iter()
+        .map(|d| match &d.location {
+            Some(l) => format!("{}: {} at {}", d.code, d.message, l),
+            None => format!("{}: {}", d.code, d.message),
+        })
+        .collect();
+    format!("Invalid State Machine Definition: '{}'", parts.join(", "))
+}
+
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub graphs: Vec<Graph>,
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub start_at: String,
+    pub states: BTreeMap<String, State>,
+}
+
+/// A payload template (`Parameters`, `ResultSelector`, `ItemSelector`): fields ending in `.$`
+/// hold a path or an intrinsic function.
+#[derive(Debug, Clone)]
+pub enum Template {
+    Value(Value),
+    Object(Vec<(String, Template)>),
+    Array(Vec<Template>),
+    Path(String, Path),
+    Intrinsic(String, intrinsics::Call),
+}
+
+#[derive(Debug, Clone)]
+pub struct Retrier {
+    pub errors: Vec<String>,
+    pub interval_s: f64,
+    pub max_attempts: u32,
+    pub backoff_rate: f64,
+    pub max_delay_s: Option<f64>,
+    pub full_jitter: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catcher {
+    pub errors: Vec<String>,
+    pub result_path: Option<Path>,
+    pub next: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Seconds {
+    Fixed(u64),
+    Path(Path),
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Pass {
+        result: Option<Value>,
+    },
+    Task {
+        resource: String,
+        timeout: Option<Seconds>,
+        heartbeat: Option<Seconds>,
+    },
+    Choice {
+        choices: Vec<(Rule, String)>,
+        default: Option<String>,
+    },
+    Wait {
+        seconds: Option<Seconds>,
+        timestamp: Option<String>,
+        timestamp_path: Option<Path>,
+    },
+    Succeed,
+    Fail {
+        error: Option<String>,
+        cause: Option<String>,
+        error_path: Option<ErrorSource>,
+        cause_path: Option<ErrorSource>,
+    },
+    Parallel {
+        branches: Vec<usize>,
+    },
+    Map {
+        processor: usize,
+        items_path: Option<Path>,
+        item_selector: Option<Template>,
+        max_concurrency: Option<Seconds>,
+        tolerated_count: Option<Seconds>,
+        tolerated_percentage: Option<PercentSource>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum ErrorSource {
+    Path(Path),
+    Intrinsic(intrinsics::Call),
+}
+
+#[derive(Debug, Clone)]
+pub enum PercentSource {
+    Fixed(f64),
+    Path(Path),
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub name: String,
+    pub type_name: String,
+    pub kind: Kind,
+    pub next: Option<String>,
+    pub end: bool,
+    /// `None` when the field is JSON null (the state sees `{}`); absent means `$`.
+    pub input_path: Option<Path>,
+    pub output_path: Option<Path>,
+    pub result_path: Option<Path>,
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
+
+fn allowed(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "Pass" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "Result",
+            "Assign",
+        ],
+        "Task" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
+            "Assign",
+        ],
+        "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
+        "Wait" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "Timestamp",
+            "SecondsPath",
+            "TimestampPath",
+            "Assign",
+        ],
+        "Succeed" => &["InputPath", "OutputPath"],
+        "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
+        "Parallel" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Branches",
+            "Assign",
+        ],
+        "Map" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Iterator",
+            "ItemProcessor",
+            "ItemsPath",
+            "ItemSelector",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "Label",
+            "Assign",
+        ],
+        _ => return None,
+    })
+}
+
+struct Ctx {
+    diags: Vec<Diagnostic>,
+    graphs: Vec<Option<Graph>>,
+}
+
+impl Ctx {
+    fn schema(&mut self, message: impl Into<String>, at: &str) {
+        self.diags
+            .push(Diagnostic::new("SCHEMA_VALIDATION_FAILED", message, at));
+    }
+}
+
+/// Parses and validates `text`; every problem found is reported.
+pub fn parse(text: &str) -> Result<Definition, Vec<Diagnostic>> {
+    let doc: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(vec![Diagnostic {
+                code: "INVALID_JSON_DESCRIPTION",
+                message: e.to_string(),
+                location: None,
+            }]);
+        }
+    };
+    let Value::Object(top) = &doc else {
+        return Err(vec![Diagnostic {
+            code: "INVALID_JSON_DESCRIPTION",
+            message: "The definition must be a JSON object".into(),
+            location: None,
+        }]);
+    };
+    let mut ctx = Ctx {
+        diags: Vec::new(),
+        graphs: Vec::new(),
+    };
+    if let Some(q) = top.get("QueryLanguage")
+        && q != "JSONPath"
+    {
+        ctx.diags.push(Diagnostic::new(
+            "SCHEMA_VALIDATION_FAILED",
+            format!("The QueryLanguage {q} is not supported by tsumiki yet (only JSONPath)"),
+            "/QueryLanguage",
+        ));
+    }
+    for key in top.keys() {
+        if !matches!(
+            key.as_str(),
+            "StartAt" | "States" | "Comment" | "Version" | "TimeoutSeconds" | "QueryLanguage"
+        ) {
+            ctx.schema(
+                format!("The field \"{key}\" is not supported by Step Functions"),
+                "",
+            );
+        }
+    }
+    let timeout_seconds = match top.get("TimeoutSeconds") {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                ctx.schema(
+                    "The value for the field 'TimeoutSeconds' must be a positive integer",
+                    "/TimeoutSeconds",
+                );
+                None
+            }
+        },
+    };
+    graph(&mut ctx, top, "");
+    if !ctx.diags.is_empty() {
+        return Err(ctx.diags);
+    }
+    Ok(Definition {
+        graphs: ctx
+            .graphs
+            .into_iter()
+            .map(|g| g.expect("every graph is filled when there are no diagnostics"))
+            .collect(),
+        timeout_seconds,
+    })
+}
+
+/// Reserves a graph number, fills it, and returns the number.
+fn graph(ctx: &mut Ctx, obj: &Map<String, Value>, at: &str) -> usize {
+    let id = ctx.graphs.len();
+    ctx.graphs.push(None);
+    let start_at = match obj.get("StartAt") {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            ctx.schema(
+                "These fields are required: [StartAt]",
+                if at.is_empty() { "/" } else { at },
+            );
+            String::new()
+        }
+    };
+    let Some(Value::Object(states_obj)) = obj.get("States") else {
+        ctx.schema(
+            "These fields are required: [States]",
+            if at.is_empty() { "/" } else { at },
+        );
+        return id;
+    };
+    let mut states = BTreeMap::new();
+    for (name, def) in states_obj {
+        let loc = format!("{at}/States/{name}");
+        if name.is_empty() || name.len() > 80 {
+            ctx.diags.push(Diagnostic::new(
+                "INVALID_STATE_NAME",
+                format!("State name \"{name}\" must be between 1 and 80 characters"),
+                &loc,
+            ));
+            continue;
+        }
+        let Value::Object(def) = def else {
+            ctx.schema("Expected value of type: Object", &loc);
+            continue;
+        };
+        if let Some(s) = state(ctx, name, def, &loc) {
+            states.insert(name.clone(), s);
+        }
+    }
+    // Transitions must name states of this graph; every state must be reachable; some
+    // state must end the graph.
+    let mut targets: Vec<(String, String)> = Vec::new();
+    for (name, s) in &states {
+        let loc = format!("{at}/States/{name}");
+        if let Some(n) = &s.next {
+            targets.push((n.clone(), format!("{loc}/Next")));
+        }
+        if let Kind::Choice { choices, default } = &s.kind {
+            for (i, (_, n)) in choices.iter().enumerate() {
+                targets.push((n.clone(), format!("{loc}/Choices[{i}]/Next")));
+            }
+            if let Some(d) = default {
+                targets.push((d.clone(), format!("{loc}/Default")));
+            }
+        }
+        for (i, c) in s.catch.iter().enumerate() {
+            targets.push((c.next.clone(), format!("{loc}/Catch[{i}]/Next")));
+        }
+    }
+    if !start_at.is_empty() && !states.contains_key(&start_at) && states_obj.len() == states.len() {
+        ctx.diags.push(Diagnostic::new(
+            "MISSING_TRANSITION_TARGET",
+            format!("Missing 'Next' target: {start_at}"),
+            &format!("{at}/StartAt"),
+        ));
+    }
+    for (target, loc) in &targets {
+        if !states.contains_key(target) && states_obj.contains_key(target) {
+            continue;
+        }
+        if !states.contains_key(target) {
+            ctx.diags.push(Diagnostic::new(
+                "MISSING_TRANSITION_TARGET",
+                format!("Missing 'Next' target: {target}"),
+                loc,
+            ));
+        }
+    }
+    let terminal = states
+        .values()
+        .any(|s| s.end || matches!(s.kind, Kind::Succeed | Kind::Fail { .. }));
+    if !terminal && !states.is_empty() {
+        ctx.diags.push(Diagnostic {
+            code: "MISSING_END_STATE",
+            message: "Workflow has no terminal state".into(),
+            location: None,
+        });
+    } else if states.len() == states_obj.len() {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![start_at.clone()];
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            if let Some(s) = states.get(&n) {
+                todo.extend(s.next.iter().cloned());
+                if let Kind::Choice { choices, default } = &s.kind {
+                    todo.extend(choices.iter().map(|(_, n)| n.clone()));
+                    todo.extend(default.iter().cloned());
+                }
+                todo.extend(s.catch.iter().map(|c| c.next.clone()));
+            }
+        }
+        for name in states.keys() {
+            if !seen.contains(name) {
+                ctx.diags.push(Diagnostic::new(
+                    "MISSING_TRANSITION_TARGET",
+                    format!("State \"{name}\" is not reachable."),
+                    &format!("{at}/States/{name}"),
+                ));
+            }
+        }
+    }
+    ctx.graphs[id] = Some(Graph { start_at, states });
+    id
+}
+
+fn opt_path(
+    ctx: &mut Ctx,
+    def: &Map<String, Value>,
+    field: &str,
+    loc: &str,
+    reference: bool,
+) -> Option<Path> {
+    match def.get(field) {
+        None => Some(Path::parse("$").expect("$ is a path")),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => match Path::parse(s) {
+            Ok(p) if reference && !p.is_reference() => {
+                ctx.schema(
+                    format!("The value for the field '{field}' must be a valid Reference Path"),
+                    &format!("{loc}/{field}"),
+                );
+                None
+            }
+            Ok(p) if p.context && reference => {
+                ctx.schema(
+                    format!("The value for the field '{field}' must be a valid Reference Path"),
+                    &format!("{loc}/{field}"),
+                );
+                None
+            }
+            Ok(p) => Some(p),
+            Err(_) => {
+                ctx.schema(
+                    format!("The value for the field '{field}' must be a valid JSONPath"),
+                    &format!("{loc}/{field}"),
+                );
+                None
+            }
+        },
+        Some(_) => {
+            ctx.schema(
+                format!("The value for the field '{field}' must be a STRING"),
+                &format!("{loc}/{field}"),
+            );
+            None
+        }
+    }
+}
+
+/// Compiles a payload template, checking each `.$` field.
+pub(crate) fn template(ctx_diags: &mut Vec<Diagnostic>, v: &Value, loc: &str) -> Template {
+    match v {
+        Value::Object(m) => Template::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let floc = format!("{loc}/{k}");
+                    if let Some(base) = k.strip_suffix(".$") {
+                        let t = match v.as_str() {
+                            Some(s) if s.starts_with("States.") => match intrinsics::parse(s) {
+                                Ok(c) => Template::Intrinsic(base.to_string(), c),
+                                Err(m) => {
+                                    ctx_diags.push(Diagnostic::new("SCHEMA_VALIDATION_FAILED", m, &floc));
+                                    Template::Value(Value::Null)
+                                }
+                            },
+                            Some(s) => match Path::parse(s) {
+                                Ok(p) => Template::Path(base.to_string(), p),
+                                Err(_) => {
+                                    ctx_diags.push(Diagnostic::new(
+                                        "SCHEMA_VALIDATION_FAILED",
+                                        format!("The value for the field '{k}' must be a valid JSONPath or a valid intrinsic function call"),
+                                        &floc,
+                                    ));
+                                    Template::Value(Value::Null)
+                                }
+                            },
+                            None => {
+                                ctx_diags.push(Diagnostic::new(
+                                    "SCHEMA_VALIDATION_FAILED",
+                                    format!("The value for the field '{k}' must be a STRING that contains a JSONPath or an intrinsic function call"),
+                                    &floc,
+                                ));
+                                Template::Value(Value::Null)
+                            }
+                        };
+                        (base.to_string(), t)
+                    } else {
+                        (k.clone(), template(ctx_diags, v, &floc))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Template::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| template(ctx_diags, v, &format!("{loc}[{i}]")))
+                .collect(),
+        ),
+        other => Template::Value(other.clone()),
+    }
+}
+
+fn seconds(ctx: &mut Ctx, def: &Map<String, Value>, field: &str, loc: &str) -> Option<Seconds> {
+    let path_field = format!("{field}Path");
+    match (def.get(field), def.get(&path_field)) {
+        (Some(_), Some(_)) => {
+            ctx.schema(
+                format!("These fields cannot be used together: [{field}, {path_field}]"),
+                loc,
+            );
+            None
+        }
+        (Some(v), None) => match v.as_u64() {
+            Some(n) => Some(Seconds::Fixed(n)),
+            None => {
+                ctx.schema(
+                    format!("The value for the field '{field}' must be a non-negative integer"),
+                    &format!("{loc}/{field}"),
+                );
+                None
+            }
+        },
+        (None, Some(v)) => match v.as_str().map(Path::parse) {
+            Some(Ok(p)) if p.is_reference() => Some(Seconds::Path(p)),
+            _ => {
+                ctx.schema(
+                    format!(
+                        "The value for the field '{path_field}' must be a valid Reference Path"
+                    ),
+                    &format!("{loc}/{path_field}"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+fn error_list(ctx: &mut Ctx, v: Option<&Value>, loc: &str) -> Vec<String> {
+    match v.and_then(Value::as_array) {
+        Some(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            let errors: Vec<String> = a
+                .iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect();
+            if errors.iter().any(|e| e == "States.ALL") && errors.len() > 1 {
+                ctx.schema(
+                    "States.ALL must appear alone in ErrorEquals",
+                    &format!("{loc}/ErrorEquals"),
+                );
+            }
+            errors
+        }
+        _ => {
+            ctx.schema("These fields are required: [ErrorEquals]", loc);
+            Vec::new()
+        }
+    }
+}
+
+fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Option<State> {
+    let Some(type_name) = def.get("Type").and_then(Value::as_str).map(str::to_string) else {
+        ctx.schema("These fields are required: [Type]", loc);
+        return None;
+    };
+    let Some(fields) = allowed(&type_name) else {
+        ctx.schema(format!("The value for the field 'Type' must be one of [Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map], but was '{type_name}'"), &format!("{loc}/Type"));
+        return None;
+    };
+    let before = ctx.diags.len();
+    for key in def.keys() {
+        if !COMMON.contains(&key.as_str()) && !fields.contains(&key.as_str()) {
+            ctx.schema(
+                format!("The field \"{key}\" is not supported by Step Functions"),
+                &format!("{loc}/{key}"),
+            );
+        }
+    }
+    if def.contains_key("Assign") || def.get("QueryLanguage").is_some_and(|q| q != "JSONPath") {
+        ctx.schema(
+            "JSONata and variables (QueryLanguage, Assign) are not supported by tsumiki yet",
+            loc,
+        );
+    }
+    let terminal_kind = matches!(type_name.as_str(), "Choice" | "Succeed" | "Fail");
+    let next = def.get("Next").and_then(Value::as_str).map(str::to_string);
+    let end = def.get("End") == Some(&Value::Bool(true));
+    if !terminal_kind {
+        match (next.is_some(), end) {
+            (true, true) => ctx.schema("These fields cannot be used together: [Next, End]", loc),
+            (false, false) => ctx.schema("This state must have exactly one of [Next, End]", loc),
+            _ => {}
+        }
+    }
+    let input_path = opt_path(ctx, def, "InputPath", loc, false);
+    let output_path = opt_path(ctx, def, "OutputPath", loc, false);
+    let result_path = opt_path(ctx, def, "ResultPath", loc, true);
+    let mut diags = Vec::new();
+    let parameters = def
+        .get("Parameters")
+        .map(|v| template(&mut diags, v, &format!("{loc}/Parameters")));
+    let result_selector = def
+        .get("ResultSelector")
+        .map(|v| template(&mut diags, v, &format!("{loc}/ResultSelector")));
+    ctx.diags.extend(diags);
+    let mut retry = Vec::new();
+    if let Some(rs) = def.get("Retry") {
+        for (i, r) in rs.as_array().into_iter().flatten().enumerate() {
+            let rloc = format!("{loc}/Retry[{i}]");
+            let errors = error_list(ctx, r.get("ErrorEquals"), &rloc);
+            let num = |f: &str| r.get(f).and_then(Value::as_f64);
+            let interval_s = num("IntervalSeconds").unwrap_or(1.0);
+            let max_attempts = r.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3) as u32;
+            let backoff_rate = num("BackoffRate").unwrap_or(2.0);
+            if backoff_rate < 1.0 {
+                ctx.schema(
+                    "The value for the field 'BackoffRate' must be at least 1.0",
+                    &format!("{rloc}/BackoffRate"),
+                );
+            }
+            if interval_s < 1.0 || interval_s.fract() != 0.0 {
+                ctx.schema(
+                    "The value for the field 'IntervalSeconds' must be a positive integer",
+                    &format!("{rloc}/IntervalSeconds"),
+                );
+            }
+            let full_jitter = match r.get("JitterStrategy").and_then(Value::as_str) {
+                None | Some("NONE") => false,
+                Some("FULL") => true,
+                Some(other) => {
+                    ctx.schema(format!("The value for the field 'JitterStrategy' must be one of [FULL, NONE], but was '{other}'"), &format!("{rloc}/JitterStrategy"));
+                    false
+                }
+            };
+            retry.push(Retrier {
+                errors,
+                interval_s,
+                max_attempts,
+                backoff_rate,
+                max_delay_s: num("MaxDelaySeconds"),
+                full_jitter,
+            });
+        }
+    }
+    let mut catch = Vec::new();
+    if let Some(cs) = def.get("Catch") {
+        for (i, c) in cs.as_array().into_iter().flatten().enumerate() {
+            let cloc = format!("{loc}/Catch[{i}]");
+            let errors = error_list(ctx, c.get("ErrorEquals"), &cloc);
+            let Some(next) = c.get("Next").and_then(Value::as_str) else {
+                ctx.schema("These fields are required: [Next]", &cloc);
+                continue;
+            };
+            let cm = c.as_object().cloned().unwrap_or_default();
+            let result_path = opt_path(ctx, &cm, "ResultPath", &cloc, true);
+            catch.push(Catcher {
+                errors,
+                result_path,
+                next: next.to_string(),
+            });
+        }
+    }
+    let kind = match type_name.as_str() {
+        "Pass" => Kind::Pass {
+            result: def.get("Result").cloned(),
+        },
+        "Task" => {
+            let resource = match def.get("Resource").and_then(Value::as_str) {
+                Some(r) if r.starts_with("arn:") => r.to_string(),
+                Some(r) => {
+                    ctx.diags.push(Diagnostic::new(
+                        "INVALID_RESOURCE",
+                        format!("Resource '{r}' is not a valid ARN"),
+                        &format!("{loc}/Resource"),
+                    ));
+                    r.to_string()
+                }
+                None => {
+                    ctx.schema("These fields are required: [Resource]", loc);
+                    String::new()
+                }
+            };
+            Kind::Task {
+                resource,
+                timeout: seconds(ctx, def, "TimeoutSeconds", loc),
+                heartbeat: seconds(ctx, def, "HeartbeatSeconds", loc),
+            }
+        }
+        "Choice" => {
+            let mut choices = Vec::new();
+            match def.get("Choices").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() => {
+                    for (i, c) in a.iter().enumerate() {
+                        let cloc = format!("{loc}/Choices[{i}]");
+                        match choice::parse(c, &cloc, true) {
+                            Ok(rule) => match c.get("Next").and_then(Value::as_str) {
+                                Some(n) => choices.push((rule, n.to_string())),
+                                None => ctx.schema("These fields are required: [Next]", &cloc),
+                            },
+                            Err((m, at)) => ctx.schema(m, &at),
+                        }
+                    }
+                }
+                _ => ctx.schema("These fields are required: [Choices]", loc),
+            }
+            Kind::Choice {
+                choices,
+                default: def
+                    .get("Default")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }
+        }
+        "Wait" => {
+            let s = seconds(ctx, def, "Seconds", loc);
+            let timestamp = def
+                .get("Timestamp")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(t) = &timestamp
+                && choice::parse_timestamp(t).is_none()
+            {
+                ctx.schema(
+                    "The value for the field 'Timestamp' must be a valid ISO-8601 timestamp",
+                    &format!("{loc}/Timestamp"),
+                );
+            }
+            let timestamp_path = match def.get("TimestampPath").and_then(Value::as_str) {
+                Some(p) => match Path::parse(p) {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        ctx.schema("The value for the field 'TimestampPath' must be a valid Reference Path", &format!("{loc}/TimestampPath"));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let n = usize::from(def.contains_key("Seconds") || def.contains_key("SecondsPath"))
+                + usize::from(timestamp.is_some())
+                + usize::from(def.contains_key("TimestampPath"));
+            if n != 1 {
+                ctx.schema("A Wait state must have exactly one of [Seconds, Timestamp, SecondsPath, TimestampPath]", loc);
+            }
+            Kind::Wait {
+                seconds: s,
+                timestamp,
+                timestamp_path,
+            }
+        }
+        "Succeed" => Kind::Succeed,
+        "Fail" => {
+            let src = |ctx: &mut Ctx, field: &str| -> Option<ErrorSource> {
+                let s = def.get(field)?.as_str()?;
+                let r = if s.starts_with("States.") {
+                    intrinsics::parse(s).map(ErrorSource::Intrinsic)
+                } else {
+                    Path::parse(s).map(ErrorSource::Path)
+                };
+                match r {
+                    Ok(x) => Some(x),
+                    Err(m) => {
+                        ctx.schema(m, &format!("{loc}/{field}"));
+                        None
+                    }
+                }
+            };
+            if def.contains_key("Error") && def.contains_key("ErrorPath") {
+                ctx.schema(
+                    "These fields cannot be used together: [Error, ErrorPath]",
+                    loc,
+                );
+            }
+            if def.contains_key("Cause") && def.contains_key("CausePath") {
+                ctx.schema(
+                    "These fields cannot be used together: [Cause, CausePath]",
+                    loc,
+                );
+            }
+            Kind::Fail {
+                error: def.get("Error").and_then(Value::as_str).map(str::to_string),
+                cause: def.get("Cause").and_then(Value::as_str).map(str::to_string),
+                error_path: src(ctx, "ErrorPath"),
+                cause_path: src(ctx, "CausePath"),
+            }
+        }
+        "Parallel" => {
+            let mut branches = Vec::new();
+            match def.get("Branches").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() => {
+                    for (i, b) in a.iter().enumerate() {
+                        match b.as_object() {
+                            Some(o) => {
+                                branches.push(graph(ctx, o, &format!("{loc}/Branches[{i}]")))
+                            }
+                            None => ctx.schema(
+                                "Expected value of type: Object",
+                                &format!("{loc}/Branches[{i}]"),
+                            ),
+                        }
+                    }
+                }
+                _ => ctx.schema("These fields are required: [Branches]", loc),
+            }
+            Kind::Parallel { branches }
+        }
+        "Map" => {
+            let (field, proc_def) = match (def.get("ItemProcessor"), def.get("Iterator")) {
+                (Some(p), _) => ("ItemProcessor", p),
+                (None, Some(p)) => ("Iterator", p),
+                (None, None) => {
+                    ctx.schema("These fields are required: [ItemProcessor]", loc);
+                    return None;
+                }
+            };
+            if proc_def
+                .pointer("/ProcessorConfig/Mode")
+                .is_some_and(|m| m != "INLINE")
+            {
+                ctx.schema("Distributed Map (ProcessorConfig.Mode DISTRIBUTED) is not supported by tsumiki yet", &format!("{loc}/{field}/ProcessorConfig"));
+            }
+            for f in ["ItemReader", "ItemBatcher", "ResultWriter"] {
+                if def.contains_key(f) {
+                    ctx.schema(
+                        format!(
+                            "The field \"{f}\" (Distributed Map) is not supported by tsumiki yet"
+                        ),
+                        &format!("{loc}/{f}"),
+                    );
+                }
+            }
+            let mut sub = proc_def.as_object().cloned().unwrap_or_default();
+            sub.remove("ProcessorConfig");
+            let processor = graph(ctx, &sub, &format!("{loc}/{field}"));
+            let items_path = match def.get("ItemsPath") {
+                None => Some(Path::parse("$").expect("$ is a path")),
+                Some(v) => {
+                    match v.as_str().map(Path::parse) {
+                        Some(Ok(p)) => Some(p),
+                        _ => {
+                            ctx.schema("The value for the field 'ItemsPath' must be a valid Reference Path", &format!("{loc}/ItemsPath"));
+                            None
+                        }
+                    }
+                }
+            };
+            let mut diags = Vec::new();
+            let item_selector = def
+                .get("ItemSelector")
+                .map(|v| template(&mut diags, v, &format!("{loc}/ItemSelector")));
+            ctx.diags.extend(diags);
+            let tolerated_percentage = match (
+                def.get("ToleratedFailurePercentage"),
+                def.get("ToleratedFailurePercentagePath"),
+            ) {
+                (Some(v), _) => match v.as_f64() {
+                    Some(f) if (0.0..=100.0).contains(&f) => Some(PercentSource::Fixed(f)),
+                    _ => {
+                        ctx.schema("The value for the field 'ToleratedFailurePercentage' must be a number between 0 and 100", &format!("{loc}/ToleratedFailurePercentage"));
+                        None
+                    }
+                },
+                (None, Some(v)) => v
+                    .as_str()
+                    .and_then(|s| Path::parse(s).ok())
+                    .map(PercentSource::Path),
+                _ => None,
+            };
+            Kind::Map {
+                processor,
+                items_path,
+                item_selector,
+                max_concurrency: seconds(ctx, def, "MaxConcurrency", loc),
+                tolerated_count: seconds(ctx, def, "ToleratedFailureCount", loc),
+                tolerated_percentage,
+            }
+        }
+        _ => unreachable!("allowed() knows only these types"),
+    };
+    if ctx.diags.len() != before {
+        return None;
+    }
+    Some(State {
+        name: name.to_string(),
+        type_name,
+        kind,
+        next: if terminal_kind { None } else { next },
+        end,
+        input_path,
+        output_path,
+        result_path,
+        parameters,
+        result_selector,
+        retry,
+        catch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diag(text: &str) -> String {
+        invalid_definition_message(&parse(text).expect_err("invalid"))
+    }
+
+    #[test]
+    fn aws_wording_for_missing_targets_and_unreachable_states() {
+        assert_eq!(
+            diag(
+                r#"{"StartAt":"pass1","States":{"pass1":{"Type":"Pass","Next":"pass3"},"pass2":{"Type":"Pass","End":true}}}"#
+            ),
+            "Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: Missing 'Next' target: pass3 at /States/pass1/Next, MISSING_TRANSITION_TARGET: State \"pass2\" is not reachable. at /States/pass2'"
+        );
+        assert_eq!(
+            diag(
+                r#"{"StartAt":"a","States":{"a":{"Type":"Pass","End":true},"b":{"Type":"Pass","End":true}}}"#
+            ),
+            "Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: State \"b\" is not reachable. at /States/b'"
+        );
+        assert_eq!(
+            diag(r#"{"StartAt":"a","States":{"a":{"Type":"Pass","End":true,"Foo":1}}}"#),
+            "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The field \"Foo\" is not supported by Step Functions at /States/a/Foo'"
+        );
+        assert!(diag(r#"{"StartAt":"a","States":{"a":{"Type":"Pass","Next":"b"},"b":{"Type":"Pass","Next":"a"}}}"#).contains("MISSING_END_STATE"));
+        assert!(diag("{").contains("INVALID_JSON_DESCRIPTION"));
+    }
+}

@@ -1,0 +1,1609 @@
+//! The interpreter as a deterministic state machine. An [`Execution`] is plain data
+//! (serializable, so a service can persist it after every step); [`Execution::step`] takes one
+//! [`Input`] (start, a task's result, a timer firing, a stop) and the current time, advances
+//! every branch as far as it can go without the outside world, and returns the history
+//! events it produced and the [`Command`]s the caller must carry out (run a task, start a
+//! timer). Nothing here does IO or reads a clock, so a replayed step gives the same result.
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::choice;
+use super::definition::{Definition, ErrorSource, Kind, PercentSource, Seconds, State, Template};
+use super::intrinsics::{self, next_random};
+use super::path::Path;
+
+/// AWS's limit on a state's input or output (and an execution's input and output).
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl Status {
+    /// The name AWS uses (`ExecutionStatus`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
+            Status::Aborted => "ABORTED",
+        }
+    }
+}
+
+/// What starts an execution.
+#[derive(Debug, Clone)]
+pub struct StartSpec {
+    pub execution_arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub role_arn: String,
+    pub region: String,
+    pub input: Value,
+    pub start_ms: i64,
+    /// Task tokens are this prefix plus the task's number.
+    pub token_prefix: String,
+    /// Seeds `States.MathRandom`, `States.UUID` and retry jitter.
+    pub seed: u64,
+}
+
+/// One event the interpreter takes.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Start,
+    TaskSucceeded {
+        task: u64,
+        output: Value,
+    },
+    TaskFailed {
+        task: u64,
+        error: String,
+        cause: String,
+    },
+    /// A `.waitForTaskToken` integration was sent (or an activity handed to a worker): its
+    /// output (or worker name) goes to history; the task now waits for its token.
+    TaskSubmitted {
+        task: u64,
+        output: Value,
+    },
+    TaskHeartbeat {
+        task: u64,
+    },
+    TimerFired {
+        timer: u64,
+    },
+    Stop {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+}
+
+/// Work for the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run a task's resource with `input`; answer with `TaskSucceeded`/`TaskFailed` (and
+    /// `TaskSubmitted` first for `.waitForTaskToken`).
+    RunTask {
+        task: u64,
+        resource: String,
+        input: Value,
+        token: String,
+        timeout_s: Option<u64>,
+        heartbeat_s: Option<u64>,
+    },
+    /// Answer with `TimerFired` at `at_ms` (a timer the interpreter no longer wants is
+    /// ignored when it fires).
+    StartTimer { timer: u64, at_ms: i64 },
+}
+
+/// One history event, shaped as GetExecutionHistory returns it (the service adds the time
+/// format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub id: i64,
+    pub previous_id: i64,
+    pub timestamp_ms: i64,
+    pub kind: String,
+    pub details_key: Option<String>,
+    pub details: Value,
+}
+
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub events: Vec<HistoryEvent>,
+    pub commands: Vec<Command>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Children {
+    map: bool,
+    /// Map: the effective input and the items; Parallel: the branches' input.
+    effective: Value,
+    items: Vec<Value>,
+    results: Vec<Value>,
+    running: BTreeMap<u64, usize>,
+    next: usize,
+    total: usize,
+    max_concurrency: usize,
+    failures: usize,
+    tolerated_count: Option<u64>,
+    tolerated_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum TStatus {
+    Ready,
+    Rerun,
+    Task { task: u64 },
+    Waiting { timer: u64, output: Value },
+    RetryWait { timer: u64 },
+    Children(Box<Children>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Thread {
+    graph: usize,
+    state: String,
+    input: Value,
+    status: TStatus,
+    parent: Option<u64>,
+    index: usize,
+    retries: Vec<u32>,
+    retry_total: u32,
+    entered_ms: i64,
+    last_event: i64,
+    map_item: Option<(usize, Value)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum TimerFor {
+    Wait(u64),
+    Retry(u64),
+    TaskTimeout(u64),
+    Heartbeat(u64),
+    Execution,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaskRec {
+    thread: u64,
+    resource: String,
+    input: Value,
+    token: String,
+    timeout_s: Option<u64>,
+    heartbeat_s: Option<u64>,
+    heartbeat_timer: Option<u64>,
+    submitted: bool,
+}
+
+/// A running or finished execution: everything needed to continue it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Execution {
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub stop_ms: Option<i64>,
+    threads: BTreeMap<u64, Thread>,
+    next_id: u64,
+    next_event: i64,
+    context: Value,
+    token_prefix: String,
+    region: String,
+    rng: u64,
+    timers: BTreeMap<u64, TimerFor>,
+    tasks: BTreeMap<u64, TaskRec>,
+    last_event: i64,
+    input: Value,
+    role_arn: String,
+}
+
+type Fault = (String, String);
+
+fn runtime(cause: impl Into<String>) -> Fault {
+    ("States.Runtime".into(), cause.into())
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn payload(v: &Value) -> String {
+    v.to_string()
+}
+
+/// `(resourceType, resource)` of a Task's resource ARN as history reports it, and which
+/// family of events it gets.
+fn resource_kind(resource: &str) -> (String, String, Family) {
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
+        if let Some(sdk) = rest.strip_prefix("aws-sdk:") {
+            let (svc, action) = sdk.split_once(':').unwrap_or((sdk, ""));
+            return (format!("aws-sdk:{svc}"), action.to_string(), Family::Task);
+        }
+        let (svc, action) = rest.split_once(':').unwrap_or((rest, ""));
+        return (svc.to_string(), action.to_string(), Family::Task);
+    }
+    let parts: Vec<&str> = resource.split(':').collect();
+    match parts.get(2) {
+        Some(&"lambda") => ("lambda".into(), resource.into(), Family::Lambda),
+        Some(&"states") if parts.get(5) == Some(&"activity") => {
+            ("activity".into(), resource.into(), Family::Activity)
+        }
+        _ => ("unknown".into(), resource.into(), Family::Task),
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Family {
+    Task,
+    Lambda,
+    Activity,
+}
+
+/// Whether a catcher's or retrier's error list takes `error`.
+fn error_matches(list: &[String], error: &str) -> bool {
+    list.iter().any(|e| {
+        e == error
+            || (e == "States.ALL" && error != "States.Runtime")
+            || (e == "States.TaskFailed"
+                && !matches!(
+                    error,
+                    "States.Timeout" | "States.Runtime" | "States.HeartbeatTimeout"
+                ))
+    })
+}
+
+/// The `$$` object, built only when a path or intrinsic asks for it.
+struct Ctx<'a> {
+    exec: &'a Execution,
+    state: &'a str,
+    entered_ms: i64,
+    retry_count: u32,
+    token: Option<&'a str>,
+    map_item: Option<(usize, &'a Value)>,
+    cell: OnceCell<Value>,
+}
+
+impl Ctx<'_> {
+    fn get(&self) -> &Value {
+        self.cell.get_or_init(|| {
+            let mut c = self.exec.context.clone();
+            let mut exec = c["Execution"].take();
+            exec["Input"] = self.exec.input.clone();
+            exec["RoleArn"] = Value::String(self.exec.role_arn.clone());
+            c["Execution"] = exec;
+            c["State"] = json!({
+                "EnteredTime": iso(self.entered_ms),
+                "Name": self.state,
+                "RetryCount": self.retry_count,
+            });
+            if let Some(t) = self.token {
+                c["Task"] = json!({ "Token": t });
+            }
+            if let Some((i, v)) = self.map_item {
+                c["Map"] = json!({ "Item": { "Index": i, "Value": v } });
+            }
+            c
+        })
+    }
+}
+
+impl Execution {
+    pub fn new(spec: StartSpec) -> Execution {
+        let context = json!({
+            "Execution": {
+                "Id": spec.execution_arn,
+                "Name": spec.name,
+                "StartTime": iso(spec.start_ms),
+                "RedriveCount": 0,
+            },
+            "StateMachine": { "Id": spec.state_machine_arn, "Name": spec.state_machine_name },
+        });
+        Execution {
+            status: Status::Running,
+            output: None,
+            error: None,
+            cause: None,
+            stop_ms: None,
+            threads: BTreeMap::new(),
+            next_id: 1,
+            next_event: 1,
+            context,
+            token_prefix: spec.token_prefix,
+            region: spec.region,
+            rng: spec.seed,
+            timers: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            last_event: 0,
+            input: spec.input,
+            role_arn: spec.role_arn,
+        }
+    }
+
+    /// The commands still in force: what a restarted service must redo (timers, and tasks
+    /// not yet handed over to a token holder).
+    pub fn pending(&self) -> Vec<Command> {
+        let mut out = Vec::new();
+        for (id, t) in &self.tasks {
+            if !t.submitted {
+                out.push(Command::RunTask {
+                    task: *id,
+                    resource: t.resource.clone(),
+                    input: t.input.clone(),
+                    token: t.token.clone(),
+                    timeout_s: t.timeout_s,
+                    heartbeat_s: t.heartbeat_s,
+                });
+            }
+        }
+        out
+    }
+
+    /// Timers in force, with the task or state they belong to; the service keeps their
+    /// deadlines beside the execution (see [`Effects`]).
+    pub fn timer_ids(&self) -> Vec<u64> {
+        self.timers.keys().copied().collect()
+    }
+
+    /// The task a token names, when it is still waiting.
+    pub fn task_for_token(&self, token: &str) -> Option<u64> {
+        let n: u64 = token.strip_prefix(&self.token_prefix)?.parse().ok()?;
+        self.tasks.contains_key(&n).then_some(n)
+    }
+
+    pub fn task_resource(&self, task: u64) -> Option<&str> {
+        self.tasks.get(&task).map(|t| t.resource.as_str())
+    }
+
+    pub fn step(&mut self, def: &Definition, input: Input, now_ms: i64) -> Effects {
+        let mut fx = Effects::default();
+        if self.status != Status::Running {
+            return fx;
+        }
+        match input {
+            Input::Start => {
+                let details = json!({
+                    "input": payload(&self.input),
+                    "inputDetails": { "truncated": false },
+                    "roleArn": self.role_arn,
+                });
+                self.emit(
+                    None,
+                    now_ms,
+                    "ExecutionStarted",
+                    Some("executionStartedEventDetails"),
+                    details,
+                    &mut fx,
+                );
+                if let Some(t) = def.timeout_seconds {
+                    let id = self.new_id();
+                    self.timers.insert(id, TimerFor::Execution);
+                    fx.commands.push(Command::StartTimer {
+                        timer: id,
+                        at_ms: now_ms + t as i64 * 1000,
+                    });
+                }
+                let tid = self.new_id();
+                let last = self.last_event;
+                self.threads.insert(
+                    tid,
+                    Thread {
+                        graph: 0,
+                        state: def.graphs[0].start_at.clone(),
+                        input: self.input.clone(),
+                        status: TStatus::Ready,
+                        parent: None,
+                        index: 0,
+                        retries: Vec::new(),
+                        retry_total: 0,
+                        entered_ms: now_ms,
+                        last_event: last,
+                        map_item: None,
+                    },
+                );
+            }
+            Input::TaskSucceeded { task, output } => {
+                if let Some(rec) = self.tasks.remove(&task) {
+                    self.drop_task_timers(task);
+                    let (rtype, res, fam) = resource_kind(&rec.resource);
+                    let (kind, key, details) = match fam {
+                        Family::Lambda => (
+                            "LambdaFunctionSucceeded",
+                            "lambdaFunctionSucceededEventDetails",
+                            json!({"output": payload(&output), "outputDetails": {"truncated": false}}),
+                        ),
+                        Family::Activity => (
+                            "ActivitySucceeded",
+                            "activitySucceededEventDetails",
+                            json!({"output": payload(&output), "outputDetails": {"truncated": false}}),
+                        ),
+                        Family::Task => (
+                            "TaskSucceeded",
+                            "taskSucceededEventDetails",
+                            json!({"resourceType": rtype, "resource": res, "output": payload(&output), "outputDetails": {"truncated": false}}),
+                        ),
+                    };
+                    self.emit(Some(rec.thread), now_ms, kind, Some(key), details, &mut fx);
+                    self.finish_work(def, rec.thread, output, now_ms, &mut fx);
+                }
+            }
+            Input::TaskFailed { task, error, cause } => {
+                if let Some(rec) = self.tasks.remove(&task) {
+                    self.drop_task_timers(task);
+                    self.emit_task_failure(&rec, "Failed", &error, &cause, now_ms, &mut fx);
+                    self.handle_error(def, rec.thread, error, cause, now_ms, &mut fx);
+                }
+            }
+            Input::TaskSubmitted { task, output } => {
+                if let Some(rec) = self.tasks.get_mut(&task) {
+                    rec.submitted = true;
+                    let rec = rec.clone();
+                    let (rtype, res, fam) = resource_kind(&rec.resource);
+                    if fam == Family::Activity {
+                        self.emit(
+                            Some(rec.thread),
+                            now_ms,
+                            "ActivityStarted",
+                            Some("activityStartedEventDetails"),
+                            json!({"workerName": output}),
+                            &mut fx,
+                        );
+                    } else {
+                        self.emit(Some(rec.thread), now_ms, "TaskSubmitted", Some("taskSubmittedEventDetails"), json!({"resourceType": rtype, "resource": res, "output": payload(&output), "outputDetails": {"truncated": false}}), &mut fx);
+                    }
+                }
+            }
+            Input::TaskHeartbeat { task } => {
+                if let Some(rec) = self.tasks.get(&task)
+                    && let Some(hb) = rec.heartbeat_s
+                {
+                    if let Some(old) = rec.heartbeat_timer {
+                        self.timers.remove(&old);
+                    }
+                    let id = self.new_id();
+                    self.timers.insert(id, TimerFor::Heartbeat(task));
+                    if let Some(rec) = self.tasks.get_mut(&task) {
+                        rec.heartbeat_timer = Some(id);
+                    }
+                    fx.commands.push(Command::StartTimer {
+                        timer: id,
+                        at_ms: now_ms + hb as i64 * 1000,
+                    });
+                }
+            }
+            Input::TimerFired { timer } => match self.timers.remove(&timer) {
+                None => {}
+                Some(TimerFor::Execution) => {
+                    self.finish(
+                        Status::TimedOut,
+                        None,
+                        Some("States.Timeout".into()),
+                        Some("The execution timed out.".into()),
+                    );
+                    let details =
+                        json!({"error": "States.Timeout", "cause": "The execution timed out."});
+                    self.emit(
+                        None,
+                        now_ms,
+                        "ExecutionTimedOut",
+                        Some("executionTimedOutEventDetails"),
+                        details,
+                        &mut fx,
+                    );
+                    self.stop_ms = Some(now_ms);
+                }
+                Some(TimerFor::Wait(tid)) => {
+                    if let Some(t) = self.threads.get(&tid)
+                        && let TStatus::Waiting { output, .. } = &t.status
+                    {
+                        let output = output.clone();
+                        self.exit_state(def, tid, output, None, now_ms, &mut fx);
+                    }
+                }
+                Some(TimerFor::Retry(tid)) => {
+                    if let Some(t) = self.threads.get_mut(&tid) {
+                        t.status = TStatus::Rerun;
+                    }
+                }
+                Some(TimerFor::TaskTimeout(task)) | Some(TimerFor::Heartbeat(task)) => {
+                    let heartbeat = self
+                        .tasks
+                        .get(&task)
+                        .is_some_and(|r| r.heartbeat_timer == Some(timer));
+                    if let Some(rec) = self.tasks.remove(&task) {
+                        self.drop_task_timers(task);
+                        let error = if heartbeat {
+                            "States.HeartbeatTimeout"
+                        } else {
+                            "States.Timeout"
+                        };
+                        let cause = String::new();
+                        self.emit_task_failure(&rec, "TimedOut", error, &cause, now_ms, &mut fx);
+                        self.handle_error(def, rec.thread, error.into(), cause, now_ms, &mut fx);
+                    }
+                }
+            },
+            Input::Stop { error, cause } => {
+                let mut details = Map::new();
+                if let Some(e) = &error {
+                    details.insert("error".into(), Value::String(e.clone()));
+                }
+                if let Some(c) = &cause {
+                    details.insert("cause".into(), Value::String(c.clone()));
+                }
+                self.finish(Status::Aborted, None, error, cause);
+                self.emit(
+                    None,
+                    now_ms,
+                    "ExecutionAborted",
+                    Some("executionAbortedEventDetails"),
+                    Value::Object(details),
+                    &mut fx,
+                );
+                self.stop_ms = Some(now_ms);
+            }
+        }
+        self.run(def, now_ms, &mut fx);
+        fx
+    }
+
+    fn new_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn emit(
+        &mut self,
+        tid: Option<u64>,
+        now: i64,
+        kind: &str,
+        key: Option<&str>,
+        details: Value,
+        fx: &mut Effects,
+    ) {
+        let id = self.next_event;
+        self.next_event += 1;
+        let previous_id = match tid.and_then(|t| self.threads.get(&t)) {
+            Some(t) => t.last_event,
+            None => self.last_event,
+        };
+        if let Some(t) = tid.and_then(|t| self.threads.get_mut(&t)) {
+            t.last_event = id;
+        }
+        self.last_event = id;
+        fx.events.push(HistoryEvent {
+            id,
+            previous_id,
+            timestamp_ms: now,
+            kind: kind.to_string(),
+            details_key: key.map(str::to_string),
+            details,
+        });
+    }
+
+    fn emit_task_failure(
+        &mut self,
+        rec: &TaskRec,
+        what: &str,
+        error: &str,
+        cause: &str,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let (rtype, res, fam) = resource_kind(&rec.resource);
+        let prefix = match fam {
+            Family::Lambda => "LambdaFunction",
+            Family::Activity => "Activity",
+            Family::Task => "Task",
+        };
+        let kind = format!("{prefix}{what}");
+        let mut key = String::new();
+        for (i, c) in kind.chars().enumerate() {
+            key.push(if i == 0 { c.to_ascii_lowercase() } else { c });
+        }
+        key.push_str("EventDetails");
+        let details = if fam == Family::Task {
+            json!({"resourceType": rtype, "resource": res, "error": error, "cause": cause})
+        } else {
+            json!({"error": error, "cause": cause})
+        };
+        self.emit(Some(rec.thread), now, &kind, Some(&key), details, fx);
+    }
+
+    fn drop_task_timers(&mut self, task: u64) {
+        self.timers.retain(
+            |_, t| !matches!(t, TimerFor::TaskTimeout(x) | TimerFor::Heartbeat(x) if *x == task),
+        );
+    }
+
+    fn finish(
+        &mut self,
+        status: Status,
+        output: Option<Value>,
+        error: Option<String>,
+        cause: Option<String>,
+    ) {
+        self.status = status;
+        self.output = output;
+        self.error = error;
+        self.cause = cause;
+        self.threads.clear();
+        self.timers.clear();
+        self.tasks.clear();
+    }
+
+    /// Runs every thread that can move until all wait on the outside world.
+    fn run(&mut self, def: &Definition, now: i64, fx: &mut Effects) {
+        while self.status == Status::Running {
+            let Some((tid, rerun)) = self.threads.iter().find_map(|(id, t)| match t.status {
+                TStatus::Ready => Some((*id, false)),
+                TStatus::Rerun => Some((*id, true)),
+                _ => None,
+            }) else {
+                return;
+            };
+            self.exec_state(def, tid, !rerun, now, fx);
+        }
+    }
+
+    fn exec_state(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        entering: bool,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let (graph, name) = {
+            let t = &self.threads[&tid];
+            (t.graph, t.state.clone())
+        };
+        let Some(st) = def.graphs.get(graph).and_then(|g| g.states.get(&name)) else {
+            self.fail_thread(
+                def,
+                tid,
+                "States.Runtime".into(),
+                format!("The state '{name}' does not exist"),
+                now,
+                fx,
+            );
+            return;
+        };
+        if entering {
+            let input = payload(&self.threads[&tid].input);
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.entered_ms = now;
+                t.retries = vec![0; st.retry.len()];
+                t.retry_total = 0;
+            }
+            let kind = format!("{}StateEntered", st.type_name);
+            self.emit(
+                Some(tid),
+                now,
+                &kind,
+                Some("stateEnteredEventDetails"),
+                json!({"name": name, "input": input, "inputDetails": {"truncated": false}}),
+                fx,
+            );
+        }
+        let raw = self.threads[&tid].input.clone();
+        if let Err((error, cause)) = self.run_state(def, st, tid, raw, now, fx) {
+            self.handle_error(def, tid, error, cause, now, fx);
+        }
+    }
+
+    fn ctx<'a>(&'a self, tid: u64, token: Option<&'a str>) -> Ctx<'a> {
+        let t = &self.threads[&tid];
+        Ctx {
+            exec: self,
+            state: &t.state,
+            entered_ms: t.entered_ms,
+            retry_count: t.retry_total,
+            token,
+            map_item: t.map_item.as_ref().map(|(i, v)| (*i, v)),
+            cell: OnceCell::new(),
+        }
+    }
+
+    fn run_state(
+        &mut self,
+        def: &Definition,
+        st: &State,
+        tid: u64,
+        raw: Value,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), Fault> {
+        let effective = apply_input_path(st, &raw)?;
+        match &st.kind {
+            Kind::Pass { result } => {
+                let result = if let Some(p) = &st.parameters {
+                    let mut rng = self.rng;
+                    let r = render(p, &effective, &self.ctx(tid, None), &mut rng)?;
+                    self.rng = rng;
+                    r
+                } else if let Some(r) = result {
+                    r.clone()
+                } else {
+                    effective
+                };
+                let output = apply_result(st, st.result_path.as_ref(), &raw, result)?;
+                let output = apply_output_path(st, output)?;
+                self.exit_state(def, tid, output, None, now, fx);
+            }
+            Kind::Succeed => {
+                let output = apply_output_path(st, effective)?;
+                self.exit_state(def, tid, output, None, now, fx);
+            }
+            Kind::Choice { choices, default } => {
+                let ctx = self.ctx(tid, None);
+                let mut next = None;
+                for (rule, target) in choices {
+                    if choice::eval(rule, &effective, ctx.get()).map_err(runtime)? {
+                        next = Some(target.clone());
+                        break;
+                    }
+                }
+                let Some(next) = next.or_else(|| default.clone()) else {
+                    return Err(("States.NoChoiceMatched".into(), "No Matches!".into()));
+                };
+                let output = apply_output_path(st, effective)?;
+                self.exit_state(def, tid, output, Some(next), now, fx);
+            }
+            Kind::Wait {
+                seconds,
+                timestamp,
+                timestamp_path,
+            } => {
+                let at_ms = if let Some(s) = seconds {
+                    now + seconds_value(s, &effective, "SecondsPath")? as i64 * 1000
+                } else {
+                    let text = match (timestamp, timestamp_path) {
+                        (Some(t), _) => t.clone(),
+                        (None, Some(p)) => p
+                            .eval(&effective)
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .ok_or_else(|| runtime(format!("Invalid path '{}': The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string.", p.text)))?,
+                        (None, None) => return Err(runtime("A Wait state needs a duration")),
+                    };
+                    let ns = choice::parse_timestamp(&text).ok_or_else(|| runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {text}")))?;
+                    (ns / 1_000_000) as i64
+                };
+                let output = apply_output_path(st, effective)?;
+                let timer = self.new_id();
+                self.timers.insert(timer, TimerFor::Wait(tid));
+                fx.commands.push(Command::StartTimer {
+                    timer,
+                    at_ms: at_ms.max(now),
+                });
+                if let Some(t) = self.threads.get_mut(&tid) {
+                    t.status = TStatus::Waiting { timer, output };
+                }
+            }
+            Kind::Fail {
+                error,
+                cause,
+                error_path,
+                cause_path,
+            } => {
+                let ctx = self.ctx(tid, None);
+                let mut rng = self.rng;
+                let mut resolve = |fixed: &Option<String>,
+                                   src: &Option<ErrorSource>|
+                 -> Result<Option<String>, Fault> {
+                    if let Some(f) = fixed {
+                        return Ok(Some(f.clone()));
+                    }
+                    let v = match src {
+                        None => return Ok(None),
+                        Some(ErrorSource::Path(p)) => {
+                            p.eval(if p.context { ctx.get() } else { &raw })
+                        }
+                        Some(ErrorSource::Intrinsic(c)) => Some(
+                            intrinsics::eval(c, &raw, ctx.get(), &mut rng)
+                                .map_err(|m| ("States.IntrinsicFailure".to_string(), m))?,
+                        ),
+                    };
+                    match v {
+                        Some(Value::String(s)) => Ok(Some(s)),
+                        _ => Err(runtime(
+                            "The ErrorPath or CausePath of a Fail state must name a string",
+                        )),
+                    }
+                };
+                let e = resolve(error, error_path)?;
+                let c = resolve(cause, cause_path)?;
+                self.rng = rng;
+                self.fail_thread(
+                    def,
+                    tid,
+                    e.unwrap_or_default(),
+                    c.unwrap_or_default(),
+                    now,
+                    fx,
+                );
+            }
+            Kind::Task {
+                resource,
+                timeout,
+                heartbeat,
+            } => {
+                let task = self.new_id();
+                let token = format!("{}{}", self.token_prefix, task);
+                let params = match &st.parameters {
+                    Some(p) => {
+                        let mut rng = self.rng;
+                        let r = render(p, &effective, &self.ctx(tid, Some(&token)), &mut rng)?;
+                        self.rng = rng;
+                        r
+                    }
+                    None => effective.clone(),
+                };
+                let timeout_s = timeout
+                    .as_ref()
+                    .map(|s| seconds_value(s, &effective, "TimeoutSecondsPath"))
+                    .transpose()?;
+                let heartbeat_s = heartbeat
+                    .as_ref()
+                    .map(|s| seconds_value(s, &effective, "HeartbeatSecondsPath"))
+                    .transpose()?;
+                let (rtype, res, fam) = resource_kind(resource);
+                match fam {
+                    Family::Lambda => {
+                        let mut d = json!({"resource": resource, "input": payload(&params), "inputDetails": {"truncated": false}});
+                        if let Some(t) = timeout_s {
+                            d["timeoutInSeconds"] = json!(t);
+                        }
+                        self.emit(
+                            Some(tid),
+                            now,
+                            "LambdaFunctionScheduled",
+                            Some("lambdaFunctionScheduledEventDetails"),
+                            d,
+                            fx,
+                        );
+                        self.emit(
+                            Some(tid),
+                            now,
+                            "LambdaFunctionStarted",
+                            None,
+                            Value::Null,
+                            fx,
+                        );
+                    }
+                    Family::Activity => {
+                        let mut d = json!({"resource": resource, "input": payload(&params), "inputDetails": {"truncated": false}});
+                        if let Some(t) = timeout_s {
+                            d["timeoutInSeconds"] = json!(t);
+                        }
+                        if let Some(h) = heartbeat_s {
+                            d["heartbeatInSeconds"] = json!(h);
+                        }
+                        self.emit(
+                            Some(tid),
+                            now,
+                            "ActivityScheduled",
+                            Some("activityScheduledEventDetails"),
+                            d,
+                            fx,
+                        );
+                    }
+                    Family::Task => {
+                        let mut d = json!({"resourceType": rtype, "resource": res, "region": self.region, "parameters": payload(&params)});
+                        if let Some(t) = timeout_s {
+                            d["timeoutInSeconds"] = json!(t);
+                        }
+                        if let Some(h) = heartbeat_s {
+                            d["heartbeatInSeconds"] = json!(h);
+                        }
+                        self.emit(
+                            Some(tid),
+                            now,
+                            "TaskScheduled",
+                            Some("taskScheduledEventDetails"),
+                            d,
+                            fx,
+                        );
+                        self.emit(
+                            Some(tid),
+                            now,
+                            "TaskStarted",
+                            Some("taskStartedEventDetails"),
+                            json!({"resourceType": rtype, "resource": res}),
+                            fx,
+                        );
+                    }
+                }
+                let mut heartbeat_timer = None;
+                if let Some(t) = timeout_s {
+                    let id = self.new_id();
+                    self.timers.insert(id, TimerFor::TaskTimeout(task));
+                    fx.commands.push(Command::StartTimer {
+                        timer: id,
+                        at_ms: now + t as i64 * 1000,
+                    });
+                }
+                if let Some(h) = heartbeat_s {
+                    let id = self.new_id();
+                    self.timers.insert(id, TimerFor::Heartbeat(task));
+                    heartbeat_timer = Some(id);
+                    fx.commands.push(Command::StartTimer {
+                        timer: id,
+                        at_ms: now + h as i64 * 1000,
+                    });
+                }
+                self.tasks.insert(
+                    task,
+                    TaskRec {
+                        thread: tid,
+                        resource: resource.clone(),
+                        input: params.clone(),
+                        token: token.clone(),
+                        timeout_s,
+                        heartbeat_s,
+                        heartbeat_timer,
+                        submitted: false,
+                    },
+                );
+                fx.commands.push(Command::RunTask {
+                    task,
+                    resource: resource.clone(),
+                    input: params,
+                    token,
+                    timeout_s,
+                    heartbeat_s,
+                });
+                if let Some(t) = self.threads.get_mut(&tid) {
+                    t.status = TStatus::Task { task };
+                }
+            }
+            Kind::Parallel { branches } => {
+                let branch_input = match &st.parameters {
+                    Some(p) => {
+                        let mut rng = self.rng;
+                        let r = render(p, &effective, &self.ctx(tid, None), &mut rng)?;
+                        self.rng = rng;
+                        r
+                    }
+                    None => effective,
+                };
+                self.emit(
+                    Some(tid),
+                    now,
+                    "ParallelStateStarted",
+                    None,
+                    Value::Null,
+                    fx,
+                );
+                let total = branches.len();
+                let mut running = BTreeMap::new();
+                for (i, g) in branches.iter().enumerate() {
+                    let child = self.spawn(def, tid, *g, i, branch_input.clone(), None);
+                    running.insert(child, i);
+                }
+                if let Some(t) = self.threads.get_mut(&tid) {
+                    t.status = TStatus::Children(Box::new(Children {
+                        map: false,
+                        effective: Value::Null,
+                        items: Vec::new(),
+                        results: vec![Value::Null; total],
+                        running,
+                        next: total,
+                        total,
+                        max_concurrency: 0,
+                        failures: 0,
+                        tolerated_count: None,
+                        tolerated_pct: None,
+                    }));
+                }
+            }
+            Kind::Map {
+                items_path,
+                max_concurrency,
+                tolerated_count,
+                tolerated_percentage,
+                ..
+            } => {
+                let items = match items_path {
+                    Some(p) => p.eval(&effective).ok_or_else(|| {
+                        runtime(format!(
+                            "Invalid path '{}' : No results for path: {}",
+                            p.text, p.text
+                        ))
+                    })?,
+                    None => json!({}),
+                };
+                let Value::Array(items) = items else {
+                    return Err(runtime(format!(
+                        "Item list did not resolve to a JSON array. ItemsPath: {}",
+                        items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
+                    )));
+                };
+                let max_concurrency = match max_concurrency {
+                    Some(s) => seconds_value(s, &effective, "MaxConcurrencyPath")? as usize,
+                    None => 0,
+                };
+                let tolerated_count = tolerated_count
+                    .as_ref()
+                    .map(|s| seconds_value(s, &effective, "ToleratedFailureCountPath"))
+                    .transpose()?;
+                let tolerated_pct = match tolerated_percentage {
+                    Some(PercentSource::Fixed(f)) => Some(*f),
+                    Some(PercentSource::Path(p)) => {
+                        Some(p.eval(&effective).and_then(|v| v.as_f64()).ok_or_else(|| {
+                            runtime("ToleratedFailurePercentagePath must name a number")
+                        })?)
+                    }
+                    None => None,
+                };
+                let total = items.len();
+                self.emit(
+                    Some(tid),
+                    now,
+                    "MapStateStarted",
+                    Some("mapStateStartedEventDetails"),
+                    json!({"length": total}),
+                    fx,
+                );
+                if let Some(t) = self.threads.get_mut(&tid) {
+                    t.status = TStatus::Children(Box::new(Children {
+                        map: true,
+                        effective,
+                        items,
+                        results: vec![Value::Null; total],
+                        running: BTreeMap::new(),
+                        next: 0,
+                        total,
+                        max_concurrency,
+                        failures: 0,
+                        tolerated_count,
+                        tolerated_pct,
+                    }));
+                }
+                self.fill_map(def, tid, now, fx)?;
+                self.maybe_complete(def, tid, now, fx);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        def: &Definition,
+        parent: u64,
+        graph: usize,
+        index: usize,
+        input: Value,
+        map_item: Option<(usize, Value)>,
+    ) -> u64 {
+        let id = self.new_id();
+        let last = self.threads.get(&parent).map_or(0, |t| t.last_event);
+        self.threads.insert(
+            id,
+            Thread {
+                graph,
+                state: def.graphs[graph].start_at.clone(),
+                input,
+                status: TStatus::Ready,
+                parent: Some(parent),
+                index,
+                retries: Vec::new(),
+                retry_total: 0,
+                entered_ms: 0,
+                last_event: last,
+                map_item,
+            },
+        );
+        id
+    }
+
+    /// Starts Map iterations up to the concurrency limit.
+    fn fill_map(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<(), Fault> {
+        let (graph, state_name) = {
+            let t = &self.threads[&tid];
+            (t.graph, t.state.clone())
+        };
+        let st = &def.graphs[graph].states[&state_name];
+        let Kind::Map {
+            processor,
+            item_selector,
+            ..
+        } = &st.kind
+        else {
+            return Ok(());
+        };
+        let selector = item_selector.as_ref().or(st.parameters.as_ref());
+        loop {
+            let (index, item, effective) = {
+                let Some(TStatus::Children(ch)) = self.threads.get(&tid).map(|t| &t.status) else {
+                    return Ok(());
+                };
+                if ch.next >= ch.total
+                    || (ch.max_concurrency > 0 && ch.running.len() >= ch.max_concurrency)
+                {
+                    return Ok(());
+                }
+                (ch.next, ch.items[ch.next].clone(), ch.effective.clone())
+            };
+            let input = match selector {
+                Some(sel) => {
+                    let t = &self.threads[&tid];
+                    let ctx = Ctx {
+                        exec: self,
+                        state: &t.state,
+                        entered_ms: t.entered_ms,
+                        retry_count: t.retry_total,
+                        token: None,
+                        map_item: Some((index, &item)),
+                        cell: OnceCell::new(),
+                    };
+                    let mut rng = self.rng;
+                    let r = render(sel, &effective, &ctx, &mut rng)?;
+                    self.rng = rng;
+                    r
+                }
+                None => item.clone(),
+            };
+            self.emit(
+                Some(tid),
+                now,
+                "MapIterationStarted",
+                Some("mapIterationStartedEventDetails"),
+                json!({"name": state_name, "index": index}),
+                fx,
+            );
+            let child = self.spawn(def, tid, *processor, index, input, Some((index, item)));
+            if let Some(TStatus::Children(ch)) = self.threads.get_mut(&tid).map(|t| &mut t.status) {
+                ch.running.insert(child, index);
+                ch.next += 1;
+            }
+        }
+    }
+
+    fn maybe_complete(&mut self, def: &Definition, tid: u64, now: i64, fx: &mut Effects) {
+        let Some(TStatus::Children(ch)) = self.threads.get(&tid).map(|t| &t.status) else {
+            return;
+        };
+        if !ch.running.is_empty() || ch.next < ch.total {
+            return;
+        }
+        let map = ch.map;
+        let results = Value::Array(ch.results.clone());
+        let kind = if map {
+            "MapStateSucceeded"
+        } else {
+            "ParallelStateSucceeded"
+        };
+        self.emit(Some(tid), now, kind, None, Value::Null, fx);
+        self.finish_work(def, tid, results, now, fx);
+    }
+
+    /// A Task, Parallel or Map produced `result`: ResultSelector, ResultPath, OutputPath,
+    /// then leave the state.
+    fn finish_work(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        result: Value,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let Some(t) = self.threads.get(&tid) else {
+            return;
+        };
+        let st = &def.graphs[t.graph].states[&t.state];
+        let raw = t.input.clone();
+        let processed = (|| -> Result<Value, Fault> {
+            let result = match &st.result_selector {
+                Some(sel) => {
+                    let mut rng = self.rng;
+                    let r = render(sel, &result, &self.ctx(tid, None), &mut rng)?;
+                    self.rng = rng;
+                    r
+                }
+                None => result,
+            };
+            let output = apply_result(st, st.result_path.as_ref(), &raw, result)?;
+            apply_output_path(st, output)
+        })();
+        match processed {
+            Ok(output) => self.exit_state(def, tid, output, None, now, fx),
+            Err((e, c)) => self.handle_error(def, tid, e, c, now, fx),
+        }
+    }
+
+    /// Leaves the current state with `output`: to `next` (a Choice's pick), the state's Next,
+    /// or the end of the thread.
+    fn exit_state(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        output: Value,
+        next: Option<String>,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let Some(t) = self.threads.get(&tid) else {
+            return;
+        };
+        let st = &def.graphs[t.graph].states[&t.state];
+        let size = payload(&output).len();
+        if size > MAX_PAYLOAD_BYTES {
+            self.handle_error(def, tid, "States.DataLimitExceeded".into(), format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", st.name), now, fx);
+            return;
+        }
+        let kind = format!("{}StateExited", st.type_name);
+        let name = st.name.clone();
+        self.emit(Some(tid), now, &kind, Some("stateExitedEventDetails"), json!({"name": name, "output": payload(&output), "outputDetails": {"truncated": false}}), fx);
+        match next.or_else(|| st.next.clone()) {
+            Some(n) => {
+                if let Some(t) = self.threads.get_mut(&tid) {
+                    t.state = n;
+                    t.input = output;
+                    t.status = TStatus::Ready;
+                }
+            }
+            None => self.end_thread(def, tid, output, now, fx),
+        }
+    }
+
+    fn end_thread(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        output: Value,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let Some(t) = self.threads.remove(&tid) else {
+            return;
+        };
+        match t.parent {
+            None => {
+                self.emit(
+                    None,
+                    now,
+                    "ExecutionSucceeded",
+                    Some("executionSucceededEventDetails"),
+                    json!({"output": payload(&output), "outputDetails": {"truncated": false}}),
+                    fx,
+                );
+                self.finish(Status::Succeeded, Some(output), None, None);
+                self.stop_ms = Some(now);
+            }
+            Some(parent) => {
+                let map = {
+                    let Some(TStatus::Children(ch)) =
+                        self.threads.get_mut(&parent).map(|p| &mut p.status)
+                    else {
+                        return;
+                    };
+                    ch.running.remove(&tid);
+                    ch.results[t.index] = output;
+                    ch.map
+                };
+                if let Some(p) = self.threads.get_mut(&parent) {
+                    p.last_event = p.last_event.max(t.last_event);
+                }
+                if map {
+                    let name = self.threads[&parent].state.clone();
+                    self.emit(
+                        Some(parent),
+                        now,
+                        "MapIterationSucceeded",
+                        Some("mapIterationSucceededEventDetails"),
+                        json!({"name": name, "index": t.index}),
+                        fx,
+                    );
+                    if let Err((e, c)) = self.fill_map(def, parent, now, fx) {
+                        self.abort_children(parent);
+                        self.emit(Some(parent), now, "MapStateFailed", None, Value::Null, fx);
+                        self.handle_error(def, parent, e, c, now, fx);
+                        return;
+                    }
+                }
+                self.maybe_complete(def, parent, now, fx);
+            }
+        }
+    }
+
+    /// Removes every descendant of `tid` with their tasks and timers.
+    fn abort_children(&mut self, tid: u64) {
+        let mut todo = vec![tid];
+        let mut doomed = Vec::new();
+        while let Some(p) = todo.pop() {
+            for (id, t) in &self.threads {
+                if t.parent == Some(p) {
+                    todo.push(*id);
+                    doomed.push(*id);
+                }
+            }
+        }
+        for id in &doomed {
+            self.threads.remove(id);
+        }
+        let dead_tasks: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, r)| doomed.contains(&r.thread))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dead_tasks {
+            self.tasks.remove(&k);
+            self.drop_task_timers(k);
+        }
+        self.timers.retain(
+            |_, t| !matches!(t, TimerFor::Wait(x) | TimerFor::Retry(x) if doomed.contains(x)),
+        );
+    }
+
+    /// An error in the current state of `tid`: retry, catch, or fail the thread.
+    fn handle_error(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        error: String,
+        cause: String,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let Some(t) = self.threads.get(&tid) else {
+            return;
+        };
+        let st = &def.graphs[t.graph].states[&t.state];
+        if error != "States.Runtime" {
+            if let Some((i, r)) = st
+                .retry
+                .iter()
+                .enumerate()
+                .find(|(_, r)| error_matches(&r.errors, &error))
+            {
+                let count = t.retries.get(i).copied().unwrap_or(0);
+                if count < r.max_attempts {
+                    let mut delay = r.interval_s * r.backoff_rate.powi(count as i32);
+                    if let Some(m) = r.max_delay_s {
+                        delay = delay.min(m);
+                    }
+                    if r.full_jitter {
+                        let f = (next_random(&mut self.rng) % 1_000_000) as f64 / 1_000_000.0;
+                        delay *= f;
+                    }
+                    let timer = self.new_id();
+                    self.timers.insert(timer, TimerFor::Retry(tid));
+                    fx.commands.push(Command::StartTimer {
+                        timer,
+                        at_ms: now + (delay * 1000.0) as i64,
+                    });
+                    if let Some(t) = self.threads.get_mut(&tid) {
+                        if let Some(c) = t.retries.get_mut(i) {
+                            *c += 1;
+                        }
+                        t.retry_total += 1;
+                        t.status = TStatus::RetryWait { timer };
+                    }
+                    return;
+                }
+            }
+            if let Some(c) = st.catch.iter().find(|c| error_matches(&c.errors, &error)) {
+                let raw = t.input.clone();
+                let info = json!({"Error": error, "Cause": cause});
+                match apply_result(st, c.result_path.as_ref(), &raw, info) {
+                    Ok(output) => {
+                        let next = c.next.clone();
+                        self.exit_state(def, tid, output, Some(next), now, fx);
+                    }
+                    Err((e, c)) => self.fail_thread(def, tid, e, c, now, fx),
+                }
+                return;
+            }
+        }
+        self.fail_thread(def, tid, error, cause, now, fx);
+    }
+
+    fn fail_thread(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        error: String,
+        cause: String,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        self.abort_children(tid);
+        let Some(t) = self.threads.remove(&tid) else {
+            return;
+        };
+        match t.parent {
+            None => {
+                self.emit(
+                    None,
+                    now,
+                    "ExecutionFailed",
+                    Some("executionFailedEventDetails"),
+                    json!({"error": error, "cause": cause}),
+                    fx,
+                );
+                self.finish(Status::Failed, None, Some(error), Some(cause));
+                self.stop_ms = Some(now);
+            }
+            Some(parent) => {
+                let Some(TStatus::Children(ch)) =
+                    self.threads.get_mut(&parent).map(|p| &mut p.status)
+                else {
+                    return;
+                };
+                ch.running.remove(&tid);
+                let map = ch.map;
+                if map {
+                    ch.failures += 1;
+                    let tolerated = match (ch.tolerated_count, ch.tolerated_pct) {
+                        (None, None) => false,
+                        (c, p) => {
+                            let count_ok = c.is_some_and(|c| ch.failures as u64 <= c);
+                            let pct_ok = p.is_some_and(|p| {
+                                ch.total > 0 && (ch.failures as f64 * 100.0 / ch.total as f64) <= p
+                            });
+                            count_ok || pct_ok
+                        }
+                    };
+                    let exceeded = ch.tolerated_count.is_some() || ch.tolerated_pct.is_some();
+                    if tolerated {
+                        ch.results[t.index] = json!({"Error": error, "Cause": cause});
+                    }
+                    let name = self.threads[&parent].state.clone();
+                    self.emit(
+                        Some(parent),
+                        now,
+                        "MapIterationFailed",
+                        Some("mapIterationFailedEventDetails"),
+                        json!({"name": name, "index": t.index}),
+                        fx,
+                    );
+                    if tolerated {
+                        if let Err((e, c)) = self.fill_map(def, parent, now, fx) {
+                            self.abort_children(parent);
+                            self.handle_error(def, parent, e, c, now, fx);
+                            return;
+                        }
+                        self.maybe_complete(def, parent, now, fx);
+                        return;
+                    }
+                    self.abort_children(parent);
+                    self.emit(Some(parent), now, "MapStateFailed", None, Value::Null, fx);
+                    if exceeded {
+                        self.handle_error(
+                            def,
+                            parent,
+                            "States.ExceedToleratedFailureThreshold".into(),
+                            "The specified tolerated failure threshold was exceeded".into(),
+                            now,
+                            fx,
+                        );
+                    } else {
+                        self.handle_error(def, parent, error, cause, now, fx);
+                    }
+                } else {
+                    self.abort_children(parent);
+                    self.emit(
+                        Some(parent),
+                        now,
+                        "ParallelStateFailed",
+                        None,
+                        Value::Null,
+                        fx,
+                    );
+                    self.handle_error(def, parent, error, cause, now, fx);
+                }
+            }
+        }
+    }
+}
+
+fn apply_input_path(st: &State, raw: &Value) -> Result<Value, Fault> {
+    match &st.input_path {
+        None => Ok(json!({})),
+        Some(p) if p.segs.is_empty() => Ok(raw.clone()),
+        Some(p) => p.eval(raw).ok_or_else(|| {
+            runtime(format!(
+                "Invalid path '{}' : No results for path: {}",
+                p.text, p.text
+            ))
+        }),
+    }
+}
+
+fn apply_output_path(_st: &State, output: Value) -> Result<Value, Fault> {
+    match &_st.output_path {
+        None => Ok(json!({})),
+        Some(p) if p.segs.is_empty() => Ok(output),
+        Some(p) => p.eval(&output).ok_or_else(|| {
+            runtime(format!(
+                "Invalid path '{}' : No results for path: {}",
+                p.text, p.text
+            ))
+        }),
+    }
+}
+
+fn apply_result(
+    st: &State,
+    result_path: Option<&Path>,
+    raw: &Value,
+    result: Value,
+) -> Result<Value, Fault> {
+    match result_path {
+        None => Ok(raw.clone()),
+        Some(p) => p.set(raw.clone(), result).map_err(|m| {
+            (
+                "States.ResultPathMatchFailure".into(),
+                format!("{m} in state '{}'", st.name),
+            )
+        }),
+    }
+}
+
+fn seconds_value(s: &Seconds, input: &Value, field: &str) -> Result<u64, Fault> {
+    match s {
+        Seconds::Fixed(n) => Ok(*n),
+        Seconds::Path(p) => p
+            .eval(input)
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)))
+            .ok_or_else(|| runtime(format!("Invalid path '{}': The {field} parameter does not reference a valid non-negative integer.", p.text))),
+    }
+}
+
+fn render(t: &Template, data: &Value, ctx: &Ctx<'_>, rng: &mut u64) -> Result<Value, Fault> {
+    Ok(match t {
+        Template::Value(v) => v.clone(),
+        Template::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render(i, data, ctx, rng))
+                .collect::<Result<_, _>>()?,
+        ),
+        Template::Object(fields) => {
+            let mut m = Map::new();
+            for (k, f) in fields {
+                let v = match f {
+                    Template::Path(_, p) => {
+                        let root = if p.context { ctx.get() } else { data };
+                        p.eval(root).ok_or_else(|| runtime(format!(
+                            "An error occurred while executing the state '{}'. The JSONPath '{}' specified for the field '{}.$' could not be found in the input '{}'",
+                            ctx.state, p.text, k, payload(data)
+                        )))?
+                    }
+                    Template::Intrinsic(_, c) => intrinsics::eval(c, data, ctx.get(), rng)
+                        .map_err(|m| ("States.Runtime".to_string(), m))?,
+                    other => render(other, data, ctx, rng)?,
+                };
+                m.insert(k.clone(), v);
+            }
+            Value::Object(m)
+        }
+        Template::Path(_, p) => p
+            .eval(if p.context { ctx.get() } else { data })
+            .unwrap_or(Value::Null),
+        Template::Intrinsic(_, c) => intrinsics::eval(c, data, ctx.get(), rng)
+            .map_err(|m| ("States.Runtime".to_string(), m))?,
+    })
+}
