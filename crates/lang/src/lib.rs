@@ -9,4 +9,5 @@
 pub mod asl;
 pub mod dynamodb;
 pub mod event_pattern;
+pub mod filter_policy;
 pub mod schedule;

@@ -191,6 +191,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_pollers.clone(),
         shard_pollers.clone(),
     ));
+    let sns = tsumiki_sns::Sns::start(
+        store.clone(),
+        clock.clone(),
+        work_dir.join("sns").join("mailbox"),
+    )
+    .await
+    .context("loading SNS")?;
+    sns.set_async_invoke(async_invoker.clone());
     let mut served = vec![
         Served {
             model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
@@ -223,6 +231,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Served {
             model: Arc::new(Model::from_json("dynamodb", tsumiki_dynamodb::MODEL_JSON)?),
             service: dynamodb,
+        },
+        Served {
+            model: Arc::new(Model::from_json("sns", tsumiki_sns::MODEL_JSON)?),
+            service: sns.clone(),
         },
     ];
     // EventBridge and Scheduler deliver to the other services by name.
@@ -270,6 +282,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.register(s.service.clone());
     }
     async_invoker.set_services(services.clone());
+    sns.set_services(services.clone());
+    logs.set_subscription_targets(async_invoker.clone(), services.clone());
     queue_pollers.set_services(services.clone());
     stepfunctions.set_services(services.clone());
     shard_pollers.set_services(services);
@@ -289,6 +303,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     compute.set_endpoint(&format!("http://{reachable}"));
     events.set_endpoint(&format!("http://{reachable}"));
     stepfunctions.set_endpoint(&format!("http://{reachable}"));
+    sns.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(

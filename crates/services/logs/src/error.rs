@@ -10,9 +10,10 @@ pub const CODES: &[&str] = &[
     "ResourceAlreadyExistsException",
     "ResourceNotFoundException",
     "TooManyTagsException",
+    "LimitExceededException",
 ];
 
-fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {
+pub(crate) fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {
     debug_assert!(CODES.contains(&code), "{code} is missing from CODES");
     AwsError::new(code, 400, message)
 }

@@ -82,8 +82,10 @@ pub async fn put_log_events(
         ));
     }
     let now = logs.clock.now_ms();
+    let mut matched = Vec::new();
     let (token, rejected) = logs
         .write_group(&cell, |g, batch| {
+            let filters = g.subscriptions.clone();
             let retained_from = g.retention_days.map(|_| g.cutoff(now));
             let group_id = g.id;
             let stream = g
@@ -101,10 +103,13 @@ pub async fn put_log_events(
                 retained_from.and_then(|from| batch_events.iter().rposition(|(ts, _)| *ts < from));
             let accepted_from = too_old_end.max(expired_end).map_or(0, |i| i + 1);
             let accepted_to = too_new_start.unwrap_or(batch_events.len());
+            let mut added = Vec::new();
             for (ts, message) in batch_events.iter().take(accepted_to).skip(accepted_from) {
                 let key = stream.append(*ts, message.to_string(), now);
                 writes::event(batch, stream.id, key, &stream.events[&key]);
+                added.push((key, *message));
             }
+            matched = match_subscriptions(&cell.key, stream_name, stream.id, &filters, &added);
             stream.uploads += 1;
             writes::stream(batch, group_id, stream_name, stream);
             let mut rejected = serde_json::Map::new();
@@ -120,6 +125,7 @@ pub async fn put_log_events(
             Ok((stream.sequence_token(), rejected))
         })
         .await?;
+    logs.deliver_matched(matched);
     let mut response = json!({ "nextSequenceToken": token });
     if !rejected.is_empty() {
         response["rejectedLogEventsInfo"] = Value::Object(rejected);
@@ -328,6 +334,7 @@ pub async fn append(
         name: group.into(),
     };
     let mut pending = Some(events);
+    let mut matched = Vec::new();
     // A group deleted between the lookup and the write is created again, once.
     for _ in 0..2 {
         let now = logs.clock.now_ms();
@@ -350,13 +357,23 @@ pub async fn append(
             .write_group(&cell, |g, batch| {
                 let events = pending.take().unwrap_or_default();
                 let group_id = g.id;
+                let filters = g.subscriptions.clone();
                 let s = g
                     .streams
                     .entry(stream.to_string())
                     .or_insert_with(|| Stream::new(now));
+                let mut keys = Vec::new();
                 for e in events {
                     let k = s.append(e.timestamp_ms, e.message, now);
                     writes::event(batch, s.id, k, &s.events[&k]);
+                    keys.push(k);
+                }
+                if !filters.is_empty() {
+                    let added: Vec<_> = keys
+                        .iter()
+                        .map(|k| (*k, s.events[k].message.as_str()))
+                        .collect();
+                    matched = match_subscriptions(&key, stream, s.id, &filters, &added);
                 }
                 writes::stream(batch, group_id, stream, s);
                 Ok(())
@@ -364,10 +381,47 @@ pub async fn append(
             .await;
         match written {
             Err(e) if e.code == "ResourceNotFoundException" && pending.is_some() => continue,
-            other => return other,
+            other => {
+                logs.deliver_matched(std::mem::take(&mut matched));
+                return other;
+            }
         }
     }
     Err(crate::error::group_not_found())
+}
+
+/// The events of one write that each subscription filter matches.
+fn match_subscriptions(
+    key: &GroupKey,
+    stream: &str,
+    stream_id: u64,
+    filters: &[crate::subscription::SubscriptionFilter],
+    added: &[(EventKey, &str)],
+) -> Vec<crate::subscription::Matched> {
+    filters
+        .iter()
+        .filter_map(|f| {
+            let events: Vec<(String, i64, String)> = added
+                .iter()
+                .filter(|(_, message)| f.matches(message))
+                .map(|((ts, seq), message)| {
+                    (
+                        format!("{:020}{:020}{:020}", (*ts).max(0), stream_id, seq),
+                        *ts,
+                        message.to_string(),
+                    )
+                })
+                .collect();
+            (!events.is_empty()).then(|| crate::subscription::Matched {
+                account: key.account.clone(),
+                group: key.name.clone(),
+                stream: stream.to_string(),
+                filter: f.name.clone(),
+                destination_arn: f.destination_arn.clone(),
+                events,
+            })
+        })
+        .collect()
 }
 
 /// Deletes every event older than its group's retention; returns how many.

@@ -5,8 +5,9 @@
 //! with AWS's batch rules (order, size, 24-hour span, too old, too new, expired);
 //! GetLogEvents with AWS's forward and backward tokens; FilterLogEvents across streams with the
 //! filter pattern language (`filter.rs`); retention policies, enforced on read and by a sweep
-//! that follows the clock; tags by group name and by ARN. What it does not: metric and
-//! subscription filters, Logs Insights queries, exports, deliveries, KMS encryption (the key id
+//! that follows the clock; tags by group name and by ARN; subscription filters delivering to
+//! Lambda and Kinesis (`subscription.rs`). What it does not: metric filters, Firehose and
+//! cross-account subscription destinations, Logs Insights queries, exports, deliveries, KMS encryption (the key id
 //! is stored, nothing is encrypted), deletion protection, anomaly detection; those operations
 //! answer `NotImplemented`.
 //! Read `state.rs` (data and durability), then `events.rs`.
@@ -19,6 +20,7 @@ mod input;
 mod paging;
 mod state;
 mod stream;
+mod subscription;
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub const MODEL_JSON: &str = include_str!("../../../../models/logs.json");
 pub struct Logs {
     state: Arc<State>,
     clock: Arc<Clock>,
+    /// Where subscription filters deliver; wired after the other services exist.
+    targets: parking_lot::RwLock<Option<subscription::Targets>>,
 }
 
 impl Logs {
@@ -51,10 +55,24 @@ impl Logs {
             events = loaded.events,
             "CloudWatch Logs state loaded."
         );
-        let logs = Arc::new(Logs { state, clock });
+        let logs = Arc::new(Logs {
+            state,
+            clock,
+            targets: parking_lot::RwLock::new(None),
+        });
         let sweeper = Arc::downgrade(&logs);
         tokio::spawn(async move { events::retention_sweeper(sweeper).await });
         Ok(logs)
+    }
+
+    /// Where subscription filters deliver: Lambda functions through `invoker`, Kinesis streams
+    /// through `services`.
+    pub fn set_subscription_targets(
+        &self,
+        invoker: Arc<dyn tsumiki_ports::AsyncInvoke>,
+        services: tsumiki_ports::Services,
+    ) {
+        *self.targets.write() = Some(subscription::Targets { invoker, services });
     }
 
     /// Runs `change` on a group under its lock and queues the store writes it made (plus the
@@ -137,6 +155,15 @@ impl tsumiki_ports::Service for Logs {
             "CreateLogStream" => stream::create_log_stream(self, ctx, &input).await,
             "DeleteLogStream" => stream::delete_log_stream(self, ctx, &input).await,
             "DescribeLogStreams" => stream::describe_log_streams(self, ctx, &input),
+            "PutSubscriptionFilter" => {
+                subscription::put_subscription_filter(self, ctx, &input).await
+            }
+            "DescribeSubscriptionFilters" => {
+                subscription::describe_subscription_filters(self, ctx, &input)
+            }
+            "DeleteSubscriptionFilter" => {
+                subscription::delete_subscription_filter(self, ctx, &input).await
+            }
             "PutLogEvents" => events::put_log_events(self, ctx, &input).await,
             "GetLogEvents" => events::get_log_events(self, ctx, &input),
             "FilterLogEvents" => events::filter_log_events(self, ctx, &input),

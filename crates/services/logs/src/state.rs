@@ -124,6 +124,8 @@ pub struct Group {
     pub class: String,
     pub kms_key_id: Option<String>,
     pub streams: BTreeMap<String, Stream>,
+    /// Subscription filters (at most two).
+    pub subscriptions: Vec<crate::subscription::SubscriptionFilter>,
     /// Set under the lock when the group is deleted, so a request that found the group just
     /// before writes nothing for it afterwards.
     pub deleted: bool,
@@ -142,6 +144,7 @@ impl Group {
             class: "STANDARD".into(),
             kms_key_id: None,
             streams: BTreeMap::new(),
+            subscriptions: Vec::new(),
             deleted: false,
             persisted: false,
         }
@@ -181,6 +184,8 @@ struct GroupRecord {
     class: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kms_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    subscriptions: Vec<crate::subscription::SubscriptionFilter>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -257,6 +262,14 @@ impl State {
                 class: rec.class,
                 kms_key_id: rec.kms_key_id,
                 streams: BTreeMap::new(),
+                subscriptions: rec
+                    .subscriptions
+                    .into_iter()
+                    .map(|mut f| {
+                        f.compile();
+                        f
+                    })
+                    .collect(),
                 deleted: false,
                 persisted: true,
             };
@@ -407,6 +420,7 @@ pub mod writes {
             tags: g.tags.clone(),
             class: g.class.clone(),
             kms_key_id: g.kms_key_id.clone(),
+            subscriptions: g.subscriptions.clone(),
         };
         batch.put(
             NS_GROUP,

@@ -1,0 +1,202 @@
+//! What subscribers receive: AWS's JSON notification (SQS without raw delivery, HTTP,
+//! `email-json`), the Lambda event (`Records[].Sns`), the subscription confirmation, and the
+//! URLs in them. Members are written in AWS's order, as AWS formats them.
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use crate::state::{Message, Subscription};
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+pub fn unsubscribe_url(endpoint: &str, sub_arn: &str) -> String {
+    format!(
+        "{endpoint}/?Action=Unsubscribe&SubscriptionArn={}",
+        enc(sub_arn)
+    )
+}
+
+pub fn subscribe_url(endpoint: &str, topic_arn: &str, token: &str) -> String {
+    format!(
+        "{endpoint}/?Action=ConfirmSubscription&TopicArn={}&Token={}",
+        enc(topic_arn),
+        enc(token)
+    )
+}
+
+/// Messages are not signed (yet); the URL names where a certificate would be served.
+pub fn signing_cert_url(endpoint: &str) -> String {
+    format!("{endpoint}/_tsumiki/sns/SimpleNotificationService.pem")
+}
+
+pub fn timestamp(ms: i64) -> String {
+    tsumiki_core::clock::iso8601_ms(ms)
+}
+
+/// `{"Type": ..., "Value": ...}` per attribute, as notifications carry them.
+fn attributes_json(m: &Message) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, a) in &m.attributes {
+        let value = a
+            .string_value
+            .clone()
+            .or_else(|| a.binary_value.clone())
+            .unwrap_or_default();
+        out.insert(name.clone(), json!({"Type": a.data_type, "Value": value}));
+    }
+    Value::Object(out)
+}
+
+/// Writes `"Key" : value` members the way SNS formats its JSON documents.
+struct Doc(Vec<String>);
+
+impl Doc {
+    fn member(&mut self, key: &str, value: &Value) {
+        self.0.push(format!("  \"{key}\" : {value}"));
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.member(key, &Value::String(value.to_string()));
+    }
+
+    fn finish(self) -> String {
+        format!("{{\n{}\n}}", self.0.join(",\n"))
+    }
+}
+
+/// The JSON notification for `sub` (SQS, HTTP and `email-json` subscribers without raw
+/// delivery).
+pub fn notification(m: &Message, sub: &Subscription, endpoint: &str) -> String {
+    let mut d = Doc(Vec::new());
+    d.text("Type", "Notification");
+    d.text("MessageId", &m.id);
+    if let Some(seq) = &m.sequence_number {
+        d.text("SequenceNumber", seq);
+    }
+    d.text("TopicArn", &m.topic_arn);
+    if let Some(subject) = &m.subject {
+        d.text("Subject", subject);
+    }
+    d.text("Message", m.text_for(&sub.protocol));
+    d.text("Timestamp", &timestamp(m.timestamp_ms));
+    d.text("SignatureVersion", "1");
+    d.text("Signature", "");
+    d.text("SigningCertURL", &signing_cert_url(endpoint));
+    d.text("UnsubscribeURL", &unsubscribe_url(endpoint, &sub.arn));
+    if !m.attributes.is_empty() {
+        d.member("MessageAttributes", &attributes_json(m));
+    }
+    d.finish()
+}
+
+/// The event a Lambda subscriber is invoked with.
+pub fn lambda_event(m: &Message, sub: &Subscription, endpoint: &str) -> Value {
+    json!({
+        "Records": [{
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": sub.arn,
+            "Sns": {
+                "Type": "Notification",
+                "MessageId": m.id,
+                "TopicArn": m.topic_arn,
+                "Subject": m.subject,
+                "Message": m.text_for(&sub.protocol),
+                "Timestamp": timestamp(m.timestamp_ms),
+                "SignatureVersion": "1",
+                "Signature": "",
+                "SigningCertUrl": signing_cert_url(endpoint),
+                "UnsubscribeUrl": unsubscribe_url(endpoint, &sub.arn),
+                "MessageAttributes": attributes_json(m),
+            }
+        }]
+    })
+}
+
+/// The confirmation request an HTTP or email endpoint receives, and its message id.
+pub fn confirmation(sub: &Subscription, endpoint: &str, now_ms: i64) -> (String, String) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut d = Doc(Vec::new());
+    d.text("Type", "SubscriptionConfirmation");
+    d.text("MessageId", &id);
+    d.text("Token", &sub.token);
+    d.text("TopicArn", &sub.topic_arn);
+    d.text(
+        "Message",
+        &format!(
+            "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+            sub.topic_arn
+        ),
+    );
+    d.text(
+        "SubscribeURL",
+        &subscribe_url(endpoint, &sub.topic_arn, &sub.token),
+    );
+    d.text("Timestamp", &timestamp(now_ms));
+    d.text("SignatureVersion", "1");
+    d.text("Signature", "");
+    d.text("SigningCertURL", &signing_cert_url(endpoint));
+    (id, d.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn notification_is_json_with_aws_members() {
+        let m = Message {
+            seq: 1,
+            id: "m1".into(),
+            topic_arn: "arn:aws:sns:us-east-1:000000000000:t".into(),
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            message: "hello \"world\"".into(),
+            subject: Some("s".into()),
+            per_protocol: None,
+            attributes: BTreeMap::from([(
+                "color".to_string(),
+                crate::state::Attr {
+                    data_type: "String".into(),
+                    string_value: Some("red".into()),
+                    binary_value: None,
+                },
+            )]),
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
+            timestamp_ms: 0,
+        };
+        let sub = Subscription {
+            arn: "arn:aws:sns:us-east-1:000000000000:t:x".into(),
+            topic_arn: m.topic_arn.clone(),
+            protocol: "sqs".into(),
+            endpoint: "arn:aws:sqs:us-east-1:000000000000:q".into(),
+            owner: "000000000000".into(),
+            attributes: BTreeMap::new(),
+            confirmed: true,
+            token: "t".into(),
+            filter: None,
+        };
+        let text = notification(&m, &sub, "http://h:1");
+        assert!(text.starts_with("{\n  \"Type\" : \"Notification\",\n  \"MessageId\" : \"m1\""));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["Message"], "hello \"world\"");
+        assert_eq!(v["Subject"], "s");
+        assert_eq!(v["Timestamp"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["MessageAttributes"]["color"]["Value"], "red");
+        assert_eq!(
+            v["UnsubscribeURL"],
+            "http://h:1/?Action=Unsubscribe&SubscriptionArn=arn%3Aaws%3Asns%3Aus%2Deast%2D1%3A000000000000%3At%3Ax"
+        );
+        let event = lambda_event(&m, &sub, "http://h:1");
+        assert_eq!(event["Records"][0]["EventSource"], "aws:sns");
+        assert_eq!(
+            event["Records"][0]["Sns"]["MessageAttributes"]["color"]["Type"],
+            "String"
+        );
+    }
+}
