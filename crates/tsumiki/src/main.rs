@@ -160,6 +160,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         logs.clone(),
     )
     .context("preparing execution environments")?;
+    // Glue job runs and ECS tasks: run-to-completion processes, all killed at shutdown.
+    let processes = tsumiki_compute::jobs::Processes::new(clock.clone(), logs.clone());
+    let glue = tsumiki_glue::Glue::start(
+        store.clone(),
+        clock.clone(),
+        processes.clone(),
+        work_dir.join("glue"),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading Glue: {}", e.message))?;
     let lambda = tsumiki_lambda::Lambda::start(
         store.clone(),
         clock.clone(),
@@ -230,6 +240,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?),
         service: events.scheduler(),
     });
+    served.push(Served {
+        model: Arc::new(Model::from_json("glue", tsumiki_glue::MODEL_JSON)?),
+        service: glue.clone(),
+    });
 
     let config = GatewayConfig {
         default_account: args.default_account,
@@ -242,6 +256,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     async_invoker.set_services(services.clone());
     queue_pollers.set_services(services.clone());
+    glue.set_services(services.clone());
     shard_pollers.set_services(services);
     let mut gateway = Gateway::new(config, clock, served);
     gateway.set_event_sink(events.clone());
@@ -258,6 +273,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     compute.set_endpoint(&format!("http://{reachable}"));
     events.set_endpoint(&format!("http://{reachable}"));
+    glue.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
@@ -267,6 +283,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tsumiki_gateway::serve(listener, gateway, shutdown).await;
     compute.stop_all();
+    processes.stop_all();
     store.flush().await.context("flushing the store")?;
     tracing::info!("tsumiki stopped.");
     Ok(())
