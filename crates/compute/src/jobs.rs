@@ -88,8 +88,10 @@ pub enum RunEnd {
     Signaled(i32),
     /// Its deadline passed; the group was killed.
     TimedOut,
-    /// [`Run::stop`] ended it.
-    Stopped,
+    /// [`Run::stop`] ended it; `code` as a container runtime reports it: the exit status if it
+    /// exited in its grace period, else 128 + the signal that ended it (143 for SIGTERM, 137
+    /// for the SIGKILL at the end of the grace period).
+    Stopped { code: i32 },
     /// Its resident memory exceeded the limit; the group was killed.
     OutOfMemory,
 }
@@ -202,8 +204,9 @@ impl Processes {
         let pid = child.id().unwrap_or(0);
         let mut outputs = Vec::new();
         for (reader, target) in readers {
-            let pipe =
-                tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(
+                std::os::fd::OwnedFd::from(reader),
+            )?;
             outputs.push(Output::with_writer(
                 pipe,
                 self.clock.clone(),
@@ -290,11 +293,15 @@ async fn supervise(s: Supervised) {
         }
         Why::Stop => {
             sandbox::terminate_group(pid);
-            tokio::select! {
-                _ = child.wait() => {}
-                _ = Clock::pause_real(spec.stop_grace) => {}
-            }
-            RunEnd::Stopped
+            let code = tokio::select! {
+                status = child.wait() => match exit_of(status) {
+                    RunEnd::Exited(code) => code,
+                    RunEnd::Signaled(sig) => 128 + sig,
+                    _ => 137,
+                },
+                _ = Clock::pause_real(spec.stop_grace) => 137,
+            };
+            RunEnd::Stopped { code }
         }
         Why::Memory => {
             sandbox::kill_group(pid);
@@ -435,7 +442,12 @@ mod tests {
         let run = procs.spawn(s).unwrap();
         // The background sleep's pid, printed by the shell.
         let child = loop {
-            if let Some((_, l)) = sink.0.lock().iter().find(|(g, l)| g == "out" && l != "hello from tsumiki") {
+            if let Some((_, l)) = sink
+                .0
+                .lock()
+                .iter()
+                .find(|(g, l)| g == "out" && l != "hello from tsumiki")
+            {
                 break l.parse::<u32>().unwrap();
             }
             Clock::pause_real(Duration::from_millis(20)).await;
@@ -454,11 +466,14 @@ mod tests {
         let dir = std::env::temp_dir().join("tsumiki-jobs-test");
         // Ignores SIGTERM, so only the SIGKILL after the grace period ends it.
         let run = procs
-            .spawn(spec(&dir, "trap 'echo term' TERM; while true; do sleep 0.05; done"))
+            .spawn(spec(
+                &dir,
+                "trap 'echo term' TERM; while true; do sleep 0.05; done",
+            ))
             .unwrap();
         Clock::pause_real(Duration::from_millis(100)).await;
         run.stop();
-        assert_eq!(run.wait().await, RunEnd::Stopped);
+        assert_eq!(run.wait().await, RunEnd::Stopped { code: 137 });
         assert!(!alive(run.pid()));
         assert!(sink.0.lock().iter().any(|(_, l)| l == "term"));
     }

@@ -74,6 +74,9 @@ struct ServeArgs {
     /// How hard each commit pushes data to disk.
     #[arg(long, value_enum, default_value_t = Sync::Normal)]
     sync: Sync,
+    /// ECS: run containers of image NAME as COMMAND on this machine (repeatable).
+    #[arg(long = "task-image", value_name = "NAME=COMMAND")]
+    task_image: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -163,6 +166,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         logs.clone(),
     )
     .context("preparing execution environments")?;
+    // Glue job runs and ECS tasks: run-to-completion processes, all killed at shutdown.
+    let processes = tsumiki_compute::jobs::Processes::new(clock.clone(), logs.clone());
+    let glue = tsumiki_glue::Glue::start(
+        store.clone(),
+        clock.clone(),
+        processes.clone(),
+        work_dir.join("glue"),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading Glue: {}", e.message))?;
+    let images = tsumiki_ecs::images::Images::new(
+        &args.task_image,
+        tsumiki_ecs::images::Images::find_python_dir(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let ecs = tsumiki_ecs::Ecs::start(
+        store.clone(),
+        clock.clone(),
+        processes.clone(),
+        work_dir.join("ecs"),
+        images,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading ECS: {}", e.message))?;
     let lambda = tsumiki_lambda::Lambda::start(
         store.clone(),
         clock.clone(),
@@ -271,6 +298,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?),
         service: stepfunctions.clone(),
     });
+    served.push(Served {
+        model: Arc::new(Model::from_json("glue", tsumiki_glue::MODEL_JSON)?),
+        service: glue.clone(),
+    });
+    served.push(Served {
+        model: Arc::new(Model::from_json("ecs", tsumiki_ecs::MODEL_JSON)?),
+        service: ecs.clone(),
+    });
 
     let config = GatewayConfig {
         default_account: args.default_account,
@@ -286,6 +321,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     logs.set_subscription_targets(async_invoker.clone(), services.clone());
     queue_pollers.set_services(services.clone());
     stepfunctions.set_services(services.clone());
+    glue.set_services(services.clone());
+    ecs.set_services(services.clone());
     shard_pollers.set_services(services);
     let mut gateway = Gateway::new(config, clock, served);
     gateway.set_event_sink(events.clone());
@@ -304,6 +341,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     events.set_endpoint(&format!("http://{reachable}"));
     stepfunctions.set_endpoint(&format!("http://{reachable}"));
     sns.set_endpoint(&format!("http://{reachable}"));
+    glue.set_endpoint(&format!("http://{reachable}"));
+    ecs.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
@@ -313,6 +352,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tsumiki_gateway::serve(listener, gateway, shutdown).await;
     compute.stop_all();
+    processes.stop_all();
     store.flush().await.context("flushing the store")?;
     tracing::info!("tsumiki stopped.");
     Ok(())
