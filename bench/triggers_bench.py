@@ -9,6 +9,8 @@ Rows:
   event source mapping (BatchSize 10) into a Python function. Throughput is N over the time
   from the first send to the last handler's end; latency is per message, from its
   `SentTimestamp` to the handler seeing it (both read the same machine's clock), p50 and p99.
+- `sqs -> function, one at a time`: 50 messages, 200 ms apart, so the latency is that of an
+  idle mapping rather than of a backlog (the burst row's latency is mostly queueing).
 - `kinesis -> function`: N records put with PutRecords (500 a call) into a 4-shard stream
   with a mapping (BatchSize 100, TRIM_HORIZON); throughput is N over first put to last
   handler end; latency from `approximateArrivalTimestamp` to the handler.
@@ -152,6 +154,26 @@ def sqs_row(make, n):
     return summarize("sqs -> function", n, t0, lines)
 
 
+def sqs_latency_row(make, n):
+    """One message at a time, 200 ms apart: the latency of an idle mapping, no backlog."""
+    sqs, lam, logs = make("sqs"), make("lambda"), make("logs")
+    tag = uuid.uuid4().hex[:8]
+    queue, function = f"bench-lat-{tag}", f"bench-lat-{tag}"
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    create_function(lam, function)
+    lam.create_event_source_mapping(EventSourceArn=f"arn:aws:sqs:us-east-1:123456789012:{queue}",
+                                    FunctionName=function, BatchSize=10)
+    sqs.send_message(QueueUrl=url, MessageBody="warm")
+    wait_for(logs, function, 1, 60)
+    t0 = time.time() * 1000
+    for i in range(n):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+        time.sleep(0.2)
+    lines = wait_for(logs, function, n + 1, 120)
+    lines = [x for x in lines if x["end"] >= t0]
+    return summarize("sqs -> function, one at a time", n, t0, lines)
+
+
 def kinesis_row(make, n):
     kin, lam, logs = make("kinesis"), make("lambda"), make("logs")
     tag = uuid.uuid4().hex[:8]
@@ -192,7 +214,8 @@ def main():
         endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
     try:
         make = clients(endpoint)
-        rows = [sqs_row(make, args.messages), kinesis_row(make, args.records)]
+        rows = [sqs_row(make, args.messages), sqs_latency_row(make, 50),
+                kinesis_row(make, args.records)]
     finally:
         if proc:
             proc.terminate()

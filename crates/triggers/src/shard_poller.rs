@@ -1106,4 +1106,153 @@ mod tests {
             .expect("a record");
         assert_eq!(body["KinesisBatchInfo"]["batchSize"], 1);
     }
+
+    /// A DynamoDB stream after a shard rollover: a closed parent with two records, an open
+    /// child with two. The poller reads the whole parent before the child.
+    struct Rollover;
+
+    const DDB: &str =
+        "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
+
+    fn ddb_record(seq: u64) -> Value {
+        json!({"eventID": format!("e{seq}"), "eventName": "INSERT", "eventVersion": "1.1",
+               "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+               "dynamodb": {"ApproximateCreationDateTime": 1.0e9, "Keys": {"id": {"S": "k"}},
+                            "SequenceNumber": seq.to_string(), "SizeBytes": 10,
+                            "StreamViewType": "KEYS_ONLY"}})
+    }
+
+    #[async_trait::async_trait]
+    impl Service for Rollover {
+        fn name(&self) -> &'static str {
+            "dynamodbstreams"
+        }
+        async fn call(
+            &self,
+            _ctx: &RequestContext,
+            operation: &str,
+            input: Value,
+        ) -> Result<Value, AwsError> {
+            // Parent: sequence numbers 1-2, closed; child: 3-4, open. An iterator is
+            // `shard/after`.
+            let shard_of = |s: &str| {
+                if s == "parent" {
+                    (1u64, 2u64, true)
+                } else {
+                    (3, 4, false)
+                }
+            };
+            match operation {
+                "DescribeStream" => Ok(json!({"StreamDescription": {"Shards": [
+                    {"ShardId": "child", "ParentShardId": "parent",
+                     "SequenceNumberRange": {"StartingSequenceNumber": "3"}},
+                    {"ShardId": "parent", "SequenceNumberRange":
+                        {"StartingSequenceNumber": "1", "EndingSequenceNumber": "2"}},
+                ]}})),
+                "GetShardIterator" => {
+                    let shard = input["ShardId"].as_str().unwrap_or_default();
+                    let after = match input["ShardIteratorType"].as_str() {
+                        Some("AFTER_SEQUENCE_NUMBER") => input["SequenceNumber"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0),
+                        _ => shard_of(shard).0 - 1,
+                    };
+                    Ok(json!({"ShardIterator": format!("{shard}/{after}")}))
+                }
+                "GetRecords" => {
+                    let it = input["ShardIterator"].as_str().unwrap_or_default();
+                    let (shard, after) = it.split_once('/').unwrap_or_default();
+                    let after: u64 = after.parse().unwrap_or(0);
+                    let (first, last, closed) = shard_of(shard);
+                    let recs: Vec<Value> = (first.max(after + 1)..=last).map(ddb_record).collect();
+                    let mut out = json!({"Records": recs});
+                    if !closed {
+                        out["NextShardIterator"] = json!(format!("{shard}/{}", last.max(after)));
+                    }
+                    Ok(out)
+                }
+                other => Err(AwsError::not_implemented("dynamodbstreams", other)),
+            }
+        }
+        async fn reset(&self) -> Result<(), AwsError> {
+            Ok(())
+        }
+    }
+
+    /// Records every event it is invoked with.
+    struct Recorder(parking_lot::Mutex<Vec<Value>>);
+
+    #[async_trait::async_trait]
+    impl FunctionInvoker for Recorder {
+        async fn invoke(
+            &self,
+            _target: &tsumiki_ports::FunctionTarget,
+            payload: Vec<u8>,
+            request_id: &str,
+        ) -> Result<tsumiki_ports::FunctionResult, AwsError> {
+            self.0
+                .lock()
+                .push(serde_json::from_slice(&payload).unwrap_or(Value::Null));
+            Ok(tsumiki_ports::FunctionResult {
+                payload: b"{}".to_vec(),
+                function_error: None,
+                executed_version: "$LATEST".into(),
+                request_id: request_id.to_string(),
+            })
+        }
+        fn async_settings(
+            &self,
+            _target: &tsumiki_ports::FunctionTarget,
+        ) -> Result<tsumiki_ports::AsyncSettings, AwsError> {
+            Err(AwsError::internal())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_children_are_read_after_their_parent_ends() {
+        let store = Store::open(None, tsumiki_store::SyncMode::Normal).expect("a store");
+        let recorder = Arc::new(Recorder(parking_lot::Mutex::new(Vec::new())));
+        let invoker: Arc<dyn FunctionInvoker> = recorder.clone();
+        let pollers = ShardPollers::new(
+            store.clone(),
+            Arc::new(Clock::real()),
+            Arc::downgrade(&invoker),
+        );
+        let mut services = Services::default();
+        services.register(Arc::new(Rollover));
+        pollers.set_services(services);
+        let mut spec = spec(DDB);
+        spec.batch_size = 10;
+        pollers.configure(spec);
+        let mut seqs: Vec<String> = Vec::new();
+        for _ in 0..100 {
+            seqs = recorder
+                .0
+                .lock()
+                .iter()
+                .flat_map(|e| e["Records"].as_array().cloned().unwrap_or_default())
+                .filter_map(|r| {
+                    r.pointer("/dynamodb/SequenceNumber")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .collect();
+            if seqs.len() >= 4 {
+                break;
+            }
+            Clock::pause_real(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seqs, ["1", "2", "3", "4"]);
+        let events = recorder.0.lock().clone();
+        // The parent's batch came alone: the child waited for the parent's end.
+        assert_eq!(events[0]["Records"].as_array().map(Vec::len), Some(2));
+        assert_eq!(events[0]["Records"][0]["eventSourceARN"], DDB);
+        assert_eq!(progress(&store, "u", "parent").await, Progress::Ended);
+        assert_eq!(
+            progress(&store, "u", "child").await,
+            Progress::After("4".into())
+        );
+        pollers.remove("u");
+    }
 }
