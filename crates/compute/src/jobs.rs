@@ -202,8 +202,9 @@ impl Processes {
         let pid = child.id().unwrap_or(0);
         let mut outputs = Vec::new();
         for (reader, target) in readers {
-            let pipe =
-                tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))?;
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(
+                std::os::fd::OwnedFd::from(reader),
+            )?;
             outputs.push(Output::with_writer(
                 pipe,
                 self.clock.clone(),
@@ -435,7 +436,12 @@ mod tests {
         let run = procs.spawn(s).unwrap();
         // The background sleep's pid, printed by the shell.
         let child = loop {
-            if let Some((_, l)) = sink.0.lock().iter().find(|(g, l)| g == "out" && l != "hello from tsumiki") {
+            if let Some((_, l)) = sink
+                .0
+                .lock()
+                .iter()
+                .find(|(g, l)| g == "out" && l != "hello from tsumiki")
+            {
                 break l.parse::<u32>().unwrap();
             }
             Clock::pause_real(Duration::from_millis(20)).await;
@@ -454,7 +460,10 @@ mod tests {
         let dir = std::env::temp_dir().join("tsumiki-jobs-test");
         // Ignores SIGTERM, so only the SIGKILL after the grace period ends it.
         let run = procs
-            .spawn(spec(&dir, "trap 'echo term' TERM; while true; do sleep 0.05; done"))
+            .spawn(spec(
+                &dir,
+                "trap 'echo term' TERM; while true; do sleep 0.05; done",
+            ))
             .unwrap();
         Clock::pause_real(Duration::from_millis(100)).await;
         run.stop();
