@@ -122,8 +122,9 @@ def main():
                 rows.append((label, None, server.na))
                 continue
             try:
-                rows.append((server.label, run(server.endpoint, args.messages, args.subs,
-                                               args.threads, args.batch), None))
+                r = run(server.endpoint, args.messages, args.subs, args.threads, args.batch)
+                rows.append((server.label, r, None))
+                print(f"# {server.label}: {r}", flush=True)
             finally:
                 server.stop()
     kind = "PublishBatch" if args.batch else "Publish"
