@@ -544,3 +544,23 @@ def test_published_messages_survive_kill_9(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_fifo_deduplication_window_is_five_minutes_on_the_clock(clock_server):
+    sns = clock_server.client("sns")
+    sqs = clock_server.client("sqs")
+    arn = sns.create_topic(Name=f"dd-{uuid.uuid4().hex[:8]}.fifo",
+                           Attributes={"FifoTopic": "true"})["TopicArn"]
+    url, qarn = new_queue(sqs, fifo=True)
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=qarn,
+                  Attributes={"RawMessageDelivery": "true"})
+    first = sns.publish(TopicArn=arn, Message="a", MessageGroupId="g", MessageDeduplicationId="d1")
+    clock_server.advance(299)
+    within = sns.publish(TopicArn=arn, Message="b", MessageGroupId="g", MessageDeduplicationId="d1")
+    assert within["MessageId"] == first["MessageId"]
+    assert within["SequenceNumber"] == first["SequenceNumber"]
+    clock_server.advance(2)
+    after = sns.publish(TopicArn=arn, Message="c", MessageGroupId="g", MessageDeduplicationId="d1")
+    assert after["MessageId"] != first["MessageId"]
+    got = receive_all(sqs, url, 2, timeout=5)
+    assert [m["Body"] for m in got] == ["a", "c"]

@@ -10,4 +10,5 @@ pub mod asl;
 pub mod dynamodb;
 pub mod event_pattern;
 pub mod filter_policy;
+pub mod log_filter;
 pub mod schedule;

@@ -14,7 +14,7 @@
 
 mod error;
 mod events;
-pub mod filter;
+pub use tsumiki_lang::log_filter as filter;
 mod group;
 mod input;
 mod paging;

@@ -381,14 +381,33 @@ impl Sns {
                 })
             };
             let mut outcomes = Vec::with_capacity(due.len());
-            for (d, message) in due {
-                let outcome = match (&found, message) {
-                    (Some((sub, policy)), Some(m)) => {
-                        self.attempt(sub, policy.as_deref(), &m, &d).await
+            match &found {
+                // Several messages for one queue go as SendMessageBatch calls of 10: one
+                // commit in SQS instead of one each.
+                Some((sub, policy)) if sub.protocol == "sqs" && due.len() > 1 => {
+                    for chunk in due.chunks(10) {
+                        let results = self.send_batch(sub, chunk).await;
+                        for ((d, message), result) in chunk.iter().zip(results) {
+                            let outcome = match message {
+                                Some(m) => self.settle(sub, policy.as_deref(), m, d, result).await,
+                                None => Outcome::Done,
+                            };
+                            outcomes.push((d.clone(), outcome));
+                        }
                     }
-                    _ => Outcome::Done,
-                };
-                outcomes.push((d, outcome));
+                }
+                _ => {
+                    for (d, message) in due {
+                        let outcome = match (&found, message) {
+                            (Some((sub, policy)), Some(m)) => {
+                                let result = self.deliver_once(sub, &m).await;
+                                self.settle(sub, policy.as_deref(), &m, &d, result).await
+                            }
+                            _ => Outcome::Done,
+                        };
+                        outcomes.push((d, outcome));
+                    }
+                }
             }
             let commit = {
                 let mut guard = self.dispatch.inner.lock();
@@ -434,15 +453,16 @@ impl Sns {
         }
     }
 
-    /// One attempt, and what follows from its result.
-    async fn attempt(
+    /// What follows from an attempt's result: done, a retry, or the dead-letter queue.
+    async fn settle(
         &self,
         sub: &Subscription,
         topic_policy: Option<&str>,
         m: &Message,
         d: &Delivery,
+        result: Result<(), Failure>,
     ) -> Outcome {
-        let failure = match self.deliver_once(sub, m).await {
+        let failure = match result {
             Ok(()) => return Outcome::Done,
             Err(f) => f,
         };
@@ -587,6 +607,122 @@ impl Sns {
             .await
             .map(|_| ())
             .map_err(|e| Failure::from_aws(&e))
+    }
+
+    /// Delivers up to 10 messages to an SQS subscription in one SendMessageBatch; answers a
+    /// result per delivery, in order.
+    async fn send_batch(
+        &self,
+        sub: &Subscription,
+        chunk: &[(Delivery, Option<Arc<Message>>)],
+    ) -> Vec<Result<(), Failure>> {
+        let endpoint = self.endpoint();
+        let mut entries = Vec::new();
+        let mut size = 0;
+        for (i, (_, message)) in chunk.iter().enumerate() {
+            let Some(m) = message else { continue };
+            let body = if sub.raw() {
+                m.text_for("sqs").to_string()
+            } else {
+                envelope::notification(m, sub, &endpoint)
+            };
+            size += body.len();
+            let mut entry = json!({"Id": i.to_string(), "MessageBody": body});
+            if sub.raw() && !m.attributes.is_empty() {
+                entry["MessageAttributes"] = sqs_attributes(m);
+                size += m
+                    .attributes
+                    .values()
+                    .map(|a| {
+                        a.string_value.as_deref().map_or(0, str::len)
+                            + a.binary_value.as_deref().map_or(0, str::len)
+                            + 64
+                    })
+                    .sum::<usize>();
+            }
+            if sub.endpoint.ends_with(".fifo") {
+                entry["MessageGroupId"] =
+                    json!(m.group_id.clone().unwrap_or_else(|| m.topic_arn.clone()));
+                entry["MessageDeduplicationId"] =
+                    json!(m.dedup_id.clone().unwrap_or_else(|| m.id.clone()));
+            }
+            entries.push(entry);
+        }
+        // SQS caps a batch at 256 KiB; larger ones go one by one.
+        if size > 200 * 1024 {
+            let mut out = Vec::with_capacity(chunk.len());
+            for (_, message) in chunk {
+                out.push(match message {
+                    Some(m) => self.deliver_once(sub, m).await,
+                    None => Ok(()),
+                });
+            }
+            return out;
+        }
+        let Some((_, region, account, name)) = tsumiki_core::ids::parse_arn(&sub.endpoint) else {
+            return chunk
+                .iter()
+                .map(|_| {
+                    Err(Failure::permanent(format!(
+                        "{} is not a queue ARN.",
+                        sub.endpoint
+                    )))
+                })
+                .collect();
+        };
+        let service = self.services.read().get("sqs").cloned();
+        let Some(sqs) = service else {
+            return chunk
+                .iter()
+                .map(|_| Err(Failure::permanent("SQS is not served.")))
+                .collect();
+        };
+        let ctx = RequestContext {
+            account: account.to_string(),
+            region: region.to_string(),
+            request_id: tsumiki_core::ids::request_id(),
+            base_url: endpoint.clone(),
+            access_key: None,
+            path: "/".into(),
+        };
+        let input = json!({
+            "QueueUrl": format!("{endpoint}/{account}/{name}"),
+            "Entries": entries,
+        });
+        match sqs.call(&ctx, "SendMessageBatch", input).await {
+            Err(e) => chunk.iter().map(|_| Err(Failure::from_aws(&e))).collect(),
+            Ok(out) => {
+                let failed: HashMap<String, Failure> = out
+                    .get("Failed")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        let id = f.get("Id").and_then(Value::as_str).unwrap_or_default();
+                        let sender = f
+                            .get("SenderFault")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(true);
+                        let code = f.get("Code").and_then(Value::as_str).unwrap_or_default();
+                        let message = f.get("Message").and_then(Value::as_str).unwrap_or_default();
+                        (
+                            id.to_string(),
+                            Failure {
+                                message: format!("{code}: {message}"),
+                                retryable: !sender,
+                            },
+                        )
+                    })
+                    .collect();
+                let mut failed = failed;
+                (0..chunk.len())
+                    .map(|i| match failed.remove(&i.to_string()) {
+                        Some(f) => Err(f),
+                        None => Ok(()),
+                    })
+                    .collect()
+            }
+        }
     }
 
     fn write_mail(&self, sub: &Subscription, id: &str, text: &str) -> Result<(), Failure> {

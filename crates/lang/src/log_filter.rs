@@ -1,5 +1,5 @@
-//! The CloudWatch Logs filter pattern language, as FilterLogEvents (and later metric and
-//! subscription filters) reads it.
+//! The CloudWatch Logs filter pattern language, as FilterLogEvents and subscription filters
+//! (later metric filters) read it. Pure: `tsumiki-logs` re-exports it as `filter`.
 //!
 //! Four forms, told apart by their first character once blanks are trimmed:
 //! - terms (`ERROR "exact phrase" ?ORterm -excluded`): case-sensitive substrings; every plain
