@@ -336,20 +336,26 @@ def test_run_in_progress_at_kill_9_ends_error_and_jobs_survive(tmp_path):
                                   aws_access_key_id="testing", aws_secret_access_key="testing")
 
     marker = unique("crash")
-    location = script(tmp_path, "import time\ntime.sleep(3600)\n")
+    # A child of the run's process outlives a kill -9 of the server (the parent-death signal
+    # reaches only the run's own process); the next server reaps it.
+    location = script(tmp_path, "import subprocess, sys, time\n"
+                      "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)', "
+                      f"'{marker}-child'])\n"
+                      "time.sleep(3600)\n")
     proc, glue = start()
     try:
         job = create_job(glue, location, DefaultArguments={"--marker": marker})
         glue.create_trigger(Name="t", Type="ON_DEMAND", Actions=[{"JobName": job}])
         run_id = glue.start_job_run(JobName=job)["JobRunId"]
         wait_run(glue, job, run_id, {"RUNNING"})
-        wait_for(lambda: processes_with(marker))
+        wait_for(lambda: len(processes_with(marker)) == 2)
     finally:
         proc.kill()  # SIGKILL
         proc.wait()
-    wait_for(lambda: processes_with(marker) == [], timeout=10)
+    wait_for(lambda: processes_with(marker) == processes_with(f"{marker}-child"), timeout=10)
     proc, glue = start()
     try:
+        wait_for(lambda: processes_with(marker) == [], timeout=10)
         assert glue.get_job(JobName=job)["Job"]["DefaultArguments"] == {"--marker": marker}
         assert glue.get_trigger(Name="t")["Trigger"]["Type"] == "ON_DEMAND"
         run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
