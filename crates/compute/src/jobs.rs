@@ -29,6 +29,9 @@ use crate::sandbox;
 /// How long a run's log may take to reach EOF after its group was killed (a process that
 /// escaped the group could hold the pipe open forever).
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// Runs yield the CPU to the server (there is no hard vCPU cap: DPUs and task CPU units are
+/// not enforced beyond this).
+const RUN_NICENESS: i32 = 10;
 /// How often a run's memory is checked.
 const MEMORY_POLL: Duration = Duration::from_millis(100);
 
@@ -219,7 +222,7 @@ impl Processes {
                     .stderr(std::process::Stdio::null());
             }
         }
-        sandbox::confine(&mut cmd, spec.storage_mb);
+        sandbox::confine_run(&mut cmd, spec.storage_mb, RUN_NICENESS);
         let child = cmd.spawn();
         // Our copies of the pipes' write ends must close, or the pipes never report EOF.
         drop(cmd);
@@ -477,13 +480,17 @@ mod tests {
         );
         let dir = std::env::temp_dir().join("tsumiki-jobs-test");
         let run = procs
-            .spawn(spec(&dir, "echo out1; echo err1 >&2; exit 3"))
+            .spawn(spec(
+                &dir,
+                "echo out1; echo err1 >&2; awk '{print \"nice\", $19}' /proc/$$/stat; exit 3",
+            ))
             .unwrap();
         assert_eq!(run.wait().await, RunEnd::Exited(3));
         let lines = sink.0.lock().clone();
         assert!(lines.contains(&("out".into(), "hello from tsumiki".into())));
         assert!(lines.contains(&("out".into(), "out1".into())));
         assert!(lines.contains(&("err".into(), "err1".into())));
+        assert!(lines.contains(&("out".into(), format!("nice {RUN_NICENESS}"))));
         assert_eq!(procs.running(), 0);
     }
 
