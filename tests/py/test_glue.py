@@ -317,6 +317,59 @@ def test_update_and_delete_job(glue, tmp_path):
     assert job not in glue.list_jobs()["JobNames"]
 
 
+WORKFLOW_SCRIPT = """
+import sys
+from awsglue.utils import getResolvedOptions
+args = getResolvedOptions(sys.argv, ["WORKFLOW_NAME", "WORKFLOW_RUN_ID"])
+print("in", args["WORKFLOW_NAME"], args["WORKFLOW_RUN_ID"])
+"""
+
+
+def test_workflow_runs_its_graph_to_completion(glue, server, tmp_path):
+    a = create_job(glue, script(tmp_path, WORKFLOW_SCRIPT))
+    b = create_job(glue, script(tmp_path, WORKFLOW_SCRIPT))
+    wf = unique("wf")
+    glue.create_workflow(Name=wf, DefaultRunProperties={"k": "v"})
+    with pytest.raises(ClientError) as e:
+        glue.start_workflow_run(Name=wf)  # nothing starts it yet
+    assert e.value.response["Error"]["Code"] == "InvalidInputException"
+    glue.create_trigger(Name=unique("start"), WorkflowName=wf, Type="ON_DEMAND",
+                        Actions=[{"JobName": a}])
+    glue.create_trigger(Name=unique("then"), WorkflowName=wf, Type="CONDITIONAL",
+                        StartOnCreation=True,
+                        Predicate={"Conditions": [{"LogicalOperator": "EQUALS", "JobName": a,
+                                                   "State": "SUCCEEDED"}]},
+                        Actions=[{"JobName": b}])
+    assert wf in glue.list_workflows()["Workflows"]
+
+    run_id = glue.start_workflow_run(Name=wf)["RunId"]
+    run = wait_for(lambda: (lambda r: r if r["Status"] == "COMPLETED" else None)(
+        glue.get_workflow_run(Name=wf, RunId=run_id)["Run"]))
+    assert run["WorkflowRunProperties"] == {"k": "v"}
+    assert run["Statistics"]["TotalActions"] == 2
+    assert run["Statistics"]["SucceededActions"] == 2
+    assert run["Statistics"]["RunningActions"] == 0
+    run_b = glue.get_job_runs(JobName=b)["JobRuns"][0]
+    assert run_b["Arguments"]["--WORKFLOW_RUN_ID"] == run_id
+    logs = server.client("logs")
+    assert f"in {wf} {run_id}" in log_messages(logs, "/aws-glue/python-jobs/output", run_b["Id"])
+
+    # A run of A outside the workflow does not start B.
+    solo = glue.start_job_run(JobName=a)["JobRunId"]
+    wait_run(glue, a, solo)
+    time.sleep(0.5)
+    assert len(glue.get_job_runs(JobName=b)["JobRuns"]) == 1
+
+    got = glue.get_workflow(Name=wf, IncludeGraph=True)["Workflow"]
+    assert got["LastRun"]["WorkflowRunId"] == run_id
+    assert sorted(n["Type"] for n in got["Graph"]["Nodes"]) == ["JOB", "JOB", "TRIGGER", "TRIGGER"]
+    assert len(got["Graph"]["Edges"]) == 3
+    assert [r["WorkflowRunId"] for r in glue.get_workflow_runs(Name=wf)["Runs"]] == [run_id]
+    glue.delete_workflow(Name=wf)
+    assert wf not in glue.list_workflows()["Workflows"]
+    assert glue.get_triggers(DependentJobName=b)["Triggers"] == []
+
+
 def test_run_in_progress_at_kill_9_ends_error_and_jobs_survive(tmp_path):
     """Jobs, runs and triggers are durable; a run whose server was killed lost its process
     (it dies with the server) and is ended ERROR at the next start."""
@@ -336,20 +389,26 @@ def test_run_in_progress_at_kill_9_ends_error_and_jobs_survive(tmp_path):
                                   aws_access_key_id="testing", aws_secret_access_key="testing")
 
     marker = unique("crash")
-    location = script(tmp_path, "import time\ntime.sleep(3600)\n")
+    # A child of the run's process outlives a kill -9 of the server (the parent-death signal
+    # reaches only the run's own process); the next server reaps it.
+    location = script(tmp_path, "import subprocess, sys, time\n"
+                      "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)', "
+                      f"'{marker}-child'])\n"
+                      "time.sleep(3600)\n")
     proc, glue = start()
     try:
         job = create_job(glue, location, DefaultArguments={"--marker": marker})
         glue.create_trigger(Name="t", Type="ON_DEMAND", Actions=[{"JobName": job}])
         run_id = glue.start_job_run(JobName=job)["JobRunId"]
         wait_run(glue, job, run_id, {"RUNNING"})
-        wait_for(lambda: processes_with(marker))
+        wait_for(lambda: len(processes_with(marker)) == 2)
     finally:
         proc.kill()  # SIGKILL
         proc.wait()
-    wait_for(lambda: processes_with(marker) == [], timeout=10)
+    wait_for(lambda: processes_with(marker) == processes_with(f"{marker}-child"), timeout=10)
     proc, glue = start()
     try:
+        wait_for(lambda: processes_with(marker) == [], timeout=10)
         assert glue.get_job(JobName=job)["Job"]["DefaultArguments"] == {"--marker": marker}
         assert glue.get_trigger(Name="t")["Trigger"]["Type"] == "ON_DEMAND"
         run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]

@@ -166,8 +166,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         logs.clone(),
     )
     .context("preparing execution environments")?;
-    // Glue job runs and ECS tasks: run-to-completion processes, all killed at shutdown.
-    let processes = tsumiki_compute::jobs::Processes::new(clock.clone(), logs.clone());
+    // Glue job runs and ECS tasks: run-to-completion processes, all killed at shutdown; the
+    // data directory names their owner, so leftovers of a killed server are reaped here.
+    let processes = tsumiki_compute::jobs::Processes::new(
+        clock.clone(),
+        logs.clone(),
+        &work_dir.display().to_string(),
+    );
     let glue = tsumiki_glue::Glue::start(
         store.clone(),
         clock.clone(),

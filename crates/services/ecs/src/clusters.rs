@@ -34,11 +34,12 @@ fn new_cluster(scope: &Scope, name: &str, input: &Value) -> Tagged {
 
 /// The `default` cluster exists as soon as something uses it (AWS creates it on first use).
 pub(crate) fn ensure_default(state: &mut State, scope: &Scope, batch: &mut Batch) {
-    let key = (scope.clone(), "default".to_string());
-    if !state.clusters.contains_key(&key) {
+    if let std::collections::btree_map::Entry::Vacant(e) =
+        state.clusters.entry((scope.clone(), "default".to_string()))
+    {
         let c = new_cluster(scope, "default", &json!({}));
         state::put_cluster(batch, scope, "default", &c);
-        state.clusters.insert(key, c);
+        e.insert(c);
     }
 }
 

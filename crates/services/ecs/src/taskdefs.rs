@@ -13,12 +13,12 @@ fn fargate_allows(cpu: u64, memory: u64) -> bool {
     let gb = |n: u64| n * 1024;
     match cpu {
         256 => [512, 1024, 2048].contains(&memory),
-        512 => (gb(1)..=gb(4)).contains(&memory) && memory % 1024 == 0,
-        1024 => (gb(2)..=gb(8)).contains(&memory) && memory % 1024 == 0,
-        2048 => (gb(4)..=gb(16)).contains(&memory) && memory % 1024 == 0,
-        4096 => (gb(8)..=gb(30)).contains(&memory) && memory % 1024 == 0,
-        8192 => (gb(16)..=gb(60)).contains(&memory) && memory % gb(4) == 0,
-        16384 => (gb(32)..=gb(120)).contains(&memory) && memory % gb(8) == 0,
+        512 => (gb(1)..=gb(4)).contains(&memory) && memory.is_multiple_of(1024),
+        1024 => (gb(2)..=gb(8)).contains(&memory) && memory.is_multiple_of(1024),
+        2048 => (gb(4)..=gb(16)).contains(&memory) && memory.is_multiple_of(1024),
+        4096 => (gb(8)..=gb(30)).contains(&memory) && memory.is_multiple_of(1024),
+        8192 => (gb(16)..=gb(60)).contains(&memory) && memory.is_multiple_of(gb(4)),
+        16384 => (gb(32)..=gb(120)).contains(&memory) && memory.is_multiple_of(gb(8)),
         _ => false,
     }
 }

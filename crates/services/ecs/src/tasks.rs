@@ -606,10 +606,8 @@ pub(crate) fn describe_tasks(
                     .is_some_and(|a| a.contains(&format!("task/{cluster}/"))) =>
             {
                 let mut v = t.value.clone();
-                if !with_tags {
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("tags");
-                    }
+                if !with_tags && let Some(o) = v.as_object_mut() {
+                    o.remove("tags");
                 }
                 tasks.push(v);
             }

@@ -8,9 +8,9 @@
 //! clock, retries as new runs (`<id>_attempt_<n>`), and `Glue Job State Change` events sent to
 //! EventBridge. `glueetl` and `gluestreaming` jobs are stored, but starting one answers that
 //! Spark is not supported. Triggers: `ON_DEMAND`, `SCHEDULED` (Glue's cron on the clock) and
-//! `CONDITIONAL` (predicates on job run states).
+//! `CONDITIONAL` (predicates on job run states); workflows of them (`workflows.rs`).
 //!
-//! Not (yet): workflows, crawlers, the Data Catalog, `EVENT` triggers, job bookmarks,
+//! Not (yet): crawlers, the Data Catalog, `EVENT` triggers, job bookmarks,
 //! `--additional-python-modules`, scripts in S3; those answer `NotImplemented` or a clear error.
 //! Read `state.rs`, then `runs.rs` (a run's life).
 
@@ -18,6 +18,7 @@ mod jobs;
 mod runs;
 mod state;
 mod triggers;
+mod workflows;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -182,6 +183,13 @@ impl tsumiki_ports::Service for Glue {
             "StopTrigger" => triggers::stop_trigger(self, ctx, &input).await,
             "UpdateTrigger" => triggers::update_trigger(self, ctx, &input).await,
             "DeleteTrigger" => triggers::delete_trigger(self, ctx, &input).await,
+            "CreateWorkflow" => workflows::create_workflow(self, ctx, &input).await,
+            "GetWorkflow" => workflows::get_workflow(self, ctx, &input),
+            "ListWorkflows" => workflows::list_workflows(self, ctx, &input),
+            "DeleteWorkflow" => workflows::delete_workflow(self, ctx, &input).await,
+            "StartWorkflowRun" => workflows::start_workflow_run(self, ctx, &input).await,
+            "GetWorkflowRun" => workflows::get_workflow_run(self, ctx, &input),
+            "GetWorkflowRuns" => workflows::get_workflow_runs(self, ctx, &input),
             other => Err(AwsError::not_implemented("glue", other)),
         }
     }

@@ -447,7 +447,11 @@ async fn finish(
             return;
         }
     }
-    crate::triggers::on_run_end(glue, job_key, state).await;
+    let workflow = crate::workflows::of_run(&run);
+    crate::triggers::on_run_end(glue, job_key, state, workflow.clone()).await;
+    if let Some((name, run_id)) = workflow {
+        crate::workflows::after_run(glue, &name, &job_key.account, &job_key.region, &run_id).await;
+    }
 }
 
 /// `Glue Job State Change` to the account's default event bus, as AWS sends it.

@@ -16,6 +16,8 @@ use tsumiki_store::{Batch, Store, StoreError};
 const NS_JOB: &str = "glue.job";
 const NS_RUN: &str = "glue.run";
 const NS_TRIGGER: &str = "glue.trigger";
+const NS_WORKFLOW: &str = "glue.workflow";
+const NS_WORKFLOW_RUN: &str = "glue.wfrun";
 
 /// A resource's identity: resources are isolated per account and region.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +66,10 @@ pub struct State {
     /// By job, then run id: AWS's `JobRun` shape.
     pub runs: BTreeMap<(Key, String), Value>,
     pub triggers: BTreeMap<Key, TriggerRecord>,
+    /// AWS's `Workflow` shape (without `LastRun` and `Graph`, which are computed).
+    pub workflows: BTreeMap<Key, Value>,
+    /// By workflow, then run id: AWS's `WorkflowRun` shape (without `Statistics`).
+    pub workflow_runs: BTreeMap<(Key, String), Value>,
 }
 
 pub fn put_job(batch: &mut Batch, key: &Key, job: &JobRecord) {
@@ -99,7 +105,30 @@ pub fn delete_trigger(batch: &mut Batch, key: &Key) {
     batch.delete(NS_TRIGGER, key.store_key());
 }
 
+pub fn put_workflow(batch: &mut Batch, key: &Key, w: &Value) {
+    batch.put(
+        NS_WORKFLOW,
+        key.store_key(),
+        serde_json::to_vec(w).unwrap_or_default(),
+    );
+}
+
+pub fn delete_workflow(batch: &mut Batch, key: &Key) {
+    batch.delete(NS_WORKFLOW, key.store_key());
+    batch.delete_prefix(NS_WORKFLOW_RUN, format!("{}\n", key.store_key()));
+}
+
+pub fn put_workflow_run(batch: &mut Batch, workflow: &Key, run_id: &str, run: &Value) {
+    batch.put(
+        NS_WORKFLOW_RUN,
+        format!("{}\n{run_id}", workflow.store_key()),
+        serde_json::to_vec(run).unwrap_or_default(),
+    );
+}
+
 pub fn reset(batch: &mut Batch) {
+    batch.delete_prefix(NS_WORKFLOW, "");
+    batch.delete_prefix(NS_WORKFLOW_RUN, "");
     batch.delete_prefix(NS_JOB, "");
     batch.delete_prefix(NS_RUN, "");
     batch.delete_prefix(NS_TRIGGER, "");
@@ -153,6 +182,31 @@ pub async fn load(store: &Store) -> Result<State, StoreError> {
             name: p[2].clone(),
         };
         state.triggers.insert(key, t);
+    }
+    for (k, v) in store.scan(NS_WORKFLOW).await? {
+        let (Some(p), Ok(w)) = (split_key(&k, 3), serde_json::from_slice::<Value>(&v)) else {
+            continue;
+        };
+        let key = Key {
+            account: p[0].clone(),
+            region: p[1].clone(),
+            name: p[2].clone(),
+        };
+        state.workflows.insert(key, w);
+    }
+    for (k, v) in store.scan(NS_WORKFLOW_RUN).await? {
+        let (Some(p), Ok(run)) = (split_key(&k, 3), serde_json::from_slice::<Value>(&v)) else {
+            continue;
+        };
+        let Some((name, run_id)) = p[2].split_once('\n') else {
+            continue;
+        };
+        let key = Key {
+            account: p[0].clone(),
+            region: p[1].clone(),
+            name: name.to_string(),
+        };
+        state.workflow_runs.insert((key, run_id.to_string()), run);
     }
     Ok(state)
 }

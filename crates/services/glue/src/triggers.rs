@@ -84,8 +84,10 @@ pub(crate) async fn create_trigger(
 ) -> Result<Value, AwsError> {
     let name = str_of(input, "Name").unwrap_or_default().to_string();
     let kind = str_of(input, "Type").unwrap_or_default().to_string();
-    if input.get("WorkflowName").is_some() {
-        return Err(invalid("Workflows are not supported yet by tsumiki's Glue"));
+    if let Some(w) = str_of(input, "WorkflowName")
+        && !glue.state.lock().workflows.contains_key(&key(ctx, w))
+    {
+        return Err(not_found(format!("Workflow with name: {w} not found")));
     }
     match kind.as_str() {
         "SCHEDULED" => {
@@ -117,7 +119,7 @@ pub(crate) async fn create_trigger(
         "State": state_name,
         "Actions": actions,
     });
-    for f in ["Description", "Schedule", "Predicate"] {
+    for f in ["Description", "Schedule", "Predicate", "WorkflowName"] {
         if let Some(v) = input.get(f) {
             trigger[f] = v.clone();
         }
@@ -285,7 +287,7 @@ pub(crate) async fn start_trigger(
     })
     .await?;
     if str_of(&trigger, "Type") == Some("ON_DEMAND") {
-        fire(glue, &k, &trigger).await;
+        fire(glue, &k, &trigger, None).await;
     }
     Ok(json!({"Name": name}))
 }
@@ -359,8 +361,9 @@ pub(crate) async fn delete_trigger(
     Ok(json!({"Name": name}))
 }
 
-/// Starts a trigger's actions; a job that cannot start is logged (as AWS records it).
-async fn fire(glue: &Glue, k: &Key, trigger: &Value) {
+/// Starts a trigger's actions, within workflow run `workflow` (its name and run id) if
+/// given; a job that cannot start is logged (as AWS records it).
+pub(crate) async fn fire(glue: &Glue, k: &Key, trigger: &Value, workflow: Option<(&str, &str)>) {
     let actions = trigger
         .get("Actions")
         .and_then(Value::as_array)
@@ -370,8 +373,13 @@ async fn fire(glue: &Glue, k: &Key, trigger: &Value) {
         let Some(job) = str_of(&a, "JobName") else {
             continue;
         };
+        let mut arguments = a.get("Arguments").cloned().unwrap_or(json!({}));
+        if let (Some((name, run)), Some(args)) = (workflow, arguments.as_object_mut()) {
+            args.insert(crate::workflows::NAME_ARG.into(), json!(name));
+            args.insert(crate::workflows::RUN_ARG.into(), json!(run));
+        }
         let launch = Launch {
-            arguments: a.get("Arguments").cloned(),
+            arguments: Some(arguments),
             timeout_min: a.get("Timeout").and_then(Value::as_u64),
             trigger: Some(k.name.clone()),
             ..Launch::default()
@@ -382,14 +390,21 @@ async fn fire(glue: &Glue, k: &Key, trigger: &Value) {
     }
 }
 
-/// The state of a job's most recent run, if it has one.
-fn latest_state(glue: &Glue, job: &Key) -> Option<String> {
+/// The state of a job's most recent run (within workflow run `workflow_run`, if given).
+fn latest_state(glue: &Glue, job: &Key, workflow_run: Option<&str>) -> Option<String> {
     let state = glue.state.lock();
     state
         .runs
         .range((job.clone(), String::new())..)
         .take_while(|((j, _), _)| j == job)
         .map(|(_, r)| r)
+        .filter(|r| {
+            workflow_run.is_none_or(|w| {
+                r.get("Arguments")
+                    .and_then(|a| str_of(a, crate::workflows::RUN_ARG))
+                    == Some(w)
+            })
+        })
         .max_by(|a, b| {
             let t = |r: &Value| r.get("StartedOn").and_then(Value::as_f64).unwrap_or(0.0);
             t(a).total_cmp(&t(b))
@@ -399,7 +414,14 @@ fn latest_state(glue: &Glue, job: &Key) -> Option<String> {
 
 /// A job's run ended in `run_state` (its last attempt): fire the conditional triggers whose
 /// predicate now holds.
-pub(crate) async fn on_run_end(glue: &Arc<Glue>, job: &Key, run_state: &str) {
+/// A run within a workflow run wakes only that workflow's triggers, and the rest only
+/// triggers outside workflows.
+pub(crate) async fn on_run_end(
+    glue: &Arc<Glue>,
+    job: &Key,
+    run_state: &str,
+    workflow: Option<(String, String)>,
+) {
     let watching: Vec<(Key, Value)> = {
         let state = glue.state.lock();
         state
@@ -410,6 +432,8 @@ pub(crate) async fn on_run_end(glue: &Arc<Glue>, job: &Key, run_state: &str) {
                     && k.region == job.region
                     && str_of(&r.trigger, "Type") == Some("CONDITIONAL")
                     && str_of(&r.trigger, "State") == Some("ACTIVATED")
+                    && str_of(&r.trigger, "WorkflowName")
+                        == workflow.as_ref().map(|(name, _)| name.as_str())
             })
             .map(|(k, r)| (k.clone(), r.trigger.clone()))
             .collect()
@@ -432,12 +456,19 @@ pub(crate) async fn on_run_end(glue: &Arc<Glue>, job: &Key, run_state: &str) {
             _ => conditions.iter().all(|c| {
                 matches_this(c)
                     || str_of(c, "JobName").is_some_and(|j| {
-                        latest_state(glue, &job.with_name(j)).as_deref() == str_of(c, "State")
+                        latest_state(
+                            glue,
+                            &job.with_name(j),
+                            workflow.as_ref().map(|(_, run)| run.as_str()),
+                        )
+                        .as_deref()
+                            == str_of(c, "State")
                     })
             }),
         };
         if holds {
-            fire(glue, &k, &trigger).await;
+            let wf = workflow.as_ref().map(|(n, r)| (n.as_str(), r.as_str()));
+            fire(glue, &k, &trigger, wf).await;
         }
     }
 }
@@ -482,7 +513,7 @@ pub(crate) async fn schedule_loop(glue: Weak<Glue>) {
                 })
                 .await
                 {
-                    Ok(trigger) => fire(&me, &k, &trigger).await,
+                    Ok(trigger) => fire(&me, &k, &trigger, None).await,
                     Err(e) => {
                         tracing::warn!(trigger = %k.name, error = %e.message, "Glue schedule not recorded")
                     }
