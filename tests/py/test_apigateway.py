@@ -368,3 +368,62 @@ def test_lambda_authorizer_iam_policy(server, apigw, lam, echo_arn):
     assert status == 200, body
     auth = json.loads(body)["requestContext"]["authorizer"]
     assert auth["lambda"] == {"role": "admin"}
+
+
+def start_durable(data_dir):
+    """A server of our own on ``data_dir`` (not in memory), and a boto3 client factory."""
+    import re
+    import subprocess
+
+    import boto3
+
+    from conftest import ACCOUNT, REGION, tsumiki_bin
+
+    proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                             "--data-dir", str(data_dir), "--default-account", ACCOUNT],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+
+    def client(service):
+        return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    return proc, endpoint, client
+
+
+class _Endpoint:
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+
+def test_apis_and_function_urls_survive_kill_9(tmp_path):
+    """Acknowledged API and function URL changes are durable: kill -9, restart on the same
+    data directory, and the same URLs answer."""
+    proc, endpoint, client = start_durable(tmp_path / "data")
+    try:
+        lam, apigw = client("lambda"), client("apigatewayv2")
+        arn = create_function(lam, "durable-echo", {"app.py": ECHO})["FunctionArn"]
+        api_id = make_api(apigw, [("GET /d/{x}", arn, "2.0")])
+        apigw.create_stage(ApiId=api_id, StageName="named", StageVariables={"k": "v"})
+        apigw.create_deployment(ApiId=api_id, StageName="named")
+        url = lam.create_function_url_config(FunctionName="durable-echo",
+                                             AuthType="NONE")["FunctionUrl"]
+        assert call(_Endpoint(endpoint), api_id, "/d/1")[0] == 200
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    proc, endpoint, client = start_durable(tmp_path / "data")
+    try:
+        server = _Endpoint(endpoint)
+        status, _, body = call(server, api_id, "/d/2")
+        assert status == 200 and json.loads(body)["pathParameters"] == {"x": "2"}
+        status, _, body = call(server, api_id, "/named/d/3")
+        assert status == 200 and json.loads(body)["stageVariables"] == {"k": "v"}
+        url_id = url.split("//")[1].split(".")[0]
+        req = urllib.request.Request(f"{endpoint}/_aws/lambda-url/{url_id}/after")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert json.loads(resp.read())["rawPath"] == "/after"
+        assert client("lambda").get_function_url_config(
+            FunctionName="durable-echo")["FunctionUrl"] == url
+    finally:
+        proc.kill()
+        proc.wait()
