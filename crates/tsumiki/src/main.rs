@@ -329,7 +329,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     glue.set_services(services.clone());
     ecs.set_services(services.clone());
     shard_pollers.set_services(services);
+    // API Gateway calls Lambda synchronously; it sits outside `targets` (nothing delivers to it).
+    let apigateway = tsumiki_apigateway::ApiGateway::start(store.clone(), clock.clone())
+        .await
+        .context("loading API Gateway")?;
+    apigateway.set_invoker(
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>
+    );
+    served.push(Served {
+        model: Arc::new(Model::from_json(
+            "apigatewayv2",
+            tsumiki_apigateway::MODEL_JSON,
+        )?),
+        service: apigateway.clone(),
+    });
     let mut gateway = Gateway::new(config, clock, served);
+    gateway.add_endpoint(apigateway.endpoint());
+    gateway.add_endpoint(lambda.url_endpoint());
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(args.listen)
