@@ -644,6 +644,21 @@ impl ExecuteApi {
         };
         match integration["IntegrationType"].as_str() {
             Some("AWS_PROXY") => {}
+            Some("HTTP_PROXY") => {
+                let uri = integration["IntegrationUri"].as_str().unwrap_or_default();
+                let timeout = integration["TimeoutInMillis"].as_i64().unwrap_or(30_000);
+                let url = crate::http_proxy::target_url(uri, &ectx.path_parameters, &request);
+                return tokio::select! {
+                    r = crate::http_proxy::forward(&url, &request) => match r {
+                        Ok(r) => respond(r),
+                        Err(e) => {
+                            tracing::info!(error = %e, url, "The HTTP integration failed.");
+                            message(500, "Internal Server Error")
+                        }
+                    },
+                    _ = self.gw.clock.sleep_ms(timeout) => message(503, "Service Unavailable"),
+                };
+            }
             other => {
                 tracing::warn!(
                     integration = ?other,

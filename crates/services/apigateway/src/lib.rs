@@ -12,11 +12,12 @@
 //! `AWS_PROXY` integrations, deployments and stages.
 //!
 //! Not (yet): WebSocket APIs, REST APIs' MOCK/HTTP integrations, API keys, usage plans and
-//! authorizers, JWT authorizers, HTTP_PROXY
-//! integrations, access logs, domain names, VPC links; they answer `NotImplemented`.
+//! authorizers, JWT authorizers, access logs, domain names, VPC links, HTTPS backends; they
+//! answer `NotImplemented`. `HTTP_PROXY` integrations (`http_proxy.rs`) reach plain `http://`.
 
 mod api;
 mod execute;
+mod http_proxy;
 mod rest;
 pub mod routing;
 mod state;
