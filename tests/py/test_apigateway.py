@@ -427,3 +427,44 @@ def test_apis_and_function_urls_survive_kill_9(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_http_proxy_integration(server, apigw):
+    """An HTTP_PROXY integration passes method, path variables, query, headers and body to a
+    plain HTTP backend and its answer back."""
+    import http.server
+    import threading
+
+    class Backend(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            out = json.dumps({"path": self.path, "x": self.headers.get("x-test"),
+                              "body": body.decode()}).encode()
+            self.send_response(202)
+            self.send_header("content-type", "application/json")
+            self.send_header("x-backend", "yes")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    try:
+        port = backend.server_address[1]
+        api_id = apigw.create_api(Name=unique("proxy"), ProtocolType="HTTP")["ApiId"]
+        integ = apigw.create_integration(ApiId=api_id, IntegrationType="HTTP_PROXY",
+                                         IntegrationMethod="ANY", PayloadFormatVersion="1.0",
+                                         IntegrationUri=f"http://127.0.0.1:{port}/up/{{proxy}}")
+        apigw.create_route(ApiId=api_id, RouteKey="ANY /{proxy+}",
+                           Target=f"integrations/{integ['IntegrationId']}")
+        apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+        status, headers, body = call(server, api_id, "/a/b?q=1", method="POST", body=b"payload",
+                                     headers={"X-Test": "t"})
+        assert status == 202, body
+        assert headers["x-backend"] == "yes"
+        assert json.loads(body) == {"path": "/up/a/b?q=1", "x": "t", "body": "payload"}
+    finally:
+        backend.shutdown()

@@ -63,7 +63,9 @@ pub struct Gateway {
     clock: Arc<Clock>,
     served: Vec<Served>,
     by_target_prefix: HashMap<String, usize>,
-    by_signing_name: HashMap<String, usize>,
+    /// Several services may share a signing name (API Gateway's v1 and v2 both sign as
+    /// `apigateway`); the first whose model knows the request's operation takes it.
+    by_signing_name: HashMap<String, Vec<usize>>,
     by_query_action: HashMap<String, usize>,
     event_sink: Option<Arc<dyn EventSink>>,
     endpoints: Vec<Arc<dyn HttpEndpoint>>,
@@ -99,8 +101,15 @@ impl Gateway {
             if let Some(prefix) = &m.target_prefix {
                 by_target_prefix.insert(prefix.clone(), i);
             }
-            by_signing_name.insert(s.model.signing_name().to_string(), i);
-            by_signing_name.insert(m.endpoint_prefix.clone(), i);
+            for name in [
+                s.model.signing_name().to_string(),
+                m.endpoint_prefix.clone(),
+            ] {
+                let entry: &mut Vec<usize> = by_signing_name.entry(name).or_default();
+                if !entry.contains(&i) {
+                    entry.push(i);
+                }
+            }
             if s.model.protocols().contains(&"query") {
                 for op in s.model.operations.keys() {
                     by_query_action.entry(op.clone()).or_insert(i);
@@ -296,6 +305,26 @@ impl Gateway {
         }
     }
 
+    /// The service signing as `name`; among several, the first whose model identifies the
+    /// request's operation (else the first).
+    fn by_scope(&self, name: &str, req: &tsumiki_protocol::Request<'_>) -> Option<usize> {
+        let candidates = self.by_signing_name.get(name)?;
+        if candidates.len() > 1 {
+            for &i in candidates {
+                let model = &self.served[i].model;
+                let knows = model.protocols().into_iter().any(|p| {
+                    Protocol::from_model_name(p).is_some_and(|protocol| {
+                        tsumiki_protocol::identify_operation(model, protocol, req).is_ok()
+                    })
+                });
+                if knows {
+                    return Some(i);
+                }
+            }
+        }
+        candidates.first().copied()
+    }
+
     /// Finds the service from, in order: the admin paths, `X-Amz-Target`, a query `Action`
     /// (with the credential scope choosing among query services), then the scope alone.
     fn route(
@@ -315,9 +344,8 @@ impl Gateway {
                 },
                 // A served service's scope with an unknown target is an unknown operation of
                 // that service, answered by its model.
-                None => match credential.and_then(|c| self.by_signing_name.get(c.service.as_str()))
-                {
-                    Some(&index) => Route::Service {
+                None => match credential.and_then(|c| self.by_scope(c.service.as_str(), req)) {
+                    Some(index) => Route::Service {
                         index,
                         protocol: Protocol::Json,
                     },
@@ -330,15 +358,11 @@ impl Gateway {
                 },
             };
         }
-        let scoped = credential.map(|c| {
-            (
-                c.service.as_str(),
-                self.by_signing_name.get(c.service.as_str()),
-            )
-        });
+        let scoped =
+            credential.map(|c| (c.service.as_str(), self.by_scope(c.service.as_str(), req)));
         if let Some(action) = tsumiki_protocol::query::action(req) {
             return match scoped {
-                Some((_, Some(&index))) => Route::Service {
+                Some((_, Some(index))) => Route::Service {
                     index,
                     protocol: Protocol::Query,
                 },
@@ -361,7 +385,7 @@ impl Gateway {
             };
         }
         match scoped {
-            Some((_, Some(&index))) => {
+            Some((_, Some(index))) => {
                 let model = &self.served[index].model;
                 let protocol = model
                     .protocols()

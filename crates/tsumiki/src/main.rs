@@ -343,6 +343,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?),
         service: apigateway.clone(),
     });
+    served.push(Served {
+        model: Arc::new(Model::from_json(
+            "apigateway",
+            tsumiki_apigateway::V1_MODEL_JSON,
+        )?),
+        service: apigateway.rest_service(),
+    });
     let mut gateway = Gateway::new(config, clock, served);
     gateway.add_endpoint(apigateway.endpoint());
     gateway.add_endpoint(lambda.url_endpoint());

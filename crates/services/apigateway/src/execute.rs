@@ -403,6 +403,11 @@ impl HttpEndpoint for ExecuteApi {
             ),
         };
         let Some(res) = self.resolve(&api_id, &path) else {
+            if let Some(target) = self.gw.resolve_rest(&api_id, &path) {
+                return self
+                    .rest_request(ctx, parts, body, &api_id, target, &host)
+                    .await;
+            }
             return message(404, "Not Found");
         };
         let body = match read_body(body).await {
@@ -472,6 +477,112 @@ async fn read_body(mut body: HttpBody) -> Option<Vec<u8>> {
     Some(out)
 }
 
+impl ExecuteApi {
+    /// A request to a REST API's stage: the 1.0 proxy event, and REST APIs' own answers (403
+    /// `Missing Authentication Token` for an unknown resource or method, 502 `Internal server
+    /// error`, 504 `Endpoint request timed out`).
+    async fn rest_request(
+        &self,
+        ctx: RequestContext,
+        parts: http::request::Parts,
+        body: HttpBody,
+        api_id: &str,
+        target: crate::rest::RestTarget,
+        host: &str,
+    ) -> http::Response<HttpBody> {
+        let mut keys = Vec::new();
+        let mut found = Vec::new();
+        for res in target.resources.values() {
+            let path = res["path"].as_str().unwrap_or("/");
+            if let Some(methods) = res["resourceMethods"].as_object() {
+                for (m, def) in methods {
+                    keys.push(format!("{m} {path}"));
+                    found.push((res, def));
+                }
+            }
+        }
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let method = parts.method.as_str().to_string();
+        let mut response = match crate::routing::select(&key_refs, &method, &target.path) {
+            None => message(403, "Missing Authentication Token"),
+            Some(selected) => {
+                let (res, def) = found[selected.index];
+                let Some(body) = read_body(body).await else {
+                    return message(413, "Request Entity Too Large");
+                };
+                if def["apiKeyRequired"] == true || def["authorizationType"] != "NONE" {
+                    // tsumiki has no API keys or REST authorizers yet: nothing can pass.
+                    return message(403, "Forbidden");
+                }
+                let request = HttpRequest {
+                    method: method.clone(),
+                    path: target.path.clone(),
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_string(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    body,
+                    source_ip: "127.0.0.1".into(),
+                    protocol: format!("{:?}", parts.version),
+                };
+                let resource_path = res["path"].as_str().unwrap_or("/").to_string();
+                let ectx = EventContext {
+                    account_id: target.account.clone(),
+                    api_id: api_id.to_string(),
+                    domain_name: host.split(':').next().unwrap_or(host).to_string(),
+                    request_id: ctx.request_id.clone(),
+                    route_key: String::new(),
+                    stage: target.stage.clone(),
+                    time_ms: self.gw.clock.to_wall_ms(self.gw.clock.now_ms()),
+                    path_parameters: selected.params,
+                    stage_variables: target.variables.clone(),
+                    authorizer: None,
+                    resource_path,
+                    resource_id: res["id"].as_str().map(String::from),
+                    full_path: Some(format!("/{}{}", target.stage, target.path)),
+                };
+                let integration = &def["methodIntegration"];
+                if integration["type"] != "AWS_PROXY" {
+                    return message(500, "Internal server error");
+                }
+                let event = tsumiki_proxy::event_v1(&request, &ectx);
+                let function = function_target(
+                    integration["uri"].as_str().unwrap_or_default(),
+                    &target.account,
+                    &target.region,
+                );
+                let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
+                let payload = serde_json::to_vec(&event).unwrap_or_default();
+                match self
+                    .run_function(&function, payload, &ctx.request_id, timeout)
+                    .await
+                {
+                    Outcome::Ok(out) => match tsumiki_proxy::response_v1(&out) {
+                        Ok(r) => respond(r),
+                        Err(e) => {
+                            tracing::info!(reason = %e.0, "Malformed Lambda proxy response.");
+                            message(502, "Internal server error")
+                        }
+                    },
+                    Outcome::Failed(status) => message(status, "Internal server error"),
+                    Outcome::TimedOut => message(504, "Endpoint request timed out"),
+                }
+            }
+        };
+        if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+            response.headers_mut().insert("x-amzn-requestid", v);
+        }
+        response
+    }
+}
+
 fn add_request_id(r: &mut http::Response<HttpBody>, id: &str) {
     if let Ok(v) = http::HeaderValue::from_str(id) {
         r.headers_mut().insert("apigw-requestid", v);
@@ -533,6 +644,21 @@ impl ExecuteApi {
         };
         match integration["IntegrationType"].as_str() {
             Some("AWS_PROXY") => {}
+            Some("HTTP_PROXY") => {
+                let uri = integration["IntegrationUri"].as_str().unwrap_or_default();
+                let timeout = integration["TimeoutInMillis"].as_i64().unwrap_or(30_000);
+                let url = crate::http_proxy::target_url(uri, &ectx.path_parameters, &request);
+                return tokio::select! {
+                    r = crate::http_proxy::forward(&url, &request) => match r {
+                        Ok(r) => respond(r),
+                        Err(e) => {
+                            tracing::info!(error = %e, url, "The HTTP integration failed.");
+                            message(500, "Internal Server Error")
+                        }
+                    },
+                    _ = self.gw.clock.sleep_ms(timeout) => message(503, "Service Unavailable"),
+                };
+            }
             other => {
                 tracing::warn!(
                     integration = ?other,

@@ -8,11 +8,17 @@
 //! through [`tsumiki_ports::FunctionInvoker`], payloads from `tsumiki_proxy`) on the clock's
 //! timeout, and maps the answer back to HTTP.
 //!
-//! Not (yet): WebSocket APIs, REST APIs (`apigateway` v1), JWT authorizers, HTTP_PROXY
-//! integrations, access logs, domain names, VPC links; they answer `NotImplemented`.
+//! REST APIs (`apigateway` v1, `rest.rs`) share the invoke endpoint: resources, methods,
+//! `AWS_PROXY` integrations, deployments and stages.
+//!
+//! Not (yet): WebSocket APIs, REST APIs' MOCK/HTTP integrations, API keys, usage plans and
+//! authorizers, JWT authorizers, access logs, domain names, VPC links, HTTPS backends; they
+//! answer `NotImplemented`. `HTTP_PROXY` integrations (`http_proxy.rs`) reach plain `http://`.
 
 mod api;
 mod execute;
+mod http_proxy;
+mod rest;
 pub mod routing;
 mod state;
 
@@ -26,13 +32,19 @@ use tsumiki_ports::FunctionInvoker;
 use tsumiki_store::{Batch, Store};
 
 pub use execute::ExecuteApi;
+pub use rest::RestApis;
 
 /// The API Gateway v2 model this service implements (botocore's, docs stripped).
 pub const MODEL_JSON: &str = include_str!("../../../../models/apigatewayv2.json");
 
+/// The API Gateway (v1, REST APIs) model (botocore's, docs stripped).
+pub const V1_MODEL_JSON: &str = include_str!("../../../../models/apigateway.json");
+
 /// The API Gateway v2 service (HTTP APIs).
 pub struct ApiGateway {
     state: Mutex<state::State>,
+    /// REST APIs by `account/region/restApiId`.
+    rest: Mutex<std::collections::BTreeMap<String, rest::RestRecord>>,
     store: Store,
     clock: Arc<Clock>,
     invoker: OnceLock<Weak<dyn FunctionInvoker>>,
@@ -45,9 +57,15 @@ impl ApiGateway {
         clock: Arc<Clock>,
     ) -> Result<Arc<ApiGateway>, tsumiki_store::StoreError> {
         let state = state::load(&store).await?;
-        tracing::info!(apis = state.apis.len(), "API Gateway state loaded.");
+        let rest = rest::load(&store).await?;
+        tracing::info!(
+            apis = state.apis.len(),
+            rest_apis = rest.len(),
+            "API Gateway state loaded."
+        );
         Ok(Arc::new(ApiGateway {
             state: Mutex::new(state),
+            rest: Mutex::new(rest),
             store,
             clock,
             invoker: OnceLock::new(),
@@ -57,6 +75,11 @@ impl ApiGateway {
     /// Who runs Lambda integrations.
     pub fn set_invoker(&self, invoker: Weak<dyn FunctionInvoker>) {
         let _ = self.invoker.set(invoker);
+    }
+
+    /// The `apigateway` (v1) service: REST APIs, on the same state and invoke endpoint.
+    pub fn rest_service(self: &Arc<Self>) -> Arc<RestApis> {
+        Arc::new(RestApis(self.clone()))
     }
 
     /// The invoke-URL endpoint serving this service's APIs.
