@@ -1,7 +1,7 @@
 """SQS event source mappings through boto3, for what the Rust e2e suite (esm.rs) does not
 cover: FIFO queues (batches of at most 10, no batching window, each message group processed
-in order, one batch per group at a time) and an SNS on-failure destination refused cleanly
-when its topic cannot be reached.
+in order, one batch per group at a time), SNS on-failure destinations of stream mappings, and
+the validation of DynamoDB stream mappings (which run once DynamoDB Streams is served).
 
 Assertions follow Lambda's "Using Lambda with Amazon SQS" guide. Resources use unique names
 on the shared real-clock server.
@@ -112,5 +112,42 @@ def test_stream_mappings_take_sns_on_failure_destinations(server, lam):
             EventSourceArn=f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}",
             FunctionName=function, StartingPosition="LATEST",
             DestinationConfig={"OnFailure": {"Destination": "arn:aws:s3:::bucket"}})
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    lam.delete_event_source_mapping(UUID=m["UUID"])
+
+
+def test_dynamodb_stream_mappings_are_validated_as_aws_does(lam):
+    function = unique("ddb-consumer")
+    create_function(lam, function, {"app.py": RECORDER_PY})
+    stream = (f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{unique('orders')}"
+              "/stream/2026-11-29T00:00:00.000")
+    m = lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=function,
+                                        StartingPosition="TRIM_HORIZON",
+                                        ParallelizationFactor=2, TumblingWindowInSeconds=60,
+                                        Enabled=False)
+    assert m["EventSourceArn"] == stream
+    assert m["BatchSize"] == 100
+    assert m["StartingPosition"] == "TRIM_HORIZON"
+    assert m["ParallelizationFactor"] == 2 and m["TumblingWindowInSeconds"] == 60
+    assert m["MaximumRetryAttempts"] == -1
+    for bad in [dict(StartingPosition="AT_TIMESTAMP", StartingPositionTimestamp=1),
+                dict(StartingPosition="LATEST", BatchSize=10001)]:
+        with pytest.raises(ClientError) as e:
+            lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=function, **bad)
+        assert e.value.response["Error"]["Code"] in (
+            "InvalidParameterValueException", "ValidationException")
+    # A table is not a stream; StartingPosition is required.
+    with pytest.raises(ClientError) as e:
+        lam.create_event_source_mapping(
+            EventSourceArn=f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t",
+            FunctionName=function, StartingPosition="LATEST")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    with pytest.raises(ClientError):
+        lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=function)
+    # Stream-only settings are refused for queues.
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{unique('q')}"
+    with pytest.raises(ClientError) as e:
+        lam.create_event_source_mapping(EventSourceArn=queue, FunctionName=function,
+                                        ParallelizationFactor=2)
     assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
     lam.delete_event_source_mapping(UUID=m["UUID"])

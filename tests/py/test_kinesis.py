@@ -775,3 +775,126 @@ def test_filter_criteria_match_kinesis_data_as_json(kin, lam, logs):
             break
         time.sleep(0.3)
     assert kept == [1, 2, 3]
+
+
+# A minimal CBOR codec (RFC 8949) for the subset AWS's CBOR protocol uses, so the test needs
+# no package beyond boto3: maps, arrays, text and byte strings, integers, doubles, tag 1.
+def cbor_encode(v):
+    def head(major, n):
+        if n < 24:
+            return bytes([major << 5 | n])
+        for size, code in ((1, 24), (2, 25), (4, 26), (8, 27)):
+            if n < 256 ** size:
+                return bytes([major << 5 | code]) + n.to_bytes(size, "big")
+        raise ValueError(n)
+    if isinstance(v, bool):
+        return b"\xf5" if v else b"\xf4"
+    if isinstance(v, int):
+        return head(0, v) if v >= 0 else head(1, -1 - v)
+    if isinstance(v, float):
+        import struct
+        return b"\xfb" + struct.pack(">d", v)
+    if isinstance(v, bytes):
+        return head(2, len(v)) + v
+    if isinstance(v, str):
+        b = v.encode()
+        return head(3, len(b)) + b
+    if isinstance(v, list):
+        return head(4, len(v)) + b"".join(cbor_encode(x) for x in v)
+    if isinstance(v, dict):
+        return head(5, len(v)) + b"".join(cbor_encode(k) + cbor_encode(x) for k, x in v.items())
+    if isinstance(v, tuple) and v[0] == "tag1":
+        return b"\xc1" + cbor_encode(v[1])
+    raise TypeError(type(v))
+
+
+def cbor_decode(data):
+    import struct
+
+    def item(i):
+        ib = data[i]
+        major, info = ib >> 5, ib & 31
+        i += 1
+        if major == 7:
+            if info == 27:
+                return struct.unpack(">d", data[i:i + 8])[0], i + 8
+            if info == 26:
+                return struct.unpack(">f", data[i:i + 4])[0], i + 4
+            return {20: False, 21: True, 22: None}[info], i
+        if info < 24:
+            n = info
+        else:
+            size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+            n, i = int.from_bytes(data[i:i + size], "big"), i + size
+        if major == 0:
+            return n, i
+        if major == 1:
+            return -1 - n, i
+        if major == 2:
+            return bytes(data[i:i + n]), i + n
+        if major == 3:
+            return data[i:i + n].decode(), i + n
+        if major == 4:
+            out = []
+            for _ in range(n):
+                x, i = item(i)
+                out.append(x)
+            return out, i
+        if major == 5:
+            out = {}
+            for _ in range(n):
+                k, i = item(i)
+                out[k], i = item(i)
+            return out, i
+        if major == 6:
+            x, i = item(i)
+            return ("tag", n, x), i
+        raise ValueError(ib)
+
+    v, end = item(0)
+    assert end == len(data)
+    return v
+
+
+def cbor_call(server, target, body):
+    import urllib.request
+    req = urllib.request.Request(server.endpoint + "/", data=cbor_encode(body), method="POST",
+                                 headers={"X-Amz-Target": f"Kinesis_20131202.{target}",
+                                          "Content-Type": "application/x-amz-cbor-1.1"})
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, resp.headers["Content-Type"], cbor_decode(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], cbor_decode(e.read())
+
+
+def test_cbor_requests_put_and_get_records(server, kin):
+    """The AWS SDK for Java speaks CBOR to Kinesis: same targets, CBOR bodies, blobs as byte
+    strings and timestamps as tag 1. boto3 (JSON) reads what CBOR wrote and back."""
+    name = unique("stream")
+    kin.create_stream(StreamName=name, ShardCount=1)
+    status, ctype, out = cbor_call(server, "PutRecord", {
+        "StreamName": name, "Data": b"\x00\x01binary\xff", "PartitionKey": "pk"})
+    assert status == 200 and ctype == "application/x-amz-cbor-1.1"
+    assert out["ShardId"] == FIRST_SHARD
+    seq = out["SequenceNumber"]
+    kin.put_record(StreamName=name, Data=b"from json", PartitionKey="pk")
+    # JSON readers see the CBOR record's bytes.
+    assert [r["Data"] for r in read_all(kin, name, FIRST_SHARD)] == [
+        b"\x00\x01binary\xff", b"from json"]
+    status, _, out = cbor_call(server, "GetShardIterator", {
+        "StreamName": name, "ShardId": FIRST_SHARD, "ShardIteratorType": "AT_TIMESTAMP",
+        "Timestamp": ("tag1", 0)})
+    assert status == 200
+    status, _, out = cbor_call(server, "GetRecords", {"ShardIterator": out["ShardIterator"]})
+    assert status == 200
+    recs = out["Records"]
+    assert [r["Data"] for r in recs] == [b"\x00\x01binary\xff", b"from json"]
+    assert recs[0]["SequenceNumber"] == seq
+    tag, number, when = recs[0]["ApproximateArrivalTimestamp"]
+    assert (tag, number) == ("tag", 1) and abs(when - time.time()) < 600
+    # Errors are CBOR too.
+    status, ctype, out = cbor_call(server, "DescribeStreamSummary",
+                                   {"StreamName": unique("missing")})
+    assert status == 400 and ctype == "application/x-amz-cbor-1.1"
+    assert out["__type"] == "ResourceNotFoundException"

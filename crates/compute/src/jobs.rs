@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -29,6 +29,9 @@ use crate::sandbox;
 /// How long a run's log may take to reach EOF after its group was killed (a process that
 /// escaped the group could hold the pipe open forever).
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// Runs yield the CPU to the server (there is no hard vCPU cap: DPUs and task CPU units are
+/// not enforced beyond this).
+const RUN_NICENESS: i32 = 10;
 /// How often a run's memory is checked.
 const MEMORY_POLL: Duration = Duration::from_millis(100);
 
@@ -88,8 +91,10 @@ pub enum RunEnd {
     Signaled(i32),
     /// Its deadline passed; the group was killed.
     TimedOut,
-    /// [`Run::stop`] ended it.
-    Stopped,
+    /// [`Run::stop`] ended it; `code` as a container runtime reports it: the exit status if it
+    /// exited in its grace period, else 128 + the signal that ended it (143 for SIGTERM, 137
+    /// for the SIGKILL at the end of the grace period).
+    Stopped { code: i32 },
     /// Its resident memory exceeded the limit; the group was killed.
     OutOfMemory,
 }
@@ -127,21 +132,39 @@ impl Run {
     }
 }
 
+/// The variable naming the server a run belongs to; see [`Processes::new`].
+const OWNER_VAR: &str = "TSUMIKI_RUN_OWNER";
+
 /// Every run-to-completion process of the server, so shutdown can kill them all.
 pub struct Processes {
     clock: Arc<Clock>,
     logs: Arc<dyn LogSink>,
+    owner: String,
     running: Arc<Mutex<HashMap<u64, u32>>>,
     next: AtomicU64,
+    closed: AtomicBool,
 }
 
 impl Processes {
-    pub fn new(clock: Arc<Clock>, logs: Arc<dyn LogSink>) -> Arc<Processes> {
+    /// `owner` names this server's runs (its data directory): every run carries it in its
+    /// environment, so processes that a `kill -9` of an earlier server on the same data left
+    /// behind (a run's children outlive it: the parent-death signal reaches only the run's
+    /// own process) are found and killed here, before anything new starts.
+    pub fn new(clock: Arc<Clock>, logs: Arc<dyn LogSink>, owner: &str) -> Arc<Processes> {
+        let reaped = reap_orphans(owner);
+        if reaped > 0 {
+            tracing::warn!(
+                reaped,
+                "Killed processes of runs a previous server left behind."
+            );
+        }
         Arc::new(Processes {
             clock,
             logs,
+            owner: owner.to_string(),
             running: Arc::new(Mutex::new(HashMap::new())),
             next: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -150,8 +173,9 @@ impl Processes {
         self.running.lock().len()
     }
 
-    /// Kills every run's process group (server shutdown).
+    /// Kills every run's process group (server shutdown); no run starts afterwards.
     pub fn stop_all(&self) {
+        self.closed.store(true, Ordering::Release);
         for pid in self.running.lock().drain().map(|(_, pid)| pid) {
             sandbox::kill_group(pid);
         }
@@ -159,12 +183,16 @@ impl Processes {
 
     /// Starts `spec`. An error means no process was started (the program is missing, say).
     pub fn spawn(&self, spec: ProcessSpec) -> std::io::Result<Arc<Run>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the server is stopping"));
+        }
         std::fs::create_dir_all(&spec.work_dir)?;
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)
             .current_dir(&spec.work_dir)
             .env_clear()
             .envs(&spec.env)
+            .env(OWNER_VAR, &self.owner)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         let target = |t: &StreamTarget| LogTarget {
@@ -194,7 +222,7 @@ impl Processes {
                     .stderr(std::process::Stdio::null());
             }
         }
-        sandbox::confine(&mut cmd, spec.storage_mb);
+        sandbox::confine_run(&mut cmd, spec.storage_mb, RUN_NICENESS);
         let child = cmd.spawn();
         // Our copies of the pipes' write ends must close, or the pipes never report EOF.
         drop(cmd);
@@ -291,11 +319,15 @@ async fn supervise(s: Supervised) {
         }
         Why::Stop => {
             sandbox::terminate_group(pid);
-            tokio::select! {
-                _ = child.wait() => {}
-                _ = Clock::pause_real(spec.stop_grace) => {}
-            }
-            RunEnd::Stopped
+            let code = tokio::select! {
+                status = child.wait() => match exit_of(status) {
+                    RunEnd::Exited(code) => code,
+                    RunEnd::Signaled(sig) => 128 + sig,
+                    _ => 137,
+                },
+                _ = Clock::pause_real(spec.stop_grace) => 137,
+            };
+            RunEnd::Stopped { code }
         }
         Why::Memory => {
             sandbox::kill_group(pid);
@@ -322,6 +354,35 @@ async fn supervise(s: Supervised) {
     }
     tracing::debug!(pid, ?end, "run ended");
     let _ = ended.send(Some(end));
+}
+
+/// Kills every process whose environment names `owner` as its server; answers how many.
+fn reap_orphans(owner: &str) -> usize {
+    let wanted = format!("{OWNER_VAR}={owner}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
+        }
+    }
+    killed
 }
 
 fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> RunEnd {
@@ -412,16 +473,24 @@ mod tests {
     #[tokio::test]
     async fn exit_code_and_both_streams_are_reported() {
         let sink = Arc::new(Collect::default());
-        let procs = Processes::new(Arc::new(Clock::manual()), sink.clone());
+        let procs = Processes::new(
+            Arc::new(Clock::manual()),
+            sink.clone(),
+            &uuid::Uuid::new_v4().to_string(),
+        );
         let dir = std::env::temp_dir().join("tsumiki-jobs-test");
         let run = procs
-            .spawn(spec(&dir, "echo out1; echo err1 >&2; exit 3"))
+            .spawn(spec(
+                &dir,
+                "echo out1; echo err1 >&2; awk '{print \"nice\", $19}' /proc/$$/stat; exit 3",
+            ))
             .unwrap();
         assert_eq!(run.wait().await, RunEnd::Exited(3));
         let lines = sink.0.lock().clone();
         assert!(lines.contains(&("out".into(), "hello from tsumiki".into())));
         assert!(lines.contains(&("out".into(), "out1".into())));
         assert!(lines.contains(&("err".into(), "err1".into())));
+        assert!(lines.contains(&("out".into(), format!("nice {RUN_NICENESS}"))));
         assert_eq!(procs.running(), 0);
     }
 
@@ -429,7 +498,11 @@ mod tests {
     async fn timeout_on_the_clock_kills_the_whole_group() {
         let sink = Arc::new(Collect::default());
         let clock = Arc::new(Clock::manual());
-        let procs = Processes::new(clock.clone(), sink.clone());
+        let procs = Processes::new(
+            clock.clone(),
+            sink.clone(),
+            &uuid::Uuid::new_v4().to_string(),
+        );
         let dir = std::env::temp_dir().join("tsumiki-jobs-test");
         let mut s = spec(&dir, "sleep 300 & echo $!; wait");
         s.deadline_ms = Some(clock.now_ms() + 60_000);
@@ -454,9 +527,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn orphans_of_an_earlier_server_are_reaped() {
+        let owner = format!("reap-test-{}", uuid::Uuid::new_v4());
+        let mut orphan = std::process::Command::new("sleep")
+            .arg("300")
+            .env(OWNER_VAR, &owner)
+            .spawn()
+            .unwrap();
+        let _procs = Processes::new(
+            Arc::new(Clock::manual()),
+            Arc::new(Collect::default()),
+            &owner,
+        );
+        let status = orphan.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+    }
+
+    #[tokio::test]
     async fn stop_sends_sigterm_then_sigkill() {
         let sink = Arc::new(Collect::default());
-        let procs = Processes::new(Arc::new(Clock::manual()), sink.clone());
+        let procs = Processes::new(
+            Arc::new(Clock::manual()),
+            sink.clone(),
+            &uuid::Uuid::new_v4().to_string(),
+        );
         let dir = std::env::temp_dir().join("tsumiki-jobs-test");
         // Ignores SIGTERM, so only the SIGKILL after the grace period ends it.
         let run = procs
@@ -467,7 +562,7 @@ mod tests {
             .unwrap();
         Clock::pause_real(Duration::from_millis(100)).await;
         run.stop();
-        assert_eq!(run.wait().await, RunEnd::Stopped);
+        assert_eq!(run.wait().await, RunEnd::Stopped { code: 137 });
         assert!(!alive(run.pid()));
         assert!(sink.0.lock().iter().any(|(_, l)| l == "term"));
     }

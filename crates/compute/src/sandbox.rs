@@ -31,6 +31,22 @@ pub(crate) fn confine(cmd: &mut tokio::process::Command, ephemeral_storage_mb: u
     }
 }
 
+/// Confines a run-to-completion process (a Glue job run, an ECS container) as [`confine`]
+/// does, and lowers its scheduling priority by `nice`, so CPU-bound runs share the machine
+/// without starving the server that answers their API calls.
+pub(crate) fn confine_run(cmd: &mut tokio::process::Command, storage_mb: u32, nice: i32) {
+    confine(cmd, storage_mb);
+    // SAFETY: as in `confine`: one raw, async-signal-safe system call between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // `setpriority` may fail without privileges only when raising priority; a failure
+            // leaves the default priority, which is safe.
+            let _ = nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, nice);
+            Ok(())
+        });
+    }
+}
+
 /// Kills an environment's whole process group.
 pub(crate) fn kill_group(pid: u32) {
     let Ok(pid) = i32::try_from(pid) else {

@@ -395,6 +395,8 @@ async fn call(
 ) -> tsumiki_protocol::Response {
     let model = &served.model;
     let request_id = ctx.request_id.clone();
+    // An awsJson request in CBOR is decoded and answered in CBOR.
+    let protocol = protocol.for_request(req);
     let op = match tsumiki_protocol::identify_operation(model, protocol, req) {
         Ok(op) => op,
         Err(err) => {

@@ -7,6 +7,7 @@
 //! [`AwsError`] becomes the protocol's error shape. This crate knows no service: everything
 //! service-specific comes from the model. Read `model.rs`, then `json.rs` and `query.rs`.
 
+pub mod cbor;
 pub mod json;
 pub mod model;
 pub mod query;
@@ -29,6 +30,9 @@ use tsumiki_core::AwsError;
 pub enum Protocol {
     /// awsJson 1.0 or 1.1: `X-Amz-Target`, a JSON body.
     Json,
+    /// An awsJson service spoken in CBOR (`application/x-amz-cbor-1.1`), as SDKs that prefer
+    /// CBOR (the AWS SDK for Java with Kinesis) do; see [`Protocol::for_request`].
+    JsonCbor,
     /// awsQuery: form-encoded `Action` and parameters, XML responses.
     Query,
     RestJson,
@@ -43,6 +47,15 @@ impl Protocol {
             "rest-json" => Some(Protocol::RestJson),
             "rest-xml" => Some(Protocol::RestXml),
             _ => None,
+        }
+    }
+
+    /// The protocol a request to a service of protocol `self` really speaks: an awsJson
+    /// request with a CBOR content type is answered in CBOR.
+    pub fn for_request(self, req: &Request<'_>) -> Protocol {
+        match self {
+            Protocol::Json if cbor::is_cbor(req) => Protocol::JsonCbor,
+            other => other,
         }
     }
 }
@@ -71,7 +84,7 @@ pub fn identify_operation<'m>(
     req: &Request<'_>,
 ) -> Result<&'m Operation, AwsError> {
     match protocol {
-        Protocol::Json => json::identify(model, req),
+        Protocol::Json | Protocol::JsonCbor => json::identify(model, req),
         Protocol::Query => query::identify(model, req),
         Protocol::RestJson | Protocol::RestXml => rest::identify(model, req),
     }
@@ -99,6 +112,7 @@ pub fn decode_unvalidated(
 ) -> Result<Value, AwsError> {
     match protocol {
         Protocol::Json => json::decode(model, op, req),
+        Protocol::JsonCbor => cbor::decode(model, op, req),
         Protocol::Query => query::decode(model, op, req),
         Protocol::RestJson => rest_json::decode(model, op, req),
         Protocol::RestXml => rest_xml::decode(model, op, req),
@@ -128,6 +142,7 @@ pub fn encode_response(
 ) -> Response {
     let mut resp = match protocol {
         Protocol::Json => json::encode(model, op, output),
+        Protocol::JsonCbor => cbor::encode(model, op, output),
         Protocol::Query => query::encode(model, op, output, request_id),
         Protocol::RestJson => rest_json::encode(model, op, output),
         Protocol::RestXml => rest_xml::encode(model, op, output),
@@ -145,6 +160,7 @@ pub fn encode_error(
 ) -> Response {
     let mut resp = match protocol {
         Protocol::Json => json::encode_error(model, err),
+        Protocol::JsonCbor => cbor::encode_error(err),
         Protocol::Query => query::encode_error(model, err, request_id),
         Protocol::RestJson => rest_json::encode_error(model, err),
         Protocol::RestXml => rest_xml::encode_error(model, err, request_id),

@@ -351,6 +351,46 @@ mod tests {
         v.iter().filter_map(|m| m["messageId"].as_str()).collect()
     }
 
+    /// The SQS event parses with the `aws_lambda_events` types, as real Rust functions read it.
+    #[test]
+    fn sqs_records_parse_as_aws_lambda_events_types() {
+        let received = json!({
+            "MessageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "ReceiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+            "Body": "hello",
+            "MD5OfBody": "5d41402abc4b2a76b9719d911017c592",
+            "Attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1545082649183",
+                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                "ApproximateFirstReceiveTimestamp": "1545082649185",
+            },
+            "MessageAttributes": {
+                "kind": {"DataType": "String", "StringValue": "greeting"},
+                "raw": {"DataType": "Binary", "BinaryValue": "AQID"},
+            },
+        });
+        let arn = "arn:aws:sqs:us-east-1:123456789012:q";
+        let event = json!({"Records": [record(received, arn, "us-east-1")]});
+        let parsed: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_value(event).expect("an SqsEvent");
+        let m = &parsed.records[0];
+        assert_eq!(m.body.as_deref(), Some("hello"));
+        assert_eq!(m.event_source_arn.as_deref(), Some(arn));
+        assert_eq!(
+            m.message_attributes["kind"].string_value.as_deref(),
+            Some("greeting")
+        );
+        assert_eq!(
+            m.message_attributes["raw"]
+                .binary_value
+                .as_ref()
+                .map(|b| b.0.clone()),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(m.attributes["ApproximateReceiveCount"], "1");
+    }
+
     #[test]
     fn a_failed_fifo_message_keeps_the_rest_of_its_group() {
         let batch = vec![

@@ -588,17 +588,8 @@ enum Outcome {
     NotRun,
 }
 
-/// Invokes the function with a batch; answers how it ended and, in a tumbling window, the
-/// state the function returned.
-async fn invoke(
-    p: &Parts,
-    shard: &Shard,
-    records: &[StreamRecord],
-    window: Option<&WindowCall<'_>>,
-) -> (Outcome, Option<Value>) {
-    let Some(invoker) = p.invoker.upgrade() else {
-        return (Outcome::NotRun, None);
-    };
+/// Lambda's event for a batch: the records, plus the window's fields in a tumbling window.
+fn batch_event(shard: &Shard, records: &[StreamRecord], window: Option<&WindowCall<'_>>) -> Value {
     let mut event = json!({"Records": records
         .iter()
         .map(|r| shard.source.event_record(r, &shard.id, &shard.spec.source_arn, &shard.ctx))
@@ -614,6 +605,21 @@ async fn invoke(
         event["isFinalInvokeForWindow"] = json!(w.is_final);
         event["isWindowTerminatedEarly"] = json!(w.terminated_early);
     }
+    event
+}
+
+/// Invokes the function with a batch; answers how it ended and, in a tumbling window, the
+/// state the function returned.
+async fn invoke(
+    p: &Parts,
+    shard: &Shard,
+    records: &[StreamRecord],
+    window: Option<&WindowCall<'_>>,
+) -> (Outcome, Option<Value>) {
+    let Some(invoker) = p.invoker.upgrade() else {
+        return (Outcome::NotRun, None);
+    };
+    let event = batch_event(shard, records, window);
     let request_id = tsumiki_core::ids::request_id();
     match invoker
         .invoke(
@@ -1010,6 +1016,68 @@ mod tests {
         assert!(!is_stream_source("arn:aws:sqs:us-east-1:1:q"));
     }
 
+    /// The events parse with the `aws_lambda_events` types, as real Rust functions read them.
+    #[test]
+    fn events_parse_as_aws_lambda_events_types() {
+        use aws_lambda_events::event::{dynamodb, kinesis};
+        let k = shard("arn:aws:kinesis:us-east-1:123456789012:stream/s");
+        let e = batch_event(&k, &[rec("49"), rec("50")], None);
+        let parsed: kinesis::KinesisEvent = serde_json::from_value(e).expect("a KinesisEvent");
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(parsed.records[0].kinesis.data.0, b"hi".to_vec());
+        assert_eq!(
+            parsed.records[1].event_id.as_deref(),
+            Some("shardId-000000000000:50")
+        );
+        // The Rust types take string-valued state; the function chooses the state's shape.
+        let state = json!({"count": "2"});
+        let call = WindowCall {
+            start_ms: 1_764_378_000_000,
+            end_ms: 1_764_378_060_000,
+            state: &state,
+            is_final: true,
+            terminated_early: false,
+        };
+        let e = batch_event(&k, &[], Some(&call));
+        let parsed: kinesis::KinesisTimeWindowEvent =
+            serde_json::from_value(e).expect("a KinesisTimeWindowEvent");
+        let w = &parsed.time_window_properties;
+        assert!(w.is_final_invoke_for_window && !w.is_window_terminated_early);
+        assert_eq!(w.shard_id.as_deref(), Some("shardId-000000000000"));
+        assert_eq!(w.state.get("count").map(String::as_str), Some("2"));
+        assert_eq!(w.window.start.timestamp(), 1_764_378_000);
+        assert_eq!(w.window.end.timestamp(), 1_764_378_060);
+        assert!(parsed.kinesis_event.records.is_empty());
+
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
+        let d = shard(arn);
+        let raw = json!({
+            "eventID": "e1", "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1_764_378_000.0,
+                "Keys": {"id": {"S": "a"}},
+                "NewImage": {"id": {"S": "a"}, "n": {"N": "2"}},
+                "OldImage": {"id": {"S": "a"}, "n": {"N": "1"}},
+                "SequenceNumber": "100", "SizeBytes": 30,
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            },
+        });
+        let r = StreamRecord {
+            seq: "100".into(),
+            arrival_ms: 0,
+            partition_key: "k".into(),
+            raw,
+        };
+        let e = batch_event(&d, &[r], None);
+        let parsed: dynamodb::Event = serde_json::from_value(e).expect("a DynamoDB Event");
+        assert_eq!(parsed.records[0].event_source_arn.as_deref(), Some(arn));
+        assert_eq!(
+            parsed.records[0].change.sequence_number.as_deref(),
+            Some("100")
+        );
+    }
+
     #[test]
     fn failure_records_name_the_batch_of_their_source() {
         let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
@@ -1037,5 +1105,154 @@ mod tests {
         let body = failure_record(&k, &[rec("1")], 1, "RecordAgeExceeded", "f", None, 0)
             .expect("a record");
         assert_eq!(body["KinesisBatchInfo"]["batchSize"], 1);
+    }
+
+    /// A DynamoDB stream after a shard rollover: a closed parent with two records, an open
+    /// child with two. The poller reads the whole parent before the child.
+    struct Rollover;
+
+    const DDB: &str =
+        "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
+
+    fn ddb_record(seq: u64) -> Value {
+        json!({"eventID": format!("e{seq}"), "eventName": "INSERT", "eventVersion": "1.1",
+               "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+               "dynamodb": {"ApproximateCreationDateTime": 1.0e9, "Keys": {"id": {"S": "k"}},
+                            "SequenceNumber": seq.to_string(), "SizeBytes": 10,
+                            "StreamViewType": "KEYS_ONLY"}})
+    }
+
+    #[async_trait::async_trait]
+    impl Service for Rollover {
+        fn name(&self) -> &'static str {
+            "dynamodbstreams"
+        }
+        async fn call(
+            &self,
+            _ctx: &RequestContext,
+            operation: &str,
+            input: Value,
+        ) -> Result<Value, AwsError> {
+            // Parent: sequence numbers 1-2, closed; child: 3-4, open. An iterator is
+            // `shard/after`.
+            let shard_of = |s: &str| {
+                if s == "parent" {
+                    (1u64, 2u64, true)
+                } else {
+                    (3, 4, false)
+                }
+            };
+            match operation {
+                "DescribeStream" => Ok(json!({"StreamDescription": {"Shards": [
+                    {"ShardId": "child", "ParentShardId": "parent",
+                     "SequenceNumberRange": {"StartingSequenceNumber": "3"}},
+                    {"ShardId": "parent", "SequenceNumberRange":
+                        {"StartingSequenceNumber": "1", "EndingSequenceNumber": "2"}},
+                ]}})),
+                "GetShardIterator" => {
+                    let shard = input["ShardId"].as_str().unwrap_or_default();
+                    let after = match input["ShardIteratorType"].as_str() {
+                        Some("AFTER_SEQUENCE_NUMBER") => input["SequenceNumber"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0),
+                        _ => shard_of(shard).0 - 1,
+                    };
+                    Ok(json!({"ShardIterator": format!("{shard}/{after}")}))
+                }
+                "GetRecords" => {
+                    let it = input["ShardIterator"].as_str().unwrap_or_default();
+                    let (shard, after) = it.split_once('/').unwrap_or_default();
+                    let after: u64 = after.parse().unwrap_or(0);
+                    let (first, last, closed) = shard_of(shard);
+                    let recs: Vec<Value> = (first.max(after + 1)..=last).map(ddb_record).collect();
+                    let mut out = json!({"Records": recs});
+                    if !closed {
+                        out["NextShardIterator"] = json!(format!("{shard}/{}", last.max(after)));
+                    }
+                    Ok(out)
+                }
+                other => Err(AwsError::not_implemented("dynamodbstreams", other)),
+            }
+        }
+        async fn reset(&self) -> Result<(), AwsError> {
+            Ok(())
+        }
+    }
+
+    /// Records every event it is invoked with.
+    struct Recorder(parking_lot::Mutex<Vec<Value>>);
+
+    #[async_trait::async_trait]
+    impl FunctionInvoker for Recorder {
+        async fn invoke(
+            &self,
+            _target: &tsumiki_ports::FunctionTarget,
+            payload: Vec<u8>,
+            request_id: &str,
+        ) -> Result<tsumiki_ports::FunctionResult, AwsError> {
+            self.0
+                .lock()
+                .push(serde_json::from_slice(&payload).unwrap_or(Value::Null));
+            Ok(tsumiki_ports::FunctionResult {
+                payload: b"{}".to_vec(),
+                function_error: None,
+                executed_version: "$LATEST".into(),
+                request_id: request_id.to_string(),
+            })
+        }
+        fn async_settings(
+            &self,
+            _target: &tsumiki_ports::FunctionTarget,
+        ) -> Result<tsumiki_ports::AsyncSettings, AwsError> {
+            Err(AwsError::internal())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_children_are_read_after_their_parent_ends() {
+        let store = Store::open(None, tsumiki_store::SyncMode::Normal).expect("a store");
+        let recorder = Arc::new(Recorder(parking_lot::Mutex::new(Vec::new())));
+        let invoker: Arc<dyn FunctionInvoker> = recorder.clone();
+        let pollers = ShardPollers::new(
+            store.clone(),
+            Arc::new(Clock::real()),
+            Arc::downgrade(&invoker),
+        );
+        let mut services = Services::default();
+        services.register(Arc::new(Rollover));
+        pollers.set_services(services);
+        let mut spec = spec(DDB);
+        spec.batch_size = 10;
+        pollers.configure(spec);
+        let mut seqs: Vec<String> = Vec::new();
+        for _ in 0..100 {
+            seqs = recorder
+                .0
+                .lock()
+                .iter()
+                .flat_map(|e| e["Records"].as_array().cloned().unwrap_or_default())
+                .filter_map(|r| {
+                    r.pointer("/dynamodb/SequenceNumber")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .collect();
+            if seqs.len() >= 4 {
+                break;
+            }
+            Clock::pause_real(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seqs, ["1", "2", "3", "4"]);
+        let events = recorder.0.lock().clone();
+        // The parent's batch came alone: the child waited for the parent's end.
+        assert_eq!(events[0]["Records"].as_array().map(Vec::len), Some(2));
+        assert_eq!(events[0]["Records"][0]["eventSourceARN"], DDB);
+        assert_eq!(progress(&store, "u", "parent").await, Progress::Ended);
+        assert_eq!(
+            progress(&store, "u", "child").await,
+            Progress::After("4".into())
+        );
+        pollers.remove("u");
     }
 }

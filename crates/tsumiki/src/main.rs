@@ -74,6 +74,9 @@ struct ServeArgs {
     /// How hard each commit pushes data to disk.
     #[arg(long, value_enum, default_value_t = Sync::Normal)]
     sync: Sync,
+    /// ECS: run containers of image NAME as COMMAND on this machine (repeatable).
+    #[arg(long = "task-image", value_name = "NAME=COMMAND")]
+    task_image: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,6 +145,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let kinesis = tsumiki_kinesis::Kinesis::start(store.clone(), clock.clone())
         .await
         .context("loading Kinesis")?;
+    let dynamodb = tsumiki_dynamodb::DynamoDb::start(store.clone(), clock.clone())
+        .await
+        .context("loading DynamoDB")?;
     // Unpacked code and environments' /tmp live beside the store, or in a temporary directory
     // that goes away with an in-memory server.
     let (work_dir, _scratch) = match data_dir {
@@ -160,6 +166,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         logs.clone(),
     )
     .context("preparing execution environments")?;
+    // Glue job runs and ECS tasks: run-to-completion processes, all killed at shutdown; the
+    // data directory names their owner, so leftovers of a killed server are reaped here.
+    let processes = tsumiki_compute::jobs::Processes::new(
+        clock.clone(),
+        logs.clone(),
+        &work_dir.display().to_string(),
+    );
+    let glue = tsumiki_glue::Glue::start(
+        store.clone(),
+        clock.clone(),
+        processes.clone(),
+        work_dir.join("glue"),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading Glue: {}", e.message))?;
+    let images = tsumiki_ecs::images::Images::new(
+        &args.task_image,
+        tsumiki_ecs::images::Images::find_python_dir(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let ecs = tsumiki_ecs::Ecs::start(
+        store.clone(),
+        clock.clone(),
+        processes.clone(),
+        work_dir.join("ecs"),
+        images,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading ECS: {}", e.message))?;
     let lambda = tsumiki_lambda::Lambda::start(
         store.clone(),
         clock.clone(),
@@ -217,6 +252,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             model: Arc::new(Model::from_json("kinesis", tsumiki_kinesis::MODEL_JSON)?),
             service: kinesis,
         },
+        // Streams before DynamoDB: both sign as `dynamodb`, and the later one owns that name.
+        Served {
+            model: Arc::new(Model::from_json(
+                "dynamodbstreams",
+                tsumiki_dynamodb::STREAMS_MODEL_JSON,
+            )?),
+            service: dynamodb.streams(),
+        },
+        Served {
+            model: Arc::new(Model::from_json("dynamodb", tsumiki_dynamodb::MODEL_JSON)?),
+            service: dynamodb,
+        },
         Served {
             model: Arc::new(Model::from_json("sns", tsumiki_sns::MODEL_JSON)?),
             service: sns.clone(),
@@ -242,6 +289,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?),
         service: events.scheduler(),
     });
+    let stepfunctions = tsumiki_stepfunctions::StepFunctions::start(
+        store.clone(),
+        clock.clone(),
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>,
+    )
+    .await
+    .context("loading Step Functions")?;
+    served.push(Served {
+        model: Arc::new(Model::from_json(
+            "stepfunctions",
+            tsumiki_stepfunctions::MODEL_JSON,
+        )?),
+        service: stepfunctions.clone(),
+    });
+    served.push(Served {
+        model: Arc::new(Model::from_json("glue", tsumiki_glue::MODEL_JSON)?),
+        service: glue.clone(),
+    });
+    served.push(Served {
+        model: Arc::new(Model::from_json("ecs", tsumiki_ecs::MODEL_JSON)?),
+        service: ecs.clone(),
+    });
 
     let config = GatewayConfig {
         default_account: args.default_account,
@@ -256,8 +325,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     sns.set_services(services.clone());
     logs.set_subscription_targets(async_invoker.clone(), services.clone());
     queue_pollers.set_services(services.clone());
+    stepfunctions.set_services(services.clone());
+    glue.set_services(services.clone());
+    ecs.set_services(services.clone());
     shard_pollers.set_services(services);
+    // API Gateway calls Lambda synchronously; it sits outside `targets` (nothing delivers to it).
+    let apigateway = tsumiki_apigateway::ApiGateway::start(store.clone(), clock.clone())
+        .await
+        .context("loading API Gateway")?;
+    apigateway.set_invoker(
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>
+    );
+    served.push(Served {
+        model: Arc::new(Model::from_json(
+            "apigatewayv2",
+            tsumiki_apigateway::MODEL_JSON,
+        )?),
+        service: apigateway.clone(),
+    });
     let mut gateway = Gateway::new(config, clock, served);
+    gateway.add_endpoint(apigateway.endpoint());
+    gateway.add_endpoint(lambda.url_endpoint());
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -272,7 +360,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     compute.set_endpoint(&format!("http://{reachable}"));
     events.set_endpoint(&format!("http://{reachable}"));
+    stepfunctions.set_endpoint(&format!("http://{reachable}"));
     sns.set_endpoint(&format!("http://{reachable}"));
+    glue.set_endpoint(&format!("http://{reachable}"));
+    ecs.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
@@ -282,6 +373,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tsumiki_gateway::serve(listener, gateway, shutdown).await;
     compute.stop_all();
+    processes.stop_all();
     store.flush().await.context("flushing the store")?;
     tracing::info!("tsumiki stopped.");
     Ok(())

@@ -484,6 +484,7 @@ impl Lambda {
             policy: Vec::new(),
             policy_revision: revision(),
             event_invoke: BTreeMap::new(),
+            urls: BTreeMap::new(),
         };
         let commit = {
             let mut inner = self.inner.lock();

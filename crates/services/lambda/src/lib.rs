@@ -15,6 +15,7 @@ mod layers;
 mod mappings;
 mod names;
 mod state;
+mod urls;
 mod versions;
 
 use std::collections::{BTreeMap, HashMap};
@@ -183,6 +184,11 @@ impl tsumiki_ports::Service for Lambda {
             "ListEventSourceMappings" => self.list_mappings(ctx, input),
             "UpdateEventSourceMapping" => self.update_mapping(ctx, input).await,
             "DeleteEventSourceMapping" => self.delete_mapping(ctx, input).await,
+            "CreateFunctionUrlConfig" => self.create_function_url(ctx, input).await,
+            "GetFunctionUrlConfig" => self.get_function_url(ctx, input),
+            "UpdateFunctionUrlConfig" => self.update_function_url(ctx, input).await,
+            "DeleteFunctionUrlConfig" => self.delete_function_url(ctx, input).await,
+            "ListFunctionUrlConfigs" => self.list_function_urls(ctx, input),
             _ => Err(AwsError::not_implemented("lambda", operation)),
         }
     }

@@ -80,6 +80,9 @@ pub(crate) struct Function {
     /// `FunctionEventInvokeConfig`s by qualifier (`$LATEST` for the unqualified function).
     #[serde(default)]
     pub event_invoke: BTreeMap<String, crate::async_config::EventInvokeConfig>,
+    /// Function URL configs by qualifier (`$LATEST` or an alias), as `urls.rs` stores them.
+    #[serde(default)]
+    pub urls: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

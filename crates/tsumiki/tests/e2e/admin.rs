@@ -49,14 +49,14 @@ fn unknown_services_and_operations_answer_aws_errors() {
         "POST",
         "/",
         &[
-            ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+            ("X-Amz-Target", "AWSCognitoIdentityProviderService.ListUserPools"),
             ("Content-Type", "application/x-amz-json-1.0"),
         ],
         b"{}",
     );
     assert_eq!(status, 501);
     assert!(
-        body.contains("NotImplemented") && body.contains("DynamoDB"),
+        body.contains("NotImplemented") && body.contains("AWSCognitoIdentityProviderService"),
         "{body}"
     );
 
@@ -72,10 +72,10 @@ fn unknown_services_and_operations_answer_aws_errors() {
     assert_eq!(status, 400);
     assert!(body.contains("UnknownOperationException"), "{body}");
 
-    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00";
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/cognito-idp/aws4_request, SignedHeaders=host, Signature=00";
     let (status, body) = s.http("GET", "/some/path", &[("Authorization", auth)], b"");
     assert_eq!(status, 501);
-    assert!(body.contains("dynamodb"), "{body}");
+    assert!(body.contains("cognito-idp"), "{body}");
 }
 
 #[test]

@@ -1,0 +1,111 @@
+//! Amazon API Gateway HTTP APIs (`apigatewayv2`, rest-json) and their invoke URLs.
+//!
+//! The control plane (`api.rs`) keeps each API as one record: the API itself, its routes,
+//! integrations, authorizers, stages and deployments, each resource as the model-shaped JSON
+//! value AWS returns. The data plane (`execute.rs`) is an [`tsumiki_ports::http::HttpEndpoint`]
+//! answering `/_aws/execute-api/{apiId}/...` and Host `{apiId}.execute-api.localhost`: it picks
+//! the stage and the route (`routing.rs`, AWS's priority rules), runs the integration (Lambda
+//! through [`tsumiki_ports::FunctionInvoker`], payloads from `tsumiki_proxy`) on the clock's
+//! timeout, and maps the answer back to HTTP.
+//!
+//! Not (yet): WebSocket APIs, REST APIs (`apigateway` v1), JWT authorizers, HTTP_PROXY
+//! integrations, access logs, domain names, VPC links; they answer `NotImplemented`.
+
+mod api;
+mod execute;
+pub mod routing;
+mod state;
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tsumiki_core::{AwsError, Clock, RequestContext};
+use tsumiki_ports::FunctionInvoker;
+use tsumiki_store::{Batch, Store};
+
+pub use execute::ExecuteApi;
+
+/// The API Gateway v2 model this service implements (botocore's, docs stripped).
+pub const MODEL_JSON: &str = include_str!("../../../../models/apigatewayv2.json");
+
+/// The API Gateway v2 service (HTTP APIs).
+pub struct ApiGateway {
+    state: Mutex<state::State>,
+    store: Store,
+    clock: Arc<Clock>,
+    invoker: OnceLock<Weak<dyn FunctionInvoker>>,
+}
+
+impl ApiGateway {
+    /// Loads every API from `store`.
+    pub async fn start(
+        store: Store,
+        clock: Arc<Clock>,
+    ) -> Result<Arc<ApiGateway>, tsumiki_store::StoreError> {
+        let state = state::load(&store).await?;
+        tracing::info!(apis = state.apis.len(), "API Gateway state loaded.");
+        Ok(Arc::new(ApiGateway {
+            state: Mutex::new(state),
+            store,
+            clock,
+            invoker: OnceLock::new(),
+        }))
+    }
+
+    /// Who runs Lambda integrations.
+    pub fn set_invoker(&self, invoker: Weak<dyn FunctionInvoker>) {
+        let _ = self.invoker.set(invoker);
+    }
+
+    /// The invoke-URL endpoint serving this service's APIs.
+    pub fn endpoint(self: &Arc<Self>) -> Arc<ExecuteApi> {
+        Arc::new(ExecuteApi::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl tsumiki_ports::Service for ApiGateway {
+    fn name(&self) -> &'static str {
+        "apigatewayv2"
+    }
+
+    async fn call(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, AwsError> {
+        api::dispatch(self, ctx, operation, input).await
+    }
+
+    async fn reset(&self) -> Result<(), AwsError> {
+        let commit = {
+            let mut state = self.state.lock();
+            state.apis.clear();
+            let mut batch = Batch::new();
+            state::reset(&mut batch);
+            self.store.commit(batch)
+        };
+        commit.await.map_err(store_error)
+    }
+}
+
+/// A store failure is a server fault; the details go to the log, not the client.
+pub(crate) fn store_error(e: tsumiki_store::StoreError) -> AwsError {
+    tracing::error!(error = %e, "API Gateway could not write to the store.");
+    AwsError::internal()
+}
+
+pub(crate) fn not_found(message: impl Into<String>) -> AwsError {
+    AwsError::new("NotFoundException", 404, message)
+}
+
+pub(crate) fn bad_request(message: impl Into<String>) -> AwsError {
+    AwsError::new("BadRequestException", 400, message)
+}
+
+pub(crate) fn conflict(message: impl Into<String>) -> AwsError {
+    AwsError::new("ConflictException", 409, message)
+}

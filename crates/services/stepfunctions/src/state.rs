@@ -1,0 +1,153 @@
+//! Step Functions' records and store layout; the only module that names the
+//! `stepfunctions.*` namespaces.
+//!
+//! `stepfunctions.machine` holds one record per state machine (key: ARN);
+//! `stepfunctions.activity` one per activity; `stepfunctions.exec` one per Standard execution
+//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata), and
+//! `stepfunctions.event` its history, one key per event (`executionArn/0000000042`), so a step
+//! writes the execution record and only its new events. Express executions are never stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tsumiki_lang::asl::{Execution, HistoryEvent};
+use tsumiki_store::{Batch, Store, StoreError};
+
+const NS_MACHINE: &str = "stepfunctions.machine";
+const NS_ACTIVITY: &str = "stepfunctions.activity";
+const NS_EXEC: &str = "stepfunctions.exec";
+const NS_EVENT: &str = "stepfunctions.event";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub arn: String,
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    pub definition: String,
+    pub role_arn: String,
+    pub express: bool,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub revision_id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logging: serde_json::Value,
+    #[serde(default)]
+    pub tracing: serde_json::Value,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activity {
+    pub arn: String,
+    pub name: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One execution as stored (Standard) or kept in memory (Express).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRecord {
+    pub arn: String,
+    pub name: String,
+    pub machine_arn: String,
+    pub machine_name: String,
+    pub account: String,
+    pub region: String,
+    pub express: bool,
+    pub input: String,
+    pub start_ms: i64,
+    pub definition: String,
+    pub role_arn: String,
+    pub exec: Execution,
+    /// Deadlines of the interpreter's live timers, so a restart re-arms them.
+    pub timers: BTreeMap<u64, i64>,
+}
+
+pub fn event_key(arn: &str, id: i64) -> String {
+    format!("{arn}/{id:010}")
+}
+
+pub fn put_machine(batch: &mut Batch, m: &Machine) {
+    batch.put(NS_MACHINE, m.arn.clone(), to_json(m));
+}
+
+pub fn delete_machine(batch: &mut Batch, arn: &str) {
+    batch.delete(NS_MACHINE, arn.to_string());
+}
+
+pub fn put_activity(batch: &mut Batch, a: &Activity) {
+    batch.put(NS_ACTIVITY, a.arn.clone(), to_json(a));
+}
+
+pub fn delete_activity(batch: &mut Batch, arn: &str) {
+    batch.delete(NS_ACTIVITY, arn.to_string());
+}
+
+pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent]) {
+    batch.put(NS_EXEC, r.arn.clone(), to_json(r));
+    for e in events {
+        batch.put(NS_EVENT, event_key(&r.arn, e.id), to_json(e));
+    }
+}
+
+pub fn reset(batch: &mut Batch) {
+    for ns in [NS_MACHINE, NS_ACTIVITY, NS_EXEC, NS_EVENT] {
+        batch.delete_prefix(ns, Vec::new());
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+pub struct Loaded {
+    pub machines: Vec<Machine>,
+    pub activities: Vec<Activity>,
+    pub executions: Vec<(ExecRecord, Vec<HistoryEvent>)>,
+}
+
+pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
+    let mut machines = Vec::new();
+    for (_, v) in store.scan(NS_MACHINE).await? {
+        match serde_json::from_slice(&v) {
+            Ok(m) => machines.push(m),
+            Err(e) => tracing::error!(error = %e, "A stored state machine is unreadable."),
+        }
+    }
+    let mut activities = Vec::new();
+    for (_, v) in store.scan(NS_ACTIVITY).await? {
+        if let Ok(a) = serde_json::from_slice(&v) {
+            activities.push(a);
+        }
+    }
+    let mut events: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
+    for (k, v) in store.scan(NS_EVENT).await? {
+        let key = String::from_utf8_lossy(&k).to_string();
+        let Some((arn, _)) = key.rsplit_once('/') else {
+            continue;
+        };
+        if let Ok(e) = serde_json::from_slice(&v) {
+            events.entry(arn.to_string()).or_default().push(e);
+        }
+    }
+    let mut executions = Vec::new();
+    for (_, v) in store.scan(NS_EXEC).await? {
+        match serde_json::from_slice::<ExecRecord>(&v) {
+            Ok(r) => {
+                let h = events.remove(&r.arn).unwrap_or_default();
+                executions.push((r, h));
+            }
+            Err(e) => tracing::error!(error = %e, "A stored execution is unreadable."),
+        }
+    }
+    Ok(Loaded {
+        machines,
+        activities,
+        executions,
+    })
+}

@@ -1,0 +1,308 @@
+"""Amazon ECS on Fargate through boto3: clusters, task definitions with revisions and
+Fargate's cpu/memory rules (AWS's messages), and tasks on the process executor: exit codes and
+awslogs output through DescribeTasks and CloudWatch Logs, StopTask leaving no process, the
+essential-container rule, images that cannot run, and ECS Task State Change events.
+
+Behaviour follows AWS's ECS API reference and the Fargate task size table. Names are unique
+per test on the shared real-clock server.
+"""
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "assignPublicIp": "ENABLED"}}
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def ecs(server):
+    return server.client("ecs")
+
+
+@pytest.fixture(scope="module")
+def logs(server):
+    return server.client("logs")
+
+
+def register(ecs, containers, cpu="256", memory="512", family=None):
+    family = family or unique("fam")
+    return ecs.register_task_definition(
+        family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+        cpu=cpu, memory=memory, containerDefinitions=containers)["taskDefinition"]
+
+
+def container(name, command, group=None, image="python:3.12", **extra):
+    c = {"name": name, "image": image, "command": command, "essential": True, **extra}
+    if group:
+        c["logConfiguration"] = {"logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": "us-east-1",
+            "awslogs-stream-prefix": "app"}}
+    return c
+
+
+def wait_task(ecs, arn, status="STOPPED", timeout=60, cluster="default"):
+    deadline = time.monotonic() + timeout
+    while True:
+        task = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+        if task["lastStatus"] == status:
+            return task
+        assert time.monotonic() < deadline, f"task stuck in {task['lastStatus']}"
+        time.sleep(0.05)
+
+
+def processes_with(marker):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                if ") Z " in f.read():
+                    continue
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("cpu,memory", [("256", "4096"), ("1024", "1024"), ("512", "512"),
+                                        ("16384", "36864")])
+def test_invalid_fargate_sizes_are_refused_with_aws_message(ecs, cpu, memory):
+    with pytest.raises(ClientError) as e:
+        register(ecs, [container("c", ["true"])], cpu=cpu, memory=memory)
+    err = e.value.response["Error"]
+    assert err["Code"] == "ClientException"
+    assert err["Message"] == (f"No Fargate configuration exists for given values: {cpu} CPU, "
+                              f"{memory} memory. See the Amazon ECS documentation for the "
+                              "valid values.")
+
+
+def test_fargate_needs_task_level_cpu_and_awsvpc(ecs):
+    with pytest.raises(ClientError) as e:
+        ecs.register_task_definition(family=unique("f"), networkMode="awsvpc",
+                                     requiresCompatibilities=["FARGATE"], memory="512",
+                                     containerDefinitions=[container("c", ["true"])])
+    assert e.value.response["Error"]["Message"] == \
+        "Fargate requires that 'cpu' be defined at the task level."
+    with pytest.raises(ClientError) as e:
+        ecs.register_task_definition(family=unique("f"), networkMode="bridge",
+                                     requiresCompatibilities=["FARGATE"], cpu="256",
+                                     memory="512",
+                                     containerDefinitions=[container("c", ["true"])])
+    assert e.value.response["Error"]["Code"] == "ClientException"
+
+
+def test_revisions_describe_list_deregister(ecs):
+    family = unique("rev")
+    first = register(ecs, [container("c", ["true"])], family=family)
+    second = register(ecs, [container("c", ["false"])], cpu="1 vCPU", memory="2 GB",
+                      family=family)
+    assert (first["revision"], second["revision"]) == (1, 2)
+    assert second["cpu"] == "1024" and second["memory"] == "2048"
+    assert second["taskDefinitionArn"].endswith(f":task-definition/{family}:2")
+    assert second["containerDefinitions"][0]["essential"] is True
+    assert "FARGATE" in second["compatibilities"]
+    latest = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    assert latest["revision"] == 2
+    arns = ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"]
+    assert arns == [first["taskDefinitionArn"], second["taskDefinitionArn"]]
+    gone = ecs.deregister_task_definition(taskDefinition=f"{family}:2")["taskDefinition"]
+    assert gone["status"] == "INACTIVE"
+    assert ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]["revision"] == 1
+    assert family in ecs.list_task_definition_families(familyPrefix=family)["families"]
+
+
+def test_clusters(ecs):
+    name = unique("cl")
+    created = ecs.create_cluster(clusterName=name, tags=[{"key": "team", "value": "a"}])["cluster"]
+    assert created["status"] == "ACTIVE" and created["clusterName"] == name
+    assert created["clusterArn"] in ecs.list_clusters()["clusterArns"]
+    described = ecs.describe_clusters(clusters=[name, "nope-x"], include=["TAGS"])
+    assert described["clusters"][0]["tags"] == [{"key": "team", "value": "a"}]
+    assert described["failures"][0]["reason"] == "MISSING"
+    assert ecs.delete_cluster(cluster=name)["cluster"]["status"] == "INACTIVE"
+    with pytest.raises(ClientError) as e:
+        ecs.delete_cluster(cluster=name)
+    assert e.value.response["Error"]["Code"] == "ClusterNotFoundException"
+
+
+def test_run_task_exit_code_and_logs(ecs, logs):
+    group = unique("/ecs/app")
+    script = "import os, sys; print('hello', os.environ['WHO']); " \
+             "print('oops', file=sys.stderr); sys.exit(7)"
+    td = register(ecs, [container("main", ["python3", "-c", script], group=group,
+                                  environment=[{"name": "WHO", "value": "task"}])])
+    resp = ecs.run_task(taskDefinition=td["family"], launchType="FARGATE",
+                        networkConfiguration=NETWORK, startedBy="pytest",
+                        overrides={"containerOverrides": [{"name": "main", "environment": [
+                            {"name": "WHO", "value": "override"}]}]})
+    assert resp["failures"] == []
+    task = resp["tasks"][0]
+    assert task["lastStatus"] == "PROVISIONING" and task["desiredStatus"] == "RUNNING"
+    assert task["launchType"] == "FARGATE" and task["cpu"] == "256"
+    stopped = wait_task(ecs, task["taskArn"])
+    assert stopped["stopCode"] == "EssentialContainerExited"
+    assert stopped["stoppedReason"] == "Essential container in task exited"
+    assert stopped["containers"][0]["exitCode"] == 7
+    assert stopped["containers"][0]["lastStatus"] == "STOPPED"
+    for k in ("startedAt", "stoppingAt", "stoppedAt", "executionStoppedAt"):
+        assert k in stopped
+    task_id = task["taskArn"].rsplit("/", 1)[1]
+    events = logs.get_log_events(logGroupName=group, logStreamName=f"app/main/{task_id}",
+                                 startFromHead=True)["events"]
+    # One stream for stdout and stderr (python buffers stdout in a pipe, as in a container).
+    assert sorted(e["message"] for e in events) == ["hello override", "oops"]
+    assert task["taskArn"] in ecs.list_tasks(desiredStatus="STOPPED")["taskArns"]
+    assert task["taskArn"] not in ecs.list_tasks()["taskArns"]
+
+
+def test_stop_task_leaves_no_process(ecs):
+    marker = unique("marker")
+    # The shell and the python it starts both carry the marker.
+    sleeper = f"python3 -c 'import time; time.sleep(3600)' {marker}; echo {marker}"
+    td = register(ecs, [container("sleeper", ["sh", "-c", sleeper],
+                                  image="alpine:3.19", stopTimeout=2)])
+    task = ecs.run_task(taskDefinition=td["taskDefinitionArn"], count=2,
+                        networkConfiguration=NETWORK)["tasks"]
+    assert len(task) == 2
+    arn = task[0]["taskArn"]
+    running = wait_task(ecs, arn, "RUNNING")
+    assert running["containers"][0]["lastStatus"] == "RUNNING"
+    assert arn in ecs.list_tasks(family=td["family"])["taskArns"]
+    deadline = time.monotonic() + 30
+    while len(processes_with(marker)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    resp = ecs.stop_task(task=arn, reason="enough")["task"]
+    assert resp["desiredStatus"] == "STOPPED"
+    stopped = wait_task(ecs, arn)
+    assert stopped["stopCode"] == "UserInitiated"
+    assert stopped["stoppedReason"] == "enough"
+    assert stopped["containers"][0]["exitCode"] == 143
+    ecs.stop_task(task=task[1]["taskArn"])
+    wait_task(ecs, task[1]["taskArn"])
+    assert processes_with(marker) == []
+
+
+def test_essential_exit_stops_the_other_containers(ecs):
+    marker = unique("side")
+    td = register(ecs, [
+        container("main", ["sh", "-c", "exit 0"], image="busybox"),
+        container("sidecar", ["python3", "-c", "import time; time.sleep(3600)", marker],
+                  essential=False, stopTimeout=2),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    stopped = wait_task(ecs, arn)
+    codes = {c["name"]: c.get("exitCode") for c in stopped["containers"]}
+    assert codes["main"] == 0
+    assert codes["sidecar"] in (143, 137)
+    assert processes_with(marker) == []
+
+
+def test_image_that_cannot_run_is_a_failure(ecs):
+    td = register(ecs, [container("web", ["nginx"], image="nginx:1.27")])
+    resp = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)
+    assert resp["tasks"] == []
+    assert resp["failures"][0]["reason"] == "CannotPullContainerError"
+    assert "--task-image" in resp["failures"][0]["detail"]
+
+
+def test_awsvpc_needs_network_configuration(ecs):
+    td = register(ecs, [container("c", ["true"], image="alpine")])
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(taskDefinition=td["family"])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_task_state_change_reaches_eventbridge(ecs, server):
+    events = server.client("events")
+    sqs = server.client("sqs")
+    queue = sqs.create_queue(QueueName=unique("ecs-events"))["QueueUrl"]
+    qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    td = register(ecs, [container("c", ["sh", "-c", "exit 0"], image="alpine")])
+    rule = unique("ecs-rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({
+        "source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+        "detail": {"lastStatus": ["STOPPED"], "taskDefinitionArn": [td["taskDefinitionArn"]]}}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": qarn}])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    wait_task(ecs, arn)
+    deadline = time.monotonic() + 30
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages")
+        if msgs:
+            break
+        assert time.monotonic() < deadline
+    event = json.loads(msgs[0]["Body"])
+    assert event["source"] == "aws.ecs"
+    assert event["resources"] == [arn]
+    assert event["detail"]["stopCode"] == "EssentialContainerExited"
+    assert event["detail"]["containers"][0]["exitCode"] == 0
+
+
+def test_tags(ecs):
+    td = register(ecs, [container("c", ["true"], image="alpine")])
+    arn = td["taskDefinitionArn"]
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "a", "value": "1"}])
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "a", "value": "1"}]
+    ecs.untag_resource(resourceArn=arn, tagKeys=["a"])
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == []
+
+
+def test_task_running_at_kill_9_is_stopped_after_restart(tmp_path):
+    import re
+    import subprocess
+
+    import boto3
+
+    from conftest import REGION, tsumiki_bin
+
+    def start():
+        proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                                 "--data-dir", str(tmp_path / "data")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+        return proc, boto3.client("ecs", endpoint_url=endpoint, region_name=REGION,
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    marker = unique("crash")
+    proc, ecs = start()
+    try:
+        # Its child outlives the kill -9 (the parent-death signal reaches only the
+        # container's own process); the next server reaps it.
+        body = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+                f"'import time; time.sleep(3600)', '{marker}-child']); time.sleep(3600)")
+        td = register(ecs, [container("c", ["python3", "-c", body, marker])])
+        arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+        wait_task(ecs, arn, "RUNNING")
+        deadline = time.monotonic() + 30
+        while len(processes_with(marker)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    proc, ecs = start()
+    try:
+        deadline = time.monotonic() + 10
+        while processes_with(marker):
+            assert time.monotonic() < deadline, "a container's process outlived the restart"
+            time.sleep(0.05)
+        task = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+        assert task["lastStatus"] == "STOPPED"
+        assert "tsumiki stopped while it ran" in task["stoppedReason"]
+        assert ecs.describe_task_definition(taskDefinition=td["family"])["taskDefinition"]["revision"] == 1
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,424 @@
+"""AWS Glue Python shell jobs through boto3: a run that reads its arguments with
+getResolvedOptions and logs to CloudWatch Logs, timeouts on the manual clock that leave no
+process behind, retries as new runs, BatchStopJobRun, conditional and scheduled triggers,
+Glue Job State Change events on EventBridge, and what AWS refuses (a Python shell job's DPU,
+Spark jobs at StartJobRun).
+
+Behaviour follows AWS's Glue API reference (Jobs, Job Runs, Triggers) and "Automating AWS
+Glue with EventBridge". Names are unique per test on the shared servers.
+"""
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+ROLE = "arn:aws:iam::123456789012:role/glue"
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "ERROR", "EXPIRED"}
+
+ARGS_SCRIPT = """
+import sys
+from awsglue.utils import getResolvedOptions
+args = getResolvedOptions(sys.argv, ["JOB_NAME", "greeting", "who"])
+print(args["greeting"], args["who"], "from", args["JOB_NAME"])
+print("to stderr", file=sys.stderr)
+"""
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def glue(server):
+    return server.client("glue")
+
+
+@pytest.fixture(scope="module")
+def cglue(clock_server):
+    return clock_server.client("glue")
+
+
+def script(tmp_path, text):
+    path = tmp_path / f"{uuid.uuid4().hex[:8]}.py"
+    path.write_text(text)
+    return str(path)
+
+
+def create_job(glue, location, **extra):
+    name = unique("job")
+    glue.create_job(Name=name, Role=ROLE,
+                    Command={"Name": "pythonshell", "ScriptLocation": location,
+                             "PythonVersion": "3.9"},
+                    **extra)
+    return name
+
+
+def wait_run(glue, job, run_id, states=TERMINAL, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+        if run["JobRunState"] in states:
+            return run
+        assert time.monotonic() < deadline, f"run stuck in {run['JobRunState']}"
+        time.sleep(0.05)
+
+
+def wait_for(check, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def log_messages(logs, group, stream):
+    try:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream,
+                                     startFromHead=True)["events"]
+    except ClientError:
+        return []
+    return [e["message"] for e in events]
+
+
+def processes_with(marker):
+    """Pids of live processes whose command line holds `marker`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                if ") Z " in f.read():
+                    continue
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def test_job_reads_its_arguments_and_logs_to_cloudwatch(glue, server, tmp_path):
+    job = create_job(glue, script(tmp_path, ARGS_SCRIPT),
+                     DefaultArguments={"--greeting": "hello", "--who": "default"})
+    got = glue.get_job(JobName=job)["Job"]
+    assert got["Command"]["Name"] == "pythonshell"
+    assert got["MaxCapacity"] == 0.0625
+    assert got["Timeout"] == 2880
+    assert got["MaxRetries"] == 0
+    assert job in glue.list_jobs()["JobNames"]
+
+    run_id = glue.start_job_run(JobName=job, Arguments={"--who": "world"})["JobRunId"]
+    assert run_id.startswith("jr_")
+    run = wait_run(glue, job, run_id)
+    assert run["JobRunState"] == "SUCCEEDED", run
+    assert run["Attempt"] == 0
+    assert run["Arguments"] == {"--who": "world"}
+    assert "ExecutionTime" in run and "CompletedOn" in run
+    assert "ErrorMessage" not in run
+
+    logs = server.client("logs")
+    out = log_messages(logs, "/aws-glue/python-jobs/output", run_id)
+    assert f"hello world from {job}" in out
+    assert any(m.startswith("tsumiki: Python shell job") and "Python 3" in m for m in out)
+    assert "to stderr" in log_messages(logs, "/aws-glue/python-jobs/error", run_id)
+    assert glue.get_job_runs(JobName=job)["JobRuns"][0]["Id"] == run_id
+
+
+def test_timeout_ends_the_run_and_its_process(cglue, clock_server, tmp_path):
+    marker = unique("marker")
+    body = "import subprocess, sys, time\n" \
+           "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)', " \
+           f"'{marker}'])\n" \
+           "time.sleep(3600)\n"
+    job = create_job(cglue, script(tmp_path, body), Timeout=1,
+                     DefaultArguments={"--marker": marker})
+    run_id = cglue.start_job_run(JobName=job)["JobRunId"]
+    wait_run(cglue, job, run_id, {"RUNNING"})
+    # The script and the child it started are both alive.
+    wait_for(lambda: len(processes_with(marker)) >= 2)
+    clock_server.advance(61)
+    run = wait_run(cglue, job, run_id)
+    assert run["JobRunState"] == "TIMEOUT"
+    assert "timed out" in run["ErrorMessage"]
+    assert processes_with(marker) == []
+
+
+def test_failing_job_is_retried_max_retries_times(glue, tmp_path):
+    job = create_job(glue, script(tmp_path, "import sys\nsys.exit(3)\n"), MaxRetries=2)
+    first = glue.start_job_run(JobName=job)["JobRunId"]
+    runs = wait_for(lambda: (lambda r: r if len(r) == 3 and all(x["JobRunState"] in TERMINAL for x in r) else None)(
+        glue.get_job_runs(JobName=job)["JobRuns"]))
+    by_attempt = sorted(runs, key=lambda r: r["Attempt"])
+    assert [r["Attempt"] for r in by_attempt] == [0, 1, 2]
+    assert all(r["JobRunState"] == "FAILED" for r in by_attempt)
+    assert by_attempt[0]["Id"] == first
+    assert by_attempt[1]["Id"] == f"{first}_attempt_1"
+    assert by_attempt[2]["Id"] == f"{first}_attempt_2"
+    assert by_attempt[1]["PreviousRunId"] == first
+    assert by_attempt[2]["PreviousRunId"] == f"{first}_attempt_1"
+    assert "exit code 3" in by_attempt[0]["ErrorMessage"]
+    # No fourth attempt comes.
+    time.sleep(0.5)
+    assert len(glue.get_job_runs(JobName=job)["JobRuns"]) == 3
+
+
+def test_batch_stop_job_run_leaves_no_process(glue, tmp_path):
+    marker = unique("marker")
+    job = create_job(glue, script(tmp_path, "import time\ntime.sleep(3600)\n"),
+                     DefaultArguments={"--marker": marker})
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    wait_run(glue, job, run_id, {"RUNNING"})
+    wait_for(lambda: processes_with(marker))
+    resp = glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id, "jr_nope"])
+    assert resp["SuccessfulSubmissions"] == [{"JobName": job, "JobRunId": run_id}]
+    assert resp["Errors"][0]["JobRunId"] == "jr_nope"
+    run = wait_run(glue, job, run_id)
+    assert run["JobRunState"] == "STOPPED"
+    assert processes_with(marker) == []
+    # A finished run cannot be stopped again.
+    again = glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id])
+    assert again["SuccessfulSubmissions"] == [] and len(again["Errors"]) == 1
+
+
+def test_concurrent_runs_exceeded(glue, tmp_path):
+    job = create_job(glue, script(tmp_path, "import time\ntime.sleep(3600)\n"))
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    with pytest.raises(ClientError) as e:
+        glue.start_job_run(JobName=job)
+    assert e.value.response["Error"]["Code"] == "ConcurrentRunsExceededException"
+    glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id])
+    assert wait_run(glue, job, run_id)["JobRunState"] == "STOPPED"
+
+
+def test_conditional_trigger_starts_b_after_a_succeeds(glue, tmp_path):
+    a = create_job(glue, script(tmp_path, "print('a')\n"))
+    b = create_job(glue, script(tmp_path, ARGS_SCRIPT))
+    trigger = unique("after-a")
+    glue.create_trigger(Name=trigger, Type="CONDITIONAL", StartOnCreation=True,
+                        Predicate={"Conditions": [{"LogicalOperator": "EQUALS", "JobName": a,
+                                                   "State": "SUCCEEDED"}]},
+                        Actions=[{"JobName": b, "Arguments": {"--greeting": "hi",
+                                                               "--who": "b"}}])
+    got = glue.get_trigger(Name=trigger)["Trigger"]
+    assert got["State"] == "ACTIVATED" and got["Type"] == "CONDITIONAL"
+    assert trigger in glue.list_triggers(DependentJobName=b)["TriggerNames"]
+    assert glue.get_job_runs(JobName=b)["JobRuns"] == []
+
+    run_a = glue.start_job_run(JobName=a)["JobRunId"]
+    assert wait_run(glue, a, run_a)["JobRunState"] == "SUCCEEDED"
+    runs_b = wait_for(lambda: glue.get_job_runs(JobName=b)["JobRuns"])
+    run_b = wait_run(glue, b, runs_b[0]["Id"])
+    assert run_b["JobRunState"] == "SUCCEEDED", run_b
+    assert run_b["TriggerName"] == trigger
+
+    # Deactivated, it no longer fires.
+    glue.stop_trigger(Name=trigger)
+    assert glue.get_trigger(Name=trigger)["Trigger"]["State"] == "DEACTIVATED"
+    run_a2 = glue.start_job_run(JobName=a)["JobRunId"]
+    wait_run(glue, a, run_a2)
+    time.sleep(0.5)
+    assert len(glue.get_job_runs(JobName=b)["JobRuns"]) == 1
+    glue.delete_trigger(Name=trigger)
+    with pytest.raises(ClientError) as e:
+        glue.get_trigger(Name=trigger)
+    assert e.value.response["Error"]["Code"] == "EntityNotFoundException"
+
+
+def test_on_demand_trigger(glue, tmp_path):
+    job = create_job(glue, script(tmp_path, "print('on demand')\n"))
+    trigger = unique("now")
+    glue.create_trigger(Name=trigger, Type="ON_DEMAND", Actions=[{"JobName": job}])
+    assert glue.get_trigger(Name=trigger)["Trigger"]["State"] == "CREATED"
+    glue.start_trigger(Name=trigger)
+    runs = wait_for(lambda: glue.get_job_runs(JobName=job)["JobRuns"])
+    assert wait_run(glue, job, runs[0]["Id"])["JobRunState"] == "SUCCEEDED"
+
+
+def test_scheduled_trigger_fires_on_the_manual_clock(cglue, clock_server, tmp_path):
+    job = create_job(cglue, script(tmp_path, "print('scheduled')\n"))
+    trigger = unique("hourly")
+    with pytest.raises(ClientError) as e:
+        cglue.create_trigger(Name=trigger, Type="SCHEDULED", Schedule="rate(1 hour)",
+                             Actions=[{"JobName": job}])
+    assert e.value.response["Error"]["Code"] == "InvalidInputException"
+    cglue.create_trigger(Name=trigger, Type="SCHEDULED", Schedule="cron(0 * * * ? *)",
+                         StartOnCreation=True, Actions=[{"JobName": job}])
+    time.sleep(0.3)
+    assert cglue.get_job_runs(JobName=job)["JobRuns"] == []
+    clock_server.advance(3600)
+    runs = wait_for(lambda: cglue.get_job_runs(JobName=job)["JobRuns"])
+    assert len(runs) == 1
+    assert runs[0]["TriggerName"] == trigger
+    assert wait_run(cglue, job, runs[0]["Id"])["JobRunState"] == "SUCCEEDED"
+    cglue.stop_trigger(Name=trigger)
+    clock_server.advance(3600)
+    time.sleep(0.3)
+    assert len(cglue.get_job_runs(JobName=job)["JobRuns"]) == 1
+
+
+def test_state_change_reaches_eventbridge(glue, server, tmp_path):
+    events = server.client("events")
+    sqs = server.client("sqs")
+    queue = sqs.create_queue(QueueName=unique("glue-events"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    job = create_job(glue, script(tmp_path, "print('x')\n"))
+    rule = unique("glue-rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({
+        "source": ["aws.glue"], "detail-type": ["Glue Job State Change"],
+        "detail": {"jobName": [job]}}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": arn}])
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    wait_run(glue, job, run_id)
+    msgs = wait_for(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"))
+    event = json.loads(msgs[0]["Body"])
+    assert event["source"] == "aws.glue"
+    assert event["detail"] == {"jobName": job, "severity": "INFO", "state": "SUCCEEDED",
+                               "jobRunId": run_id, "message": "Job run succeeded"}
+
+
+def test_what_aws_refuses(glue, tmp_path):
+    location = script(tmp_path, "print(1)\n")
+    with pytest.raises(ClientError) as e:
+        create_job(glue, location, MaxCapacity=2.0)
+    assert e.value.response["Error"]["Code"] == "InvalidInputException"
+    with pytest.raises(ClientError) as e:
+        glue.get_job(JobName=unique("missing"))
+    assert e.value.response["Error"]["Code"] == "EntityNotFoundException"
+    spark = unique("spark")
+    glue.create_job(Name=spark, Role=ROLE,
+                    Command={"Name": "glueetl", "ScriptLocation": location})
+    with pytest.raises(ClientError) as e:
+        glue.start_job_run(JobName=spark)
+    assert "Spark" in e.value.response["Error"]["Message"]
+    missing = create_job(glue, "/nonexistent/script.py")
+    run = wait_run(glue, missing, glue.start_job_run(JobName=missing)["JobRunId"])
+    assert run["JobRunState"] == "ERROR" and "not found" in run["ErrorMessage"]
+
+
+def test_update_and_delete_job(glue, tmp_path):
+    job = create_job(glue, script(tmp_path, "print(1)\n"))
+    glue.update_job(JobName=job, JobUpdate={
+        "Role": ROLE, "Command": {"Name": "pythonshell",
+                                  "ScriptLocation": script(tmp_path, "print(2)\n")},
+        "MaxCapacity": 1.0, "Timeout": 5})
+    got = glue.get_job(JobName=job)["Job"]
+    assert got["MaxCapacity"] == 1.0 and got["Timeout"] == 5
+    assert job in [j["Name"] for j in glue.get_jobs()["Jobs"]]
+    assert glue.batch_get_jobs(JobNames=[job, "nope-x"])["JobsNotFound"] == ["nope-x"]
+    assert glue.delete_job(JobName=job)["JobName"] == job
+    assert job not in glue.list_jobs()["JobNames"]
+
+
+WORKFLOW_SCRIPT = """
+import sys
+from awsglue.utils import getResolvedOptions
+args = getResolvedOptions(sys.argv, ["WORKFLOW_NAME", "WORKFLOW_RUN_ID"])
+print("in", args["WORKFLOW_NAME"], args["WORKFLOW_RUN_ID"])
+"""
+
+
+def test_workflow_runs_its_graph_to_completion(glue, server, tmp_path):
+    a = create_job(glue, script(tmp_path, WORKFLOW_SCRIPT))
+    b = create_job(glue, script(tmp_path, WORKFLOW_SCRIPT))
+    wf = unique("wf")
+    glue.create_workflow(Name=wf, DefaultRunProperties={"k": "v"})
+    with pytest.raises(ClientError) as e:
+        glue.start_workflow_run(Name=wf)  # nothing starts it yet
+    assert e.value.response["Error"]["Code"] == "InvalidInputException"
+    glue.create_trigger(Name=unique("start"), WorkflowName=wf, Type="ON_DEMAND",
+                        Actions=[{"JobName": a}])
+    glue.create_trigger(Name=unique("then"), WorkflowName=wf, Type="CONDITIONAL",
+                        StartOnCreation=True,
+                        Predicate={"Conditions": [{"LogicalOperator": "EQUALS", "JobName": a,
+                                                   "State": "SUCCEEDED"}]},
+                        Actions=[{"JobName": b}])
+    assert wf in glue.list_workflows()["Workflows"]
+
+    run_id = glue.start_workflow_run(Name=wf)["RunId"]
+    run = wait_for(lambda: (lambda r: r if r["Status"] == "COMPLETED" else None)(
+        glue.get_workflow_run(Name=wf, RunId=run_id)["Run"]))
+    assert run["WorkflowRunProperties"] == {"k": "v"}
+    assert run["Statistics"]["TotalActions"] == 2
+    assert run["Statistics"]["SucceededActions"] == 2
+    assert run["Statistics"]["RunningActions"] == 0
+    run_b = glue.get_job_runs(JobName=b)["JobRuns"][0]
+    assert run_b["Arguments"]["--WORKFLOW_RUN_ID"] == run_id
+    logs = server.client("logs")
+    assert f"in {wf} {run_id}" in log_messages(logs, "/aws-glue/python-jobs/output", run_b["Id"])
+
+    # A run of A outside the workflow does not start B.
+    solo = glue.start_job_run(JobName=a)["JobRunId"]
+    wait_run(glue, a, solo)
+    time.sleep(0.5)
+    assert len(glue.get_job_runs(JobName=b)["JobRuns"]) == 1
+
+    got = glue.get_workflow(Name=wf, IncludeGraph=True)["Workflow"]
+    assert got["LastRun"]["WorkflowRunId"] == run_id
+    assert sorted(n["Type"] for n in got["Graph"]["Nodes"]) == ["JOB", "JOB", "TRIGGER", "TRIGGER"]
+    assert len(got["Graph"]["Edges"]) == 3
+    assert [r["WorkflowRunId"] for r in glue.get_workflow_runs(Name=wf)["Runs"]] == [run_id]
+    glue.delete_workflow(Name=wf)
+    assert wf not in glue.list_workflows()["Workflows"]
+    assert glue.get_triggers(DependentJobName=b)["Triggers"] == []
+
+
+def test_run_in_progress_at_kill_9_ends_error_and_jobs_survive(tmp_path):
+    """Jobs, runs and triggers are durable; a run whose server was killed lost its process
+    (it dies with the server) and is ended ERROR at the next start."""
+    import re
+    import subprocess
+
+    import boto3
+
+    from conftest import REGION, tsumiki_bin
+
+    def start():
+        proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                                 "--data-dir", str(tmp_path / "data")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+        return proc, boto3.client("glue", endpoint_url=endpoint, region_name=REGION,
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    marker = unique("crash")
+    # A child of the run's process outlives a kill -9 of the server (the parent-death signal
+    # reaches only the run's own process); the next server reaps it.
+    location = script(tmp_path, "import subprocess, sys, time\n"
+                      "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)', "
+                      f"'{marker}-child'])\n"
+                      "time.sleep(3600)\n")
+    proc, glue = start()
+    try:
+        job = create_job(glue, location, DefaultArguments={"--marker": marker})
+        glue.create_trigger(Name="t", Type="ON_DEMAND", Actions=[{"JobName": job}])
+        run_id = glue.start_job_run(JobName=job)["JobRunId"]
+        wait_run(glue, job, run_id, {"RUNNING"})
+        wait_for(lambda: len(processes_with(marker)) == 2)
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    wait_for(lambda: processes_with(marker) == processes_with(f"{marker}-child"), timeout=10)
+    proc, glue = start()
+    try:
+        wait_for(lambda: processes_with(marker) == [], timeout=10)
+        assert glue.get_job(JobName=job)["Job"]["DefaultArguments"] == {"--marker": marker}
+        assert glue.get_trigger(Name="t")["Trigger"]["Type"] == "ON_DEMAND"
+        run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+        assert run["JobRunState"] == "ERROR"
+        assert "tsumiki stopped while it ran" in run["ErrorMessage"]
+        # The job runs again after the restart.
+        again = glue.start_job_run(JobName=job)["JobRunId"]
+        wait_run(glue, job, again, {"RUNNING"})
+        glue.batch_stop_job_run(JobName=job, JobRunIds=[again])
+        assert wait_run(glue, job, again)["JobRunState"] == "STOPPED"
+    finally:
+        proc.kill()
+        proc.wait()
