@@ -125,7 +125,7 @@ pub async fn put_log_events(
             Ok((stream.sequence_token(), rejected))
         })
         .await?;
-    logs.deliver_matched(matched);
+    logs.deliver_matched(matched).await;
     let mut response = json!({ "nextSequenceToken": token });
     if !rejected.is_empty() {
         response["rejectedLogEventsInfo"] = Value::Object(rejected);
@@ -382,7 +382,7 @@ pub async fn append(
         match written {
             Err(e) if e.code == "ResourceNotFoundException" && pending.is_some() => continue,
             other => {
-                logs.deliver_matched(std::mem::take(&mut matched));
+                logs.deliver_matched(std::mem::take(&mut matched)).await;
                 return other;
             }
         }

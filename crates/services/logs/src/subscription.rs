@@ -6,8 +6,10 @@
 //!
 //! Batching: the events one write (PutLogEvents or a function's output) adds to a stream and a
 //! filter matches go as one payload, split so none exceeds 256 KiB of events. Delivery runs
-//! after the write is durable, in the background; a crash before it runs loses it (AWS's own
-//! delivery is at-least-once, ours is not yet durable).
+//! after the write is durable and before it is answered: a Lambda destination's event is then
+//! in Lambda's durable asynchronous queue, a Kinesis record in its stream. A crash between the
+//! two loses the delivery of events whose write was never acknowledged. A destination that
+//! refuses (no such function or stream) is logged, not retried.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -216,8 +218,10 @@ fn chunks(events: &[(String, i64, String)]) -> Vec<&[(String, i64, String)]> {
 }
 
 impl Logs {
-    /// Delivers what subscription filters matched, in the background.
-    pub(crate) fn deliver_matched(&self, matched: Vec<Matched>) {
+    /// Hands what subscription filters matched to their destinations; the write that made
+    /// the events answers after this, so an acknowledged event's delivery is durable in
+    /// Lambda's asynchronous queue or the Kinesis stream (at least once, as AWS).
+    pub(crate) async fn deliver_matched(&self, matched: Vec<Matched>) {
         if matched.is_empty() {
             return;
         }
@@ -226,7 +230,7 @@ impl Logs {
             tracing::warn!("CloudWatch Logs has no subscription targets wired; dropped events.");
             return;
         };
-        tokio::spawn(async move {
+        {
             for m in matched {
                 for chunk in chunks(&m.events) {
                     let gz = payload(&m, chunk);
@@ -285,7 +289,7 @@ impl Logs {
                     }
                 }
             }
-        });
+        }
     }
 }
 
