@@ -49,7 +49,10 @@ fn unknown_services_and_operations_answer_aws_errors() {
         "POST",
         "/",
         &[
-            ("X-Amz-Target", "AWSCognitoIdentityProviderService.ListUserPools"),
+            (
+                "X-Amz-Target",
+                "AWSCognitoIdentityProviderService.ListUserPools",
+            ),
             ("Content-Type", "application/x-amz-json-1.0"),
         ],
         b"{}",
