@@ -347,3 +347,28 @@ def test_unimplemented_operations_say_so(sfn):
         sfn.publish_state_machine_version(stateMachineArn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:x")
     assert e.value.response["Error"]["Code"] == "NotImplemented"
     assert "PublishStateMachineVersion" in e.value.response["Error"]["Message"]
+
+
+def test_status_changes_reach_eventbridge(server, sfn):
+    events, sqs = server.client("events"), server.client("sqs")
+    url = sqs.create_queue(QueueName=uid("q"))["QueueUrl"]
+    qarn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = make_machine(sfn, PASS_MACHINE)
+    rule = uid("rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({
+        "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"stateMachineArn": [arn]}}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": qarn}])
+    ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"who": "eb"}))["executionArn"]
+    wait_done(sfn, ex)
+    seen = {}
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages", []):
+            body = json.loads(m["Body"])
+            seen[body["detail"]["status"]] = body
+    assert set(seen) == {"RUNNING", "SUCCEEDED"}
+    done = seen["SUCCEEDED"]
+    assert done["source"] == "aws.states" and done["resources"] == [ex]
+    assert done["detail"]["executionArn"] == ex
+    assert json.loads(done["detail"]["output"]) == {"greeting": "hello eb", "answer": 42}

@@ -107,7 +107,8 @@ impl StepFunctions {
             let Some(entry) = self.executions.read().get(&arn).cloned() else {
                 return Ok(());
             };
-            let (commit, commands, finished) = {
+            let starting = matches!(input, Input::Start);
+            let (commit, commands, finished, started) = {
                 let mut e = entry.lock();
                 if e.rec.exec.status != Status::Running {
                     return Ok(());
@@ -144,10 +145,22 @@ impl StepFunctions {
                 if !e.rec.express {
                     e.history.extend(fx.events);
                 }
-                (commit, fx.commands, finished)
+                // AWS reports RUNNING first even when the execution ends in its first step.
+                let started = (starting && !e.rec.express).then(|| {
+                    let mut d = status_detail(&e.rec);
+                    d["status"] = json!("RUNNING");
+                    for f in ["stopDate", "output", "outputDetails", "error", "cause"] {
+                        d[f] = Value::Null;
+                    }
+                    (d, e.rec.account.clone(), e.rec.region.clone())
+                });
+                (commit, fx.commands, finished, started)
             };
             if let Some(c) = commit {
                 c.await.map_err(store_error)?;
+            }
+            if let Some((detail, account, region)) = started {
+                self.status_event(detail, &arn, &account, &region);
             }
             for c in commands {
                 self.dispatch(&entry, c);
@@ -382,12 +395,6 @@ impl StepFunctions {
         if let Err(e) = result {
             self.executions.write().remove(&arn);
             return Err(e);
-        }
-        if !machine.express {
-            let detail = status_detail(&entry.lock().rec);
-            if detail["status"] == "RUNNING" {
-                self.status_event(detail, &arn, &ctx.account, &ctx.region);
-            }
         }
         Ok((arn, now, entry))
     }

@@ -9,7 +9,6 @@ mod events;
 mod lambda;
 mod logs;
 mod sqs;
-mod states;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use tsumiki_testkit::{Options, Server};
