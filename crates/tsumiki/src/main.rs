@@ -81,7 +81,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TSUMIKI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // s3s logs every client error (NoSuchKey, ...) at error level.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -160,6 +161,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         logs.clone(),
     )
     .context("preparing execution environments")?;
+    let s3 = tsumiki_s3::S3::start(
+        store.clone(),
+        clock.clone(),
+        tsumiki_s3::S3Config {
+            dir: work_dir.join("s3"),
+            // In-memory servers lose everything at exit anyway.
+            fsync: data_dir.is_some(),
+        },
+    )
+    .await
+    .context("loading S3")?;
     let lambda = tsumiki_lambda::Lambda::start(
         store.clone(),
         clock.clone(),
@@ -242,8 +254,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     async_invoker.set_services(services.clone());
     queue_pollers.set_services(services.clone());
+    s3.set_services(services.clone());
+    s3.set_async_invoke(async_invoker.clone());
     shard_pollers.set_services(services);
     let mut gateway = Gateway::new(config, clock, served);
+    gateway.add_endpoint(s3.clone());
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -258,6 +273,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     compute.set_endpoint(&format!("http://{reachable}"));
     events.set_endpoint(&format!("http://{reachable}"));
+    s3.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
