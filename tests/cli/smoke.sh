@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# smoke.sh - an aws-cli smoke test of tsumiki's SQS.
+# smoke.sh - an aws-cli smoke test of tsumiki's SQS and S3.
 #
 #   TSUMIKI_ENDPOINT=http://127.0.0.1:4566 tests/cli/smoke.sh   # against a running server
 #   tests/cli/smoke.sh                                          # starts its own server
@@ -174,6 +174,40 @@ sqs delete-queue --queue-url "$URL"
 expect_ok "delete-queue"
 expect_error "get-queue-url after delete-queue" "AWS.SimpleQueueService.NonExistentQueue" \
     get-queue-url --queue-name "$NAME"
+
+echo "s3"
+s3cli() {
+    aws --endpoint-url "$ENDPOINT" "$@" >"$TMP/out" 2>"$TMP/err"
+    RC=$?
+    OUT="$(cat "$TMP/out")"
+}
+BUCKET="smoke-$$-$RANDOM"
+s3cli s3 mb "s3://$BUCKET"
+expect_ok "s3 mb"
+mkdir -p "$TMP/tree/sub"
+printf 'one' >"$TMP/tree/a.txt"
+printf 'two' >"$TMP/tree/sub/b.txt"
+head -c 9000000 /dev/urandom >"$TMP/big.bin"
+s3cli s3 cp "$TMP/big.bin" "s3://$BUCKET/big.bin"
+expect_ok "s3 cp of a 9 MB file (multipart)"
+s3cli s3 cp "s3://$BUCKET/big.bin" "$TMP/big.back"
+expect_ok "s3 cp back"
+expect_eq "s3 cp round trip" "$(md5sum <"$TMP/big.bin")" "$(md5sum <"$TMP/big.back")"
+s3cli s3 sync "$TMP/tree" "s3://$BUCKET/tree"
+expect_ok "s3 sync up"
+s3cli s3 ls "s3://$BUCKET/tree/" --recursive
+expect_eq "s3 ls --recursive" "tree/a.txt|tree/sub/b.txt" "$(awk '{print $4}' <<<"$OUT" | paste -sd'|')"
+s3cli s3 sync "s3://$BUCKET/tree" "$TMP/down"
+expect_ok "s3 sync down"
+expect_eq "s3 sync down content" "two" "$(cat "$TMP/down/sub/b.txt" 2>/dev/null)"
+s3cli s3 ls "s3://$BUCKET/"
+expect_eq "s3 ls shows prefixes" "PRE tree/" "$(grep PRE <<<"$OUT" | awk '{print $1, $2}')"
+s3cli s3api head-object --bucket "$BUCKET" --key tree/a.txt --query ContentLength --output text
+expect_eq "s3api head-object" "3" "$OUT"
+s3cli s3api get-object --bucket "$BUCKET" --key missing "$TMP/none"
+if [ "$RC" != 0 ] && grep -q "NoSuchKey" "$TMP/err"; then pass "s3api get-object of a missing key (NoSuchKey)"; else fail "get-object missing: $RC $(cat "$TMP/err")"; fi
+s3cli s3 rb "s3://$BUCKET" --force
+expect_ok "s3 rb --force"
 
 if [ "$FAILURES" -gt 0 ]; then
     echo "smoke: $FAILURES check(s) failed"

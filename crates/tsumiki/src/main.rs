@@ -84,7 +84,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TSUMIKI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // s3s logs every client error (NoSuchKey, ...) at error level.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -195,6 +196,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("loading ECS: {}", e.message))?;
+    let s3 = tsumiki_s3::S3::start(
+        store.clone(),
+        clock.clone(),
+        tsumiki_s3::S3Config {
+            dir: work_dir.join("s3"),
+            // In-memory servers lose everything at exit anyway.
+            fsync: data_dir.is_some(),
+        },
+    )
+    .await
+    .context("loading S3")?;
     let lambda = tsumiki_lambda::Lambda::start(
         store.clone(),
         clock.clone(),
@@ -328,6 +340,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     stepfunctions.set_services(services.clone());
     glue.set_services(services.clone());
     ecs.set_services(services.clone());
+    s3.set_services(services.clone());
+    s3.set_async_invoke(async_invoker.clone());
     shard_pollers.set_services(services);
     // API Gateway calls Lambda synchronously; it sits outside `targets` (nothing delivers to it).
     let apigateway = tsumiki_apigateway::ApiGateway::start(store.clone(), clock.clone())
@@ -353,6 +367,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut gateway = Gateway::new(config, clock, served);
     gateway.add_endpoint(apigateway.endpoint());
     gateway.add_endpoint(lambda.url_endpoint());
+    gateway.add_endpoint(s3.clone());
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -371,6 +386,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     sns.set_endpoint(&format!("http://{reachable}"));
     glue.set_endpoint(&format!("http://{reachable}"));
     ecs.set_endpoint(&format!("http://{reachable}"));
+    s3.set_endpoint(&format!("http://{reachable}"));
     let shutdown = shutdown_signal()?;
     print_ready(addr);
     tracing::info!(
