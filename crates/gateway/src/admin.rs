@@ -40,6 +40,15 @@ pub async fn handle(
                     );
                 }
             }
+            for e in &gw.endpoints {
+                if let Err(err) = e.reset().await {
+                    tracing::error!(endpoint = e.name(), error = %err, "Reset failed.");
+                    return json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": err.message}),
+                    );
+                }
+            }
             tracing::info!("All state was reset.");
             json_response(StatusCode::OK, json!({"status": "reset"}))
         }

@@ -16,6 +16,7 @@ struct Echo {
     host_suffix: &'static str,
     scope: &'static str,
     fallback: bool,
+    resets: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait]
@@ -52,9 +53,19 @@ impl HttpEndpoint for Echo {
         );
         http::Response::new(full_body(text))
     }
+
+    async fn reset(&self) -> Result<(), tsumiki_core::AwsError> {
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 async fn start() -> std::net::SocketAddr {
+    start_with(&[]).await
+}
+
+async fn start_with(keep: &[Arc<Echo>]) -> std::net::SocketAddr {
     let mut gateway = Gateway::new(
         GatewayConfig::default(),
         Arc::new(Clock::real()),
@@ -65,13 +76,18 @@ async fn start() -> std::net::SocketAddr {
         host_suffix: ".urls.localhost",
         scope: "execute-api",
         fallback: false,
+        resets: Default::default(),
     }));
     gateway.add_endpoint(Arc::new(Echo {
         name: "objects",
         host_suffix: ".objects.localhost",
         scope: "s3",
         fallback: true,
+        resets: Default::default(),
     }));
+    for e in keep {
+        gateway.add_endpoint(e.clone());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -141,4 +157,23 @@ async fn endpoints_claim_by_host_and_scope_and_the_fallback_takes_the_unrouted()
     )
     .await;
     assert!(query.contains("InvalidAction"), "{query}");
+}
+
+#[tokio::test]
+async fn the_admin_reset_resets_every_endpoint() {
+    let echo = Arc::new(Echo {
+        name: "kept",
+        host_suffix: ".kept.localhost",
+        scope: "kept",
+        fallback: false,
+        resets: Default::default(),
+    });
+    let addr = start_with(std::slice::from_ref(&echo)).await;
+    let answer = exchange(
+        addr,
+        request("POST", "/_tsumiki/reset", "localhost", "", ""),
+    )
+    .await;
+    assert!(answer.contains("reset"), "{answer}");
+    assert_eq!(echo.resets.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -91,4 +91,10 @@ pub trait HttpEndpoint: Send + Sync + 'static {
         ctx: RequestContext,
         req: http::Request<HttpBody>,
     ) -> http::Response<HttpBody>;
+
+    /// Forgets every resource this endpoint owns (the admin reset). Endpoints whose state
+    /// belongs to a model-driven service reset with that service and keep this default.
+    async fn reset(&self) -> Result<(), tsumiki_core::AwsError> {
+        Ok(())
+    }
 }

@@ -214,6 +214,10 @@ impl HttpEndpoint for S3 {
         "s3"
     }
 
+    async fn reset(&self) -> Result<(), AwsError> {
+        S3::reset(self).await
+    }
+
     fn claims(&self, head: &RequestHead<'_>) -> Claim {
         if head.signing_service == Some("s3") || s3_host(&head.host()).0 {
             Claim::Yes
