@@ -132,6 +132,26 @@ def test_job_reads_its_arguments_and_logs_to_cloudwatch(glue, server, tmp_path):
     assert glue.get_job_runs(JobName=job)["JobRuns"][0]["Id"] == run_id
 
 
+def test_script_from_s3(glue, server):
+    """`ScriptLocation: s3://bucket/key` runs the object's script, as Glue does; a missing
+    object ends the run ERROR with S3's reason."""
+    s3 = server.client("s3", s3={"addressing_style": "path"})
+    bucket = f"scripts-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="jobs/args.py", Body=ARGS_SCRIPT.encode())
+    job = create_job(glue, f"s3://{bucket}/jobs/args.py",
+                     DefaultArguments={"--greeting": "hi", "--who": "s3"})
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    run = wait_run(glue, job, run_id)
+    assert run["JobRunState"] == "SUCCEEDED", run
+    out = log_messages(server.client("logs"), "/aws-glue/python-jobs/output", run_id)
+    assert f"hi s3 from {job}" in out
+
+    missing = create_job(glue, f"s3://{bucket}/jobs/missing.py")
+    run = wait_run(glue, missing, glue.start_job_run(JobName=missing)["JobRunId"])
+    assert run["JobRunState"] == "ERROR" and "NoSuchKey" in run["ErrorMessage"], run
+
+
 def test_timeout_ends_the_run_and_its_process(cglue, clock_server, tmp_path):
     marker = unique("marker")
     body = "import subprocess, sys, time\n" \

@@ -711,3 +711,39 @@ def test_lifecycle_expiration_on_the_manual_clock(clock_server):
             break
         time.sleep(0.05)
     assert keys == ["keep/old.txt"]
+
+
+# --- other services reading S3 -------------------------------------------------------------
+
+
+def test_lambda_code_and_layers_from_s3(server, s3, bucket):
+    """CreateFunction, UpdateFunctionCode and PublishLayerVersion take `S3Bucket`/`S3Key`, as
+    SAM and CDK deploy; a missing object answers AWS's GetObject error."""
+    from lambda_util import ROLE, invoke, make_zip, wait_updated
+
+    lam = server.client("lambda")
+    v1 = make_zip({"app.py": "def handler(event, context):\n    return {'v': 1, 'in': event}\n"})
+    v2 = make_zip({"app.py": "def handler(event, context):\n    return {'v': 2}\n"})
+    s3.put_object(Bucket=bucket, Key="code/v1.zip", Body=v1)
+    s3.put_object(Bucket=bucket, Key="code/v2.zip", Body=v2)
+    name = unique("s3code")
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                        Code={"S3Bucket": bucket, "S3Key": "code/v1.zip"})
+    lam.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+    assert invoke(lam, name, {"x": 1})[1] == {"v": 1, "in": {"x": 1}}
+
+    lam.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key="code/v2.zip")
+    wait_updated(lam, name)
+    assert invoke(lam, name, {})[1] == {"v": 2}
+
+    layer = lam.publish_layer_version(LayerName=unique("s3layer"),
+                                      Content={"S3Bucket": bucket, "S3Key": "code/v1.zip"})
+    assert layer["Version"] == 1
+
+    with pytest.raises(ClientError) as e:
+        lam.create_function(FunctionName=unique("s3code"), Runtime="python3.12", Role=ROLE,
+                            Handler="app.handler",
+                            Code={"S3Bucket": bucket, "S3Key": "code/missing.zip"})
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "S3 Error Code: NoSuchKey" in e.value.response["Error"]["Message"]

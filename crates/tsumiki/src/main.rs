@@ -221,6 +221,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tsumiki_triggers::AsyncInvoker::start(store.clone(), clock.clone(), function_invoker)
             .await
             .context("loading asynchronous invocations")?;
+    lambda.set_object_store(s3.clone());
     lambda.set_async_invoke(async_invoker.clone());
     let queue_pollers = tsumiki_triggers::QueuePollers::new(
         clock.clone(),
@@ -339,6 +340,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     queue_pollers.set_services(services.clone());
     stepfunctions.set_services(services.clone());
     glue.set_services(services.clone());
+    glue.set_object_store(s3.clone());
     ecs.set_services(services.clone());
     s3.set_services(services.clone());
     s3.set_async_invoke(async_invoker.clone());

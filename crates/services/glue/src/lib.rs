@@ -52,6 +52,8 @@ pub struct Glue {
     clock: Arc<Clock>,
     processes: Arc<Processes>,
     services: OnceLock<Services>,
+    /// Where `s3://` scripts are read from.
+    objects: OnceLock<Arc<dyn tsumiki_ports::ObjectStore>>,
     endpoint: RwLock<String>,
     /// Runs' working directories and the `awsglue` shim live here.
     work_dir: PathBuf,
@@ -106,6 +108,7 @@ impl Glue {
             clock,
             processes,
             services: OnceLock::new(),
+            objects: OnceLock::new(),
             endpoint: RwLock::new("http://localhost:4566".into()),
             work_dir,
             python,
@@ -130,6 +133,11 @@ impl Glue {
     /// The served services (EventBridge receives job state changes), once they all exist.
     pub fn set_services(&self, services: Services) {
         let _ = self.services.set(services);
+    }
+
+    /// Gives Glue the S3 it reads `s3://` scripts from.
+    pub fn set_object_store(&self, objects: Arc<dyn tsumiki_ports::ObjectStore>) {
+        let _ = self.objects.set(objects);
     }
 
     /// Where jobs' SDK calls go: tsumiki itself.

@@ -208,7 +208,14 @@ pub(crate) async fn execute(glue: Arc<Glue>, job_key: Key, run_id: String) {
             _ => return,
         }
     };
-    let spec = match prepare(&glue, &job_key, &job, &run) {
+    let script = match script_path(&glue, &job_key, &job, &run_id).await {
+        Ok(path) => path,
+        Err(message) => {
+            finish(&glue, &job_key, &run_id, "ERROR", Some(message)).await;
+            return;
+        }
+    };
+    let spec = match prepare(&glue, &job_key, &job, &run, &script) {
         Ok(spec) => spec,
         Err(message) => {
             finish(&glue, &job_key, &run_id, "ERROR", Some(message)).await;
@@ -269,23 +276,64 @@ pub(crate) async fn execute(glue: Arc<Glue>, job_key: Key, run_id: String) {
     finish(&glue, &job_key, &run_id, state, message).await;
 }
 
+/// The local file a run executes: the job's `ScriptLocation` as a path or `file://` URL, or an
+/// `s3://bucket/key` object copied into the run's own file (read once per run, as Glue does).
+async fn script_path(
+    glue: &Glue,
+    job_key: &Key,
+    job: &Value,
+    run_id: &str,
+) -> Result<std::path::PathBuf, String> {
+    let command = job.get("Command").cloned().unwrap_or(json!({}));
+    let location = str_of(&command, "ScriptLocation").unwrap_or_default();
+    let Some(object) = location.strip_prefix("s3://") else {
+        let path = std::path::PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+        if !path.is_file() {
+            return Err(format!("Script {location} was not found"));
+        }
+        return Ok(path);
+    };
+    let (bucket, key) = object.split_once('/').unwrap_or((object, ""));
+    let Some(objects) = glue.objects.get() else {
+        return Err(format!(
+            "Script {location} cannot be read: this server does not run S3"
+        ));
+    };
+    let ctx = RequestContext {
+        account: job_key.account.clone(),
+        region: job_key.region.clone(),
+        request_id: tsumiki_core::ids::request_id(),
+        base_url: glue.endpoint.read().clone(),
+        access_key: None,
+        path: String::new(),
+    };
+    let body = objects.get_object(&ctx, bucket, key).await.map_err(|e| {
+        format!(
+            "Script {location} cannot be read: {}: {}",
+            e.code, e.message
+        )
+    })?;
+    let dir = glue.work_dir.join("scripts");
+    let path = dir.join(format!("{run_id}.py"));
+    // A script is small; writing it inline is cheaper than a blocking-pool hop.
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, &body))
+        .map_err(|e| format!("Script {location} could not be written locally: {e}"))?;
+    Ok(path)
+}
+
 /// The process of a run, or why it cannot run.
-fn prepare(glue: &Glue, job_key: &Key, job: &Value, run: &Value) -> Result<ProcessSpec, String> {
+fn prepare(
+    glue: &Glue,
+    job_key: &Key,
+    job: &Value,
+    run: &Value,
+    path: &std::path::Path,
+) -> Result<ProcessSpec, String> {
     let Some(python) = &glue.python else {
         return Err("No python3 was found on this machine to run Python shell jobs".into());
     };
     let command = job.get("Command").cloned().unwrap_or(json!({}));
-    let location = str_of(&command, "ScriptLocation").unwrap_or_default();
-    if location.starts_with("s3://") {
-        return Err(format!(
-            "Script {location} cannot be read: tsumiki's Glue reads scripts from local paths \
-             or file:// URLs (S3 is not served yet)"
-        ));
-    }
-    let path = std::path::PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
-    if !path.is_file() {
-        return Err(format!("Script {location} was not found"));
-    }
     let run_id = str_of(run, "Id").unwrap_or_default();
     let mut args = vec![
         "-u".to_string(),

@@ -35,6 +35,11 @@ pub(crate) fn check(zip_b64: &str) -> Result<Package, AwsError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(zip_b64)
         .map_err(|_| unzip_error())?;
+    check_bytes(bytes)
+}
+
+/// Checks a package's bytes (from `ZipFile` or an S3 object) against Lambda's limits.
+pub(crate) fn check_bytes(bytes: Vec<u8>) -> Result<Package, AwsError> {
     if bytes.len() > MAX_ZIPPED {
         return Err(AwsError::new(
             "RequestTooLargeException",

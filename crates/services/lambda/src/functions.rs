@@ -390,22 +390,12 @@ impl Lambda {
             ));
         }
         let code = input.get("Code").cloned().unwrap_or(Value::Null);
-        let package = match str_of(&code, "ZipFile") {
-            Some(zip) => crate::code::check(zip)?,
-            None if code.get("S3Bucket").is_some() => {
-                return Err(invalid(
-                    "Code from S3 is not available yet: tsumiki has no S3 service. Pass the zip as ZipFile.",
-                ));
-            }
-            None if code.get("ImageUri").is_some() => {
-                return Err(invalid(
-                    "tsumiki runs .zip packages only; ImageUri needs a container engine.",
-                ));
-            }
-            None => {
-                return Err(invalid("Please provide a source for function code."));
-            }
-        };
+        if code.get("ImageUri").is_some() {
+            return Err(invalid(
+                "tsumiki runs .zip packages only; ImageUri needs a container engine.",
+            ));
+        }
+        let package = self.package_of(ctx, &code, "function code").await?;
         let layers = self.resolve_layers(ctx, s.layers.as_deref().unwrap_or_default())?;
         let layers_size: u64 = layers.iter().map(|l| l.code_size).sum();
         if package.unzipped + layers_size > crate::code::MAX_UNZIPPED {
@@ -642,15 +632,7 @@ impl Lambda {
         input: Value,
     ) -> Result<Value, AwsError> {
         let r = names::of_input_unqualified(ctx, &input)?;
-        let package = match str_of(&input, "ZipFile") {
-            Some(zip) => crate::code::check(zip)?,
-            None if input.get("S3Bucket").is_some() => {
-                return Err(invalid(
-                    "Code from S3 is not available yet: tsumiki has no S3 service. Pass the zip as ZipFile.",
-                ));
-            }
-            None => return Err(invalid("Please provide a source for function code.")),
-        };
+        let package = self.package_of(ctx, &input, "function code").await?;
         let dry_run = input.get("DryRun").and_then(Value::as_bool) == Some(true);
         let expected = str_of(&input, "RevisionId").map(String::from);
         let now = self.clock.now_ms();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_store::Batch;
 
-use crate::errors::{invalid, not_found, validation};
+use crate::errors::{not_found, validation};
 use crate::functions::timestamp;
 use crate::state::{self, Layer, LayerVersion, NS_CODE};
 use crate::{Lambda, str_of};
@@ -81,14 +81,7 @@ impl Lambda {
     ) -> Result<Value, AwsError> {
         let name = layer_name(ctx, str_of(&input, "LayerName").unwrap_or_default())?;
         let content = input.get("Content").cloned().unwrap_or(Value::Null);
-        let package = match str_of(&content, "ZipFile") {
-            Some(zip) => crate::code::check(zip)?,
-            None => {
-                return Err(invalid(
-                    "Layer content from S3 is not available yet: tsumiki has no S3 service. Pass the zip as ZipFile.",
-                ));
-            }
-        };
+        let package = self.package_of(ctx, &content, "layer content").await?;
         let now = self.clock.now_ms();
         let (out, commit) = {
             let mut inner = self.inner.lock();

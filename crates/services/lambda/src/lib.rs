@@ -51,6 +51,8 @@ pub struct Lambda {
     async_invoke: std::sync::OnceLock<Arc<dyn tsumiki_ports::AsyncInvoke>>,
     /// Who runs event source mappings: the triggers layer's pollers.
     pollers: std::sync::OnceLock<Arc<dyn tsumiki_ports::EventSourcePollers>>,
+    /// Where `S3Bucket`/`S3Key` code comes from.
+    objects: std::sync::OnceLock<Arc<dyn tsumiki_ports::ObjectStore>>,
 }
 
 #[derive(Default)]
@@ -88,6 +90,7 @@ impl Lambda {
             }),
             async_invoke: std::sync::OnceLock::new(),
             pollers: std::sync::OnceLock::new(),
+            objects: std::sync::OnceLock::new(),
         }))
     }
 
@@ -110,6 +113,44 @@ impl Lambda {
     /// Lambda).
     pub fn set_async_invoke(&self, queue: Arc<dyn tsumiki_ports::AsyncInvoke>) {
         let _ = self.async_invoke.set(queue);
+    }
+
+    /// Gives Lambda the S3 it reads `S3Bucket`/`S3Key` packages from.
+    pub fn set_object_store(&self, objects: Arc<dyn tsumiki_ports::ObjectStore>) {
+        let _ = self.objects.set(objects);
+    }
+
+    /// The package a `FunctionCode`/`LayerVersionContentInput`/UpdateFunctionCode input names:
+    /// an inline `ZipFile`, or an S3 object read as AWS reads it (errors say what GetObject said).
+    pub(crate) async fn package_of(
+        &self,
+        ctx: &RequestContext,
+        source: &Value,
+        what: &str,
+    ) -> Result<code::Package, AwsError> {
+        if let Some(zip) = source.get("ZipFile").and_then(Value::as_str) {
+            return code::check(zip);
+        }
+        let (Some(bucket), Some(key)) = (
+            source.get("S3Bucket").and_then(Value::as_str),
+            source.get("S3Key").and_then(Value::as_str),
+        ) else {
+            return Err(errors::invalid(format!(
+                "Please provide a source for {what}."
+            )));
+        };
+        let Some(objects) = self.objects.get() else {
+            return Err(errors::invalid(
+                "Code from S3 needs the S3 service, which this server does not run.",
+            ));
+        };
+        let bytes = objects.get_object(ctx, bucket, key).await.map_err(|e| {
+            errors::invalid(format!(
+                "Error occurred while GetObject. S3 Error Code: {}. S3 Error Message: {}",
+                e.code, e.message
+            ))
+        })?;
+        code::check_bytes(bytes.to_vec())
     }
 
     /// Writes `batch` durably; every mutation answers only after this.
