@@ -216,10 +216,10 @@ def test_task_failure_by_token_is_caught(server, sfn):
 
 def test_unserved_integration_fails_clearly(sfn):
     arn = make_machine(sfn, {"StartAt": "T", "States": {"T": {
-        "Type": "Task", "Resource": "arn:aws:states:::aws-sdk:glue:startJobRun", "Parameters": {"JobName": "j"}, "End": True}}})
+        "Type": "Task", "Resource": "arn:aws:states:::aws-sdk:athena:startQueryExecution", "Parameters": {"QueryString": "SELECT 1"}, "End": True}}})
     d = wait_done(sfn, sfn.start_execution(stateMachineArn=arn)["executionArn"])
     assert d["status"] == "FAILED" and d["error"] == "States.TaskFailed"
-    assert "glue" in d["cause"]
+    assert "athena" in d["cause"]
 
 
 def test_sdk_integration_calls_a_served_service(server, sfn):

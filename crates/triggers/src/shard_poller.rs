@@ -345,12 +345,17 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
         let mut deadline = None;
         // A batch left over from the last read (the next tumbling window's) goes as it is.
         let reading = batch.is_empty() && !ended;
+        // A window is over only once a read that began after its end found nothing: a read
+        // that began earlier may have missed records put (and stamped) inside the window.
+        let mut window_over = false;
+        let mut empty_read_at: Option<i64> = None;
         if reading {
             loop {
                 if batch.is_empty()
                     && let Some(w) = &window
-                    && p.clock.now_ms() >= w.start_ms + window_ms
+                    && empty_read_at.is_some_and(|t| t >= w.start_ms + window_ms)
                 {
+                    window_over = true;
                     break;
                 }
                 let it = match &iter {
@@ -375,6 +380,7 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
                     },
                 };
                 let want = size - batch.len();
+                let read_at = p.clock.now_ms();
                 let page = match shard
                     .source
                     .read(&*p.stream, &shard.ctx, &it, want.min(10_000))
@@ -401,7 +407,14 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
                     break;
                 }
                 if batch.is_empty() {
-                    Clock::pause_real(IDLE_POLL).await;
+                    empty_read_at = Some(read_at);
+                    // An open window that this read proves over closes at once; else wait.
+                    if !window
+                        .as_ref()
+                        .is_some_and(|w| read_at >= w.start_ms + window_ms)
+                    {
+                        Clock::pause_real(IDLE_POLL).await;
+                    }
                     continue;
                 }
                 let due = *deadline.get_or_insert(
@@ -432,7 +445,8 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
                 final_invoke(&p, &shard, old, window_ms, false).await;
             }
         } else if batch.is_empty()
-            && let Some(w) = window.take_if(|w| p.clock.now_ms() >= w.start_ms + window_ms)
+            && window_over
+            && let Some(w) = window.take()
         {
             final_invoke(&p, &shard, w, window_ms, false).await;
         }

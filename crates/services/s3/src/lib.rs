@@ -237,6 +237,25 @@ impl HttpEndpoint for S3 {
             signing_service: None,
         }
         .host();
+        // No S3 operation has these shapes; S3 itself answers 405 (s3s would say 501).
+        let service_root = parts.uri.path() == "/" && s3_host(&host).1.is_none();
+        let method_known = matches!(
+            parts.method,
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::PUT
+                | http::Method::POST
+                | http::Method::DELETE
+                | http::Method::OPTIONS
+        );
+        if !method_known || (service_root && parts.method != http::Method::GET) {
+            return xml_error(
+                405,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+                &ctx.request_id,
+            );
+        }
         // Virtual-hosted style: s3s sees the bucket in the path, as with path style.
         if let (_, Some(bucket)) = s3_host(&host) {
             let pq = parts
