@@ -409,9 +409,9 @@ async fn shard_loop(pollers: Weak<ShardPollers>, shard: Shard, start: Start) {
                 if batch.is_empty() {
                     empty_read_at = Some(read_at);
                     // An open window that this read proves over closes at once; else wait.
-                    if !window
+                    if window
                         .as_ref()
-                        .is_some_and(|w| read_at >= w.start_ms + window_ms)
+                        .is_none_or(|w| read_at < w.start_ms + window_ms)
                     {
                         Clock::pause_real(IDLE_POLL).await;
                     }
