@@ -4,6 +4,7 @@
 mod admin;
 mod async_invoke;
 mod crash;
+mod dynamodb;
 mod esm;
 mod events;
 mod lambda;
