@@ -192,12 +192,7 @@ pub(crate) fn get_jobs(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let all: Vec<Value> = jobs_of(glue, ctx).into_iter().map(|(_, j)| j).collect();
-    let (jobs, next) = page(&all, input, 1000);
-    let mut out = json!({"Jobs": jobs});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("Jobs", &all, input, 1000))
 }
 
 pub(crate) fn list_jobs(
@@ -222,12 +217,7 @@ pub(crate) fn list_jobs(
             .map(|(k, _)| k.name.clone())
             .collect()
     };
-    let (names, next) = page(&names, input, 1000);
-    let mut out = json!({"JobNames": names});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("JobNames", &names, input, 1000))
 }
 
 pub(crate) fn batch_get_jobs(

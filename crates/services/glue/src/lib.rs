@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tsumiki_compute::jobs::{Processes, Run};
 use tsumiki_core::{AwsError, Clock, RequestContext};
@@ -248,12 +248,14 @@ pub(crate) fn str_of<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
-/// AWS's paging: `NextToken` is the index to resume at, `MaxResults` the page size.
-pub(crate) fn page<T: Clone>(
+/// AWS's paging, as the whole answer: `member` holds the page, `NextToken` (the index to resume
+/// at) is there while more remain, and `MaxResults` is the page size.
+pub(crate) fn page<T: serde::Serialize>(
+    member: &str,
     items: &[T],
     input: &Value,
     default: usize,
-) -> (Vec<T>, Option<String>) {
+) -> Value {
     let start = str_of(input, "NextToken")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(0)
@@ -264,8 +266,11 @@ pub(crate) fn page<T: Clone>(
         .map_or(default, |n| n as usize)
         .max(1);
     let end = (start + size).min(items.len());
-    let next = (end < items.len()).then(|| end.to_string());
-    (items[start..end].to_vec(), next)
+    let mut out = json!({ member: &items[start..end] });
+    if end < items.len() {
+        out["NextToken"] = json!(end.to_string());
+    }
+    out
 }
 
 const SHIM_INIT: &str = include_str!("shim/awsglue/__init__.py");

@@ -591,12 +591,7 @@ pub(crate) fn get_job_runs(
         let t = |r: &Value| r.get("StartedOn").and_then(Value::as_f64).unwrap_or(0.0);
         t(b).total_cmp(&t(a))
     });
-    let (runs, next) = page(&runs, input, 200);
-    let mut out = json!({"JobRuns": runs});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("JobRuns", &runs, input, 200))
 }
 
 pub(crate) async fn batch_stop_job_run(

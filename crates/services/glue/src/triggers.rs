@@ -199,12 +199,7 @@ pub(crate) fn get_triggers(
         .into_iter()
         .map(|(_, t)| t)
         .collect();
-    let (items, next) = page(&all, input, 200);
-    let mut out = json!({"Triggers": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("Triggers", &all, input, 200))
 }
 
 pub(crate) fn list_triggers(
@@ -216,12 +211,7 @@ pub(crate) fn list_triggers(
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let (items, next) = page(&all, input, 200);
-    let mut out = json!({"TriggerNames": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("TriggerNames", &all, input, 200))
 }
 
 pub(crate) fn batch_get_triggers(

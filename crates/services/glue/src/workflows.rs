@@ -185,12 +185,7 @@ pub(crate) fn list_workflows(
             .map(|k| k.name.clone())
             .collect()
     };
-    let (items, next) = page(&names, input, 25);
-    let mut out = json!({"Workflows": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("Workflows", &names, input, 25))
 }
 
 pub(crate) async fn delete_workflow(
@@ -379,12 +374,7 @@ pub(crate) fn get_workflow_runs(
         let t = |r: &Value| r.get("StartedOn").and_then(Value::as_f64).unwrap_or(0.0);
         t(b).total_cmp(&t(a))
     });
-    let (items, next) = page(&runs, input, 100);
-    let mut out = json!({"Runs": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(page("Runs", &runs, input, 100))
 }
 
 /// The workflow and workflow run a job run belongs to, from its arguments.
