@@ -747,3 +747,117 @@ def test_lambda_code_and_layers_from_s3(server, s3, bucket):
                             Code={"S3Bucket": bucket, "S3Key": "code/missing.zip"})
     assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert "S3 Error Code: NoSuchKey" in e.value.response["Error"]["Message"]
+
+
+# --- browsers: CORS and form POST ---------------------------------------------------------
+
+
+def test_cors_preflight_and_actual_request_headers(server, s3, bucket):
+    url = f"{server.endpoint}/{bucket}/page.html"
+    # Without a CORS configuration S3 refuses preflights.
+    status, body, _ = http("OPTIONS", url, headers={
+        "Origin": "https://app.test", "Access-Control-Request-Method": "GET"})
+    assert status == 403 and b"<Code>AccessForbidden</Code>" in body
+    assert b"CORS is not enabled for this bucket" in body
+
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://*.app.test"], "AllowedMethods": ["PUT", "POST"],
+         "AllowedHeaders": ["content-type", "x-amz-*"], "ExposeHeaders": ["ETag"],
+         "MaxAgeSeconds": 600},
+        {"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"]},
+    ]})
+    status, _, headers = http("OPTIONS", url, headers={
+        "Origin": "https://www.app.test", "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "Content-Type, X-Amz-Date"})
+    h = {k.lower(): v for k, v in headers.items()}
+    assert status == 200
+    assert h["access-control-allow-origin"] == "https://www.app.test"
+    assert h["access-control-allow-methods"] == "PUT, POST"
+    assert h["access-control-allow-headers"] == "content-type, x-amz-date"
+    assert h["access-control-expose-headers"] == "ETag"
+    assert h["access-control-max-age"] == "600"
+    assert h["access-control-allow-credentials"] == "true"
+
+    # The second rule answers GET from anywhere, without credentials.
+    status, _, headers = http("OPTIONS", url, headers={
+        "Origin": "https://elsewhere.test", "Access-Control-Request-Method": "GET"})
+    h = {k.lower(): v for k, v in headers.items()}
+    assert status == 200 and h["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in h
+
+    # A header no rule allows, a method no rule allows, and missing request headers.
+    for extra, want in [
+        ({"Origin": "https://www.app.test", "Access-Control-Request-Method": "PUT",
+          "Access-Control-Request-Headers": "x-custom"}, (403, b"AccessForbidden")),
+        ({"Origin": "https://www.app.test", "Access-Control-Request-Method": "DELETE"},
+         (403, b"AccessForbidden")),
+        ({"Access-Control-Request-Method": "GET"}, (400, b"Origin request header needed")),
+        ({"Origin": "https://www.app.test"}, (400, b"Invalid Access-Control-Request-Method")),
+    ]:
+        status, body, _ = http("OPTIONS", url, headers=extra)
+        assert (status, want[1] in body) == (want[0], True), (extra, body)
+
+    # Actual requests carry the matching rule's headers; non-matching ones carry none.
+    s3.put_object(Bucket=bucket, Key="page.html", Body=b"<p>hi</p>")
+    status, body, headers = http("GET", url, headers={"Origin": "https://x.test"})
+    h = {k.lower(): v for k, v in headers.items()}
+    assert status == 200 and body == b"<p>hi</p>"
+    assert h["access-control-allow-origin"] == "*"
+    status, _, headers = http("GET", url)
+    assert "access-control-allow-origin" not in {k.lower() for k in headers}
+
+
+def multipart_form(fields, file_name, content):
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for k, v in fields.items():
+        out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                  .encode())
+    out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+              f"filename=\"{file_name}\"\r\nContent-Type: text/plain\r\n\r\n".encode())
+    out.write(content + f"\r\n--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_browser_form_post_with_a_presigned_policy(server, s3, bucket):
+    sqs = server.client("sqs")
+    url = sqs.create_queue(QueueName=unique("s3-post"))["QueueUrl"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": queue_arn(sqs, url),
+                                 "Events": ["s3:ObjectCreated:Post"]}]})
+    receive_all(sqs, url, 1, timeout=2)  # the s3:TestEvent
+
+    post = s3.generate_presigned_post(
+        bucket, "uploads/${filename}",
+        Fields={"Content-Type": "text/plain", "x-amz-meta-who": "browser"},
+        Conditions=[{"Content-Type": "text/plain"}, {"x-amz-meta-who": "browser"},
+                    ["starts-with", "$key", "uploads/"], ["content-length-range", 1, 1024]],
+        ExpiresIn=300)
+    body, ctype = multipart_form(post["fields"], "hello.txt", b"from a form")
+    status, _, _ = http("POST", post["url"], data=body, headers={"Content-Type": ctype})
+    assert status == 204  # success_action_status defaults to 204
+    got = s3.get_object(Bucket=bucket, Key="uploads/hello.txt")
+    assert got["Body"].read() == b"from a form"
+    assert got["ContentType"] == "text/plain" and got["Metadata"] == {"who": "browser"}
+
+    # success_action_status 201 answers the PostResponse document.
+    fields = dict(post["fields"], success_action_status="201")
+    post201 = s3.generate_presigned_post(
+        bucket, "uploads/${filename}", Fields=fields,
+        Conditions=[{"Content-Type": "text/plain"}, {"x-amz-meta-who": "browser"},
+                    {"success_action_status": "201"}, ["starts-with", "$key", "uploads/"]])
+    body, ctype = multipart_form(post201["fields"], "second.txt", b"again")
+    status, answer, _ = http("POST", post201["url"], data=body, headers={"Content-Type": ctype})
+    assert status == 201 and b"<Key>uploads/second.txt</Key>" in answer
+
+    # A file over the policy's content-length-range is refused and not stored.
+    body, ctype = multipart_form(post["fields"], "big.txt", b"x" * 2048)
+    status, answer, _ = http("POST", post["url"], data=body, headers={"Content-Type": ctype})
+    assert status in (400, 403), answer
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="uploads/big.txt")
+
+    records = [json.loads(m["Body"])["Records"][0] for m in receive_all(sqs, url, 2)]
+    assert sorted(r["s3"]["object"]["key"] for r in records) == ["uploads/hello.txt",
+                                                                 "uploads/second.txt"]
+    assert {r["eventName"] for r in records} == {"ObjectCreated:Post"}

@@ -1032,6 +1032,7 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let ctx = ctx_of(&req);
         let trailers = req.extensions.get::<Trailers>().cloned();
+        let method = req.method;
         let headers = req.headers;
         let input = req.input;
         read_bucket(&self.0, &input.bucket, |_| Ok(()))?;
@@ -1073,9 +1074,8 @@ impl S3 for Backend {
         version.blob = Some(w.name);
         version.checksum = w.checksum.clone();
         version.checksum_type = w.checksum.as_ref().map(|_| "FULL_OBJECT".into());
-        let post = headers
-            .get("x-tsumiki-s3-event")
-            .is_some_and(|v| v == "Post");
+        // s3s turns a browser's form POST into this call, keeping the request's method.
+        let post = method == http::Method::POST;
         let written = commit_object(
             &self.0,
             &ctx,

@@ -14,6 +14,8 @@
 mod backend;
 mod blobs;
 mod chunked;
+mod cors;
+mod form;
 mod notify;
 mod state;
 
@@ -139,6 +141,13 @@ const PRESIGN_PARAMS: &[&str] = &[
     "signature",
     "expires",
 ];
+
+fn header(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
 
 fn xml_error(status: u16, code: &str, message: &str, request_id: &str) -> http::Response<HttpBody> {
     let body = format!(
@@ -267,6 +276,34 @@ impl HttpEndpoint for S3 {
                 parts.uri = uri;
             }
         }
+        let bucket = parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|b| !b.is_empty())
+            .map(str::to_string);
+        let origin = header(&parts.headers, "origin");
+        if parts.method == http::Method::OPTIONS
+            && let Some(bucket) = &bucket
+        {
+            return self.preflight(
+                bucket,
+                origin.as_deref(),
+                header(&parts.headers, "access-control-request-method").as_deref(),
+                header(&parts.headers, "access-control-request-headers").as_deref(),
+                &ctx.request_id,
+            );
+        }
+        let cors = match (&origin, &bucket) {
+            (Some(origin), Some(bucket)) => {
+                let state = self.inner.state.lock();
+                let config = state.buckets.get(bucket).and_then(|b| b.rec.cors.as_ref());
+                cors::actual(config, origin, parts.method.as_str())
+            }
+            _ => Vec::new(),
+        };
         // tsumiki accepts any signature; s3s would verify them, which needs the secret key.
         parts.headers.remove(http::header::AUTHORIZATION);
         match self.strip_presign(&parts.uri) {
@@ -311,6 +348,13 @@ impl HttpEndpoint for S3 {
         } else {
             body
         };
+        let form_boundary = (parts.method == http::Method::POST)
+            .then(|| header(&parts.headers, "content-type").and_then(|t| form::boundary(&t)))
+            .flatten();
+        let body = match form_boundary {
+            Some(b) => form::prepare(body, &b).await,
+            None => body,
+        };
         parts.headers.remove("x-amz-content-sha256");
         let request_id = ctx.request_id.clone();
         parts.extensions.insert(ctx);
@@ -335,7 +379,61 @@ impl HttpEndpoint for S3 {
         if let Ok(v) = http::HeaderValue::from_str(&notify::host_id(&request_id)) {
             headers.insert("x-amz-id-2", v);
         }
+        for (name, value) in cors {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
         resp
+    }
+}
+
+impl S3 {
+    /// A CORS preflight (`OPTIONS` on a bucket or an object), answered from the bucket's rules
+    /// without reaching s3s: browsers send it unsigned and S3 answers it before any operation.
+    fn preflight(
+        &self,
+        bucket: &str,
+        origin: Option<&str>,
+        method: Option<&str>,
+        requested: Option<&str>,
+        request_id: &str,
+    ) -> http::Response<HttpBody> {
+        let answer = {
+            let state = self.inner.state.lock();
+            let Some(b) = state.buckets.get(bucket) else {
+                return xml_error(
+                    404,
+                    "NoSuchBucket",
+                    "The specified bucket does not exist",
+                    request_id,
+                );
+            };
+            cors::preflight(
+                b.rec.cors.as_ref(),
+                origin,
+                method,
+                &cors::requested_headers(requested),
+            )
+        };
+        match answer {
+            Ok(headers) => {
+                let mut resp = http::Response::new(full_body(Bytes::new()));
+                for (name, value) in headers {
+                    if let Ok(v) = http::HeaderValue::from_str(&value) {
+                        resp.headers_mut().insert(name, v);
+                    }
+                }
+                if let Ok(v) = http::HeaderValue::from_str(request_id) {
+                    resp.headers_mut().insert("x-amz-request-id", v);
+                }
+                resp
+            }
+            Err(denied) => {
+                let (status, code, message) = denied.status_code_message();
+                xml_error(status, code, message, request_id)
+            }
+        }
     }
 }
 

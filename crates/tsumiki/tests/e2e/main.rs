@@ -9,6 +9,7 @@ mod esm;
 mod events;
 mod lambda;
 mod logs;
+mod s3;
 mod sqs;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
