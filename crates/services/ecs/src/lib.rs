@@ -8,8 +8,13 @@
 //! `awslogs` configuration sends its output to CloudWatch Logs (`prefix/container/taskId`).
 //! Task state changes go to EventBridge as `ECS Task State Change`.
 //!
-//! Not (yet): services, container instances, capacity providers, Docker/Podman, `dependsOn`
-//! ordering, secrets resolution, volumes; those operations answer `NotImplemented`.
+//! Containers start in `dependsOn` order (START, COMPLETE, SUCCESS, HEALTHY with the
+//! container's `healthCheck` run on the clock). Clusters are Fargate-only: they have no
+//! container instances, so StartTask answers each instance named `MISSING`.
+//!
+//! Not (yet): services, registering container instances, capacity providers, Docker/Podman,
+//! secrets resolution, volumes, `startTimeout`/`stopTimeout` per dependency; those operations
+//! answer `NotImplemented`.
 //! Read `state.rs`, then `tasks.rs` (a task's life).
 
 mod clusters;
@@ -147,6 +152,9 @@ impl tsumiki_ports::Service for Ecs {
             "DescribeTasks" => tasks::describe_tasks(self, ctx, &input),
             "ListTasks" => tasks::list_tasks(self, ctx, &input),
             "StopTask" => tasks::stop_task(self, ctx, &input).await,
+            "StartTask" => tasks::start_task(self, ctx, &input),
+            "ListContainerInstances" => tasks::list_container_instances(self, ctx, &input),
+            "DescribeContainerInstances" => tasks::describe_container_instances(self, ctx, &input),
             "TagResource" => clusters::tag_resource(self, ctx, &input, true).await,
             "UntagResource" => clusters::tag_resource(self, ctx, &input, false).await,
             "ListTagsForResource" => clusters::list_tags(self, ctx, &input),
