@@ -475,3 +475,47 @@ def test_healthy_dependency_waits_for_the_health_check_on_the_clock(clock_server
     assert db["healthStatus"] == "HEALTHY"
     assert db["exitCode"] in (143, 137)
     assert processes_with(marker) == []
+
+
+def test_eventbridge_schedule_rule_runs_an_ecs_task(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    events = clock_server.client("events")
+    cluster = ecs.create_cluster(clusterName=unique("ev"))["cluster"]
+    stamp = tmp_path / "ran"
+    td = register(ecs, [container("job", ["sh", "-c", "exit 1"], image="alpine")])
+    rule = unique("ecs-every5")
+    events.put_rule(Name=rule, ScheduleExpression="rate(5 minutes)")
+    # The target's Input is RunTask's overrides, as AWS uses it for ECS targets.
+    overrides = {"containerOverrides": [{"name": "job", "command": [
+        "sh", "-c", f'echo "$GREETING" >> {stamp}; exit 4'],
+        "environment": [{"name": "GREETING", "value": "from-rule"}]}]}
+    resp = events.put_targets(Rule=rule, Targets=[{
+        "Id": "task", "Arn": cluster["clusterArn"],
+        "RoleArn": "arn:aws:iam::123456789012:role/ecsEventsRole",
+        "Input": json.dumps(overrides),
+        "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"], "TaskCount": 2,
+                          "LaunchType": "FARGATE",
+                          "NetworkConfiguration": {"awsvpcConfiguration": {
+                              "Subnets": ["subnet-12345678"], "AssignPublicIp": "DISABLED"}},
+                          "Tags": [{"Key": "from", "Value": "rule"}]}}])
+    assert resp["FailedEntryCount"] == 0
+    assert ecs.list_tasks(cluster=cluster["clusterName"], desiredStatus="STOPPED")["taskArns"] == []
+    clock_server.advance(301)
+    deadline = time.monotonic() + 30
+    while True:
+        arns = ecs.list_tasks(cluster=cluster["clusterName"], desiredStatus="STOPPED",
+                              startedBy=f"events-rule/{rule}")["taskArns"]
+        if len(arns) == 2:
+            break
+        assert time.monotonic() < deadline, f"tasks stopped: {arns}"
+        time.sleep(0.05)
+    tasks = ecs.describe_tasks(cluster=cluster["clusterName"], tasks=arns,
+                               include=["TAGS"])["tasks"]
+    for t in tasks:
+        assert t["containers"][0]["exitCode"] == 4
+        assert t["launchType"] == "FARGATE"
+        assert t["tags"] == [{"key": "from", "value": "rule"}]
+        assert t["overrides"]["containerOverrides"][0]["environment"][0]["value"] == "from-rule"
+    assert stamp.read_text().split() == ["from-rule", "from-rule"]
+    events.remove_targets(Rule=rule, Ids=["task"])
+    events.delete_rule(Name=rule)
