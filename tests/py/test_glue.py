@@ -442,3 +442,98 @@ def test_run_in_progress_at_kill_9_ends_error_and_jobs_survive(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def make_wheel(directory, name, version, source):
+    """A pure-Python wheel, built by hand as the wheel spec lays it out (RECORD hashes)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": source,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tsumiki-test\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel
+
+
+MODULES_SCRIPT = """
+import sys
+import helper, zipped, shout
+print(helper.NAME, zipped.NAME, shout.loud("wheel"), shout.__file__.split("/")[-3])
+"""
+
+
+def test_extra_py_files_and_wheels_from_s3_and_local_paths(glue, server, tmp_path):
+    """--extra-py-files (.py from S3, .zip locally) go on the run's PYTHONPATH; a wheel in
+    --additional-python-modules is installed with pip --no-index into a directory named by
+    its content, reused by the next run with the same modules."""
+    import zipfile
+
+    s3 = server.client("s3", s3={"addressing_style": "path"})
+    logs = server.client("logs")
+    bucket = f"mods-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="lib/helper.py", Body=b"NAME = 'helper-from-s3'\n")
+    package = f"shout{uuid.uuid4().hex[:6]}"
+    wheel = make_wheel(tmp_path, package, "1.0",
+                       "def loud(s):\n    return s.upper() + '!'\n")
+    s3.put_object(Bucket=bucket, Key=f"wheels/{wheel.name}", Body=wheel.read_bytes())
+    zipped = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("zipped.py", "NAME = 'zipped-local'\n")
+    job = create_job(glue, script(tmp_path, MODULES_SCRIPT.replace("shout", package)),
+                     DefaultArguments={
+                         "--extra-py-files": f"s3://{bucket}/lib/helper.py,{zipped}",
+                         "--additional-python-modules": f"s3://{bucket}/wheels/{wheel.name}"})
+    first = glue.start_job_run(JobName=job)["JobRunId"]
+    run = wait_run(glue, job, first)
+    assert run["JobRunState"] == "SUCCEEDED", (run, log_messages(
+        logs, "/aws-glue/python-jobs/error", first))
+    out = log_messages(logs, "/aws-glue/python-jobs/output", first)
+    # Installed into its own content-named directory, not the machine's site-packages.
+    line = next(m for m in out if m.startswith("helper-from-s3"))
+    assert line.split(" ")[:3] == ["helper-from-s3", "zipped-local", "WHEEL!"]
+    assert line.split(" ")[3].startswith("pip-")
+    assert any("Python modules installed" in m for m in out)
+    second = glue.start_job_run(JobName=job)["JobRunId"]
+    assert wait_run(glue, job, second)["JobRunState"] == "SUCCEEDED"
+    out = log_messages(logs, "/aws-glue/python-jobs/output", second)
+    assert any("reused from an earlier install" in m for m in out)
+    # The machine's python3 did not get the package.
+    import subprocess
+    assert subprocess.run(["python3", "-c", f"import {package}"],
+                          capture_output=True).returncode != 0
+
+
+def test_modules_that_cannot_be_installed_fail_the_run_with_a_clear_message(glue, server, tmp_path):
+    job = create_job(glue, script(tmp_path, "print('never')\n"),
+                     DefaultArguments={"--additional-python-modules":
+                                       f"tsumiki-no-such-package-{uuid.uuid4().hex[:8]}==9.9.9"})
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    run = wait_run(glue, job, run_id, timeout=240)
+    assert run["JobRunState"] == "FAILED", run
+    assert run["ErrorMessage"].startswith("Installation of Python modules failed"), run
+    err = log_messages(server.client("logs"), "/aws-glue/python-jobs/error", run_id)
+    assert any("No matching distribution" in m or "ERROR" in m for m in err), err
+    assert "never" not in log_messages(server.client("logs"), "/aws-glue/python-jobs/output", run_id)
+
+    missing = create_job(glue, script(tmp_path, "print('never')\n"),
+                         DefaultArguments={"--extra-py-files": str(tmp_path / "absent.py")})
+    run = wait_run(glue, missing, glue.start_job_run(JobName=missing)["JobRunId"])
+    assert run["JobRunState"] == "FAILED"
+    assert "--extra-py-files" in run["ErrorMessage"] and "absent.py" in run["ErrorMessage"]

@@ -15,6 +15,7 @@
 //! Read `state.rs`, then `runs.rs` (a run's life).
 
 mod jobs;
+mod modules;
 mod runs;
 mod state;
 mod triggers;
