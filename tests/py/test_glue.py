@@ -537,3 +537,87 @@ def test_modules_that_cannot_be_installed_fail_the_run_with_a_clear_message(glue
     run = wait_run(glue, missing, glue.start_job_run(JobName=missing)["JobRunId"])
     assert run["JobRunState"] == "FAILED"
     assert "--extra-py-files" in run["ErrorMessage"] and "absent.py" in run["ErrorMessage"]
+
+
+def test_job_bookmarks_advance_with_enabled_runs_and_reset(glue, tmp_path):
+    job = create_job(glue, script(tmp_path, "print('ok')\n"),
+                     DefaultArguments={"--job-bookmark-option": "job-bookmark-enable"})
+    with pytest.raises(ClientError) as e:
+        glue.get_job_bookmark(JobName=job)
+    assert e.value.response["Error"]["Code"] == "EntityNotFoundException"
+    first = glue.start_job_run(JobName=job)["JobRunId"]
+    assert wait_run(glue, job, first)["JobRunState"] == "SUCCEEDED"
+    entry = glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]
+    assert (entry["JobName"], entry["Version"], entry["Run"], entry["Attempt"]) == (job, 1, 1, 0)
+    assert entry["RunId"] == first and "PreviousRunId" not in entry
+    assert json.loads(entry["JobBookmark"])["run"] == 1
+    # A paused run leaves the bookmark where it was.
+    paused = glue.start_job_run(JobName=job,
+                                Arguments={"--job-bookmark-option": "job-bookmark-pause"})["JobRunId"]
+    wait_run(glue, job, paused)
+    assert glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]["RunId"] == first
+    second = glue.start_job_run(JobName=job)["JobRunId"]
+    wait_run(glue, job, second)
+    entry = glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]
+    assert (entry["Version"], entry["Run"], entry["RunId"], entry["PreviousRunId"]) == \
+        (2, 2, second, first)
+    assert glue.get_job_bookmark(JobName=job, RunId=first)["JobBookmarkEntry"]["Version"] == 1
+    # Reset to before the second run, then entirely.
+    assert glue.reset_job_bookmark(JobName=job, RunId=second)["JobBookmarkEntry"]["RunId"] == second
+    assert glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]["RunId"] == first
+    glue.reset_job_bookmark(JobName=job)
+    with pytest.raises(ClientError) as e:
+        glue.get_job_bookmark(JobName=job)
+    assert e.value.response["Error"]["Code"] == "EntityNotFoundException"
+    # A failed run does not advance it.
+    failing = create_job(glue, script(tmp_path, "raise SystemExit(2)\n"),
+                         DefaultArguments={"--job-bookmark-option": "job-bookmark-enable"})
+    wait_run(glue, failing, glue.start_job_run(JobName=failing)["JobRunId"])
+    with pytest.raises(ClientError):
+        glue.get_job_bookmark(JobName=failing)
+
+
+def test_event_trigger_batches_eventbridge_events_into_a_workflow_run(cglue, clock_server, tmp_path):
+    events = clock_server.client("events")
+    job = create_job(cglue, script(tmp_path, WORKFLOW_SCRIPT))
+    wf = unique("evwf")
+    cglue.create_workflow(Name=wf)
+    trigger = unique("on-event")
+    with pytest.raises(ClientError) as e:
+        cglue.create_trigger(Name=unique("t"), Type="EVENT", Actions=[{"JobName": job}])
+    assert e.value.response["Error"]["Code"] == "InvalidInputException"
+    cglue.create_trigger(Name=trigger, WorkflowName=wf, Type="EVENT", StartOnCreation=True,
+                         EventBatchingCondition={"BatchSize": 2, "BatchWindow": 60},
+                         Actions=[{"JobName": job}])
+    got = cglue.get_trigger(Name=trigger)["Trigger"]
+    assert got["EventBatchingCondition"] == {"BatchSize": 2, "BatchWindow": 60}
+    rule = unique("to-glue")
+    source = unique("app")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=rule, Targets=[{
+        "Id": "wf", "Arn": f"arn:aws:glue:us-east-1:123456789012:workflow/{wf}",
+        "RoleArn": "arn:aws:iam::123456789012:role/events-to-glue"}])
+
+    def put():
+        entry = {"Source": source, "DetailType": "d", "Detail": "{}"}
+        resp = events.put_events(Entries=[entry])
+        assert resp["FailedEntryCount"] == 0
+        return resp["Entries"][0]["EventId"]
+
+    def runs():
+        return cglue.get_workflow_runs(Name=wf)["Runs"]
+
+    # Two events fill the batch: one run, carrying both event ids.
+    ids = [put(), put()]
+    run = wait_for(lambda: runs())[0]
+    assert json.loads(run["WorkflowRunProperties"]["aws:eventIds"]) == ids
+    assert run["StartingEventBatchCondition"] == {"BatchSize": 2, "BatchWindow": 60}
+    wait_for(lambda: [r for r in runs() if r["Status"] == "COMPLETED"])
+    # One event waits for the window, which ends on the clock.
+    lone = put()
+    time.sleep(0.5)
+    assert len(runs()) == 1
+    clock_server.advance(61)
+    later = wait_for(lambda: [r for r in runs() if r["WorkflowRunId"] != run["WorkflowRunId"]])[0]
+    assert json.loads(later["WorkflowRunProperties"]["aws:eventIds"]) == [lone]
+    wait_for(lambda: len(cglue.get_job_runs(JobName=job)["JobRuns"]) == 2)

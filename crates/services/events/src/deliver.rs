@@ -209,6 +209,21 @@ impl Events {
             }
             "logs" => self.deliver_to_log_group(d, resource).await,
             "ecs" => self.deliver_to_ecs(d).await,
+            "glue" => {
+                // A workflow: its EVENT triggers batch the event (Glue's own operation for
+                // its EventBridge integration, not part of the public API).
+                let Some(workflow) = resource.strip_prefix("workflow/") else {
+                    return Err(Failure::permanent(
+                        "INVALID_PARAMETER",
+                        "Only Glue workflows can be EventBridge targets.",
+                    ));
+                };
+                let input = json!({"WorkflowName": workflow, "EventId": d.event_id});
+                self.call(&d.scope, "glue", "tsumiki:WorkflowEvent", input)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Failure::from_aws(&e))
+            }
             "kinesis" => {
                 let input = json!({
                     "StreamARN": d.target_arn,

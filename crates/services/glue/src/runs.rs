@@ -517,6 +517,9 @@ async fn finish(
     else {
         return;
     };
+    if state == "SUCCEEDED" {
+        crate::bookmarks::on_success(glue, job_key, &run).await;
+    }
     send_state_change(glue, job_key, run_id, state, message.as_deref()).await;
     if state == "FAILED" {
         let attempt = run.get("Attempt").and_then(Value::as_u64).unwrap_or(0);
