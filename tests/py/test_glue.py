@@ -621,3 +621,65 @@ def test_event_trigger_batches_eventbridge_events_into_a_workflow_run(cglue, clo
     later = wait_for(lambda: [r for r in runs() if r["WorkflowRunId"] != run["WorkflowRunId"]])[0]
     assert json.loads(later["WorkflowRunProperties"]["aws:eventIds"]) == [lone]
     wait_for(lambda: len(cglue.get_job_runs(JobName=job)["JobRuns"]) == 2)
+
+
+def test_bookmarks_and_event_batches_survive_kill_9(tmp_path):
+    """A job's bookmark and an EVENT trigger's unfinished batch are durable: after a kill -9
+    the bookmark is as it was and the batch's window still starts the workflow run."""
+    import re
+    import subprocess
+
+    import boto3
+
+    from conftest import REGION, tsumiki_bin
+
+    def start():
+        proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                                 "--clock", "manual", "--default-account", "123456789012",
+                                 "--data-dir", str(tmp_path / "data")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+
+        def client(service):
+            return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        return proc, endpoint, client
+
+    proc, endpoint, client = start()
+    try:
+        glue, events = client("glue"), client("events")
+        job = create_job(glue, script(tmp_path, "print('ok')\n"),
+                         DefaultArguments={"--job-bookmark-option": "job-bookmark-enable"})
+        run_id = glue.start_job_run(JobName=job)["JobRunId"]
+        wait_run(glue, job, run_id)
+        wf = unique("crashwf")
+        glue.create_workflow(Name=wf)
+        glue.create_trigger(Name="ev", WorkflowName=wf, Type="EVENT", StartOnCreation=True,
+                            EventBatchingCondition={"BatchSize": 5, "BatchWindow": 30},
+                            Actions=[{"JobName": job}])
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["crash"]}))
+        wf_arn = f"arn:aws:glue:{REGION}:123456789012:workflow/{wf}"
+        events.put_targets(Rule="r", Targets=[{"Id": "wf", "Arn": wf_arn,
+                                               "RoleArn": "arn:aws:iam::000000000000:role/x"}])
+        event_id = events.put_events(Entries=[{"Source": "crash", "DetailType": "d",
+                                               "Detail": "{}"}])["Entries"][0]["EventId"]
+        wait_for(lambda: glue.get_workflow_runs(Name=wf)["Runs"] == [])
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    proc, endpoint, client = start()
+    try:
+        glue = client("glue")
+        assert glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]["RunId"] == run_id
+        assert glue.get_workflow_runs(Name=wf)["Runs"] == []
+        import urllib.request
+        req = urllib.request.Request(f"{endpoint}/_tsumiki/clock/advance",
+                                     data=json.dumps({"seconds": 31}).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+        urllib.request.urlopen(req).read()
+        run = wait_for(lambda: glue.get_workflow_runs(Name=wf)["Runs"])[0]
+        assert json.loads(run["WorkflowRunProperties"]["aws:eventIds"]) == [event_id]
+    finally:
+        proc.kill()
+        proc.wait()
+
