@@ -10,8 +10,11 @@
 //! Spark is not supported. Triggers: `ON_DEMAND`, `SCHEDULED` (Glue's cron on the clock) and
 //! `CONDITIONAL` (predicates on job run states); workflows of them (`workflows.rs`).
 //!
-//! Not (yet): crawlers, the Data Catalog, `EVENT` triggers, job bookmarks,
-//! `--additional-python-modules`, scripts in S3; those answer `NotImplemented` or a clear error.
+//! `EVENT` triggers batch events EventBridge delivers to their workflow; job bookmarks
+//! (`bookmarks.rs`) and `--extra-py-files`/`--additional-python-modules` (`modules.rs`).
+//!
+//! Not (yet): crawlers, the Data Catalog, Spark; those answer `NotImplemented` or a clear
+//! error.
 //! Read `state.rs`, then `runs.rs` (a run's life).
 
 mod bookmarks;
