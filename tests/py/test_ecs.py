@@ -489,6 +489,12 @@ def test_eventbridge_schedule_rule_runs_an_ecs_task(clock_server, tmp_path):
     overrides = {"containerOverrides": [{"name": "job", "command": [
         "sh", "-c", f'echo "$GREETING" >> {stamp}; exit 4'],
         "environment": [{"name": "GREETING", "value": "from-rule"}]}]}
+    with pytest.raises(ClientError) as e:
+        events.put_targets(Rule=rule, Targets=[{
+            "Id": "task", "Arn": cluster["clusterArn"],
+            "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"]}}])
+    assert e.value.response["Error"]["Message"] == \
+        f"RoleArn is required for target {cluster['clusterArn']}."
     resp = events.put_targets(Rule=rule, Targets=[{
         "Id": "task", "Arn": cluster["clusterArn"],
         "RoleArn": "arn:aws:iam::123456789012:role/ecsEventsRole",
@@ -519,3 +525,31 @@ def test_eventbridge_schedule_rule_runs_an_ecs_task(clock_server, tmp_path):
     assert stamp.read_text().split() == ["from-rule", "from-rule"]
     events.remove_targets(Rule=rule, Ids=["task"])
     events.delete_rule(Name=rule)
+
+
+def test_stop_task_while_a_container_waits_for_its_dependency(ecs, tmp_path):
+    marker = unique("waiting")
+    started = tmp_path / "started"
+    td = register(ecs, [
+        container("db", ["python3", "-c", "import time; time.sleep(3600)", marker],
+                  essential=False, stopTimeout=2,
+                  healthCheck={"command": ["CMD-SHELL", "exit 1"], "interval": 300}),
+        container("app", ["sh", "-c", f"touch {started}"], image="alpine",
+                  dependsOn=[{"containerName": "db", "condition": "HEALTHY"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    wait_task(ecs, arn, "RUNNING")
+    wait_for_processes = time.monotonic() + 30
+    while not processes_with(marker):
+        assert time.monotonic() < wait_for_processes
+        time.sleep(0.05)
+    app = next(c for c in ecs.describe_tasks(tasks=[arn])["tasks"][0]["containers"]
+               if c["name"] == "app")
+    assert app["lastStatus"] == "PENDING"
+    ecs.stop_task(task=arn, reason="not needed")
+    stopped = wait_task(ecs, arn)
+    assert stopped["stopCode"] == "UserInitiated" and stopped["stoppedReason"] == "not needed"
+    app = next(c for c in stopped["containers"] if c["name"] == "app")
+    assert app["lastStatus"] == "STOPPED" and "exitCode" not in app
+    assert not started.exists()
+    assert processes_with(marker) == []
