@@ -683,3 +683,53 @@ def test_bookmarks_and_event_batches_survive_kill_9(tmp_path):
         proc.kill()
         proc.wait()
 
+
+
+def test_batch_stop_during_a_module_install_leaves_no_process(tmp_path, monkeypatch):
+    """pip runs as the run's own process with the server's pip configuration: here an index
+    that accepts connections and never answers, so the install hangs until BatchStopJobRun
+    stops the run, and nothing of it is left."""
+    import socket
+    import threading
+
+    from conftest import Server
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple/")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "600")
+    server = Server.start(tmp_path)
+    try:
+        glue = server.client("glue")
+        package = f"tsumiki-hang-{uuid.uuid4().hex[:8]}"
+        job = create_job(glue, script(tmp_path, "print('never')\n"),
+                         DefaultArguments={"--additional-python-modules": package})
+        run_id = glue.start_job_run(JobName=job)["JobRunId"]
+        wait_for(lambda: processes_with(package), timeout=30)
+        wait_for(lambda: held, timeout=60)  # pip is waiting on the index
+        assert glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]["JobRunState"] == "RUNNING"
+        glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id])
+        run = wait_run(glue, job, run_id)
+        assert run["JobRunState"] == "STOPPED", run
+        assert processes_with(package) == []
+    finally:
+        server.stop()
+        stop.set()
+        for c in held:
+            c.close()
+        listener.close()

@@ -451,6 +451,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dependencies_follow_aws_rules() {
+        let c = |name: &str, essential: bool, deps: Value| json!({"name": name, "essential": essential, "dependsOn": deps});
+        let ok = |cs: Vec<Value>| check_dependencies(&cs).is_ok();
+        let dep = |n: &str, cond: &str| json!([{"containerName": n, "condition": cond}]);
+        assert!(ok(vec![
+            c("a", true, dep("b", "SUCCESS")),
+            c("b", false, json!([]))
+        ]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "SUCCESS")),
+            c("b", true, json!([]))
+        ]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "COMPLETE")),
+            c("b", true, json!([]))
+        ]));
+        assert!(!ok(vec![c("a", true, dep("zz", "START"))]));
+        assert!(!ok(vec![c("a", true, dep("a", "START"))]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "HEALTHY")),
+            c("b", false, json!([]))
+        ]));
+        let mut healthy = c("b", false, json!([]));
+        healthy["healthCheck"] = json!({"command": ["CMD", "true"]});
+        assert!(ok(vec![c("a", true, dep("b", "HEALTHY")), healthy]));
+        // a -> b -> c -> a
+        assert!(!ok(vec![
+            c("a", true, dep("b", "START")),
+            c("b", true, dep("c", "START")),
+            c("c", true, dep("a", "START")),
+        ]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "BOGUS")),
+            c("b", true, json!([]))
+        ]));
+    }
+
+    #[test]
     fn fargate_sizes() {
         assert!(fargate_allows(256, 512));
         assert!(fargate_allows(256, 2048));

@@ -1129,3 +1129,147 @@ pub(crate) fn describe_container_instances(
         .collect();
     Ok(json!({"containerInstances": [], "failures": failures}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(name: &str, depends: &[(&str, &str)]) -> Plan {
+        Plan {
+            name: name.into(),
+            essential: true,
+            spec: ProcessSpec {
+                account: String::new(),
+                region: String::new(),
+                program: "/bin/true".into(),
+                args: Vec::new(),
+                env: BTreeMap::new(),
+                work_dir: "/tmp".into(),
+                memory_mb: 1,
+                storage_mb: 1,
+                deadline_ms: None,
+                stop_grace: Duration::ZERO,
+                logs: RunLogs::Discard,
+                preamble: Vec::new(),
+                keep_work_dir: true,
+            },
+            depends: depends
+                .iter()
+                .map(|(n, c)| (n.to_string(), c.to_string()))
+                .collect(),
+            health: None,
+        }
+    }
+
+    fn verdict(
+        p: &Plan,
+        plans: &[Plan],
+        phases: &[Phase],
+        healthy: &[Option<bool>],
+    ) -> &'static str {
+        match readiness(p, plans, phases, healthy) {
+            Ready::Now => "now",
+            Ready::Wait => "wait",
+            Ready::Never(_) => "never",
+        }
+    }
+
+    #[test]
+    fn dependency_conditions_decide_when_a_container_starts() {
+        let plans = vec![
+            plan("dep", &[]),
+            plan("start", &[("dep", "START")]),
+            plan("complete", &[("dep", "COMPLETE")]),
+            plan("success", &[("dep", "SUCCESS")]),
+            plan("healthy", &[("dep", "HEALTHY")]),
+        ];
+        let v = |phase: Phase, health: Option<bool>, i: usize| {
+            let phases = vec![
+                phase,
+                Phase::Waiting,
+                Phase::Waiting,
+                Phase::Waiting,
+                Phase::Waiting,
+            ];
+            let healthy = vec![health, None, None, None, None];
+            verdict(&plans[i], &plans, &phases, &healthy)
+        };
+        // Nothing starts before its dependency exists.
+        for i in 1..5 {
+            assert_eq!(v(Phase::Waiting, None, i), "wait");
+        }
+        // A container without dependencies starts at once.
+        assert_eq!(v(Phase::Waiting, None, 0), "now");
+        // Exited with 0, exited with 3, skipped.
+        assert_eq!(v(Phase::Exited(0), None, 1), "now");
+        assert_eq!(v(Phase::Exited(0), None, 2), "now");
+        assert_eq!(v(Phase::Exited(3), None, 2), "now");
+        assert_eq!(v(Phase::Exited(0), None, 3), "now");
+        assert_eq!(v(Phase::Exited(3), None, 3), "never");
+        assert_eq!(v(Phase::Exited(0), None, 4), "never");
+        assert_eq!(v(Phase::Exited(0), Some(true), 4), "now");
+        for i in 1..5 {
+            assert_eq!(v(Phase::Skipped("x".into()), None, i), "never");
+        }
+    }
+
+    #[tokio::test]
+    async fn dependencies_on_a_running_container() {
+        let plans = vec![
+            plan("dep", &[]),
+            plan("start", &[("dep", "START")]),
+            plan("complete", &[("dep", "COMPLETE")]),
+            plan("healthy", &[("dep", "HEALTHY")]),
+        ];
+        // A running container: START holds, COMPLETE waits, HEALTHY follows the health.
+        let dir = std::env::temp_dir();
+        let clock = Arc::new(tsumiki_core::Clock::manual());
+        {
+            #[derive(Default)]
+            struct Sink;
+            #[async_trait::async_trait]
+            impl tsumiki_ports::LogSink for Sink {
+                async fn append(
+                    &self,
+                    _: &str,
+                    _: &str,
+                    _: &str,
+                    _: &str,
+                    _: Vec<tsumiki_ports::LogEvent>,
+                ) -> Result<(), AwsError> {
+                    Ok(())
+                }
+            }
+            let procs = tsumiki_compute::jobs::Processes::new(
+                clock,
+                Arc::new(Sink),
+                &uuid::Uuid::new_v4().to_string(),
+            );
+            let mut spec = plans[0].spec.clone();
+            spec.program = "/bin/sleep".into();
+            spec.args = vec!["30".into()];
+            spec.memory_mb = 64;
+            spec.storage_mb = 10;
+            spec.work_dir = dir.join(uuid::Uuid::new_v4().to_string());
+            spec.keep_work_dir = false;
+            let run = procs.spawn(spec).unwrap();
+            let phases = vec![
+                Phase::Running(run.clone()),
+                Phase::Waiting,
+                Phase::Waiting,
+                Phase::Waiting,
+            ];
+            let h = |x: Option<bool>| vec![x, None, None, None];
+            assert_eq!(verdict(&plans[1], &plans, &phases, &h(None)), "now");
+            assert_eq!(verdict(&plans[2], &plans, &phases, &h(None)), "wait");
+            assert_eq!(verdict(&plans[3], &plans, &phases, &h(None)), "wait");
+            assert_eq!(verdict(&plans[3], &plans, &phases, &h(Some(true))), "now");
+            assert_eq!(
+                verdict(&plans[3], &plans, &phases, &h(Some(false))),
+                "never"
+            );
+            run.stop();
+            run.wait().await;
+        }
+    }
+}
