@@ -553,3 +553,51 @@ def test_stop_task_while_a_container_waits_for_its_dependency(ecs, tmp_path):
     assert app["lastStatus"] == "STOPPED" and "exitCode" not in app
     assert not started.exists()
     assert processes_with(marker) == []
+
+
+def test_start_timeout_gives_up_on_a_dependency_on_the_clock(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    ecs.create_cluster()
+    marker = unique("slowdb")
+    started = tmp_path / "started"
+    td = register(ecs, [
+        container("db", ["python3", "-c", "import time; time.sleep(3600)", marker],
+                  essential=False, stopTimeout=2, startTimeout=30,
+                  healthCheck={"command": ["CMD-SHELL", "exit 1"], "interval": 300}),
+        container("app", ["sh", "-c", f"touch {started}"], image="alpine",
+                  dependsOn=[{"containerName": "db", "condition": "HEALTHY"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    wait_task(ecs, arn, "RUNNING")
+    clock_server.advance(31)
+    stopped = wait_task(ecs, arn)
+    app = next(c for c in stopped["containers"] if c["name"] == "app")
+    assert "startTimeout" in app["reason"] and "exitCode" not in app
+    assert stopped["stoppedReason"] == "Essential container in task exited"
+    assert not started.exists()
+    assert processes_with(marker) == []
+
+
+def test_stop_task_stops_dependents_before_their_dependencies(ecs, tmp_path):
+    order = tmp_path / "order"
+
+    # app takes its time to shut down: were db stopped at the same time, it would write first.
+    def until_term(name, linger=0):
+        return ["sh", "-c", f"trap 'sleep {linger}; echo {name} >> {order}; exit 0' TERM; "
+                            "while true; do sleep 0.05; done"]
+    td = register(ecs, [
+        container("db", until_term("db"), image="alpine", essential=False, stopTimeout=5),
+        container("app", until_term("app", 0.5), image="alpine", stopTimeout=5,
+                  dependsOn=[{"containerName": "db", "condition": "START"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    deadline = time.monotonic() + 30
+    while not all(c["lastStatus"] == "RUNNING"
+                  for c in ecs.describe_tasks(tasks=[arn])["tasks"][0]["containers"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # both shells have set their traps
+    ecs.stop_task(task=arn)
+    stopped = wait_task(ecs, arn)
+    assert order.read_text().split() == ["app", "db"]
+    assert {c["name"]: c["exitCode"] for c in stopped["containers"]} == {"app": 0, "db": 0}

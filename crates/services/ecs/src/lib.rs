@@ -9,12 +9,12 @@
 //! Task state changes go to EventBridge as `ECS Task State Change`.
 //!
 //! Containers start in `dependsOn` order (START, COMPLETE, SUCCESS, HEALTHY with the
-//! container's `healthCheck` run on the clock). Clusters are Fargate-only: they have no
+//! container's `healthCheck` run on the clock; a dependency's `startTimeout` on the clock) and
+//! stop in reverse order. Clusters are Fargate-only: they have no
 //! container instances, so StartTask answers each instance named `MISSING`.
 //!
 //! Not (yet): services, registering container instances, capacity providers, Docker/Podman,
-//! secrets resolution, volumes, `startTimeout`/`stopTimeout` per dependency; those operations
-//! answer `NotImplemented`.
+//! secrets resolution, volumes; those operations answer `NotImplemented`.
 //! Read `state.rs`, then `tasks.rs` (a task's life).
 
 mod clusters;
@@ -55,6 +55,9 @@ pub struct Ecs {
     live: Mutex<HashMap<String, Vec<Arc<Run>>>>,
     /// Tasks asked to stop (task id -> reason), read by their executor.
     stopping: Mutex<HashMap<String, String>>,
+    /// Each running task's executor, told of a StopTask (it stops the containers in reverse
+    /// dependency order).
+    signals: Mutex<HashMap<String, tasks::Signal>>,
     me: Weak<Ecs>,
 }
 
@@ -96,6 +99,7 @@ impl Ecs {
             work_dir,
             live: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashMap::new()),
+            signals: Mutex::new(HashMap::new()),
             me: me.clone(),
         }))
     }

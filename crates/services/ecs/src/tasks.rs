@@ -36,6 +36,9 @@ struct Plan {
     /// `dependsOn`: (container name, condition).
     depends: Vec<(String, String)>,
     health: Option<Health>,
+    /// How long containers depending on this one wait for its condition, from the task's
+    /// start.
+    start_timeout_s: Option<u64>,
 }
 
 /// A container's `healthCheck`, run as Docker runs it: every `interval` seconds from the
@@ -444,6 +447,7 @@ fn plan(
             })
             .collect(),
         health: Health::of(c),
+        start_timeout_s: c.get("startTimeout").and_then(Value::as_u64),
         name,
         spec: ProcessSpec {
             account: sc.account.clone(),
@@ -507,43 +511,60 @@ enum Ready {
     Never(String),
 }
 
-fn readiness(plan: &Plan, plans: &[Plan], phases: &[Phase], healthy: &[Option<bool>]) -> Ready {
+fn readiness(
+    plan: &Plan,
+    plans: &[Plan],
+    phases: &[Phase],
+    healthy: &[Option<bool>],
+    expired: &[bool],
+) -> Ready {
     let mut wait = false;
     for (dep, condition) in &plan.depends {
         let Some(j) = plans.iter().position(|p| &p.name == dep) else {
             continue;
         };
         let never = |what: &str| Ready::Never(format!("dependency {dep} {what} ({condition})"));
-        match (condition.as_str(), &phases[j]) {
+        let pending = match (condition.as_str(), &phases[j]) {
             (_, Phase::Skipped(_)) => return never("never started"),
-            (_, Phase::Waiting) => wait = true,
-            ("START", _) => {}
-            ("COMPLETE", Phase::Exited(_)) => {}
-            ("SUCCESS", Phase::Exited(0)) => {}
+            (_, Phase::Waiting) => true,
+            ("START", _) => false,
+            ("COMPLETE", Phase::Exited(_)) => false,
+            ("SUCCESS", Phase::Exited(0)) => false,
             ("SUCCESS", Phase::Exited(code)) => {
                 return never(&format!("exited with code {code}"));
             }
             ("HEALTHY", Phase::Running(_)) => match healthy[j] {
-                Some(true) => {}
+                Some(true) => false,
                 Some(false) => return never("is unhealthy"),
-                None => wait = true,
+                None => true,
             },
             ("HEALTHY", Phase::Exited(_)) if healthy[j] != Some(true) => {
                 return never("exited before it was healthy");
             }
-            ("HEALTHY", _) => {}
-            (_, Phase::Running(_)) => wait = true,
-            _ => {}
+            ("HEALTHY", _) => false,
+            (_, Phase::Running(_)) => true,
+            _ => false,
+        };
+        if pending && expired[j] {
+            return never("did not meet the condition within its startTimeout");
         }
+        wait |= pending;
     }
     if wait { Ready::Wait } else { Ready::Now }
 }
 
-/// What the executor hears about a container.
-enum Heard {
+/// What the executor hears about a container (or, for `Tick` and `Stop`, the task).
+pub(crate) enum Heard {
     Ended(RunEnd),
     Health(bool),
+    /// A container's `startTimeout` passed: dependencies are decided again.
+    Tick,
+    /// StopTask.
+    Stop,
 }
+
+/// How StopTask reaches a task's executor.
+pub(crate) type Signal = tokio::sync::mpsc::UnboundedSender<(usize, Heard)>;
 
 /// A task's life after RunTask answered: containers start in `dependsOn` order (all at once
 /// without it); the first essential container to exit (or an essential container that can
@@ -562,7 +583,19 @@ async fn execute(ecs: Arc<Ecs>, sc: Scope, id: String, plans: Vec<Plan>) {
     // Skipped containers already recorded.
     let mut reported = vec![false; n];
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Heard)>();
+    ecs.signals.lock().insert(id.clone(), tx.clone());
+    let started_ms = ecs.clock.now_ms();
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(s) = p.start_timeout_s {
+            let (clock, tx) = (ecs.clock.clone(), tx.clone());
+            tokio::spawn(async move {
+                clock.sleep_until(started_ms + s as i64 * 1000).await;
+                let _ = tx.send((i, Heard::Tick));
+            });
+        }
+    }
     let mut task_running = false;
+    let mut user_stop = false;
     // Why the task is ending: (stopCode, reason) when the executor decided it.
     let mut ending: Option<(&'static str, String)> = None;
     loop {
@@ -575,10 +608,18 @@ async fn execute(ecs: Arc<Ecs>, sc: Scope, id: String, plans: Vec<Plan>) {
                     continue;
                 }
                 let stopped = ending.is_some() || ecs.stopping.lock().contains_key(&id);
+                let now = ecs.clock.now_ms();
+                let expired: Vec<bool> = plans
+                    .iter()
+                    .map(|p| {
+                        p.start_timeout_s
+                            .is_some_and(|s| now >= started_ms + s as i64 * 1000)
+                    })
+                    .collect();
                 let verdict = if stopped {
                     Ready::Never("the task stopped before it started".into())
                 } else {
-                    readiness(&plans[i], &plans, &phases, &healthy)
+                    readiness(&plans[i], &plans, &phases, &healthy, &expired)
                 };
                 match verdict {
                     Ready::Wait => {}
@@ -632,8 +673,8 @@ async fn execute(ecs: Arc<Ecs>, sc: Scope, id: String, plans: Vec<Plan>) {
                 break;
             }
         }
-        if ending.is_some() {
-            stop_all(&phases);
+        if ending.is_some() || user_stop {
+            stop_leaves(&plans, &phases);
         }
         // Record what changed: started containers, and the task RUNNING with its first ones.
         let skipped: Vec<(usize, String)> = phases
@@ -681,6 +722,8 @@ async fn execute(ecs: Arc<Ecs>, sc: Scope, id: String, plans: Vec<Plan>) {
             break;
         };
         match heard {
+            Heard::Tick => {}
+            Heard::Stop => user_stop = true,
             Heard::Health(ok) => {
                 if healthy[i] == Some(ok) {
                     continue;
@@ -745,13 +788,12 @@ async fn execute(ecs: Arc<Ecs>, sc: Scope, id: String, plans: Vec<Plan>) {
                     }
                 })
                 .await;
-                if first_essential {
-                    stop_all(&phases);
-                }
+                // The top of the loop stops the containers nothing running depends on any more.
             }
         }
     }
     ecs.live.lock().remove(&id);
+    ecs.signals.lock().remove(&id);
     ecs.stopping.lock().remove(&id);
     let t = now_s(&ecs);
     let task = update(&ecs, &sc, &id, |task| {
@@ -801,9 +843,17 @@ fn start(ecs: &Ecs, id: &str, plan: &Plan) -> Result<Option<Arc<Run>>, String> {
     }
 }
 
-fn stop_all(phases: &[Phase]) {
-    for p in phases {
-        if let Phase::Running(r) = p {
+/// Stops, in reverse dependency order, the running containers no other running container
+/// depends on; the rest are stopped as their dependents exit.
+fn stop_leaves(plans: &[Plan], phases: &[Phase]) {
+    for (i, p) in phases.iter().enumerate() {
+        let Phase::Running(r) = p else {
+            continue;
+        };
+        let depended_on = plans.iter().zip(phases).any(|(q, phase)| {
+            matches!(phase, Phase::Running(_)) && q.depends.iter().any(|(d, _)| *d == plans[i].name)
+        });
+        if !depended_on {
             r.stop();
         }
     }
@@ -1029,11 +1079,12 @@ pub(crate) async fn stop_task(
     })
     .await
     .unwrap_or(json!({}));
-    // Under `stopping`, so a container the executor starts after this sees the stop.
+    // Under `stopping`, so a container the executor starts after this sees the stop; the
+    // executor stops the running ones, in reverse dependency order.
     let mut stopping = ecs.stopping.lock();
     stopping.insert(id.clone(), reason);
-    for r in ecs.live.lock().get(&id).into_iter().flatten() {
-        r.stop();
+    if let Some(signal) = ecs.signals.lock().get(&id) {
+        let _ = signal.send((0, Heard::Stop));
     }
     Ok(json!({"task": task}))
 }
@@ -1158,6 +1209,7 @@ mod tests {
                 .map(|(n, c)| (n.to_string(), c.to_string()))
                 .collect(),
             health: None,
+            start_timeout_s: None,
         }
     }
 
@@ -1167,7 +1219,7 @@ mod tests {
         phases: &[Phase],
         healthy: &[Option<bool>],
     ) -> &'static str {
-        match readiness(p, plans, phases, healthy) {
+        match readiness(p, plans, phases, healthy, &vec![false; plans.len()]) {
             Ready::Now => "now",
             Ready::Wait => "wait",
             Ready::Never(_) => "never",
