@@ -601,3 +601,33 @@ def test_stop_task_stops_dependents_before_their_dependencies(ecs, tmp_path):
     stopped = wait_task(ecs, arn)
     assert order.read_text().split() == ["app", "db"]
     assert {c["name"]: c["exitCode"] for c in stopped["containers"]} == {"app": 0, "db": 0}
+
+
+def test_scheduler_schedule_runs_an_ecs_task(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    scheduler = clock_server.client("scheduler", access_key="123456789012")
+    cluster = ecs.create_cluster(clusterName=unique("sched"))["cluster"]
+    td = register(ecs, [container("job", ["sh", "-c", "exit 0"], image="alpine")])
+    name = unique("ecs-sched")
+    scheduler.create_schedule(
+        Name=name, ScheduleExpression="rate(5 minutes)", FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": cluster["clusterArn"], "RoleArn": "arn:aws:iam::123456789012:role/s",
+                "Input": json.dumps({"containerOverrides": [
+                    {"name": "job", "command": ["sh", "-c", "exit 9"]}]}),
+                "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"],
+                                  "LaunchType": "FARGATE",
+                                  "NetworkConfiguration": {"awsvpcConfiguration": {
+                                      "Subnets": ["subnet-12345678"]}},
+                                  "Tags": [{"from": "schedule"}]}})
+    clock_server.advance(301)
+    deadline = time.monotonic() + 30
+    while True:
+        arns = ecs.list_tasks(cluster=cluster["clusterName"], desiredStatus="STOPPED")["taskArns"]
+        if arns:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    task = ecs.describe_tasks(cluster=cluster["clusterName"], tasks=arns, include=["TAGS"])["tasks"][0]
+    assert task["containers"][0]["exitCode"] == 9
+    assert task["tags"] == [{"key": "from", "value": "schedule"}]
+    scheduler.delete_schedule(Name=name)

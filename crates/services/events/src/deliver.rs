@@ -261,13 +261,23 @@ impl Events {
                 "An ECS target needs EcsParameters.",
             ));
         };
-        let rule = d.origin_arn.rsplit('/').next().unwrap_or_default();
+        let origin = d.origin_arn.rsplit('/').next().unwrap_or_default();
+        // A rule's tasks carry `events-rule/NAME`, cut to RunTask's 36-character limit; a
+        // schedule's carry nothing of tsumiki's invention.
+        let started_by = (!d.from_scheduler).then(|| {
+            format!("events-rule/{origin}")
+                .chars()
+                .take(36)
+                .collect::<String>()
+        });
         let mut input = json!({
             "cluster": d.target_arn,
             "taskDefinition": str_of(params, "TaskDefinitionArn").unwrap_or_default(),
             "count": params.get("TaskCount").and_then(Value::as_u64).unwrap_or(1),
-            "startedBy": format!("events-rule/{rule}"),
         });
+        if let Some(s) = started_by {
+            input["startedBy"] = json!(s);
+        }
         for (from, to) in [
             ("LaunchType", "launchType"),
             ("PlatformVersion", "platformVersion"),
@@ -298,9 +308,18 @@ impl Events {
             input["networkConfiguration"] = json!({"awsvpcConfiguration": conf});
         }
         if let Some(tags) = params.get("Tags").and_then(Value::as_array) {
+            // EventBridge's are `{Key, Value}`; Scheduler's are maps of key to value.
             let tags: Vec<Value> = tags
                 .iter()
-                .map(|t| json!({"key": t.get("Key"), "value": t.get("Value")}))
+                .flat_map(|t| match (t.get("Key"), t.get("Value")) {
+                    (Some(k), v) => vec![json!({"key": k, "value": v})],
+                    _ => t
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect(),
+                })
                 .collect();
             input["tags"] = json!(tags);
         }
