@@ -24,7 +24,10 @@ def unique(prefix):
 
 @pytest.fixture(scope="module")
 def ecs(server):
-    return server.client("ecs")
+    client = server.client("ecs")
+    # RunTask does not create the default cluster; CreateCluster without a name does.
+    client.create_cluster()
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +286,7 @@ def test_task_running_at_kill_9_is_stopped_after_restart(tmp_path):
         # container's own process); the next server reaps it.
         body = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
                 f"'import time; time.sleep(3600)', '{marker}-child']); time.sleep(3600)")
+        ecs.create_cluster()
         td = register(ecs, [container("c", ["python3", "-c", body, marker])])
         arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
         wait_task(ecs, arn, "RUNNING")
@@ -306,3 +310,324 @@ def test_task_running_at_kill_9_is_stopped_after_restart(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def fresh_account_ecs(server):
+    # A 12-digit access key acts in its own account, where nothing exists yet.
+    account = f"{uuid.uuid4().int % 10**12:012d}"
+    return server.client("ecs", access_key=account)
+
+
+def test_run_task_needs_an_existing_default_cluster(server):
+    ecs = fresh_account_ecs(server)
+    td = register(ecs, [container("c", ["true"], image="alpine")])
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)
+    assert e.value.response["Error"]["Code"] == "ClusterNotFoundException"
+    assert ecs.list_clusters()["clusterArns"] == []
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(cluster="nope", taskDefinition=td["family"], networkConfiguration=NETWORK)
+    assert e.value.response["Error"]["Code"] == "ClusterNotFoundException"
+    # CreateCluster without a name makes `default`; then RunTask works.
+    assert ecs.create_cluster()["cluster"]["clusterName"] == "default"
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    assert wait_task(ecs, arn)["containers"][0]["exitCode"] == 0
+
+
+def test_start_task_on_a_fargate_cluster_has_no_container_instances(ecs):
+    td = register(ecs, [container("c", ["true"], image="alpine")])
+    assert ecs.list_container_instances()["containerInstanceArns"] == []
+    resp = ecs.start_task(taskDefinition=td["family"], containerInstances=["abc123"],
+                          networkConfiguration=NETWORK)
+    assert resp["tasks"] == []
+    assert resp["failures"] == [{"arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/default/abc123",
+                                 "reason": "MISSING"}]
+    with pytest.raises(ClientError) as e:
+        ecs.start_task(cluster="nope-cluster", taskDefinition=td["family"],
+                       containerInstances=["abc123"])
+    assert e.value.response["Error"]["Code"] == "ClusterNotFoundException"
+
+
+def test_overrides_command_env_cpu_memory_and_count(ecs, logs):
+    group = unique("/ecs/ovr")
+    script = "import os; print(os.environ['A'], os.environ['B'])"
+    td = register(ecs, [container("main", ["python3", "-c", "print('definition')"], group=group,
+                                  environment=[{"name": "A", "value": "def"},
+                                               {"name": "B", "value": "def"}])])
+    resp = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK, count=3,
+                        overrides={"cpu": "512", "memory": "1024", "containerOverrides": [{
+                            "name": "main", "command": ["python3", "-c", script],
+                            "environment": [{"name": "B", "value": "ovr"}]}]})
+    assert len(resp["tasks"]) == 3
+    for task in resp["tasks"]:
+        assert task["cpu"] == "512" and task["memory"] == "1024"
+        assert task["overrides"]["cpu"] == "512"
+        assert task["overrides"]["containerOverrides"][0]["command"][0] == "python3"
+        stopped = wait_task(ecs, task["taskArn"])
+        assert stopped["containers"][0]["exitCode"] == 0
+        task_id = task["taskArn"].rsplit("/", 1)[1]
+        events = logs.get_log_events(logGroupName=group, logStreamName=f"app/main/{task_id}",
+                                     startFromHead=True)["events"]
+        assert [e["message"] for e in events] == ["def ovr"]
+    for count in (0, 11):
+        with pytest.raises(ClientError) as e:
+            ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK, count=count)
+        assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK,
+                     overrides={"cpu": "256", "memory": "4096"})
+    assert e.value.response["Error"]["Message"].startswith(
+        "No Fargate configuration exists for given values: 256 CPU, 4096 memory.")
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK,
+                     overrides={"containerOverrides": [{"name": "ghost", "command": ["x"]}]})
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert "ghost" in e.value.response["Error"]["Message"]
+
+
+def test_depends_on_orders_container_starts(ecs, logs, tmp_path):
+    group = unique("/ecs/deps")
+    stamp = tmp_path / "order"
+    # Each container appends its name to a shared file: the order of starts.
+    def writer(name, body=""):
+        return ["sh", "-c", f"echo {name} >> {stamp}; {body}"]
+    td = register(ecs, [
+        container("app", writer("app", "sleep 0.2"), image="alpine", group=group,
+                  dependsOn=[{"containerName": "init", "condition": "SUCCESS"},
+                             {"containerName": "side", "condition": "START"}]),
+        container("init", writer("init", "sleep 0.5; exit 0"), image="alpine", essential=False),
+        container("side", writer("side", "sleep 3600"), image="alpine", essential=False,
+                  stopTimeout=2, dependsOn=[{"containerName": "init", "condition": "COMPLETE"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    stopped = wait_task(ecs, arn)
+    assert stamp.read_text().split() == ["init", "side", "app"]
+    codes = {c["name"]: c.get("exitCode") for c in stopped["containers"]}
+    assert codes["init"] == 0 and codes["app"] == 0 and codes["side"] in (143, 137)
+    assert stopped["stoppedReason"] == "Essential container in task exited"
+
+
+def test_failed_success_dependency_never_starts_the_essential_container(ecs, tmp_path):
+    stamp = tmp_path / "ran"
+    td = register(ecs, [
+        container("init", ["sh", "-c", "exit 3"], image="alpine", essential=False),
+        container("app", ["sh", "-c", f"touch {stamp}"], image="alpine",
+                  dependsOn=[{"containerName": "init", "condition": "SUCCESS"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    stopped = wait_task(ecs, arn)
+    app = next(c for c in stopped["containers"] if c["name"] == "app")
+    assert app["lastStatus"] == "STOPPED" and "exitCode" not in app
+    assert "init exited with code 3" in app["reason"]
+    assert stopped["stopCode"] == "EssentialContainerExited"
+    assert stopped["stoppedReason"] == "Essential container in task exited"
+    assert not stamp.exists()
+
+
+def test_depends_on_is_validated_at_registration(ecs):
+    cases = [
+        [container("a", ["true"], image="alpine",
+                   dependsOn=[{"containerName": "ghost", "condition": "START"}])],
+        [container("a", ["true"], image="alpine",
+                   dependsOn=[{"containerName": "b", "condition": "SUCCESS"}]),
+         container("b", ["true"], image="alpine")],  # b is essential
+        [container("a", ["true"], image="alpine",
+                   dependsOn=[{"containerName": "b", "condition": "HEALTHY"}]),
+         container("b", ["true"], image="alpine")],  # b has no healthCheck
+        [container("a", ["true"], image="alpine",
+                   dependsOn=[{"containerName": "b", "condition": "START"}]),
+         container("b", ["true"], image="alpine",
+                   dependsOn=[{"containerName": "a", "condition": "START"}])],
+    ]
+    for containers in cases:
+        with pytest.raises(ClientError) as e:
+            register(ecs, containers)
+        assert e.value.response["Error"]["Code"] == "ClientException"
+
+
+def test_healthy_dependency_waits_for_the_health_check_on_the_clock(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    ecs.create_cluster()
+    ready = tmp_path / "ready"
+    started = tmp_path / "started"
+    marker = unique("hc")
+    td = register(ecs, [
+        container("db", ["python3", "-c", "import time; time.sleep(3600)", marker],
+                  essential=False, stopTimeout=2,
+                  healthCheck={"command": ["CMD-SHELL", f"test -f {ready}"], "interval": 10,
+                               "retries": 3, "timeout": 5}),
+        container("app", ["sh", "-c", f"touch {started}"], image="alpine",
+                  dependsOn=[{"containerName": "db", "condition": "HEALTHY"}]),
+    ])
+    assert td["containerDefinitions"][0]["healthCheck"]["retries"] == 3
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    task = wait_task(ecs, arn, "RUNNING")
+    db = next(c for c in task["containers"] if c["name"] == "db")
+    assert db["healthStatus"] == "UNKNOWN"
+    clock_server.advance(10)  # the first check fails: the file is missing
+    time.sleep(0.5)
+    assert not started.exists()
+    ready.touch()
+    clock_server.advance(10)  # the second passes: db is HEALTHY, app starts and exits
+    stopped = wait_task(ecs, arn)
+    assert started.exists()
+    db = next(c for c in stopped["containers"] if c["name"] == "db")
+    assert db["healthStatus"] == "HEALTHY"
+    assert db["exitCode"] in (143, 137)
+    assert processes_with(marker) == []
+
+
+def test_eventbridge_schedule_rule_runs_an_ecs_task(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    events = clock_server.client("events")
+    cluster = ecs.create_cluster(clusterName=unique("ev"))["cluster"]
+    stamp = tmp_path / "ran"
+    td = register(ecs, [container("job", ["sh", "-c", "exit 1"], image="alpine")])
+    rule = unique("ecs-every5")
+    events.put_rule(Name=rule, ScheduleExpression="rate(5 minutes)")
+    # The target's Input is RunTask's overrides, as AWS uses it for ECS targets.
+    overrides = {"containerOverrides": [{"name": "job", "command": [
+        "sh", "-c", f'echo "$GREETING" >> {stamp}; exit 4'],
+        "environment": [{"name": "GREETING", "value": "from-rule"}]}]}
+    with pytest.raises(ClientError) as e:
+        events.put_targets(Rule=rule, Targets=[{
+            "Id": "task", "Arn": cluster["clusterArn"],
+            "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"]}}])
+    assert e.value.response["Error"]["Message"] == \
+        f"RoleArn is required for target {cluster['clusterArn']}."
+    resp = events.put_targets(Rule=rule, Targets=[{
+        "Id": "task", "Arn": cluster["clusterArn"],
+        "RoleArn": "arn:aws:iam::123456789012:role/ecsEventsRole",
+        "Input": json.dumps(overrides),
+        "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"], "TaskCount": 2,
+                          "LaunchType": "FARGATE",
+                          "NetworkConfiguration": {"awsvpcConfiguration": {
+                              "Subnets": ["subnet-12345678"], "AssignPublicIp": "DISABLED"}},
+                          "Tags": [{"Key": "from", "Value": "rule"}]}}])
+    assert resp["FailedEntryCount"] == 0
+    assert ecs.list_tasks(cluster=cluster["clusterName"], desiredStatus="STOPPED")["taskArns"] == []
+    clock_server.advance(301)
+    deadline = time.monotonic() + 30
+    while True:
+        arns = ecs.list_tasks(cluster=cluster["clusterName"], desiredStatus="STOPPED",
+                              startedBy=f"events-rule/{rule}")["taskArns"]
+        if len(arns) == 2:
+            break
+        assert time.monotonic() < deadline, f"tasks stopped: {arns}"
+        time.sleep(0.05)
+    tasks = ecs.describe_tasks(cluster=cluster["clusterName"], tasks=arns,
+                               include=["TAGS"])["tasks"]
+    for t in tasks:
+        assert t["containers"][0]["exitCode"] == 4
+        assert t["launchType"] == "FARGATE"
+        assert t["tags"] == [{"key": "from", "value": "rule"}]
+        assert t["overrides"]["containerOverrides"][0]["environment"][0]["value"] == "from-rule"
+    assert stamp.read_text().split() == ["from-rule", "from-rule"]
+    events.remove_targets(Rule=rule, Ids=["task"])
+    events.delete_rule(Name=rule)
+
+
+def test_stop_task_while_a_container_waits_for_its_dependency(ecs, tmp_path):
+    marker = unique("waiting")
+    started = tmp_path / "started"
+    td = register(ecs, [
+        container("db", ["python3", "-c", "import time; time.sleep(3600)", marker],
+                  essential=False, stopTimeout=2,
+                  healthCheck={"command": ["CMD-SHELL", "exit 1"], "interval": 300}),
+        container("app", ["sh", "-c", f"touch {started}"], image="alpine",
+                  dependsOn=[{"containerName": "db", "condition": "HEALTHY"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    wait_task(ecs, arn, "RUNNING")
+    wait_for_processes = time.monotonic() + 30
+    while not processes_with(marker):
+        assert time.monotonic() < wait_for_processes
+        time.sleep(0.05)
+    app = next(c for c in ecs.describe_tasks(tasks=[arn])["tasks"][0]["containers"]
+               if c["name"] == "app")
+    assert app["lastStatus"] == "PENDING"
+    ecs.stop_task(task=arn, reason="not needed")
+    stopped = wait_task(ecs, arn)
+    assert stopped["stopCode"] == "UserInitiated" and stopped["stoppedReason"] == "not needed"
+    app = next(c for c in stopped["containers"] if c["name"] == "app")
+    assert app["lastStatus"] == "STOPPED" and "exitCode" not in app
+    assert not started.exists()
+    assert processes_with(marker) == []
+
+
+def test_start_timeout_gives_up_on_a_dependency_on_the_clock(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    ecs.create_cluster()
+    marker = unique("slowdb")
+    started = tmp_path / "started"
+    td = register(ecs, [
+        container("db", ["python3", "-c", "import time; time.sleep(3600)", marker],
+                  essential=False, stopTimeout=2, startTimeout=30,
+                  healthCheck={"command": ["CMD-SHELL", "exit 1"], "interval": 300}),
+        container("app", ["sh", "-c", f"touch {started}"], image="alpine",
+                  dependsOn=[{"containerName": "db", "condition": "HEALTHY"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    wait_task(ecs, arn, "RUNNING")
+    clock_server.advance(31)
+    stopped = wait_task(ecs, arn)
+    app = next(c for c in stopped["containers"] if c["name"] == "app")
+    assert "startTimeout" in app["reason"] and "exitCode" not in app
+    assert stopped["stoppedReason"] == "Essential container in task exited"
+    assert not started.exists()
+    assert processes_with(marker) == []
+
+
+def test_stop_task_stops_dependents_before_their_dependencies(ecs, tmp_path):
+    order = tmp_path / "order"
+
+    # app takes its time to shut down: were db stopped at the same time, it would write first.
+    def until_term(name, linger=0):
+        return ["sh", "-c", f"trap 'sleep {linger}; echo {name} >> {order}; exit 0' TERM; "
+                            "while true; do sleep 0.05; done"]
+    td = register(ecs, [
+        container("db", until_term("db"), image="alpine", essential=False, stopTimeout=5),
+        container("app", until_term("app", 0.5), image="alpine", stopTimeout=5,
+                  dependsOn=[{"containerName": "db", "condition": "START"}]),
+    ])
+    arn = ecs.run_task(taskDefinition=td["family"], networkConfiguration=NETWORK)["tasks"][0]["taskArn"]
+    deadline = time.monotonic() + 30
+    while not all(c["lastStatus"] == "RUNNING"
+                  for c in ecs.describe_tasks(tasks=[arn])["tasks"][0]["containers"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # both shells have set their traps
+    ecs.stop_task(task=arn)
+    stopped = wait_task(ecs, arn)
+    assert order.read_text().split() == ["app", "db"]
+    assert {c["name"]: c["exitCode"] for c in stopped["containers"]} == {"app": 0, "db": 0}
+
+
+def test_scheduler_schedule_runs_an_ecs_task(clock_server, tmp_path):
+    ecs = clock_server.client("ecs")
+    scheduler = clock_server.client("scheduler", access_key="123456789012")
+    cluster = ecs.create_cluster(clusterName=unique("sched"))["cluster"]
+    td = register(ecs, [container("job", ["sh", "-c", "exit 0"], image="alpine")])
+    name = unique("ecs-sched")
+    scheduler.create_schedule(
+        Name=name, ScheduleExpression="rate(5 minutes)", FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": cluster["clusterArn"], "RoleArn": "arn:aws:iam::123456789012:role/s",
+                "Input": json.dumps({"containerOverrides": [
+                    {"name": "job", "command": ["sh", "-c", "exit 9"]}]}),
+                "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"],
+                                  "LaunchType": "FARGATE",
+                                  "NetworkConfiguration": {"awsvpcConfiguration": {
+                                      "Subnets": ["subnet-12345678"]}},
+                                  "Tags": [{"from": "schedule"}]}})
+    clock_server.advance(301)
+    deadline = time.monotonic() + 30
+    while True:
+        arns = ecs.list_tasks(cluster=cluster["clusterName"], desiredStatus="STOPPED")["taskArns"]
+        if arns:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    task = ecs.describe_tasks(cluster=cluster["clusterName"], tasks=arns, include=["TAGS"])["tasks"][0]
+    assert task["containers"][0]["exitCode"] == 9
+    assert task["tags"] == [{"key": "from", "value": "schedule"}]
+    scheduler.delete_schedule(Name=name)

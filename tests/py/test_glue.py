@@ -442,3 +442,294 @@ def test_run_in_progress_at_kill_9_ends_error_and_jobs_survive(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def make_wheel(directory, name, version, source):
+    """A pure-Python wheel, built by hand as the wheel spec lays it out (RECORD hashes)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": source,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tsumiki-test\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel
+
+
+MODULES_SCRIPT = """
+import sys
+import helper, zipped, shout
+print(helper.NAME, zipped.NAME, shout.loud("wheel"), shout.__file__.split("/")[-3])
+"""
+
+
+def test_extra_py_files_and_wheels_from_s3_and_local_paths(glue, server, tmp_path):
+    """--extra-py-files (.py from S3, .zip locally) go on the run's PYTHONPATH; a wheel in
+    --additional-python-modules is installed with pip --no-index into a directory named by
+    its content, reused by the next run with the same modules."""
+    import zipfile
+
+    s3 = server.client("s3", s3={"addressing_style": "path"})
+    logs = server.client("logs")
+    bucket = f"mods-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="lib/helper.py", Body=b"NAME = 'helper-from-s3'\n")
+    package = f"shout{uuid.uuid4().hex[:6]}"
+    wheel = make_wheel(tmp_path, package, "1.0",
+                       "def loud(s):\n    return s.upper() + '!'\n")
+    s3.put_object(Bucket=bucket, Key=f"wheels/{wheel.name}", Body=wheel.read_bytes())
+    zipped = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("zipped.py", "NAME = 'zipped-local'\n")
+    job = create_job(glue, script(tmp_path, MODULES_SCRIPT.replace("shout", package)),
+                     DefaultArguments={
+                         "--extra-py-files": f"s3://{bucket}/lib/helper.py,{zipped}",
+                         "--additional-python-modules": f"s3://{bucket}/wheels/{wheel.name}"})
+    first = glue.start_job_run(JobName=job)["JobRunId"]
+    run = wait_run(glue, job, first)
+    assert run["JobRunState"] == "SUCCEEDED", (run, log_messages(
+        logs, "/aws-glue/python-jobs/error", first))
+    out = log_messages(logs, "/aws-glue/python-jobs/output", first)
+    # Installed into its own content-named directory, not the machine's site-packages.
+    line = next(m for m in out if m.startswith("helper-from-s3"))
+    assert line.split(" ")[:3] == ["helper-from-s3", "zipped-local", "WHEEL!"]
+    assert line.split(" ")[3].startswith("pip-")
+    assert any("Python modules installed" in m for m in out)
+    second = glue.start_job_run(JobName=job)["JobRunId"]
+    assert wait_run(glue, job, second)["JobRunState"] == "SUCCEEDED"
+    out = log_messages(logs, "/aws-glue/python-jobs/output", second)
+    assert any("reused from an earlier install" in m for m in out)
+    # The machine's python3 did not get the package.
+    import subprocess
+    assert subprocess.run(["python3", "-c", f"import {package}"],
+                          capture_output=True).returncode != 0
+
+
+def test_modules_that_cannot_be_installed_fail_the_run_with_a_clear_message(glue, server, tmp_path):
+    job = create_job(glue, script(tmp_path, "print('never')\n"),
+                     DefaultArguments={"--additional-python-modules":
+                                       f"tsumiki-no-such-package-{uuid.uuid4().hex[:8]}==9.9.9"})
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    run = wait_run(glue, job, run_id, timeout=240)
+    assert run["JobRunState"] == "FAILED", run
+    assert run["ErrorMessage"].startswith("Installation of Python modules failed"), run
+    err = log_messages(server.client("logs"), "/aws-glue/python-jobs/error", run_id)
+    assert any("No matching distribution" in m or "ERROR" in m for m in err), err
+    assert "never" not in log_messages(server.client("logs"), "/aws-glue/python-jobs/output", run_id)
+
+    missing = create_job(glue, script(tmp_path, "print('never')\n"),
+                         DefaultArguments={"--extra-py-files": str(tmp_path / "absent.py")})
+    run = wait_run(glue, missing, glue.start_job_run(JobName=missing)["JobRunId"])
+    assert run["JobRunState"] == "FAILED"
+    assert "--extra-py-files" in run["ErrorMessage"] and "absent.py" in run["ErrorMessage"]
+
+
+def test_job_bookmarks_advance_with_enabled_runs_and_reset(glue, tmp_path):
+    job = create_job(glue, script(tmp_path, "print('ok')\n"),
+                     DefaultArguments={"--job-bookmark-option": "job-bookmark-enable"})
+    with pytest.raises(ClientError) as e:
+        glue.get_job_bookmark(JobName=job)
+    assert e.value.response["Error"]["Code"] == "EntityNotFoundException"
+    first = glue.start_job_run(JobName=job)["JobRunId"]
+    assert wait_run(glue, job, first)["JobRunState"] == "SUCCEEDED"
+    entry = glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]
+    assert (entry["JobName"], entry["Version"], entry["Run"], entry["Attempt"]) == (job, 1, 1, 0)
+    assert entry["RunId"] == first and "PreviousRunId" not in entry
+    assert json.loads(entry["JobBookmark"])["run"] == 1
+    # A paused run leaves the bookmark where it was.
+    paused = glue.start_job_run(JobName=job,
+                                Arguments={"--job-bookmark-option": "job-bookmark-pause"})["JobRunId"]
+    wait_run(glue, job, paused)
+    assert glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]["RunId"] == first
+    second = glue.start_job_run(JobName=job)["JobRunId"]
+    wait_run(glue, job, second)
+    entry = glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]
+    assert (entry["Version"], entry["Run"], entry["RunId"], entry["PreviousRunId"]) == \
+        (2, 2, second, first)
+    assert glue.get_job_bookmark(JobName=job, RunId=first)["JobBookmarkEntry"]["Version"] == 1
+    # Reset to before the second run, then entirely.
+    assert glue.reset_job_bookmark(JobName=job, RunId=second)["JobBookmarkEntry"]["RunId"] == second
+    assert glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]["RunId"] == first
+    glue.reset_job_bookmark(JobName=job)
+    with pytest.raises(ClientError) as e:
+        glue.get_job_bookmark(JobName=job)
+    assert e.value.response["Error"]["Code"] == "EntityNotFoundException"
+    # A failed run does not advance it.
+    failing = create_job(glue, script(tmp_path, "raise SystemExit(2)\n"),
+                         DefaultArguments={"--job-bookmark-option": "job-bookmark-enable"})
+    wait_run(glue, failing, glue.start_job_run(JobName=failing)["JobRunId"])
+    with pytest.raises(ClientError):
+        glue.get_job_bookmark(JobName=failing)
+
+
+def test_event_trigger_batches_eventbridge_events_into_a_workflow_run(cglue, clock_server, tmp_path):
+    events = clock_server.client("events")
+    job = create_job(cglue, script(tmp_path, WORKFLOW_SCRIPT))
+    wf = unique("evwf")
+    cglue.create_workflow(Name=wf)
+    trigger = unique("on-event")
+    with pytest.raises(ClientError) as e:
+        cglue.create_trigger(Name=unique("t"), Type="EVENT", Actions=[{"JobName": job}])
+    assert e.value.response["Error"]["Code"] == "InvalidInputException"
+    cglue.create_trigger(Name=trigger, WorkflowName=wf, Type="EVENT", StartOnCreation=True,
+                         EventBatchingCondition={"BatchSize": 2, "BatchWindow": 60},
+                         Actions=[{"JobName": job}])
+    got = cglue.get_trigger(Name=trigger)["Trigger"]
+    assert got["EventBatchingCondition"] == {"BatchSize": 2, "BatchWindow": 60}
+    rule = unique("to-glue")
+    source = unique("app")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=rule, Targets=[{
+        "Id": "wf", "Arn": f"arn:aws:glue:us-east-1:123456789012:workflow/{wf}",
+        "RoleArn": "arn:aws:iam::123456789012:role/events-to-glue"}])
+
+    def put():
+        entry = {"Source": source, "DetailType": "d", "Detail": "{}"}
+        resp = events.put_events(Entries=[entry])
+        assert resp["FailedEntryCount"] == 0
+        return resp["Entries"][0]["EventId"]
+
+    def runs():
+        return cglue.get_workflow_runs(Name=wf)["Runs"]
+
+    # Two events fill the batch: one run, carrying both event ids.
+    ids = [put(), put()]
+    run = wait_for(lambda: runs())[0]
+    assert json.loads(run["WorkflowRunProperties"]["aws:eventIds"]) == ids
+    assert run["StartingEventBatchCondition"] == {"BatchSize": 2, "BatchWindow": 60}
+    wait_for(lambda: [r for r in runs() if r["Status"] == "COMPLETED"])
+    # One event waits for the window, which ends on the clock.
+    lone = put()
+    time.sleep(0.5)
+    assert len(runs()) == 1
+    clock_server.advance(61)
+    later = wait_for(lambda: [r for r in runs() if r["WorkflowRunId"] != run["WorkflowRunId"]])[0]
+    assert json.loads(later["WorkflowRunProperties"]["aws:eventIds"]) == [lone]
+    wait_for(lambda: len(cglue.get_job_runs(JobName=job)["JobRuns"]) == 2)
+
+
+def test_bookmarks_and_event_batches_survive_kill_9(tmp_path):
+    """A job's bookmark and an EVENT trigger's unfinished batch are durable: after a kill -9
+    the bookmark is as it was and the batch's window still starts the workflow run."""
+    import re
+    import subprocess
+
+    import boto3
+
+    from conftest import REGION, tsumiki_bin
+
+    def start():
+        proc = subprocess.Popen([str(tsumiki_bin()), "serve", "--listen", "127.0.0.1:0",
+                                 "--clock", "manual", "--default-account", "123456789012",
+                                 "--data-dir", str(tmp_path / "data")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        endpoint = re.search(r"(http://\S+)", proc.stdout.readline().decode()).group(1)
+
+        def client(service):
+            return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        return proc, endpoint, client
+
+    proc, endpoint, client = start()
+    try:
+        glue, events = client("glue"), client("events")
+        job = create_job(glue, script(tmp_path, "print('ok')\n"),
+                         DefaultArguments={"--job-bookmark-option": "job-bookmark-enable"})
+        run_id = glue.start_job_run(JobName=job)["JobRunId"]
+        wait_run(glue, job, run_id)
+        wf = unique("crashwf")
+        glue.create_workflow(Name=wf)
+        glue.create_trigger(Name="ev", WorkflowName=wf, Type="EVENT", StartOnCreation=True,
+                            EventBatchingCondition={"BatchSize": 5, "BatchWindow": 30},
+                            Actions=[{"JobName": job}])
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["crash"]}))
+        wf_arn = f"arn:aws:glue:{REGION}:123456789012:workflow/{wf}"
+        events.put_targets(Rule="r", Targets=[{"Id": "wf", "Arn": wf_arn,
+                                               "RoleArn": "arn:aws:iam::000000000000:role/x"}])
+        event_id = events.put_events(Entries=[{"Source": "crash", "DetailType": "d",
+                                               "Detail": "{}"}])["Entries"][0]["EventId"]
+        wait_for(lambda: glue.get_workflow_runs(Name=wf)["Runs"] == [])
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    proc, endpoint, client = start()
+    try:
+        glue = client("glue")
+        assert glue.get_job_bookmark(JobName=job)["JobBookmarkEntry"]["RunId"] == run_id
+        assert glue.get_workflow_runs(Name=wf)["Runs"] == []
+        import urllib.request
+        req = urllib.request.Request(f"{endpoint}/_tsumiki/clock/advance",
+                                     data=json.dumps({"seconds": 31}).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+        urllib.request.urlopen(req).read()
+        run = wait_for(lambda: glue.get_workflow_runs(Name=wf)["Runs"])[0]
+        assert json.loads(run["WorkflowRunProperties"]["aws:eventIds"]) == [event_id]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+
+def test_batch_stop_during_a_module_install_leaves_no_process(tmp_path, monkeypatch):
+    """pip runs as the run's own process with the server's pip configuration: here an index
+    that accepts connections and never answers, so the install hangs until BatchStopJobRun
+    stops the run, and nothing of it is left."""
+    import socket
+    import threading
+
+    from conftest import Server
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple/")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "600")
+    server = Server.start(tmp_path)
+    try:
+        glue = server.client("glue")
+        package = f"tsumiki-hang-{uuid.uuid4().hex[:8]}"
+        job = create_job(glue, script(tmp_path, "print('never')\n"),
+                         DefaultArguments={"--additional-python-modules": package})
+        run_id = glue.start_job_run(JobName=job)["JobRunId"]
+        wait_for(lambda: processes_with(package), timeout=30)
+        wait_for(lambda: held, timeout=60)  # pip is waiting on the index
+        assert glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]["JobRunState"] == "RUNNING"
+        glue.batch_stop_job_run(JobName=job, JobRunIds=[run_id])
+        run = wait_run(glue, job, run_id)
+        assert run["JobRunState"] == "STOPPED", run
+        assert processes_with(package) == []
+    finally:
+        server.stop()
+        stop.set()
+        for c in held:
+            c.close()
+        listener.close()

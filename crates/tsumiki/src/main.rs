@@ -287,6 +287,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for s in &served {
         targets.register(s.service.clone());
     }
+    // Rule targets: ECS clusters (RunTask) and Glue workflows (EVENT triggers).
+    targets.register(ecs.clone());
+    targets.register(glue.clone());
     let events =
         tsumiki_events::Events::start(store.clone(), clock.clone(), targets, async_invoker.clone())
             .await

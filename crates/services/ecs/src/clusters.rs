@@ -32,17 +32,6 @@ fn new_cluster(scope: &Scope, name: &str, input: &Value) -> Tagged {
     }
 }
 
-/// The `default` cluster exists as soon as something uses it (AWS creates it on first use).
-pub(crate) fn ensure_default(state: &mut State, scope: &Scope, batch: &mut Batch) {
-    if let std::collections::btree_map::Entry::Vacant(e) =
-        state.clusters.entry((scope.clone(), "default".to_string()))
-    {
-        let c = new_cluster(scope, "default", &json!({}));
-        state::put_cluster(batch, scope, "default", &c);
-        e.insert(c);
-    }
-}
-
 /// A cluster as Describe answers it: its task counts are live.
 pub(crate) fn render(state: &State, scope: &Scope, c: &Tagged, with_tags: bool) -> Value {
     let mut v = c.value.clone();

@@ -8,8 +8,13 @@
 //! `awslogs` configuration sends its output to CloudWatch Logs (`prefix/container/taskId`).
 //! Task state changes go to EventBridge as `ECS Task State Change`.
 //!
-//! Not (yet): services, container instances, capacity providers, Docker/Podman, `dependsOn`
-//! ordering, secrets resolution, volumes; those operations answer `NotImplemented`.
+//! Containers start in `dependsOn` order (START, COMPLETE, SUCCESS, HEALTHY with the
+//! container's `healthCheck` run on the clock; a dependency's `startTimeout` on the clock) and
+//! stop in reverse order. Clusters are Fargate-only: they have no
+//! container instances, so StartTask answers each instance named `MISSING`.
+//!
+//! Not (yet): services, registering container instances, capacity providers, Docker/Podman,
+//! secrets resolution, volumes; those operations answer `NotImplemented`.
 //! Read `state.rs`, then `tasks.rs` (a task's life).
 
 mod clusters;
@@ -50,6 +55,9 @@ pub struct Ecs {
     live: Mutex<HashMap<String, Vec<Arc<Run>>>>,
     /// Tasks asked to stop (task id -> reason), read by their executor.
     stopping: Mutex<HashMap<String, String>>,
+    /// Each running task's executor, told of a StopTask (it stops the containers in reverse
+    /// dependency order).
+    signals: Mutex<HashMap<String, tasks::Signal>>,
     me: Weak<Ecs>,
 }
 
@@ -91,6 +99,7 @@ impl Ecs {
             work_dir,
             live: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashMap::new()),
+            signals: Mutex::new(HashMap::new()),
             me: me.clone(),
         }))
     }
@@ -147,6 +156,9 @@ impl tsumiki_ports::Service for Ecs {
             "DescribeTasks" => tasks::describe_tasks(self, ctx, &input),
             "ListTasks" => tasks::list_tasks(self, ctx, &input),
             "StopTask" => tasks::stop_task(self, ctx, &input).await,
+            "StartTask" => tasks::start_task(self, ctx, &input),
+            "ListContainerInstances" => tasks::list_container_instances(self, ctx, &input),
+            "DescribeContainerInstances" => tasks::describe_container_instances(self, ctx, &input),
             "TagResource" => clusters::tag_resource(self, ctx, &input, true).await,
             "UntagResource" => clusters::tag_resource(self, ctx, &input, false).await,
             "ListTagsForResource" => clusters::list_tags(self, ctx, &input),

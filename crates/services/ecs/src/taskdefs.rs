@@ -9,7 +9,7 @@ use crate::state::{self, Scope, State, Tagged};
 use crate::{Ecs, arn, client_error, page, scope, str_of};
 
 /// Fargate's task sizes: CPU units and the memory (MiB) each allows.
-fn fargate_allows(cpu: u64, memory: u64) -> bool {
+pub(crate) fn fargate_allows(cpu: u64, memory: u64) -> bool {
     let gb = |n: u64| n * 1024;
     match cpu {
         256 => [512, 1024, 2048].contains(&memory),
@@ -24,7 +24,7 @@ fn fargate_allows(cpu: u64, memory: u64) -> bool {
 }
 
 /// `1024`, `1 vCPU` or `0.25 vcpu` as CPU units.
-fn cpu_units(text: &str) -> Option<u64> {
+pub(crate) fn cpu_units(text: &str) -> Option<u64> {
     let t = text.trim().to_ascii_lowercase();
     match t.strip_suffix("vcpu") {
         Some(n) => n
@@ -37,7 +37,7 @@ fn cpu_units(text: &str) -> Option<u64> {
 }
 
 /// `2048` or `2 GB` as MiB.
-fn memory_mib(text: &str) -> Option<u64> {
+pub(crate) fn memory_mib(text: &str) -> Option<u64> {
     let t = text.trim().to_ascii_lowercase();
     match t.strip_suffix("gb") {
         Some(n) => n
@@ -128,11 +128,99 @@ fn check(input: &Value) -> Result<(Option<u64>, Option<u64>), AwsError> {
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err(client_error("Duplicate container names are not allowed."));
     }
+    check_dependencies(&containers)?;
     Ok((cpu, memory))
+}
+
+/// `dependsOn` as AWS documents it: the named container exists, COMPLETE and SUCCESS are not
+/// set on an essential container, HEALTHY needs the container's `healthCheck`, and no cycle.
+fn check_dependencies(containers: &[Value]) -> Result<(), AwsError> {
+    let by_name = |n: &str| containers.iter().find(|c| str_of(c, "name") == Some(n));
+    let deps = |c: &Value| -> Vec<(String, String)> {
+        c.get("dependsOn")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                (
+                    str_of(d, "containerName").unwrap_or_default().to_string(),
+                    str_of(d, "condition").unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    for c in containers {
+        let name = str_of(c, "name").unwrap_or_default();
+        for (dep, condition) in deps(c) {
+            let Some(target) = by_name(&dep) else {
+                return Err(client_error(format!(
+                    "Container '{name}' depends on container '{dep}', which is not in the task \
+                     definition."
+                )));
+            };
+            if dep == name {
+                return Err(client_error(format!(
+                    "Container '{name}' cannot depend on itself."
+                )));
+            }
+            let essential = target
+                .get("essential")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            match condition.as_str() {
+                "START" => {}
+                "COMPLETE" | "SUCCESS" if essential => {
+                    return Err(client_error(format!(
+                        "Container '{name}' has a {condition} dependency on essential container \
+                         '{dep}': {condition} can only be set on a non-essential container."
+                    )));
+                }
+                "COMPLETE" | "SUCCESS" => {}
+                "HEALTHY" if target.get("healthCheck").is_none() => {
+                    return Err(client_error(format!(
+                        "Container '{name}' has a HEALTHY dependency on container '{dep}', which \
+                         has no healthCheck."
+                    )));
+                }
+                "HEALTHY" => {}
+                other => {
+                    return Err(client_error(format!(
+                        "Invalid dependency condition '{other}' for container '{name}'."
+                    )));
+                }
+            }
+        }
+    }
+    // A cycle: some container reaches itself through its dependencies.
+    for c in containers {
+        let start = str_of(c, "name").unwrap_or_default();
+        let mut seen = vec![start.to_string()];
+        let mut frontier: Vec<String> = deps(c).into_iter().map(|(d, _)| d).collect();
+        while let Some(n) = frontier.pop() {
+            if n == start {
+                return Err(client_error(format!(
+                    "Container '{start}' has a circular dependency."
+                )));
+            }
+            if seen.contains(&n) {
+                continue;
+            }
+            if let Some(next) = by_name(&n) {
+                frontier.extend(deps(next).into_iter().map(|(d, _)| d));
+            }
+            seen.push(n);
+        }
+    }
+    Ok(())
 }
 
 fn container_defaults(c: &Value) -> Value {
     let mut c = c.clone();
+    if let Some(h) = c.get_mut("healthCheck").and_then(Value::as_object_mut) {
+        for (k, v) in [("interval", 30), ("timeout", 5), ("retries", 3)] {
+            h.entry(k).or_insert(json!(v));
+        }
+    }
     for (k, v) in [
         ("cpu", json!(0)),
         ("essential", json!(true)),
@@ -361,6 +449,44 @@ pub(crate) async fn deregister(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependencies_follow_aws_rules() {
+        let c = |name: &str, essential: bool, deps: Value| json!({"name": name, "essential": essential, "dependsOn": deps});
+        let ok = |cs: Vec<Value>| check_dependencies(&cs).is_ok();
+        let dep = |n: &str, cond: &str| json!([{"containerName": n, "condition": cond}]);
+        assert!(ok(vec![
+            c("a", true, dep("b", "SUCCESS")),
+            c("b", false, json!([]))
+        ]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "SUCCESS")),
+            c("b", true, json!([]))
+        ]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "COMPLETE")),
+            c("b", true, json!([]))
+        ]));
+        assert!(!ok(vec![c("a", true, dep("zz", "START"))]));
+        assert!(!ok(vec![c("a", true, dep("a", "START"))]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "HEALTHY")),
+            c("b", false, json!([]))
+        ]));
+        let mut healthy = c("b", false, json!([]));
+        healthy["healthCheck"] = json!({"command": ["CMD", "true"]});
+        assert!(ok(vec![c("a", true, dep("b", "HEALTHY")), healthy]));
+        // a -> b -> c -> a
+        assert!(!ok(vec![
+            c("a", true, dep("b", "START")),
+            c("b", true, dep("c", "START")),
+            c("c", true, dep("a", "START")),
+        ]));
+        assert!(!ok(vec![
+            c("a", true, dep("b", "BOGUS")),
+            c("b", true, json!([]))
+        ]));
+    }
 
     #[test]
     fn fargate_sizes() {

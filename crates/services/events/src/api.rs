@@ -622,6 +622,14 @@ fn check_target(t: &Value) -> Result<(), AwsError> {
     if let InputSpec::Template { paths, .. } = InputSpec::from_target(t) {
         transform::validate_paths(&paths).map_err(AwsError::validation)?;
     }
+    // EventBridge acts on ECS and Glue targets as the target's role.
+    let arn = str_of(t, "Arn").unwrap_or_default();
+    let service = arn.split(':').nth(2).unwrap_or_default();
+    if matches!(service, "ecs" | "glue") && t.get("RoleArn").is_none() {
+        return Err(AwsError::validation(format!(
+            "RoleArn is required for target {arn}."
+        )));
+    }
     if let Some(r) = t.get("RetryPolicy") {
         if let Some(n) = r.get("MaximumRetryAttempts").and_then(Value::as_i64)
             && !(0..=185).contains(&n)

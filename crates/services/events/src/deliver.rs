@@ -109,6 +109,12 @@ impl Events {
                     str_of(p, "DetailType").unwrap_or_default().to_string(),
                 )
             }),
+            ecs: target.get("EcsParameters").map(|p| {
+                let from_input = ["Input", "InputPath", "InputTransformer"]
+                    .iter()
+                    .any(|k| target.get(*k).is_some());
+                (p.clone(), from_input)
+            }),
             dlq_arn: target
                 .get("DeadLetterConfig")
                 .and_then(|d| str_of(d, "Arn"))
@@ -202,6 +208,22 @@ impl Events {
                 self.deliver_to_bus(d, bus).await
             }
             "logs" => self.deliver_to_log_group(d, resource).await,
+            "ecs" => self.deliver_to_ecs(d).await,
+            "glue" => {
+                // A workflow: its EVENT triggers batch the event (Glue's own operation for
+                // its EventBridge integration, not part of the public API).
+                let Some(workflow) = resource.strip_prefix("workflow/") else {
+                    return Err(Failure::permanent(
+                        "INVALID_PARAMETER",
+                        "Only Glue workflows can be EventBridge targets.",
+                    ));
+                };
+                let input = json!({"WorkflowName": workflow, "EventId": d.event_id});
+                self.call(&d.scope, "glue", "tsumiki:WorkflowEvent", input)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Failure::from_aws(&e))
+            }
             "kinesis" => {
                 let input = json!({
                     "StreamARN": d.target_arn,
@@ -227,6 +249,110 @@ impl Events {
                     format!("tsumiki does not deliver to {other} targets yet."),
                 ))
             }
+        }
+    }
+
+    /// RunTask on the target's cluster with its `EcsParameters`; the target's Input, when it
+    /// has one, is RunTask's `overrides` (as AWS uses it), and the event itself is not passed.
+    async fn deliver_to_ecs(&self, d: &Delivery) -> Result<(), Failure> {
+        let Some((params, from_input)) = &d.ecs else {
+            return Err(Failure::permanent(
+                "INVALID_PARAMETER",
+                "An ECS target needs EcsParameters.",
+            ));
+        };
+        let origin = d.origin_arn.rsplit('/').next().unwrap_or_default();
+        // A rule's tasks carry `events-rule/NAME`, cut to RunTask's 36-character limit; a
+        // schedule's carry nothing of tsumiki's invention.
+        let started_by = (!d.from_scheduler).then(|| {
+            format!("events-rule/{origin}")
+                .chars()
+                .take(36)
+                .collect::<String>()
+        });
+        let mut input = json!({
+            "cluster": d.target_arn,
+            "taskDefinition": str_of(params, "TaskDefinitionArn").unwrap_or_default(),
+            "count": params.get("TaskCount").and_then(Value::as_u64).unwrap_or(1),
+        });
+        if let Some(s) = started_by {
+            input["startedBy"] = json!(s);
+        }
+        for (from, to) in [
+            ("LaunchType", "launchType"),
+            ("PlatformVersion", "platformVersion"),
+            ("Group", "group"),
+            ("PropagateTags", "propagateTags"),
+            ("ReferenceId", "referenceId"),
+            ("EnableExecuteCommand", "enableExecuteCommand"),
+            ("EnableECSManagedTags", "enableECSManagedTags"),
+        ] {
+            if let Some(v) = params.get(from) {
+                input[to] = v.clone();
+            }
+        }
+        if let Some(vpc) = params
+            .get("NetworkConfiguration")
+            .and_then(|n| n.get("awsvpcConfiguration"))
+        {
+            let mut conf = json!({});
+            for (from, to) in [
+                ("Subnets", "subnets"),
+                ("SecurityGroups", "securityGroups"),
+                ("AssignPublicIp", "assignPublicIp"),
+            ] {
+                if let Some(v) = vpc.get(from) {
+                    conf[to] = v.clone();
+                }
+            }
+            input["networkConfiguration"] = json!({"awsvpcConfiguration": conf});
+        }
+        if let Some(tags) = params.get("Tags").and_then(Value::as_array) {
+            // EventBridge's are `{Key, Value}`; Scheduler's are maps of key to value.
+            let tags: Vec<Value> = tags
+                .iter()
+                .flat_map(|t| match (t.get("Key"), t.get("Value")) {
+                    (Some(k), v) => vec![json!({"key": k, "value": v})],
+                    _ => t
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect(),
+                })
+                .collect();
+            input["tags"] = json!(tags);
+        }
+        if *from_input {
+            match serde_json::from_str::<Value>(&d.payload) {
+                Ok(o) if o.is_object() => input["overrides"] = o,
+                _ => {
+                    return Err(Failure::permanent(
+                        "INVALID_JSON",
+                        "The target's Input for an ECS task must be a JSON object of RunTask \
+                         overrides.",
+                    ));
+                }
+            }
+        }
+        let out = self
+            .call(&d.scope, "ecs", "RunTask", input)
+            .await
+            .map_err(|e| Failure::from_aws(&e))?;
+        match out
+            .get("failures")
+            .and_then(Value::as_array)
+            .and_then(|f| f.first())
+        {
+            Some(f) => Err(Failure::permanent(
+                "INVALID_PARAMETER",
+                format!(
+                    "RunTask failed: {} {}",
+                    str_of(f, "reason").unwrap_or_default(),
+                    str_of(f, "detail").unwrap_or_default()
+                ),
+            )),
+            None => Ok(()),
         }
     }
 

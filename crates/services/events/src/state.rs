@@ -189,6 +189,10 @@ pub struct Delivery {
     pub put_events: Option<(String, String)>,
     #[serde(default)]
     pub dlq_arn: Option<String>,
+    /// For an ECS cluster target: its `EcsParameters`, and whether the payload is the
+    /// target's Input (RunTask's overrides) rather than the event.
+    #[serde(default)]
+    pub ecs: Option<(Value, bool)>,
     pub max_retries: u32,
     pub max_age_ms: i64,
     pub first_ms: i64,

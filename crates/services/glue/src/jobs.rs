@@ -265,6 +265,7 @@ pub(crate) async fn delete_job(
         for id in &run_ids {
             state.runs.remove(&(k.clone(), id.clone()));
         }
+        state.bookmarks.remove(&k);
         let live = glue.live.lock();
         for id in &run_ids {
             if let Some(run) = live.get(id) {

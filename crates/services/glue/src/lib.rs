@@ -10,11 +10,16 @@
 //! Spark is not supported. Triggers: `ON_DEMAND`, `SCHEDULED` (Glue's cron on the clock) and
 //! `CONDITIONAL` (predicates on job run states); workflows of them (`workflows.rs`).
 //!
-//! Not (yet): crawlers, the Data Catalog, `EVENT` triggers, job bookmarks,
-//! `--additional-python-modules`, scripts in S3; those answer `NotImplemented` or a clear error.
+//! `EVENT` triggers batch events EventBridge delivers to their workflow; job bookmarks
+//! (`bookmarks.rs`) and `--extra-py-files`/`--additional-python-modules` (`modules.rs`).
+//!
+//! Not (yet): crawlers, the Data Catalog, Spark; those answer `NotImplemented` or a clear
+//! error.
 //! Read `state.rs`, then `runs.rs` (a run's life).
 
+mod bookmarks;
 mod jobs;
+mod modules;
 mod runs;
 mod state;
 mod triggers;
@@ -182,6 +187,8 @@ impl tsumiki_ports::Service for Glue {
             "GetJobRun" => runs::get_job_run(self, ctx, &input),
             "GetJobRuns" => runs::get_job_runs(self, ctx, &input),
             "BatchStopJobRun" => runs::batch_stop_job_run(self, ctx, &input).await,
+            "GetJobBookmark" => bookmarks::get_job_bookmark(self, ctx, &input),
+            "ResetJobBookmark" => bookmarks::reset_job_bookmark(self, ctx, &input).await,
             "CreateTrigger" => triggers::create_trigger(self, ctx, &input).await,
             "GetTrigger" => triggers::get_trigger(self, ctx, &input),
             "GetTriggers" => triggers::get_triggers(self, ctx, &input),
@@ -198,6 +205,9 @@ impl tsumiki_ports::Service for Glue {
             "StartWorkflowRun" => workflows::start_workflow_run(self, ctx, &input).await,
             "GetWorkflowRun" => workflows::get_workflow_run(self, ctx, &input),
             "GetWorkflowRuns" => workflows::get_workflow_runs(self, ctx, &input),
+            // Not in Glue's model, so only other services reach it: EventBridge delivering
+            // an event to a workflow target.
+            "tsumiki:WorkflowEvent" => triggers::on_event(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("glue", other)),
         }
     }

@@ -232,24 +232,54 @@ pub(crate) async fn execute(glue: Arc<Glue>, job_key: Key, run_id: String) {
     {
         return;
     }
-    let process = match glue.processes.spawn(spec) {
-        Ok(p) => p,
-        Err(e) => {
-            let message = format!("The job's process could not start: {e}");
+    let mut spec = spec;
+    let arguments = arguments(&job, &run);
+    if arguments.contains_key("--extra-py-files")
+        || arguments.contains_key("--additional-python-modules")
+    {
+        let mut pip_base = spec.clone();
+        pip_base.env.extend(crate::modules::pip_environment());
+        pip_base.work_dir = spec.work_dir.join("pip");
+        pip_base.keep_work_dir = false;
+        pip_base.preamble = Vec::new();
+        let installed = crate::modules::install(&glue, &job_key, &arguments, &pip_base, |s| {
+            run_process(&glue, &run_id, s)
+        })
+        .await;
+        match installed {
+            Ok(installed) => {
+                let mut path: Vec<String> = installed
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                path.extend(spec.env.get("PYTHONPATH").cloned());
+                spec.env.insert("PYTHONPATH".into(), path.join(":"));
+                spec.preamble.extend(installed.notes);
+            }
+            Err(message) => {
+                let stopped = glue
+                    .state
+                    .lock()
+                    .runs
+                    .get(&(job_key.clone(), run_id.clone()))
+                    .is_some_and(|r| state_of(r) == "STOPPING");
+                if stopped {
+                    finish(&glue, &job_key, &run_id, "STOPPED", None).await;
+                } else {
+                    finish(&glue, &job_key, &run_id, "FAILED", Some(message)).await;
+                }
+                return;
+            }
+        }
+    }
+    let end = match run_process(&glue, &run_id, spec).await {
+        Ok(end) => end,
+        Err(message) => {
             finish(&glue, &job_key, &run_id, "ERROR", Some(message)).await;
             return;
         }
     };
-    {
-        // Under `stopping`, so a stop request sees either the process or the flag.
-        let mut stopping = glue.stopping.lock();
-        glue.live.lock().insert(run_id.clone(), process.clone());
-        if stopping.remove(&run_id) {
-            process.stop();
-        }
-    }
-    let end = process.wait().await;
-    glue.live.lock().remove(&run_id);
     let timeout = run.get("Timeout").and_then(Value::as_u64).unwrap_or(0);
     let (state, message) = match end {
         RunEnd::Exited(0) => ("SUCCEEDED", None),
@@ -274,6 +304,44 @@ pub(crate) async fn execute(glue: Arc<Glue>, job_key: Key, run_id: String) {
         ),
     };
     finish(&glue, &job_key, &run_id, state, message).await;
+}
+
+/// Runs one process of a run (pip, then the script) to its end; BatchStopJobRun stops it.
+async fn run_process(glue: &Glue, run_id: &str, spec: ProcessSpec) -> Result<RunEnd, String> {
+    let process = glue
+        .processes
+        .spawn(spec)
+        .map_err(|e| format!("The job's process could not start: {e}"))?;
+    {
+        // Under `stopping`, so a stop request sees either the process or the flag.
+        let mut stopping = glue.stopping.lock();
+        glue.live.lock().insert(run_id.to_string(), process.clone());
+        if stopping.remove(run_id) {
+            process.stop();
+        }
+    }
+    let end = process.wait().await;
+    glue.live.lock().remove(run_id);
+    Ok(end)
+}
+
+/// The run's arguments: the job's defaults, then the run's own, then what runs may not
+/// override.
+fn arguments(job: &Value, run: &Value) -> BTreeMap<String, String> {
+    let mut merged: BTreeMap<String, String> = BTreeMap::new();
+    for source in [
+        job.get("DefaultArguments"),
+        run.get("Arguments"),
+        job.get("NonOverridableArguments"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for (k, v) in source.as_object().into_iter().flatten() {
+            merged.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+        }
+    }
+    merged
 }
 
 /// The local file a run executes: the job's `ScriptLocation` as a path or `file://` URL, or an
@@ -345,21 +413,8 @@ fn prepare(
         "--JOB_NAME".to_string(),
         job_key.name.clone(),
     ];
-    // Defaults, then the run's own, then what runs may not override.
-    let mut merged: BTreeMap<String, String> = BTreeMap::new();
-    for source in [
-        job.get("DefaultArguments"),
-        run.get("Arguments"),
-        job.get("NonOverridableArguments"),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        for (k, v) in source.as_object().into_iter().flatten() {
-            merged.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-        }
-    }
-    let mut preamble = vec![format!(
+    let merged = arguments(job, run);
+    let preamble = vec![format!(
         "tsumiki: Python shell job {} run {run_id} runs with {} (Python {}); AWS Glue would use \
          Python {}.",
         job_key.name,
@@ -367,14 +422,6 @@ fn prepare(
         python.version,
         str_of(&command, "PythonVersion").unwrap_or("3.9")
     )];
-    for unsupported in ["--additional-python-modules", "--extra-py-files"] {
-        if merged.contains_key(unsupported) {
-            preamble.push(format!(
-                "tsumiki: {unsupported} is not installed by tsumiki yet; the job sees only \
-                 the modules of the machine's python3."
-            ));
-        }
-    }
     for (k, v) in merged {
         args.push(k);
         args.push(v);
@@ -470,6 +517,9 @@ async fn finish(
     else {
         return;
     };
+    if state == "SUCCEEDED" {
+        crate::bookmarks::on_success(glue, job_key, &run).await;
+    }
     send_state_change(glue, job_key, run_id, state, message.as_deref()).await;
     if state == "FAILED" {
         let attempt = run.get("Attempt").and_then(Value::as_u64).unwrap_or(0);

@@ -5,7 +5,8 @@
 //! Records are kept in AWS's own shapes (`Job`, `JobRun`, `Trigger` as the model defines
 //! them), so Get operations answer them as they are. Store layout: `glue.job`
 //! (`account/region/name`), `glue.run` (`account/region/job\nrunId`: names may hold `/` but
-//! not a newline), `glue.trigger` (`account/region/name`).
+//! not a newline), `glue.trigger` (`account/region/name`), `glue.bookmark`
+//! (`account/region/job`: the job's bookmark entries, oldest first).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ const NS_RUN: &str = "glue.run";
 const NS_TRIGGER: &str = "glue.trigger";
 const NS_WORKFLOW: &str = "glue.workflow";
 const NS_WORKFLOW_RUN: &str = "glue.wfrun";
+const NS_BOOKMARK: &str = "glue.bookmark";
 
 /// A resource's identity: resources are isolated per account and region.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,6 +60,12 @@ pub struct TriggerRecord {
     /// Clock time the schedule last fired, or was activated (occurrences count from here).
     #[serde(default)]
     pub schedule_from_ms: i64,
+    /// An EVENT trigger's batch so far: the ids of the events received, oldest first.
+    #[serde(default)]
+    pub batch: Vec<String>,
+    /// When the batch's first event arrived (its `BatchWindow` counts from here).
+    #[serde(default)]
+    pub batch_from_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +78,20 @@ pub struct State {
     pub workflows: BTreeMap<Key, Value>,
     /// By workflow, then run id: AWS's `WorkflowRun` shape (without `Statistics`).
     pub workflow_runs: BTreeMap<(Key, String), Value>,
+    /// By job: AWS's `JobBookmarkEntry` after each run that advanced it, oldest first.
+    pub bookmarks: BTreeMap<Key, Vec<Value>>,
+}
+
+pub fn put_bookmarks(batch: &mut Batch, key: &Key, entries: &[Value]) {
+    if entries.is_empty() {
+        batch.delete(NS_BOOKMARK, key.store_key());
+    } else {
+        batch.put(
+            NS_BOOKMARK,
+            key.store_key(),
+            serde_json::to_vec(entries).unwrap_or_default(),
+        );
+    }
 }
 
 pub fn put_job(batch: &mut Batch, key: &Key, job: &JobRecord) {
@@ -82,6 +104,7 @@ pub fn put_job(batch: &mut Batch, key: &Key, job: &JobRecord) {
 
 pub fn delete_job(batch: &mut Batch, key: &Key) {
     batch.delete(NS_JOB, key.store_key());
+    batch.delete(NS_BOOKMARK, key.store_key());
     batch.delete_prefix(NS_RUN, format!("{}\n", key.store_key()));
 }
 
@@ -127,6 +150,7 @@ pub fn put_workflow_run(batch: &mut Batch, workflow: &Key, run_id: &str, run: &V
 }
 
 pub fn reset(batch: &mut Batch) {
+    batch.delete_prefix(NS_BOOKMARK, "");
     batch.delete_prefix(NS_WORKFLOW, "");
     batch.delete_prefix(NS_WORKFLOW_RUN, "");
     batch.delete_prefix(NS_JOB, "");
@@ -207,6 +231,18 @@ pub async fn load(store: &Store) -> Result<State, StoreError> {
             name: name.to_string(),
         };
         state.workflow_runs.insert((key, run_id.to_string()), run);
+    }
+    for (k, v) in store.scan(NS_BOOKMARK).await? {
+        let (Some(p), Ok(entries)) = (split_key(&k, 3), serde_json::from_slice::<Vec<Value>>(&v))
+        else {
+            continue;
+        };
+        let key = Key {
+            account: p[0].clone(),
+            region: p[1].clone(),
+            name: p[2].clone(),
+        };
+        state.bookmarks.insert(key, entries);
     }
     Ok(state)
 }

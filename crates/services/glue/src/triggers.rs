@@ -1,6 +1,9 @@
 //! Glue's triggers: `ON_DEMAND` (StartTrigger runs its actions), `SCHEDULED` (Glue's six-field
 //! `cron(...)` in UTC, fired by one loop sleeping on the clock), `CONDITIONAL` (when a job run
-//! ends, its predicate over the watched jobs' latest run states, `AND` or `ANY`).
+//! ends, its predicate over the watched jobs' latest run states, `AND` or `ANY`), `EVENT`
+//! (a workflow's starting trigger fed by EventBridge rules whose target is the workflow: a run
+//! starts once `BatchSize` events arrived or `BatchWindow` seconds after the batch's first,
+//! on the clock, with the events' ids in the run property `aws:eventIds`).
 //!
 //! A schedule's firing is recorded (the occurrence it fired for) before its actions start, so
 //! a restart neither repeats nor loses it; occurrences missed while nothing ran coalesce into
@@ -95,6 +98,20 @@ pub(crate) async fn create_trigger(
         }
         "CONDITIONAL" => check_predicate(input.get("Predicate"))?,
         "ON_DEMAND" => {}
+        "EVENT" => {
+            if str_of(input, "WorkflowName").is_none() {
+                return Err(invalid(
+                    "An EVENT trigger must belong to a workflow: WorkflowName is required",
+                ));
+            }
+            let (size, window) = batching(input);
+            if !(1..=100).contains(&size) {
+                return Err(invalid("BatchSize must be between 1 and 100"));
+            }
+            if !(1..=900).contains(&window) {
+                return Err(invalid("BatchWindow must be between 1 and 900 seconds"));
+            }
+        }
         _ => {
             return Err(invalid(format!(
                 "Trigger type {kind} is not supported yet by tsumiki's Glue"
@@ -124,6 +141,10 @@ pub(crate) async fn create_trigger(
             trigger[f] = v.clone();
         }
     }
+    if kind == "EVENT" {
+        let (size, window) = batching(input);
+        trigger["EventBatchingCondition"] = json!({"BatchSize": size, "BatchWindow": window});
+    }
     let record = TriggerRecord {
         trigger,
         tags: input
@@ -131,6 +152,8 @@ pub(crate) async fn create_trigger(
             .and_then(|t| serde_json::from_value(t.clone()).ok())
             .unwrap_or_default(),
         schedule_from_ms: glue.clock.now_ms(),
+        batch: Vec::new(),
+        batch_from_ms: 0,
     };
     let k = key(ctx, &name);
     let commit = {
@@ -235,6 +258,95 @@ pub(crate) fn batch_get_triggers(
         }
     }
     Ok(json!({"Triggers": found, "TriggersNotFound": missing}))
+}
+
+/// An EVENT trigger's `EventBatchingCondition`: its size, and its window in seconds (AWS's
+/// default 900).
+fn batching(trigger: &Value) -> (u64, u64) {
+    let c = trigger.get("EventBatchingCondition");
+    let num = |k: &str| c.and_then(|c| c.get(k)).and_then(Value::as_u64);
+    (
+        num("BatchSize").unwrap_or(1),
+        num("BatchWindow").unwrap_or(900),
+    )
+}
+
+/// An event from an EventBridge rule whose target is workflow `workflow`: each ACTIVATED EVENT
+/// trigger of the workflow adds it to its batch, and starts a workflow run once the batch holds
+/// `BatchSize` events (the window's end is the schedule loop's). Answers how many triggers
+/// took the event.
+pub(crate) async fn on_event(
+    glue: &Glue,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let workflow = str_of(input, "WorkflowName")
+        .unwrap_or_default()
+        .to_string();
+    let event_id = str_of(input, "EventId").unwrap_or_default().to_string();
+    let wf = key(ctx, &workflow);
+    let takers: Vec<Key> = {
+        let state = glue.state.lock();
+        if !state.workflows.contains_key(&wf) {
+            return Err(not_found(format!(
+                "Workflow with name: {workflow} not found"
+            )));
+        }
+        state
+            .triggers
+            .iter()
+            .filter(|(k, r)| {
+                k.account == wf.account
+                    && k.region == wf.region
+                    && str_of(&r.trigger, "Type") == Some("EVENT")
+                    && str_of(&r.trigger, "State") == Some("ACTIVATED")
+                    && str_of(&r.trigger, "WorkflowName") == Some(workflow.as_str())
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    for k in &takers {
+        let mut full = None;
+        change(glue, k, |r, now| {
+            if r.batch.is_empty() {
+                r.batch_from_ms = now;
+            }
+            r.batch.push(event_id.clone());
+            let (size, window) = batching(&r.trigger);
+            if r.batch.len() as u64 >= size {
+                full = Some((std::mem::take(&mut r.batch), size, window));
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some((events, size, window)) = full {
+            start_batch(glue, k, events, size, window).await;
+        }
+    }
+    Ok(json!({"Triggers": takers.len()}))
+}
+
+/// Starts a run of an EVENT trigger's workflow for a batch of events (already taken out of
+/// the trigger's record).
+async fn start_batch(glue: &Glue, k: &Key, events: Vec<String>, size: u64, window: u64) {
+    let trigger = glue.state.lock().triggers.get(k).map(|r| r.trigger.clone());
+    let Some(trigger) = trigger else {
+        return;
+    };
+    let workflow = str_of(&trigger, "WorkflowName").unwrap_or_default();
+    let properties = json!({"aws:eventIds": json!(events).to_string()});
+    let condition = json!({"BatchSize": size, "BatchWindow": window});
+    if let Err(e) = crate::workflows::start_run(
+        glue,
+        &k.with_name(workflow),
+        properties,
+        vec![(k.clone(), trigger.clone())],
+        Some(condition),
+    )
+    .await
+    {
+        tracing::warn!(trigger = %k.name, error = %e.message, "Glue EVENT trigger could not start its workflow");
+    }
 }
 
 /// Changes a trigger's record and writes it; answers the trigger.
@@ -472,10 +584,21 @@ pub(crate) async fn schedule_loop(glue: Weak<Glue>) {
         };
         let now = me.clock.now_ms();
         let mut due = Vec::new();
+        // EVENT triggers whose batch window has ended.
+        let mut windows = Vec::new();
         let mut next: Option<i64> = None;
         {
             let state = me.state.lock();
             for (k, r) in &state.triggers {
+                if str_of(&r.trigger, "Type") == Some("EVENT") && !r.batch.is_empty() {
+                    let at = r.batch_from_ms + batching(&r.trigger).1 as i64 * 1000;
+                    if at <= now {
+                        windows.push(k.clone());
+                    } else {
+                        next = Some(next.map_or(at, |n: i64| n.min(at)));
+                    }
+                    continue;
+                }
                 if str_of(&r.trigger, "Type") != Some("SCHEDULED")
                     || str_of(&r.trigger, "State") != Some("ACTIVATED")
                 {
@@ -492,6 +615,23 @@ pub(crate) async fn schedule_loop(glue: Weak<Glue>) {
                     next = Some(next.map_or(at, |n: i64| n.min(at)));
                 }
             }
+        }
+        if !windows.is_empty() {
+            for k in windows {
+                let mut taken = None;
+                let result = change(&me, &k, |r, _| {
+                    let (size, window) = batching(&r.trigger);
+                    taken = Some((std::mem::take(&mut r.batch), size, window));
+                    Ok(())
+                })
+                .await;
+                if let (Ok(_), Some((events, size, window))) = (result, taken)
+                    && !events.is_empty()
+                {
+                    start_batch(&me, &k, events, size, window).await;
+                }
+            }
+            continue;
         }
         if !due.is_empty() {
             for (k, at) in due {

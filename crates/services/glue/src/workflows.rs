@@ -232,26 +232,12 @@ pub(crate) async fn start_workflow_run(
 ) -> Result<Value, AwsError> {
     let name = str_of(input, "Name").unwrap_or_default().to_string();
     let k = key(ctx, &name);
-    let now_s = glue.clock.now_ms() as f64 / 1000.0;
-    let run_id = format!(
-        "wr_{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let (starters, commit) = {
-        let mut st = glue.state.lock();
-        let Some(w) = st.workflows.get(&k) else {
+    let starters: Vec<(Key, Value)> = {
+        let st = glue.state.lock();
+        if !st.workflows.contains_key(&k) {
             return Err(workflow_not_found(&name));
-        };
-        let mut properties = w.get("DefaultRunProperties").cloned().unwrap_or(json!({}));
-        if let (Some(p), Some(given)) = (
-            properties.as_object_mut(),
-            input.get("RunProperties").and_then(Value::as_object),
-        ) {
-            p.extend(given.clone());
         }
-        let starters: Vec<(Key, Value)> = st
-            .triggers
+        st.triggers
             .iter()
             .filter(|(t, r)| {
                 t.account == k.account
@@ -260,30 +246,65 @@ pub(crate) async fn start_workflow_run(
                     && str_of(&r.trigger, "Type") == Some("ON_DEMAND")
             })
             .map(|(t, r)| (t.clone(), r.trigger.clone()))
-            .collect();
-        if starters.is_empty() {
-            return Err(crate::invalid(format!(
-                "Workflow {name} has no ON_DEMAND trigger to start it"
-            )));
+            .collect()
+    };
+    if starters.is_empty() {
+        return Err(crate::invalid(format!(
+            "Workflow {name} has no ON_DEMAND trigger to start it"
+        )));
+    }
+    let given = input.get("RunProperties").cloned().unwrap_or(json!({}));
+    let run_id = start_run(glue, &k, given, starters, None).await?;
+    Ok(json!({"RunId": run_id}))
+}
+
+/// Records a run of workflow `k` (its default run properties overlaid with `properties`) and
+/// fires its starting triggers; `batch` is the EVENT trigger's batching condition that started
+/// it. Answers the run id.
+pub(crate) async fn start_run(
+    glue: &Glue,
+    k: &Key,
+    properties: Value,
+    starters: Vec<(Key, Value)>,
+    batch: Option<Value>,
+) -> Result<String, AwsError> {
+    let name = k.name.clone();
+    let now_s = glue.clock.now_ms() as f64 / 1000.0;
+    let run_id = format!(
+        "wr_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let commit = {
+        let mut st = glue.state.lock();
+        let Some(w) = st.workflows.get(k) else {
+            return Err(workflow_not_found(&name));
+        };
+        let mut merged = w.get("DefaultRunProperties").cloned().unwrap_or(json!({}));
+        if let (Some(p), Some(given)) = (merged.as_object_mut(), properties.as_object()) {
+            p.extend(given.clone());
         }
-        let run = json!({
+        let mut run = json!({
             "Name": name,
             "WorkflowRunId": run_id,
-            "WorkflowRunProperties": properties,
+            "WorkflowRunProperties": merged,
             "StartedOn": now_s,
             "Status": "RUNNING",
         });
+        if let Some(b) = batch {
+            run["StartingEventBatchCondition"] = b;
+        }
         let mut batch = Batch::new();
-        state::put_workflow_run(&mut batch, &k, &run_id, &run);
+        state::put_workflow_run(&mut batch, k, &run_id, &run);
         st.workflow_runs.insert((k.clone(), run_id.clone()), run);
-        (starters, glue.store.commit(batch))
+        glue.store.commit(batch)
     };
     commit.await.map_err(crate::store_error)?;
     for (t, trigger) in starters {
         crate::triggers::fire(glue, &t, &trigger, Some((&name, &run_id))).await;
     }
     after_run(glue, &name, &k.account, &k.region, &run_id).await;
-    Ok(json!({"RunId": run_id}))
+    Ok(run_id)
 }
 
 /// A job run of workflow run `run_id` ended (or the run started): the workflow run is
