@@ -31,9 +31,9 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// The invoke-URL endpoint.
 pub struct ExecuteApi {
-    gw: Arc<ApiGateway>,
+    pub(crate) gw: Arc<ApiGateway>,
     /// Lambda authorizer answers by authorizer and identity: (expiry in clock ms, answer).
-    auth_cache: Mutex<HashMap<(String, String), (i64, Value)>>,
+    pub(crate) auth_cache: Mutex<HashMap<(String, String), (i64, Value)>>,
 }
 
 impl ExecuteApi {
@@ -45,7 +45,7 @@ impl ExecuteApi {
     }
 }
 
-fn message(status: u16, text: &str) -> http::Response<HttpBody> {
+pub(crate) fn message(status: u16, text: &str) -> http::Response<HttpBody> {
     respond(ProxyResponse {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
@@ -53,7 +53,7 @@ fn message(status: u16, text: &str) -> http::Response<HttpBody> {
     })
 }
 
-fn respond(r: ProxyResponse) -> http::Response<HttpBody> {
+pub(crate) fn respond(r: ProxyResponse) -> http::Response<HttpBody> {
     let mut b = http::Response::builder().status(r.status);
     for (k, v) in &r.headers {
         if let (Ok(k), Ok(v)) = (
@@ -138,15 +138,17 @@ pub(crate) fn function_target(uri: &str, account: &str, region: &str) -> Functio
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Ok(Vec<u8>),
-    /// The function failed or did not run (502/500).
+    /// The function ran and failed: its error payload.
+    FunctionError(Vec<u8>),
+    /// The function did not run (500).
     Failed(u16),
     TimedOut,
 }
 
 impl ExecuteApi {
-    async fn run_function(
+    pub(crate) async fn run_function(
         &self,
         target: &FunctionTarget,
         payload: Vec<u8>,
@@ -161,7 +163,7 @@ impl ExecuteApi {
                 Ok(out) if out.function_error.is_none() => Outcome::Ok(out.payload),
                 Ok(out) => {
                     tracing::debug!(error = %String::from_utf8_lossy(&out.payload), "The integration's function failed.");
-                    Outcome::Failed(502)
+                    Outcome::FunctionError(out.payload)
                 }
                 Err(e) => {
                     tracing::info!(code = %e.code, message = %e.message, "The integration's function could not run.");
@@ -256,7 +258,10 @@ impl ExecuteApi {
                         }
                         _ => return Err(message(500, "Internal Server Error")),
                     },
-                    Outcome::TimedOut | Outcome::Failed(_) => {
+                    Outcome::FunctionError(e) if crate::rest_auth::says_unauthorized(&e) => {
+                        return Err(message(401, "Unauthorized"));
+                    }
+                    Outcome::TimedOut | Outcome::Failed(_) | Outcome::FunctionError(_) => {
                         return Err(message(500, "Internal Server Error"));
                     }
                 }
@@ -302,11 +307,17 @@ fn identity_value(src: &str, req: &HttpRequest, res: &Resolved) -> Option<String
 
 /// IAM policy evaluation for `execute-api:Invoke` on `arn`: an explicit Deny wins, then an
 /// Allow is needed.
-fn policy_allows(policy: &Value, arn: &str) -> bool {
+pub(crate) fn policy_allows(policy: &Value, arn: &str) -> bool {
+    policy_decision(policy, arn) == Some(true)
+}
+
+/// `Some(false)` for an explicit Deny, `Some(true)` for an Allow, `None` when no statement
+/// matches (an implicit deny).
+pub(crate) fn policy_decision(policy: &Value, arn: &str) -> Option<bool> {
     let statements = match &policy["Statement"] {
         Value::Array(a) => a.clone(),
         Value::Object(_) => vec![policy["Statement"].clone()],
-        _ => return false,
+        _ => return None,
     };
     let list = |v: &Value| -> Vec<String> {
         match v {
@@ -329,12 +340,12 @@ fn policy_allows(policy: &Value, arn: &str) -> bool {
             continue;
         }
         match s["Effect"].as_str() {
-            Some("Deny") => return false,
+            Some("Deny") => return Some(false),
             Some("Allow") => allow = true,
             _ => {}
         }
     }
-    allow
+    allow.then_some(true)
 }
 
 /// IAM's `*` and `?` wildcards.
@@ -510,10 +521,6 @@ impl ExecuteApi {
                 let Some(body) = read_body(body).await else {
                     return message(413, "Request Entity Too Large");
                 };
-                if def["apiKeyRequired"] == true || def["authorizationType"] != "NONE" {
-                    // tsumiki has no API keys or REST authorizers yet: nothing can pass.
-                    return message(403, "Forbidden");
-                }
                 let request = HttpRequest {
                     method: method.clone(),
                     path: target.path.clone(),
@@ -533,7 +540,7 @@ impl ExecuteApi {
                     protocol: format!("{:?}", parts.version),
                 };
                 let resource_path = res["path"].as_str().unwrap_or("/").to_string();
-                let ectx = EventContext {
+                let mut ectx = EventContext {
                     account_id: target.account.clone(),
                     api_id: api_id.to_string(),
                     domain_name: host.split(':').next().unwrap_or(host).to_string(),
@@ -548,38 +555,66 @@ impl ExecuteApi {
                     resource_id: res["id"].as_str().map(String::from),
                     full_path: Some(format!("/{}{}", target.stage, target.path)),
                 };
-                let integration = &def["methodIntegration"];
-                if integration["type"] != "AWS_PROXY" {
-                    return message(500, "Internal server error");
-                }
-                let event = tsumiki_proxy::event_v1(&request, &ectx);
-                let function = function_target(
-                    integration["uri"].as_str().unwrap_or_default(),
-                    &target.account,
-                    &target.region,
-                );
-                let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
-                let payload = serde_json::to_vec(&event).unwrap_or_default();
-                match self
-                    .run_function(&function, payload, &ctx.request_id, timeout)
+                self.rest_method(&ctx, &target, def, request, &mut ectx)
                     .await
-                {
-                    Outcome::Ok(out) => match tsumiki_proxy::response_v1(&out) {
-                        Ok(r) => respond(r),
-                        Err(e) => {
-                            tracing::info!(reason = %e.0, "Malformed Lambda proxy response.");
-                            message(502, "Internal server error")
-                        }
-                    },
-                    Outcome::Failed(status) => message(status, "Internal server error"),
-                    Outcome::TimedOut => message(504, "Endpoint request timed out"),
-                }
             }
         };
         if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
             response.headers_mut().insert("x-amzn-requestid", v);
         }
         response
+    }
+}
+
+impl ExecuteApi {
+    /// A matched REST method: its authorizer, then its integration.
+    async fn rest_method(
+        &self,
+        ctx: &RequestContext,
+        target: &crate::rest::RestTarget,
+        def: &Value,
+        request: HttpRequest,
+        ectx: &mut EventContext,
+    ) -> http::Response<HttpBody> {
+        match def["authorizationType"].as_str().unwrap_or("NONE") {
+            "NONE" => {}
+            "CUSTOM" => match self.rest_authorize(target, def, &request, ectx).await {
+                Ok(a) => ectx.authorizer = Some(a.context),
+                Err(r) => return r,
+            },
+            // IAM-signed invoke requests are not verified by tsumiki: nothing can pass.
+            _ => return message(403, "Forbidden"),
+        }
+        if def["apiKeyRequired"] == true {
+            return message(403, "Forbidden");
+        }
+        let integration = &def["methodIntegration"];
+        if integration["type"] != "AWS_PROXY" {
+            return message(500, "Internal server error");
+        }
+        let event = tsumiki_proxy::event_v1(&request, ectx);
+        let function = function_target(
+            integration["uri"].as_str().unwrap_or_default(),
+            &target.account,
+            &target.region,
+        );
+        let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        match self
+            .run_function(&function, payload, &ctx.request_id, timeout)
+            .await
+        {
+            Outcome::Ok(out) => match tsumiki_proxy::response_v1(&out) {
+                Ok(r) => respond(r),
+                Err(e) => {
+                    tracing::info!(reason = %e.0, "Malformed Lambda proxy response.");
+                    message(502, "Internal server error")
+                }
+            },
+            Outcome::Failed(status) => message(status, "Internal server error"),
+            Outcome::FunctionError(_) => message(502, "Internal server error"),
+            Outcome::TimedOut => message(504, "Endpoint request timed out"),
+        }
     }
 }
 
@@ -699,6 +734,7 @@ impl ExecuteApi {
                 }
             }
             Outcome::Failed(status) => message(status, "Internal Server Error"),
+            Outcome::FunctionError(_) => message(502, "Internal Server Error"),
             Outcome::TimedOut => message(503, "Service Unavailable"),
         }
     }

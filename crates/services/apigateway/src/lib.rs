@@ -19,6 +19,7 @@ mod api;
 mod execute;
 mod http_proxy;
 mod rest;
+mod rest_auth;
 pub mod routing;
 mod state;
 

@@ -31,6 +31,12 @@ pub struct RestRecord {
     pub frozen: BTreeMap<String, BTreeMap<String, Value>>,
     #[serde(default)]
     pub stages: BTreeMap<String, Value>,
+    /// Lambda authorizers by id.
+    #[serde(default)]
+    pub authorizers: BTreeMap<String, Value>,
+    /// The authorizers each deployment froze.
+    #[serde(default)]
+    pub frozen_authorizers: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl RestRecord {
@@ -126,6 +132,47 @@ fn api_missing(id: &str) -> AwsError {
 
 fn resource_missing(id: &str) -> AwsError {
     not_found(format!("Invalid Resource identifier specified {id}"))
+}
+
+fn authorizer_missing(id: &str) -> AwsError {
+    not_found(format!("Invalid Authorizer identifier specified {id}"))
+}
+
+/// Applies API Gateway's `patchOperations` (`replace`/`add`/`remove` of a top-level `/member`)
+/// to `target`. Values arrive as strings; members the model types as numbers or booleans are
+/// converted back.
+fn apply_patch(target: &mut Value, input: &Value) -> Result<(), AwsError> {
+    let Some(ops) = input["patchOperations"].as_array() else {
+        return Ok(());
+    };
+    for op in ops {
+        let path = str_of(op, "path");
+        let member = path.trim_start_matches('/');
+        if member.is_empty() || member.contains('/') {
+            return Err(bad_request(format!("Invalid patch path {path}")));
+        }
+        let value = match &op["value"] {
+            Value::String(v) => match member {
+                "authorizerResultTtlInSeconds" => json!(
+                    v.parse::<i64>()
+                        .map_err(|_| { bad_request(format!("Invalid value for {member}: {v}")) })?
+                ),
+                "apiKeyRequired" | "enabled" => json!(v == "true"),
+                _ => json!(v),
+            },
+            other => other.clone(),
+        };
+        match str_of(op, "op") {
+            "replace" | "add" => target[member] = value,
+            "remove" => {
+                if let Some(o) = target.as_object_mut() {
+                    o.remove(member);
+                }
+            }
+            other => return Err(bad_request(format!("Invalid patch operation {other}"))),
+        }
+    }
+    Ok(())
 }
 
 fn method_missing() -> AwsError {
@@ -339,6 +386,14 @@ pub async fn dispatch(
                 if !METHODS.contains(&method.as_str()) {
                     return Err(bad_request(format!("Invalid HttpMethod specified: {method}")));
                 }
+                if input["authorizationType"] == "CUSTOM" {
+                    let aid = str_of(&input, "authorizerId");
+                    if !r.authorizers.contains_key(aid) {
+                        return Err(bad_request(format!(
+                            "Invalid authorizer ID specified. Setting the authorization type to CUSTOM requires a valid authorizer ID. Got {aid}"
+                        )));
+                    }
+                }
                 let res = r
                     .resources
                     .get_mut(rid)
@@ -427,6 +482,8 @@ pub async fn dispatch(
                 }
                 r.deployments.insert(id.clone(), d.clone());
                 r.frozen.insert(id.clone(), r.resources.clone());
+                r.frozen_authorizers
+                    .insert(id.clone(), r.authorizers.clone());
                 if let Some(stage) = input.get("stageName").and_then(Value::as_str) {
                     let entry = r.stages.entry(stage.to_string()).or_insert_with(|| {
                         json!({"stageName": stage, "createdDate": now_s, "variables": {}})
@@ -438,6 +495,79 @@ pub async fn dispatch(
                     }
                 }
                 Ok(d)
+            })
+            .await
+        }
+        "CreateAuthorizer" => {
+            change(gw, ctx, &input, |r| {
+                let kind = str_of(&input, "type");
+                if !["TOKEN", "REQUEST", "COGNITO_USER_POOLS"].contains(&kind) {
+                    return Err(bad_request(format!("Invalid authorizer type {kind}")));
+                }
+                if kind == "COGNITO_USER_POOLS" {
+                    return Err(AwsError::new(
+                        "NotImplemented",
+                        501,
+                        "tsumiki runs TOKEN and REQUEST (Lambda) authorizers of REST APIs, not COGNITO_USER_POOLS.",
+                    ));
+                }
+                if input.get("authorizerUri").is_none() {
+                    return Err(bad_request(format!(
+                        "Authorizer URI is required for authorizer type {kind}"
+                    )));
+                }
+                if kind == "TOKEN" && str_of(&input, "identitySource").is_empty() {
+                    return Err(bad_request(
+                        "Identity source is required for authorizer type TOKEN",
+                    ));
+                }
+                let id = new_id(6);
+                let mut a = json!({"id": id, "authType": "custom", "authorizerResultTtlInSeconds": 300});
+                merge(&mut a, &input, &["restApiId"]);
+                r.authorizers.insert(id, a.clone());
+                Ok(a)
+            })
+            .await
+        }
+        "GetAuthorizer" => read(gw, ctx, &input, |r| {
+            let id = str_of(&input, "authorizerId");
+            r.authorizers
+                .get(id)
+                .cloned()
+                .ok_or_else(|| authorizer_missing(id))
+        }),
+        "GetAuthorizers" => read(gw, ctx, &input, |r| {
+            Ok(json!({ "items": r.authorizers.values().cloned().collect::<Vec<_>>() }))
+        }),
+        "UpdateAuthorizer" => {
+            change(gw, ctx, &input, |r| {
+                let id = str_of(&input, "authorizerId");
+                let a = r
+                    .authorizers
+                    .get_mut(id)
+                    .ok_or_else(|| authorizer_missing(id))?;
+                apply_patch(a, &input)?;
+                Ok(a.clone())
+            })
+            .await
+        }
+        "DeleteAuthorizer" => {
+            change(gw, ctx, &input, |r| {
+                let id = str_of(&input, "authorizerId");
+                let used = r.resources.values().any(|res| {
+                    res["resourceMethods"]
+                        .as_object()
+                        .is_some_and(|m| m.values().any(|x| x["authorizerId"] == id))
+                });
+                if used {
+                    return Err(conflict(
+                        "Cannot delete authorizer, is referenced in method",
+                    ));
+                }
+                r.authorizers
+                    .remove(id)
+                    .ok_or_else(|| authorizer_missing(id))?;
+                Ok(json!({}))
             })
             .await
         }
@@ -488,6 +618,8 @@ pub async fn dispatch(
 /// What an invoke-URL request resolves to in a REST API.
 pub struct RestTarget {
     pub account: String,
+    /// Authorizers as the stage's deployment froze them.
+    pub authorizers: BTreeMap<String, Value>,
     pub region: String,
     pub stage: String,
     pub variables: Vec<(String, String)>,
@@ -504,9 +636,15 @@ impl ApiGateway {
         let trimmed = path.trim_start_matches('/');
         let (stage, rest_path) = trimmed.split_once('/').unwrap_or((trimmed, ""));
         let s = r.stages.get(stage)?;
-        let resources = r.frozen.get(s["deploymentId"].as_str()?)?.clone();
+        let deployment = s["deploymentId"].as_str()?;
+        let resources = r.frozen.get(deployment)?.clone();
         Some(RestTarget {
             account: r.account.clone(),
+            authorizers: r
+                .frozen_authorizers
+                .get(deployment)
+                .cloned()
+                .unwrap_or_default(),
             region: r.region.clone(),
             stage: stage.to_string(),
             variables: s["variables"]

