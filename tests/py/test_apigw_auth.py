@@ -4,9 +4,16 @@ wildcards, explicit and implicit denies, context passed on, TTL caching seen in 
 authorizer's invocation count), and HTTP APIs' JWT authorizers against a locally served JWKS
 with RS256 and ES256 tokens signed here."""
 
+import base64
+import http.server
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 import pytest
 from botocore.exceptions import ClientError
@@ -196,3 +203,146 @@ def test_rest_request_authorizer(server, rest, lam, echo_arn):
     assert status == 403, body
     status, _, body = call(server, api_id, "/dev/items?tenant=t1", headers={"X-User": "carol"})
     assert json.loads(body)["requestContext"]["authorizer"]["calls"] == auth["calls"]
+
+
+# --- HTTP APIs: JWT authorizers ---------------------------------------------------------------
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def uint(n, size=None):
+    return b64u(n.to_bytes(size or (n.bit_length() + 7) // 8, "big"))
+
+
+def sign(key, kid, claims):
+    alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
+    head = b64u(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode())
+    body = b64u(json.dumps(claims).encode())
+    msg = f"{head}.{body}".encode()
+    if alg == "RS256":
+        sig = key.sign(msg, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = utils.decode_dss_signature(key.sign(msg, ec.ECDSA(hashes.SHA256())))
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return f"{head}.{body}.{b64u(sig)}"
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    """A local OpenID issuer serving its discovery document and JWKS; yields (url, keys)."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rn = rsa_key.public_key().public_numbers()
+    en = ec_key.public_key().public_numbers()
+    jwks = {"keys": [
+        {"kty": "RSA", "kid": "rsa1", "use": "sig", "alg": "RS256", "n": uint(rn.n), "e": uint(rn.e)},
+        {"kty": "EC", "kid": "ec1", "use": "sig", "crv": "P-256", "x": uint(en.x, 32), "y": uint(en.y, 32)},
+    ]}
+    fetches = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            fetches.append(self.path)
+            base = f"http://127.0.0.1:{self.server.server_port}"
+            if self.path == "/.well-known/openid-configuration":
+                doc = {"issuer": base, "jwks_uri": base + "/keys"}
+            elif self.path == "/keys":
+                doc = jwks
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            data = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield (f"http://127.0.0.1:{httpd.server_port}",
+           {"rsa": rsa_key, "ec": ec_key, "fetches": fetches})
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def apigw(server):
+    return server.client("apigatewayv2")
+
+
+def test_http_api_jwt_authorizer(server, apigw, echo_arn, issuer):
+    url, keys = issuer
+    api_id = apigw.create_api(Name=unique("jwt"), ProtocolType="HTTP")["ApiId"]
+    with pytest.raises(ClientError) as e:
+        apigw.create_authorizer(ApiId=api_id, AuthorizerType="JWT", Name="bad",
+                                IdentitySource=["$request.header.Authorization"],
+                                JwtConfiguration={"Audience": ["app"]})
+    assert e.value.response["Error"]["Code"] == "BadRequestException"
+    a = apigw.create_authorizer(ApiId=api_id, AuthorizerType="JWT", Name="jwt",
+                                IdentitySource=["$request.header.Authorization"],
+                                JwtConfiguration={"Issuer": url, "Audience": ["app", "cli"]})
+    v2 = apigw.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY",
+                                  IntegrationUri=echo_arn, PayloadFormatVersion="2.0")
+    v1 = apigw.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY",
+                                  IntegrationUri=echo_arn, PayloadFormatVersion="1.0")
+    secured = dict(AuthorizationType="JWT", AuthorizerId=a["AuthorizerId"])
+    apigw.create_route(ApiId=api_id, RouteKey="GET /me", **secured,
+                       Target=f"integrations/{v2['IntegrationId']}")
+    apigw.create_route(ApiId=api_id, RouteKey="GET /v1", **secured,
+                       Target=f"integrations/{v1['IntegrationId']}")
+    apigw.create_route(ApiId=api_id, RouteKey="POST /items", **secured,
+                       AuthorizationScopes=["items:write", "admin"],
+                       Target=f"integrations/{v2['IntegrationId']}")
+    apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+
+    now = int(time.time())
+    good = {"iss": url, "aud": "app", "sub": "alice", "exp": now + 600, "iat": now,
+            "scope": "items:read profile", "groups": ["a", "b"]}
+
+    def go(token, path="/me", method="GET"):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        status, headers, body = call(server, api_id, path, method=method, headers=headers)
+        return status, headers, json.loads(body)
+
+    status, headers, body = go(None)
+    assert (status, body) == (401, {"message": "Unauthorized"})
+    assert 'error="invalid_token"' in headers["www-authenticate"]
+
+    status, _, body = go(sign(keys["rsa"], "rsa1", good))
+    assert status == 200, body
+    jwt = body["requestContext"]["authorizer"]["jwt"]
+    assert jwt["claims"]["sub"] == "alice"
+    # AWS hands claims on as strings.
+    assert jwt["claims"]["exp"] == str(now + 600) and jwt["claims"]["groups"] == "[a b]"
+    assert jwt["scopes"] == ["items:read", "profile"]
+    status, _, body = go(sign(keys["ec"], "ec1", {**good, "sub": "eve"}))
+    assert status == 200 and body["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] == "eve"
+    # Payload 1.0 puts claims and scopes straight under the authorizer.
+    status, _, body = go(sign(keys["rsa"], "rsa1", good), "/v1")
+    assert status == 200 and body["requestContext"]["authorizer"]["claims"]["sub"] == "alice"
+    # An access token naming the audience in client_id passes too.
+    no_aud = {k: v for k, v in good.items() if k != "aud"}
+    assert go(sign(keys["rsa"], "rsa1", {**no_aud, "client_id": "cli"}))[0] == 200
+
+    for bad in ({**good, "exp": now - 10}, {**good, "aud": "other"}, {**good, "iss": url + "/x"},
+                {**good, "nbf": now + 600}, no_aud):
+        status, _, body = go(sign(keys["rsa"], "rsa1", bad))
+        assert (status, body) == (401, {"message": "Unauthorized"}), bad
+    # Signed by a key the issuer does not publish, under a published kid.
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert go(sign(stranger, "rsa1", good))[0] == 401
+    assert go(sign(stranger, "nope", good))[0] == 401
+    assert go("not.a.jwt")[0] == 401
+
+    # Scopes: one of the route's scopes is needed.
+    status, _, body = go(sign(keys["rsa"], "rsa1", good), "/items", "POST")
+    assert (status, body) == (403, {"message": "Forbidden"})
+    writer = {**good, "scope": "items:write"}
+    assert go(sign(keys["ec"], "ec1", writer), "/items", "POST")[0] == 200
+    # The JWKS was fetched once (then kept), plus refetches for the unknown kid.
+    assert keys["fetches"].count("/keys") <= 2

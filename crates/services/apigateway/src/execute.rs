@@ -34,6 +34,8 @@ pub struct ExecuteApi {
     pub(crate) gw: Arc<ApiGateway>,
     /// Lambda authorizer answers by authorizer and identity: (expiry in clock ms, answer).
     pub(crate) auth_cache: Mutex<HashMap<(String, String), (i64, Value)>>,
+    /// JWT authorizers' issuer keys.
+    pub(crate) jwks: crate::jwt::JwksCache,
 }
 
 impl ExecuteApi {
@@ -41,6 +43,7 @@ impl ExecuteApi {
         ExecuteApi {
             gw,
             auth_cache: Mutex::new(HashMap::new()),
+            jwks: Default::default(),
         }
     }
 }
@@ -660,21 +663,30 @@ impl ExecuteApi {
             resource_id: None,
             full_path: None,
         };
-        if route["AuthorizationType"] == "CUSTOM" {
+        let integration = route["Target"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("integrations/"))
+            .and_then(|id| res.snapshot.integrations.get(id));
+        let kind = route["AuthorizationType"].as_str().unwrap_or("NONE");
+        if kind == "CUSTOM" || kind == "JWT" {
             let aid = route["AuthorizerId"].as_str().unwrap_or_default();
             let Some(authorizer) = res.snapshot.authorizers.get(aid) else {
                 return message(500, "Internal Server Error");
             };
-            match self.authorize(res, authorizer, &request, &ectx).await {
+            let outcome = if kind == "JWT" {
+                let v2 = integration.is_none_or(|i| i["PayloadFormatVersion"] != "1.0");
+                self.authorize_jwt(authorizer, route, &request, v2)
+                    .await
+                    .map(Some)
+            } else {
+                self.authorize(res, authorizer, &request, &ectx).await
+            };
+            match outcome {
                 Ok(a) => ectx.authorizer = a,
                 Err(r) => return r,
             }
         }
-        let Some(integration) = route["Target"]
-            .as_str()
-            .and_then(|t| t.strip_prefix("integrations/"))
-            .and_then(|id| res.snapshot.integrations.get(id))
-        else {
+        let Some(integration) = integration else {
             return message(404, "Not Found");
         };
         match integration["IntegrationType"].as_str() {

@@ -18,6 +18,7 @@
 mod api;
 mod execute;
 mod http_proxy;
+mod jwt;
 mod rest;
 mod rest_auth;
 pub mod routing;

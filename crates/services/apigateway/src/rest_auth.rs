@@ -91,8 +91,6 @@ fn identity_value(
 pub(crate) struct Authorized {
     /// `requestContext.authorizer`.
     pub context: Value,
-    /// The API key the authorizer chose (`usageIdentifierKey`), for `AUTHORIZER` key sources.
-    pub usage_key: Option<String>,
 }
 
 impl ExecuteApi {
@@ -206,10 +204,7 @@ impl ExecuteApi {
                 .insert(cache_key, (now + ttl * 1000, answer.clone()));
         }
         match policy_decision(&answer["policyDocument"], &method_arn) {
-            Some(true) => Ok(Authorized {
-                context,
-                usage_key: answer["usageIdentifierKey"].as_str().map(String::from),
-            }),
+            Some(true) => Ok(Authorized { context }),
             Some(false) => Err(gateway_response(
                 403,
                 "AccessDeniedException",
