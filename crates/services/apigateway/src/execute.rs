@@ -592,8 +592,11 @@ impl ExecuteApi {
             return message(403, "Forbidden");
         }
         let integration = &def["methodIntegration"];
-        if integration["type"] != "AWS_PROXY" {
-            return message(500, "Internal server error");
+        match integration["type"].as_str() {
+            Some("AWS_PROXY") => {}
+            Some("MOCK") => return self.mock(integration, &request, ectx),
+            Some("HTTP_PROXY") => return self.rest_http_proxy(integration, &request, ectx).await,
+            _ => return message(500, "Internal server error"),
         }
         let event = tsumiki_proxy::event_v1(&request, ectx);
         let function = function_target(

@@ -23,6 +23,7 @@ mod rest;
 mod rest_auth;
 pub mod routing;
 mod state;
+mod templates;
 
 use std::sync::{Arc, OnceLock, Weak};
 

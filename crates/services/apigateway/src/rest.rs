@@ -431,15 +431,20 @@ pub async fn dispatch(
         "PutIntegration" => {
             change(gw, ctx, &input, |r| {
                 let kind = str_of(&input, "type").to_string();
-                if kind != "AWS_PROXY" {
+                if !["AWS_PROXY", "MOCK", "HTTP_PROXY"].contains(&kind.as_str()) {
                     return Err(AwsError::new(
                         "NotImplemented",
                         501,
-                        format!("tsumiki runs AWS_PROXY integrations of REST APIs only, not {kind}."),
+                        format!("tsumiki runs AWS_PROXY, HTTP_PROXY and MOCK integrations of REST APIs, not {kind}."),
                     ));
                 }
-                if input.get("uri").is_none() {
+                if kind != "MOCK" && input.get("uri").is_none() {
                     return Err(bad_request("Enumeration value for Integration uri is required"));
+                }
+                if kind != "MOCK" && input.get("integrationHttpMethod").is_none() {
+                    return Err(bad_request(
+                        "Enumeration value for HttpMethod must be non-empty",
+                    ));
                 }
                 let rid = str_of(&input, "resourceId").to_string();
                 let m = method_of(r, &input)?;
@@ -465,6 +470,78 @@ pub async fn dispatch(
                 .cloned()
                 .ok_or_else(|| not_found("No integration defined for method"))
         }),
+        "PutIntegrationResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                let i = method_of(r, &input)?
+                    .get_mut("methodIntegration")
+                    .filter(|i| i.is_object())
+                    .ok_or_else(|| not_found("No integration defined for method"))?;
+                if let Some(p) = input["selectionPattern"].as_str()
+                    && regex::Regex::new(p).is_err()
+                {
+                    return Err(bad_request(format!("Invalid selection pattern specified: {p}")));
+                }
+                let mut out = json!({"statusCode": status});
+                merge(&mut out, &input, &["restApiId", "resourceId", "httpMethod"]);
+                if !i["integrationResponses"].is_object() {
+                    i["integrationResponses"] = json!({});
+                }
+                i["integrationResponses"][&status] = out.clone();
+                Ok(out)
+            })
+            .await
+        }
+        "GetIntegrationResponse" => read(gw, ctx, &input, |r| {
+            let mut r = r.clone();
+            method_of(&mut r, &input)?["methodIntegration"]["integrationResponses"]
+                .get(str_of(&input, "statusCode"))
+                .cloned()
+                .ok_or_else(|| not_found("Invalid Response status code specified"))
+        }),
+        "DeleteIntegrationResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                method_of(r, &input)?["methodIntegration"]["integrationResponses"]
+                    .as_object_mut()
+                    .and_then(|m| m.remove(&status))
+                    .ok_or_else(|| not_found("Invalid Response status code specified"))?;
+                Ok(json!({}))
+            })
+            .await
+        }
+        "PutMethodResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                let m = method_of(r, &input)?;
+                let mut out = json!({"statusCode": status});
+                merge(&mut out, &input, &["restApiId", "resourceId", "httpMethod"]);
+                if !m["methodResponses"].is_object() {
+                    m["methodResponses"] = json!({});
+                }
+                m["methodResponses"][&status] = out.clone();
+                Ok(out)
+            })
+            .await
+        }
+        "GetMethodResponse" => read(gw, ctx, &input, |r| {
+            let mut r = r.clone();
+            method_of(&mut r, &input)?["methodResponses"]
+                .get(str_of(&input, "statusCode"))
+                .cloned()
+                .ok_or_else(|| not_found("Invalid Response status code specified"))
+        }),
+        "DeleteMethodResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                method_of(r, &input)?["methodResponses"]
+                    .as_object_mut()
+                    .and_then(|m| m.remove(&status))
+                    .ok_or_else(|| not_found("Invalid Response status code specified"))?;
+                Ok(json!({}))
+            })
+            .await
+        }
         "CreateDeployment" => {
             change(gw, ctx, &input, |r| {
                 let has_integrations = r.resources.values().any(|x| {
