@@ -81,6 +81,8 @@ struct Resolved {
     cors: Option<Value>,
     /// The path after the stage segment.
     path: String,
+    /// The stage as stored (route settings, access log settings).
+    stage_value: Value,
 }
 
 fn pairs(v: &Value) -> Vec<(String, String)> {
@@ -118,6 +120,7 @@ impl ExecuteApi {
             snapshot,
             cors: r.api.get("CorsConfiguration").cloned(),
             path: rest.to_string(),
+            stage_value: stage.clone(),
         })
     }
 }
@@ -579,17 +582,50 @@ impl ExecuteApi {
         request: HttpRequest,
         ectx: &mut EventContext,
     ) -> http::Response<HttpBody> {
+        let mut usage_key = None;
         match def["authorizationType"].as_str().unwrap_or("NONE") {
             "NONE" => {}
             "CUSTOM" => match self.rest_authorize(target, def, &request, ectx).await {
-                Ok(a) => ectx.authorizer = Some(a.context),
+                Ok(a) => {
+                    ectx.authorizer = Some(a.context);
+                    usage_key = a.usage_key;
+                }
                 Err(r) => return r,
             },
             // IAM-signed invoke requests are not verified by tsumiki: nothing can pass.
             _ => return message(403, "Forbidden"),
         }
         if def["apiKeyRequired"] == true {
-            return message(403, "Forbidden");
+            let key = if target.api_key_source == "AUTHORIZER" {
+                usage_key
+            } else {
+                request.header("x-api-key").map(String::from)
+            };
+            if let Err((status, text)) = self
+                .gw
+                .admit_key(
+                    &target.account,
+                    &target.region,
+                    &ectx.api_id,
+                    &target.stage,
+                    key.as_deref(),
+                )
+                .await
+            {
+                return message(status, text);
+            }
+        }
+        if let Some((rate, burst)) = rest_throttle(target, &ectx.resource_path, &request.method)
+            && !self.gw.take_stage_token(
+                format!(
+                    "rest/{}/{}/{}",
+                    ectx.api_id, target.stage, ectx.resource_path
+                ),
+                rate,
+                burst,
+            )
+        {
+            return message(429, "Too Many Requests");
         }
         let integration = &def["methodIntegration"];
         match integration["type"].as_str() {
@@ -624,6 +660,39 @@ impl ExecuteApi {
     }
 }
 
+/// A REST stage's throttle for a method: its own `methodSettings` entry (`/items/GET`, keyed
+/// `items/GET`), else `*/*`.
+fn rest_throttle(
+    target: &crate::rest::RestTarget,
+    resource: &str,
+    method: &str,
+) -> Option<(f64, f64)> {
+    let settings = &target.stage_settings["methodSettings"];
+    let own = format!("{}/{method}", resource.trim_start_matches('/'));
+    [own.as_str(), "*/*"].iter().find_map(|k| {
+        let m = settings.get(*k)?;
+        Some((
+            m["throttlingRateLimit"].as_f64()?,
+            m["throttlingBurstLimit"].as_f64()?,
+        ))
+    })
+}
+
+/// An HTTP API stage's throttle for a route: its `RouteSettings` entry, else the stage's
+/// `DefaultRouteSettings`.
+fn http_throttle(stage: &Value, route_key: &str) -> Option<(f64, f64)> {
+    let pick = |s: &Value| {
+        Some((
+            s["ThrottlingRateLimit"].as_f64()?,
+            s["ThrottlingBurstLimit"].as_f64()?,
+        ))
+    };
+    stage["RouteSettings"]
+        .get(route_key)
+        .and_then(pick)
+        .or_else(|| pick(&stage["DefaultRouteSettings"]))
+}
+
 fn add_request_id(r: &mut http::Response<HttpBody>, id: &str) {
     if let Ok(v) = http::HeaderValue::from_str(id) {
         r.headers_mut().insert("apigw-requestid", v);
@@ -648,6 +717,15 @@ impl ExecuteApi {
         };
         let route = routes[selected.index];
         let route_key = keys[selected.index].to_string();
+        if let Some((rate, burst)) = http_throttle(&res.stage_value, &route_key)
+            && !self.gw.take_stage_token(
+                format!("http/{}/{}/{route_key}", res.api_id, res.stage),
+                rate,
+                burst,
+            )
+        {
+            return message(429, "Too Many Requests");
+        }
         let mut ectx = EventContext {
             account_id: res.account.clone(),
             api_id: res.api_id.clone(),

@@ -232,7 +232,7 @@ impl ExecuteApi {
                     .collect()
             })
             .unwrap_or_default();
-        let now_s = self.gw.clock.to_wall_ms(self.gw.clock.now_ms()) / 1000;
+        let now_s = self.gw.clock.now_ms() / 1000;
         let keys = match self.issuer_keys(issuer, false).await {
             Ok(k) => k,
             Err(e) => {

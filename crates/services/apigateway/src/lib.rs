@@ -19,6 +19,7 @@ mod api;
 mod execute;
 mod http_proxy;
 mod jwt;
+mod keys;
 mod rest;
 mod rest_auth;
 pub mod routing;
@@ -48,6 +49,8 @@ pub struct ApiGateway {
     state: Mutex<state::State>,
     /// REST APIs by `account/region/restApiId`.
     rest: Mutex<std::collections::BTreeMap<String, rest::RestRecord>>,
+    /// API keys, usage plans and their usage.
+    keys: Mutex<keys::KeysState>,
     store: Store,
     clock: Arc<Clock>,
     invoker: OnceLock<Weak<dyn FunctionInvoker>>,
@@ -61,6 +64,7 @@ impl ApiGateway {
     ) -> Result<Arc<ApiGateway>, tsumiki_store::StoreError> {
         let state = state::load(&store).await?;
         let rest = rest::load(&store).await?;
+        let keys = keys::load(&store).await?;
         tracing::info!(
             apis = state.apis.len(),
             rest_apis = rest.len(),
@@ -69,6 +73,7 @@ impl ApiGateway {
         Ok(Arc::new(ApiGateway {
             state: Mutex::new(state),
             rest: Mutex::new(rest),
+            keys: Mutex::new(keys),
             store,
             clock,
             invoker: OnceLock::new(),

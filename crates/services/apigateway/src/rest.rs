@@ -94,6 +94,7 @@ impl tsumiki_ports::Service for RestApis {
             rest.clear();
             let mut batch = Batch::new();
             batch.delete_prefix(NS_REST, Vec::new());
+            crate::keys::reset(&mut self.0.keys.lock(), &mut batch);
             self.0.store.commit(batch)
         };
         commit.await.map_err(store_error)
@@ -171,6 +172,100 @@ fn apply_patch(target: &mut Value, input: &Value) -> Result<(), AwsError> {
             }
             other => return Err(bad_request(format!("Invalid patch operation {other}"))),
         }
+    }
+    Ok(())
+}
+
+/// One `UpdateStage` patch: `/*/*/throttling/rateLimit` (or `/~1items/GET/...`) into
+/// `methodSettings`, `/variables/{name}`, `/accessLogSettings/{member}`, and top-level members.
+fn patch_stage(
+    stage: &mut Value,
+    op: &Value,
+    deployment_exists: &dyn Fn(&str) -> bool,
+) -> Result<(), AwsError> {
+    let path = str_of(op, "path");
+    let value = op["value"].as_str().unwrap_or_default();
+    let remove = str_of(op, "op") == "remove";
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let bad = || bad_request(format!("Invalid patch path {path}"));
+    match parts.as_slice() {
+        ["variables", name] => {
+            if !stage["variables"].is_object() {
+                stage["variables"] = json!({});
+            }
+            if remove {
+                if let Some(o) = stage["variables"].as_object_mut() {
+                    o.remove(*name);
+                }
+            } else {
+                stage["variables"][*name] = json!(value);
+            }
+        }
+        ["accessLogSettings", member @ ("destinationArn" | "format")] => {
+            if remove {
+                stage.as_object_mut().map(|o| o.remove("accessLogSettings"));
+            } else {
+                stage["accessLogSettings"][*member] = json!(value);
+            }
+        }
+        ["accessLogSettings"] if remove => {
+            stage.as_object_mut().map(|o| o.remove("accessLogSettings"));
+        }
+        [resource, method, group, setting] => {
+            let resource = resource.replace("~1", "/");
+            let key = format!("{}/{method}", resource.trim_start_matches('/'));
+            let (member, v) = match (*group, *setting) {
+                ("throttling", "rateLimit") => (
+                    "throttlingRateLimit",
+                    json!(value.parse::<f64>().map_err(|_| bad())?),
+                ),
+                ("throttling", "burstLimit") => (
+                    "throttlingBurstLimit",
+                    json!(value.parse::<i64>().map_err(|_| bad())?),
+                ),
+                ("metrics", "enabled") => ("metricsEnabled", json!(value == "true")),
+                ("logging", "loglevel") => ("loggingLevel", json!(value)),
+                ("logging", "dataTrace") => ("dataTraceEnabled", json!(value == "true")),
+                _ => return Err(bad()),
+            };
+            if !stage["methodSettings"].is_object() {
+                stage["methodSettings"] = json!({});
+            }
+            let entry = stage["methodSettings"]
+                .as_object_mut()
+                .ok_or_else(bad)?
+                .entry(key)
+                .or_insert_with(|| {
+                    json!({
+                        "metricsEnabled": false,
+                        "dataTraceEnabled": false,
+                        "throttlingBurstLimit": 5000,
+                        "throttlingRateLimit": 10000.0,
+                        "cachingEnabled": false,
+                        "cacheTtlInSeconds": 300,
+                        "cacheDataEncrypted": false,
+                        "requireAuthorizationForCacheControl": true,
+                        "unauthorizedCacheControlHeaderStrategy": "SUCCEED_WITH_RESPONSE_HEADER",
+                    })
+                });
+            entry[member] = v;
+        }
+        ["deploymentId"] => {
+            if !deployment_exists(value) {
+                return Err(bad_request(format!(
+                    "Invalid deployment id specified {value}"
+                )));
+            }
+            stage["deploymentId"] = json!(value);
+        }
+        [member @ ("description" | "tracingEnabled" | "cacheClusterEnabled")] => {
+            stage[*member] = if *member == "description" {
+                json!(value)
+            } else {
+                json!(value == "true")
+            };
+        }
+        _ => return Err(bad()),
     }
     Ok(())
 }
@@ -678,6 +773,24 @@ pub async fn dispatch(
         "GetStages" => read(gw, ctx, &input, |r| {
             Ok(json!({ "item": r.stages.values().cloned().collect::<Vec<_>>() }))
         }),
+        "UpdateStage" => {
+            change(gw, ctx, &input, |r| {
+                let name = str_of(&input, "stageName");
+                let dep_ok = |d: &str| r.deployments.contains_key(d);
+                let mut stage = r
+                    .stages
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| not_found("Invalid Stage identifier specified"))?;
+                for op in input["patchOperations"].as_array().into_iter().flatten() {
+                    patch_stage(&mut stage, op, &dep_ok)?;
+                }
+                stage["lastUpdatedDate"] = json!(now_s);
+                r.stages.insert(name.to_string(), stage.clone());
+                Ok(stage)
+            })
+            .await
+        }
         "DeleteStage" => {
             change(gw, ctx, &input, |r| {
                 let name = str_of(&input, "stageName");
@@ -688,6 +801,9 @@ pub async fn dispatch(
             })
             .await
         }
+        op if crate::keys::OPERATIONS.contains(&op) => {
+            crate::keys::dispatch(gw, ctx, op, input).await
+        }
         other => Err(AwsError::not_implemented("apigateway", other)),
     }
 }
@@ -695,6 +811,10 @@ pub async fn dispatch(
 /// What an invoke-URL request resolves to in a REST API.
 pub struct RestTarget {
     pub account: String,
+    /// `HEADER` (`x-api-key`) or `AUTHORIZER` (the authorizer's `usageIdentifierKey`).
+    pub api_key_source: String,
+    /// The stage's `methodSettings` (throttling) and `accessLogSettings`.
+    pub stage_settings: Value,
     /// Authorizers as the stage's deployment froze them.
     pub authorizers: BTreeMap<String, Value>,
     pub region: String,
@@ -717,6 +837,11 @@ impl ApiGateway {
         let resources = r.frozen.get(deployment)?.clone();
         Some(RestTarget {
             account: r.account.clone(),
+            api_key_source: r.api["apiKeySource"]
+                .as_str()
+                .unwrap_or("HEADER")
+                .to_string(),
+            stage_settings: s.clone(),
             authorizers: r
                 .frozen_authorizers
                 .get(deployment)

@@ -91,6 +91,8 @@ fn identity_value(
 pub(crate) struct Authorized {
     /// `requestContext.authorizer`.
     pub context: Value,
+    /// The API key the authorizer chose (`usageIdentifierKey`), for `AUTHORIZER` key sources.
+    pub usage_key: Option<String>,
 }
 
 impl ExecuteApi {
@@ -204,7 +206,10 @@ impl ExecuteApi {
                 .insert(cache_key, (now + ttl * 1000, answer.clone()));
         }
         match policy_decision(&answer["policyDocument"], &method_arn) {
-            Some(true) => Ok(Authorized { context }),
+            Some(true) => Ok(Authorized {
+                context,
+                usage_key: answer["usageIdentifierKey"].as_str().map(String::from),
+            }),
             Some(false) => Err(gateway_response(
                 403,
                 "AccessDeniedException",
