@@ -49,12 +49,34 @@ impl ExecuteApi {
 }
 
 pub(crate) fn message(status: u16, text: &str) -> http::Response<HttpBody> {
-    respond(ProxyResponse {
+    let mut r = respond(ProxyResponse {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
         body: json!({ "message": text }).to_string().into_bytes(),
-    })
+    });
+    r.extensions_mut()
+        .insert(crate::access_log::ErrorMessage(text.to_string()));
+    r
 }
+
+/// What an access log line adds once the response is known.
+fn finish_log(ctx: &mut Value, r: &http::Response<HttpBody>, started_ms: i64, now_ms: i64) {
+    use http_body::Body as _;
+    ctx["status"] = json!(r.status().as_u16());
+    ctx["responseLength"] = json!(r.body().size_hint().exact().unwrap_or(0));
+    ctx["responseLatency"] = json!(now_ms - started_ms);
+    if let Some(e) = r.extensions().get::<crate::access_log::ErrorMessage>() {
+        ctx["error"] = json!({"message": e.0, "messageString": format!("\"{}\"", e.0)});
+    }
+    if let Some(k) = r.extensions().get::<ResourcePath>() {
+        ctx["resourcePath"] = json!(k.0);
+        ctx["resourceId"] = json!(k.1);
+    }
+}
+
+/// The REST resource a request matched, for access logs.
+#[derive(Clone)]
+struct ResourcePath(String, String);
 
 pub(crate) fn respond(r: ProxyResponse) -> http::Response<HttpBody> {
     let mut b = http::Response::builder().status(r.status);
@@ -419,14 +441,56 @@ impl HttpEndpoint for ExecuteApi {
                 raw_path.to_string(),
             ),
         };
+        let started = self.gw.clock.now_ms();
+        let log_ctx = |stage: &str, account: &str, stage_path: &str| {
+            crate::access_log::context(
+                &ctx.request_id,
+                account,
+                &api_id,
+                stage,
+                parts.method.as_str(),
+                stage_path,
+                &format!("{:?}", parts.version),
+                parts
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                host.split(':').next().unwrap_or(&host),
+                started,
+            )
+        };
         let Some(res) = self.resolve(&api_id, &path) else {
             if let Some(target) = self.gw.resolve_rest(&api_id, &path) {
-                return self
-                    .rest_request(ctx, parts, body, &api_id, target, &host)
+                let settings = target.stage_settings["accessLogSettings"].clone();
+                let stage = target.stage.clone();
+                let mut lctx = log_ctx(&stage, &target.account, &path);
+                let response = self
+                    .rest_request(ctx.clone(), parts, body, &api_id, target, &host)
                     .await;
+                if settings.is_object() {
+                    finish_log(&mut lctx, &response, started, self.gw.clock.now_ms());
+                    self.access_log(&settings, &api_id, &stage, lctx);
+                }
+                return response;
             }
             return message(404, "Not Found");
         };
+        let log_settings = res.stage_value["AccessLogSettings"].clone();
+        let mut lctx = log_settings
+            .is_object()
+            .then(|| log_ctx(&res.stage, &res.account, &res.path));
+        if let Some(l) = lctx.as_mut() {
+            let routes: Vec<&str> = res
+                .snapshot
+                .routes
+                .values()
+                .filter_map(|r| r["RouteKey"].as_str())
+                .collect();
+            let route_key = crate::routing::select(&routes, parts.method.as_str(), &res.path)
+                .map(|s| routes[s.index].to_string());
+            l["routeKey"] = json!(route_key);
+        }
         let body = match read_body(body).await {
             Some(b) => b,
             None => return message(413, "Request Entity Too Large"),
@@ -465,6 +529,10 @@ impl HttpEndpoint for ExecuteApi {
             return r;
         }
         let mut response = self.route(&ctx, &res, request, &host).await;
+        if let Some(mut l) = lctx {
+            finish_log(&mut l, &response, started, self.gw.clock.now_ms());
+            self.access_log(&log_settings, &res.api_id, &res.stage, l);
+        }
         if let (Some(cors), Some(origin)) = (&res.cors, &origin) {
             for (k, v) in tsumiki_proxy::cors_headers(cors, origin, false) {
                 if let (Ok(k), Ok(v)) = (
@@ -561,8 +629,15 @@ impl ExecuteApi {
                     resource_id: res["id"].as_str().map(String::from),
                     full_path: Some(format!("/{}{}", target.stage, target.path)),
                 };
-                self.rest_method(&ctx, &target, def, request, &mut ectx)
-                    .await
+                let resource = ResourcePath(
+                    ectx.resource_path.clone(),
+                    ectx.resource_id.clone().unwrap_or_default(),
+                );
+                let mut r = self
+                    .rest_method(&ctx, &target, def, request, &mut ectx)
+                    .await;
+                r.extensions_mut().insert(resource);
+                r
             }
         };
         if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {

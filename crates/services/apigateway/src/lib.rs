@@ -15,6 +15,7 @@
 //! authorizers, JWT authorizers, access logs, domain names, VPC links, HTTPS backends; they
 //! answer `NotImplemented`. `HTTP_PROXY` integrations (`http_proxy.rs`) reach plain `http://`.
 
+mod access_log;
 mod api;
 mod execute;
 mod http_proxy;
@@ -32,7 +33,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tsumiki_core::{AwsError, Clock, RequestContext};
-use tsumiki_ports::FunctionInvoker;
+use tsumiki_ports::{FunctionInvoker, LogSink};
 use tsumiki_store::{Batch, Store};
 
 pub use execute::ExecuteApi;
@@ -54,6 +55,8 @@ pub struct ApiGateway {
     store: Store,
     clock: Arc<Clock>,
     invoker: OnceLock<Weak<dyn FunctionInvoker>>,
+    /// Where stages' access logs go (CloudWatch Logs).
+    log_sink: OnceLock<Arc<dyn LogSink>>,
 }
 
 impl ApiGateway {
@@ -77,12 +80,18 @@ impl ApiGateway {
             store,
             clock,
             invoker: OnceLock::new(),
+            log_sink: OnceLock::new(),
         }))
     }
 
     /// Who runs Lambda integrations.
     pub fn set_invoker(&self, invoker: Weak<dyn FunctionInvoker>) {
         let _ = self.invoker.set(invoker);
+    }
+
+    /// Where stages' access logs are written.
+    pub fn set_log_sink(&self, sink: Arc<dyn LogSink>) {
+        let _ = self.log_sink.set(sink);
     }
 
     /// The `apigateway` (v1) service: REST APIs, on the same state and invoke endpoint.
