@@ -346,3 +346,38 @@ def test_http_api_jwt_authorizer(server, apigw, echo_arn, issuer):
     assert go(sign(keys["ec"], "ec1", writer), "/items", "POST")[0] == 200
     # The JWKS was fetched once (then kept), plus refetches for the unknown kid.
     assert keys["fetches"].count("/keys") <= 2
+
+
+KEY_AUTH = """
+def handler(event, context):
+    return {
+        "principalId": "tenant",
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}]},
+        "usageIdentifierKey": event["headers"].get("x-tenant-key", ""),
+    }
+"""
+
+
+def test_rest_api_key_from_authorizer(server, rest, lam, echo_arn):
+    """With apiKeySource AUTHORIZER the key is the authorizer's usageIdentifierKey."""
+    auth_arn = create_function(lam, unique("keyauth"), {"app.py": KEY_AUTH})["FunctionArn"]
+    api = rest.create_rest_api(name=unique("keysrc"), apiKeySource="AUTHORIZER")
+    api_id = api["id"]
+    a = rest.create_authorizer(restApiId=api_id, name="k", type="REQUEST",
+                               authorizerUri=lambda_uri(auth_arn), authorizerResultTtlInSeconds=0)
+    res = rest.create_resource(restApiId=api_id, parentId=api["rootResourceId"], pathPart="t")
+    rest.put_method(restApiId=api_id, resourceId=res["id"], httpMethod="GET",
+                    authorizationType="CUSTOM", authorizerId=a["id"], apiKeyRequired=True)
+    rest.put_integration(restApiId=api_id, resourceId=res["id"], httpMethod="GET",
+                         type="AWS_PROXY", integrationHttpMethod="POST", uri=lambda_uri(echo_arn))
+    rest.create_deployment(restApiId=api_id, stageName="p")
+    key = rest.create_api_key(name=unique("tenant"), enabled=True)
+    plan = rest.create_usage_plan(name=unique("tp"), apiStages=[{"apiId": api_id, "stage": "p"}])
+    rest.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    # The x-api-key header does not count with this key source.
+    status, _, _ = call(server, api_id, "/p/t", headers={"x-api-key": key["value"]})
+    assert status == 403
+    status, _, body = call(server, api_id, "/p/t", headers={"x-tenant-key": key["value"]})
+    assert status == 200, body
+    assert json.loads(body)["requestContext"]["authorizer"]["principalId"] == "tenant"

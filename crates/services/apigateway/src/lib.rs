@@ -9,11 +9,13 @@
 //! timeout, and maps the answer back to HTTP.
 //!
 //! REST APIs (`apigateway` v1, `rest.rs`) share the invoke endpoint: resources, methods,
-//! `AWS_PROXY` integrations, deployments and stages.
+//! `AWS_PROXY`, `MOCK` and `HTTP_PROXY` integrations (`templates.rs`), deployments, stages,
+//! Lambda authorizers (`rest_auth.rs`), API keys and usage plans (`keys.rs`). HTTP APIs add
+//! JWT authorizers (`jwt.rs`); both write stage access logs (`access_log.rs`).
 //!
-//! Not (yet): WebSocket APIs, REST APIs' MOCK/HTTP integrations, API keys, usage plans and
-//! authorizers, JWT authorizers, access logs, domain names, VPC links, HTTPS backends; they
-//! answer `NotImplemented`. `HTTP_PROXY` integrations (`http_proxy.rs`) reach plain `http://`.
+//! Not (yet): WebSocket APIs, REST APIs' `AWS`/`HTTP` (non-proxy) integrations, Cognito and
+//! IAM authorization, custom domain names, VPC links, HTTPS backends and JWKS over HTTPS; they
+//! answer `NotImplemented` (or, for an IAM-authorized method, 403).
 
 mod access_log;
 mod api;
