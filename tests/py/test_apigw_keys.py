@@ -103,6 +103,15 @@ def test_api_keys_and_quota(clock_server):
 
     rest.delete_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"])
     assert call(clock_server, api_id, "/prod/items", h) == forbidden
+    # UpdateMethod lifts the requirement once a new deployment reaches the stage.
+    res = [r for r in rest.get_resources(restApiId=api_id)["items"] if r["path"] == "/items"][0]
+    m = rest.update_method(restApiId=api_id, resourceId=res["id"], httpMethod="GET",
+                           patchOperations=[{"op": "replace", "path": "/apiKeyRequired",
+                                             "value": "false"}])
+    assert m["apiKeyRequired"] is False
+    assert call(clock_server, api_id, "/prod/items") == forbidden
+    rest.create_deployment(restApiId=api_id, stageName="prod")
+    assert call(clock_server, api_id, "/prod/items") == (200, {"ok": True})
     rest.delete_api_key(apiKey=key["id"])
     with pytest.raises(ClientError) as e:
         rest.get_api_key(apiKey=key["id"])

@@ -503,6 +503,58 @@ pub async fn dispatch(
             })
             .await
         }
+        "UpdateMethod" => {
+            change(gw, ctx, &input, |r| {
+                let authorizers = r.authorizers.clone();
+                let m = method_of(r, &input)?;
+                let mut updated = m.clone();
+                apply_patch(&mut updated, &input)?;
+                if updated["authorizationType"] == "CUSTOM" {
+                    let aid = str_of(&updated, "authorizerId");
+                    if !authorizers.contains_key(aid) {
+                        return Err(bad_request(format!(
+                            "Invalid authorizer ID specified. Setting the authorization type to CUSTOM requires a valid authorizer ID. Got {aid}"
+                        )));
+                    }
+                }
+                *m = updated.clone();
+                Ok(updated)
+            })
+            .await
+        }
+        "UpdateIntegration" => {
+            change(gw, ctx, &input, |r| {
+                let i = method_of(r, &input)?
+                    .get_mut("methodIntegration")
+                    .filter(|i| i.is_object())
+                    .ok_or_else(|| not_found("No integration defined for method"))?;
+                apply_patch(i, &input)?;
+                Ok(i.clone())
+            })
+            .await
+        }
+        "DeleteIntegration" => {
+            change(gw, ctx, &input, |r| {
+                let m = method_of(r, &input)?;
+                m.as_object_mut()
+                    .and_then(|o| o.remove("methodIntegration"))
+                    .ok_or_else(|| not_found("No integration defined for method"))?;
+                Ok(json!({}))
+            })
+            .await
+        }
+        "UpdateRestApi" => {
+            change(gw, ctx, &input, |r| {
+                let mut api = r.api.clone();
+                apply_patch(&mut api, &input)?;
+                if !["HEADER", "AUTHORIZER"].contains(&str_of(&api, "apiKeySource")) {
+                    return Err(bad_request("Invalid API Key source specified"));
+                }
+                r.api = api.clone();
+                Ok(api)
+            })
+            .await
+        }
         "GetMethod" => read(gw, ctx, &input, |r| {
             let mut r = r.clone();
             method_of(&mut r, &input).map(|m| m.clone())
