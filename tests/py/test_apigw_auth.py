@@ -381,3 +381,56 @@ def test_rest_api_key_from_authorizer(server, rest, lam, echo_arn):
     status, _, body = call(server, api_id, "/p/t", headers={"x-tenant-key": key["value"]})
     assert status == 200, body
     assert json.loads(body)["requestContext"]["authorizer"]["principalId"] == "tenant"
+
+
+HTTP_V1_AUTH = COUNTER + """
+def handler(event, context):
+    n = count(context)
+    assert event["version"] == "1.0" and event["type"] == "REQUEST"
+    token = event["headers"].get("authorization")
+    if token == "raise":
+        raise Exception("Unauthorized")
+    effect = "Allow" if token == "ok" else "Deny"
+    return {
+        "principalId": "dave",
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}]},
+        "context": {"calls": n, "source": event["identitySource"]},
+    }
+"""
+
+
+def test_http_api_lambda_authorizer_payload_1(server, apigw, lam, echo_arn):
+    auth_arn = create_function(lam, unique("v1auth"), {"app.py": HTTP_V1_AUTH})["FunctionArn"]
+    api_id = apigw.create_api(Name=unique("v1auth"), ProtocolType="HTTP")["ApiId"]
+    with pytest.raises(ClientError) as e:
+        apigw.create_authorizer(ApiId=api_id, AuthorizerType="REQUEST", Name="bad",
+                                AuthorizerUri=auth_arn, AuthorizerPayloadFormatVersion="1.0",
+                                EnableSimpleResponses=True,
+                                IdentitySource=["$request.header.Authorization"])
+    assert e.value.response["Error"]["Code"] == "BadRequestException"
+    a = apigw.create_authorizer(ApiId=api_id, AuthorizerType="REQUEST", Name="v1",
+                                AuthorizerUri=auth_arn, AuthorizerPayloadFormatVersion="1.0",
+                                IdentitySource=["$request.header.Authorization"],
+                                AuthorizerResultTtlInSeconds=300)
+    integ = apigw.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY",
+                                     IntegrationUri=echo_arn, PayloadFormatVersion="2.0")
+    apigw.create_route(ApiId=api_id, RouteKey="GET /v1", AuthorizationType="CUSTOM",
+                       AuthorizerId=a["AuthorizerId"],
+                       Target=f"integrations/{integ['IntegrationId']}")
+    apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+
+    def go(token):
+        status, _, body = call(server, api_id, "/v1",
+                               headers={"Authorization": token} if token else {})
+        return status, json.loads(body)
+
+    assert go(None) == (401, {"message": "Unauthorized"})
+    assert go("raise") == (401, {"message": "Unauthorized"})
+    assert go("nope") == (403, {"message": "Forbidden"})
+    status, body = go("ok")
+    assert status == 200, body
+    auth = body["requestContext"]["authorizer"]
+    assert auth["principalId"] == "dave" and auth["lambda"]["source"] == "ok"
+    status, body = go("ok")
+    assert body["requestContext"]["authorizer"]["lambda"]["calls"] == auth["lambda"]["calls"]
