@@ -6,8 +6,10 @@
 //! `$stageVariables.*` property chains; `$util.escapeJavaScript`, `$util.urlEncode`,
 //! `$util.urlDecode`, `$util.base64Encode`, `$util.base64Decode`, `$util.parseJson`; the
 //! directives `#set($v = expr)` and `#if(cond) ... #elseif(cond) ... #else ... #end` with `==`,
-//! `!=`, `&&`, `||`, `!` and truthiness. Not supported: `#foreach`, macros, arithmetic, Java
-//! methods on strings and maps. A map or list renders as JSON, where Velocity would print
+//! `!=`, `&&`, `||`, `!` and truthiness; `#foreach($x in $list)` over lists and map values with
+//! `$foreach.hasNext`/`index`/`count` and `$velocityCount`; `.get()`, `.size()`, `.keySet()`
+//! and `.isEmpty()` on maps and lists. Not supported: macros, arithmetic, other Java methods on
+//! strings and maps. A map or list renders as JSON, where Velocity would print
 //! Java's `{a=b}`. A reference that resolves to nothing renders as its own text (`$x`), as
 //! Velocity does, or as nothing when quiet.
 //!
@@ -45,6 +47,7 @@ pub fn render(template: &str, input: &Input) -> Result<String, VtlError> {
     .nodes(&[])?
     .0;
     let mut r = Renderer {
+        budget: MAX_ITERATIONS,
         input,
         vars: HashMap::new(),
         out: String::new(),
@@ -79,6 +82,8 @@ enum Node {
     Ref(Ref),
     Set(String, Expr),
     If(Vec<(Expr, Vec<Node>)>, Vec<Node>),
+    /// `#foreach($var in expr) body #end`.
+    Foreach(String, Expr, Vec<Node>),
 }
 
 struct Parser<'a> {
@@ -163,7 +168,29 @@ impl Parser<'_> {
                         out.push(self.if_chain()?);
                         continue;
                     }
-                    "foreach" | "macro" | "define" | "parse" | "include" | "evaluate" => {
+                    "foreach" => {
+                        flush(&mut out, &mut text);
+                        self.skip_directive();
+                        self.expect(b'(')?;
+                        self.ws();
+                        if self.peek() != Some(b'$') {
+                            return Err(self.err("#foreach needs a $variable"));
+                        }
+                        self.i += 1;
+                        let var = self.ident();
+                        self.ws();
+                        if !self.starts("in") {
+                            return Err(self.err("expected 'in'"));
+                        }
+                        self.i += 2;
+                        let list = self.expr()?;
+                        self.expect(b')')?;
+                        let (body, _) = self.nodes(&["end"])?;
+                        self.skip_directive();
+                        out.push(Node::Foreach(var, list, body));
+                        continue;
+                    }
+                    "macro" | "define" | "parse" | "include" | "evaluate" => {
                         return Err(self.err(&format!(
                             "#{name} is not in the template subset tsumiki supports"
                         )));
@@ -435,7 +462,13 @@ fn directive_name(rest: &str) -> String {
         .collect::<String>()
 }
 
+/// Velocity's default `directive.foreach.maxloops` is unbounded; a template is user input, so
+/// loops are capped, in all (nested loops multiply).
+const MAX_ITERATIONS: usize = 100_000;
+
 struct Renderer<'a> {
+    /// Loop iterations left for this render.
+    budget: usize,
     input: &'a Input,
     vars: HashMap<String, Value>,
     out: String,
@@ -477,6 +510,34 @@ impl Renderer<'_> {
                         .map(|(_, b)| b)
                         .unwrap_or(otherwise);
                     self.run(chosen);
+                }
+                Node::Foreach(var, list, body) => {
+                    let items: Vec<Value> = match self.eval(list) {
+                        Value::Array(a) => a,
+                        Value::Object(o) => o.into_values().collect(),
+                        _ => Vec::new(),
+                    };
+                    let saved = (self.vars.remove(var), self.vars.remove("foreach"));
+                    let n = items.len();
+                    for (i, item) in items.into_iter().enumerate() {
+                        if self.budget == 0 {
+                            break;
+                        }
+                        self.budget -= 1;
+                        self.vars.insert(var.clone(), item);
+                        self.vars.insert(
+                            "foreach".into(),
+                            json!({"index": i, "count": i + 1, "hasNext": i + 1 < n, "first": i == 0, "last": i + 1 == n}),
+                        );
+                        self.vars.insert("velocityCount".into(), json!(i + 1));
+                        self.run(body);
+                    }
+                    for (k, v) in [(var.as_str(), saved.0), ("foreach", saved.1)] {
+                        match v {
+                            Some(v) => self.vars.insert(k.to_string(), v),
+                            None => self.vars.remove(k),
+                        };
+                    }
                 }
             }
         }
@@ -539,6 +600,16 @@ impl Renderer<'_> {
                             _ => Value::Null,
                         }
                     }
+                    "keySet" => match &cur {
+                        Value::Object(o) => json!(o.keys().collect::<Vec<_>>()),
+                        _ => Value::Null,
+                    },
+                    "isEmpty" => json!(match &cur {
+                        Value::Object(o) => o.is_empty(),
+                        Value::Array(a) => a.is_empty(),
+                        Value::String(s) => s.is_empty(),
+                        _ => true,
+                    }),
                     "size" | "length" => match &cur {
                         Value::Object(o) => json!(o.len()),
                         Value::Array(a) => json!(a.len()),
@@ -790,7 +861,8 @@ mod tests {
 
     #[test]
     fn unsupported_and_broken() {
-        assert!(render("#foreach($x in $y)#end", &input()).is_err());
+        assert!(render("#macro(m)#end", &input()).is_err());
+        assert!(render("#foreach($x in $y)never closed", &input()).is_err());
         assert!(render("#if(true)never closed", &input()).is_err());
         assert!(render("${context.requestId", &input()).is_err());
         assert!(render("$input.json('$", &input()).is_err());
