@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from lambda_util import unique
+from lambda_util import create_function, unique
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,69 @@ def test_http_proxy_integration(server, rest, backend):
     seen = json.loads(body)
     assert seen["method"] == "POST" and seen["path"] == "/base/a/b?x=1&y=2"
     assert seen["headers"]["x-custom"] == "c" and seen["body"] == "hi"
+
+
+def test_http_custom_integration(server, rest, backend):
+    """HTTP (non-proxy): the request template is the backend's body, the backend's status picks
+    the integration response, whose template reads the backend's answer."""
+    api = rest.create_rest_api(name=unique("httpcustom"))
+    api_id = api["id"]
+    res = rest.create_resource(restApiId=api_id, parentId=api["rootResourceId"], pathPart="{id}")
+    rid = res["id"]
+    rest.put_method(restApiId=api_id, resourceId=rid, httpMethod="GET", authorizationType="NONE")
+    rest.put_integration(restApiId=api_id, resourceId=rid, httpMethod="GET", type="HTTP",
+                         integrationHttpMethod="POST", uri=backend + "/items/{id}",
+                         requestTemplates={"application/json": '{"wanted": "$input.params(\'id\')"}'})
+    rest.put_integration_response(
+        restApiId=api_id, resourceId=rid, httpMethod="GET", statusCode="200",
+        selectionPattern="2\\d{2}",
+        responseParameters={"method.response.header.X-From": "integration.response.header.x-backend"},
+        responseTemplates={"application/json":
+                           '{"sent": $input.json(\'$.body\'), "method": "$input.path(\'$.method\')"}'})
+    rest.create_deployment(restApiId=api_id, stageName="c")
+    status, headers, body = call(server, api_id, "/c/7")
+    assert status == 200, body
+    assert headers["X-From"] == "1"
+    doc = json.loads(body)
+    assert doc["method"] == "POST" and json.loads(doc["sent"]) == {"wanted": "7"}
+
+
+ADDER = """
+def handler(event, context):
+    if "a" not in event or event["a"] is None:
+        raise ValueError("BadInput: a is missing")
+    return {"sum": event["a"] + event["b"]}
+"""
+
+
+def test_lambda_custom_integration(server, rest):
+    lam = server.client("lambda")
+    arn = create_function(lam, unique("adder"), {"app.py": ADDER})["FunctionArn"]
+    api = rest.create_rest_api(name=unique("awscustom"))
+    api_id = api["id"]
+    res = rest.create_resource(restApiId=api_id, parentId=api["rootResourceId"], pathPart="add")
+    rid = res["id"]
+    rest.put_method(restApiId=api_id, resourceId=rid, httpMethod="GET", authorizationType="NONE")
+    rest.put_integration(
+        restApiId=api_id, resourceId=rid, httpMethod="GET", type="AWS", integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}/invocations",
+        requestTemplates={"application/json":
+                          "#set($a = $input.params('a'))"
+                          '{"a": #if($a != "")$a#{else}null#end, "b": $input.params(\'b\')}'})
+    rest.put_integration_response(restApiId=api_id, resourceId=rid, httpMethod="GET",
+                                  statusCode="200",
+                                  responseTemplates={"application/json": '{"result": $input.path(\'$.sum\')}'})
+    rest.put_integration_response(
+        restApiId=api_id, resourceId=rid, httpMethod="GET", statusCode="400",
+        selectionPattern="BadInput.*",
+        responseTemplates={"application/json": '{"error": "$input.path(\'$.errorMessage\')"}'})
+    with pytest.raises(ClientError) as e:
+        rest.put_integration(restApiId=api_id, resourceId=rid, httpMethod="GET", type="AWS",
+                             integrationHttpMethod="POST",
+                             uri="arn:aws:apigateway:us-east-1:sqs:path/000000000000/q")
+    assert e.value.response["Error"]["Code"] == "NotImplemented"
+    rest.create_deployment(restApiId=api_id, stageName="c")
+    status, _, body = call(server, api_id, "/c/add?a=2&b=3")
+    assert (status, json.loads(body)) == (200, {"result": 5})
+    status, _, body = call(server, api_id, "/c/add?b=3")
+    assert (status, json.loads(body)) == (400, {"error": "BadInput: a is missing"})

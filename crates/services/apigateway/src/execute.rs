@@ -707,6 +707,8 @@ impl ExecuteApi {
             Some("AWS_PROXY") => {}
             Some("MOCK") => return self.mock(integration, &request, ectx),
             Some("HTTP_PROXY") => return self.rest_http_proxy(integration, &request, ectx).await,
+            Some("HTTP") => return self.http_custom(integration, &request, ectx).await,
+            Some("AWS") => return self.lambda_custom(integration, &request, ectx).await,
             _ => return message(500, "Internal server error"),
         }
         let event = tsumiki_proxy::event_v1(&request, ectx);

@@ -9,11 +9,12 @@
 //! timeout, and maps the answer back to HTTP.
 //!
 //! REST APIs (`apigateway` v1, `rest.rs`) share the invoke endpoint: resources, methods,
-//! `AWS_PROXY`, `MOCK` and `HTTP_PROXY` integrations (`templates.rs`), deployments, stages,
+//! `AWS_PROXY`, `HTTP_PROXY`, and `MOCK`, `HTTP` and `AWS` (Lambda) integrations with mapping
+//! templates (`templates.rs`), deployments, stages,
 //! Lambda authorizers (`rest_auth.rs`), API keys and usage plans (`keys.rs`). HTTP APIs add
 //! JWT authorizers (`jwt.rs`); both write stage access logs (`access_log.rs`).
 //!
-//! Not (yet): WebSocket APIs, REST APIs' `AWS`/`HTTP` (non-proxy) integrations, Cognito and
+//! Not (yet): WebSocket APIs, `AWS` integrations with services other than Lambda, Cognito and
 //! IAM authorization, custom domain names, VPC links, HTTPS backends and JWKS over HTTPS; they
 //! answer `NotImplemented` (or, for an IAM-authorized method, 403).
 

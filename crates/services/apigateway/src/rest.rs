@@ -578,11 +578,14 @@ pub async fn dispatch(
         "PutIntegration" => {
             change(gw, ctx, &input, |r| {
                 let kind = str_of(&input, "type").to_string();
-                if !["AWS_PROXY", "MOCK", "HTTP_PROXY"].contains(&kind.as_str()) {
+                if !["AWS_PROXY", "AWS", "MOCK", "HTTP_PROXY", "HTTP"].contains(&kind.as_str()) {
+                    return Err(bad_request(format!("Invalid integration type {kind}")));
+                }
+                if kind == "AWS" && !str_of(&input, "uri").contains(":lambda:path/") {
                     return Err(AwsError::new(
                         "NotImplemented",
                         501,
-                        format!("tsumiki runs AWS_PROXY, HTTP_PROXY and MOCK integrations of REST APIs, not {kind}."),
+                        "tsumiki runs AWS integrations of REST APIs with Lambda only.",
                     ));
                 }
                 if kind != "MOCK" && input.get("uri").is_none() {

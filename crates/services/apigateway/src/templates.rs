@@ -8,7 +8,7 @@ use tsumiki_lang::vtl;
 use tsumiki_ports::http::HttpBody;
 use tsumiki_proxy::{EventContext, HttpRequest, ProxyResponse};
 
-use crate::execute::{ExecuteApi, message, respond};
+use crate::execute::{ExecuteApi, Outcome, message, respond};
 
 /// `$context` for templates: the proxy event's `requestContext` (AWS's names).
 pub(crate) fn template_context(req: &HttpRequest, ectx: &EventContext) -> Value {
@@ -40,15 +40,18 @@ fn content_type(req: &HttpRequest) -> String {
         .unwrap_or_else(|| "application/json".into())
 }
 
-/// The integration response for a backend status: the first whose `selectionPattern`
-/// matches it whole, else the default (no pattern).
-fn select_response<'a>(integration: &'a Value, status: &str) -> Option<&'a Value> {
+/// The integration response for a backend answer: the first whose `selectionPattern` matches
+/// `selector` whole (an HTTP backend's status, a Lambda function's `errorMessage`), else the
+/// default (no pattern). A successful Lambda function has no selector: the default.
+fn select_response<'a>(integration: &'a Value, selector: Option<&str>) -> Option<&'a Value> {
     let responses = integration["integrationResponses"].as_object()?;
     let mut default = None;
     for r in responses.values() {
         match r["selectionPattern"].as_str().filter(|p| !p.is_empty()) {
             Some(p) => {
-                if regex::Regex::new(&format!("^(?:{p})$")).is_ok_and(|re| re.is_match(status)) {
+                if let Some(sel) = selector
+                    && regex::Regex::new(&format!("^(?:{p})$")).is_ok_and(|re| re.is_match(sel))
+                {
                     return Some(r);
                 }
             }
@@ -56,6 +59,43 @@ fn select_response<'a>(integration: &'a Value, status: &str) -> Option<&'a Value
         }
     }
     default
+}
+
+/// The body a non-proxy integration sends: the request template for the request's media type
+/// rendered, or the request body passed through as `passthroughBehavior` allows (else 415).
+#[allow(clippy::result_large_err)]
+fn request_body(
+    integration: &Value,
+    req: &HttpRequest,
+    ectx: &EventContext,
+) -> Result<Vec<u8>, http::Response<HttpBody>> {
+    let ct = content_type(req);
+    let templates = integration["requestTemplates"].as_object();
+    let template = templates.and_then(|t| t.get(&ct)).and_then(Value::as_str);
+    let passthrough = integration["passthroughBehavior"]
+        .as_str()
+        .unwrap_or("WHEN_NO_MATCH");
+    let has_templates = templates.is_some_and(|t| !t.is_empty());
+    match template {
+        Some(t) => {
+            let body = String::from_utf8_lossy(&req.body).into_owned();
+            vtl::render(t, &template_input(req, ectx, body))
+                .map(String::into_bytes)
+                .map_err(|e| {
+                    tracing::info!(error = %e.0, "A request template does not render.");
+                    message(500, "Internal server error")
+                })
+        }
+        None if passthrough == "NEVER" || (passthrough == "WHEN_NO_TEMPLATES" && has_templates) => {
+            Err(message(415, "Unsupported Media Type"))
+        }
+        None => Ok(req.body.clone()),
+    }
+}
+
+/// The region in an API Gateway service URI (`arn:aws:apigateway:{region}:lambda:path/...`).
+fn region_of(uri: &str) -> String {
+    uri.split(':').nth(3).unwrap_or("us-east-1").to_string()
 }
 
 impl ExecuteApi {
@@ -67,35 +107,17 @@ impl ExecuteApi {
         req: &HttpRequest,
         ectx: &EventContext,
     ) -> http::Response<HttpBody> {
-        let ct = content_type(req);
-        let templates = integration["requestTemplates"].as_object();
-        let template = templates.and_then(|t| t.get(&ct)).and_then(Value::as_str);
-        let passthrough = integration["passthroughBehavior"]
-            .as_str()
-            .unwrap_or("WHEN_NO_MATCH");
-        let has_templates = templates.is_some_and(|t| !t.is_empty());
-        if template.is_none()
-            && (passthrough == "NEVER" || (passthrough == "WHEN_NO_TEMPLATES" && has_templates))
-        {
-            return message(415, "Unsupported Media Type");
-        }
-        let body = String::from_utf8_lossy(&req.body).into_owned();
-        let status = match template {
-            Some(t) => match vtl::render(t, &template_input(req, ectx, body)) {
-                Ok(out) => serde_json::from_str::<Value>(&out)
-                    .ok()
-                    .and_then(|v| v["statusCode"].as_i64())
-                    .unwrap_or(200),
-                Err(e) => {
-                    tracing::info!(error = %e.0, "A MOCK request template does not render.");
-                    return message(500, "Internal server error");
-                }
-            },
-            None => 200,
+        let rendered = match request_body(integration, req, ectx) {
+            Ok(r) => r,
+            Err(r) => return r,
         };
+        let status = serde_json::from_slice::<Value>(&rendered)
+            .ok()
+            .and_then(|v| v["statusCode"].as_i64())
+            .unwrap_or(200);
         self.integration_response(
             integration,
-            &status.to_string(),
+            Some(&status.to_string()),
             Vec::new(),
             Vec::new(),
             req,
@@ -103,11 +125,97 @@ impl ExecuteApi {
         )
     }
 
+    /// An `HTTP` (non-proxy) integration: the request template's output sent to the backend,
+    /// its status selecting the integration response.
+    pub(crate) async fn http_custom(
+        &self,
+        integration: &Value,
+        req: &HttpRequest,
+        ectx: &EventContext,
+    ) -> http::Response<HttpBody> {
+        let body = match request_body(integration, req, ectx) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let uri = integration["uri"].as_str().unwrap_or_default();
+        let url = crate::http_proxy::target_url(uri, &ectx.path_parameters, req);
+        let mut forwarded = req.clone();
+        forwarded.body = body;
+        if let Some(m) = integration["httpMethod"]
+            .as_str()
+            .filter(|m| *m != "ANY" && !m.is_empty())
+        {
+            forwarded.method = m.to_string();
+        }
+        let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
+        let answer = tokio::select! {
+            r = crate::http_proxy::forward(&url, &forwarded) => r,
+            _ = self.gw.clock.sleep_ms(timeout) => return message(504, "Endpoint request timed out"),
+        };
+        match answer {
+            Ok(r) => self.integration_response(
+                integration,
+                Some(&r.status.to_string()),
+                r.headers,
+                r.body,
+                req,
+                ectx,
+            ),
+            Err(e) => {
+                tracing::info!(error = %e, url, "The HTTP integration failed.");
+                message(500, "Internal server error")
+            }
+        }
+    }
+
+    /// An `AWS` integration with Lambda (a custom, non-proxy integration): the request
+    /// template's output is the payload; success takes the default integration response, a
+    /// function error the one whose pattern matches its `errorMessage`.
+    pub(crate) async fn lambda_custom(
+        &self,
+        integration: &Value,
+        req: &HttpRequest,
+        ectx: &EventContext,
+    ) -> http::Response<HttpBody> {
+        let uri = integration["uri"].as_str().unwrap_or_default();
+        if !uri.contains(":lambda:path/") {
+            tracing::warn!(uri, "tsumiki runs AWS integrations with Lambda only.");
+            return message(500, "Internal server error");
+        }
+        let mut payload = match request_body(integration, req, ectx) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if payload.is_empty() {
+            payload = b"{}".to_vec();
+        }
+        let (account, region) = (ectx.account_id.clone(), region_of(uri));
+        let target = crate::execute::function_target(uri, &account, &region);
+        let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
+        match self
+            .run_function(&target, payload, &ectx.request_id, timeout)
+            .await
+        {
+            Outcome::Ok(out) => {
+                self.integration_response(integration, None, Vec::new(), out, req, ectx)
+            }
+            Outcome::FunctionError(err) => {
+                let msg = serde_json::from_slice::<Value>(&err)
+                    .ok()
+                    .and_then(|v| v["errorMessage"].as_str().map(String::from))
+                    .unwrap_or_default();
+                self.integration_response(integration, Some(&msg), Vec::new(), err, req, ectx)
+            }
+            Outcome::Failed(status) => message(status, "Internal server error"),
+            Outcome::TimedOut => message(504, "Endpoint request timed out"),
+        }
+    }
+
     /// Maps a non-proxy backend answer through the integration responses.
     fn integration_response(
         &self,
         integration: &Value,
-        status: &str,
+        status: Option<&str>,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
         req: &HttpRequest,
@@ -115,7 +223,7 @@ impl ExecuteApi {
     ) -> http::Response<HttpBody> {
         let Some(chosen) = select_response(integration, status) else {
             tracing::info!(
-                status,
+                selector = status.unwrap_or_default(),
                 "No integration response matches and none is the default."
             );
             return message(500, "Internal server error");
@@ -224,9 +332,19 @@ mod tests {
             "400": {"statusCode": "400", "selectionPattern": "4\\d{2}"},
             "500": {"statusCode": "500", "selectionPattern": "5.*"},
         }});
-        assert_eq!(select_response(&i, "404").unwrap()["statusCode"], "400");
-        assert_eq!(select_response(&i, "503").unwrap()["statusCode"], "500");
-        assert_eq!(select_response(&i, "201").unwrap()["statusCode"], "200");
-        assert!(select_response(&json!({}), "200").is_none());
+        assert_eq!(
+            select_response(&i, Some("404")).unwrap()["statusCode"],
+            "400"
+        );
+        assert_eq!(
+            select_response(&i, Some("503")).unwrap()["statusCode"],
+            "500"
+        );
+        assert_eq!(
+            select_response(&i, Some("201")).unwrap()["statusCode"],
+            "200"
+        );
+        assert_eq!(select_response(&i, None).unwrap()["statusCode"], "200");
+        assert!(select_response(&json!({}), Some("200")).is_none());
     }
 }
