@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 import pytest
 from botocore.exceptions import ClientError
 
+from conftest import ACCOUNT
 from lambda_util import create_function, unique
 
 ECHO = """
@@ -173,6 +174,28 @@ def test_rest_token_authorizer(server, rest, lam, echo_arn):
     first = go("Bearer carol")[1]["requestContext"]["authorizer"]["calls"]
     second = go("Bearer carol")[1]["requestContext"]["authorizer"]["calls"]
     assert second == first + 1
+
+    # The access log sees the authorizer's output.
+    logs = server.client("logs")
+    group = unique("/tok/access")
+    logs.create_log_group(logGroupName=group)
+    rest.update_stage(restApiId=api_id, stageName="prod", patchOperations=[
+        {"op": "replace", "path": "/accessLogSettings/destinationArn",
+         "value": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{group}"},
+        {"op": "replace", "path": "/accessLogSettings/format",
+         "value": "$context.authorizer.principalId $context.authorizer.who $context.status"}])
+    assert go("Bearer dan")[0] == 200
+    assert go("Bearer deny")[0] == 403
+    deadline = time.time() + 10
+    while True:
+        try:
+            events = logs.get_log_events(logGroupName=group, logStreamName=f"{api_id}_prod")["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            events = []
+        if len(events) >= 2 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert sorted(e["message"] for e in events) == ["- - 403", "user-dan dan 200"]
 
 
 def test_rest_request_authorizer(server, rest, lam, echo_arn):

@@ -68,10 +68,32 @@ fn finish_log(ctx: &mut Value, r: &http::Response<HttpBody>, started_ms: i64, no
     if let Some(e) = r.extensions().get::<crate::access_log::ErrorMessage>() {
         ctx["error"] = json!({"message": e.0, "messageString": format!("\"{}\"", e.0)});
     }
+    if let Some(n) = r.extensions().get::<LogNote>() {
+        if let Some(a) = &n.authorizer {
+            ctx["authorizer"] = a.clone();
+            // HTTP APIs name JWT claims `$context.authorizer.claims.*`.
+            if let Some(claims) = a.get("jwt").and_then(|j| j.get("claims")) {
+                ctx["authorizer"]["claims"] = claims.clone();
+            }
+            if let Some(p) = a.get("lambda").and_then(|l| l.get("principalId")) {
+                ctx["authorizer"]["principalId"] = p.clone();
+            }
+        }
+        ctx["integrationLatency"] = json!(now_ms - n.started_ms);
+        ctx["integration"] = json!({"latency": now_ms - n.started_ms});
+    }
     if let Some(k) = r.extensions().get::<ResourcePath>() {
         ctx["resourcePath"] = json!(k.0);
         ctx["resourceId"] = json!(k.1);
     }
+}
+
+/// What the route or method added, for access logs: the authorizer's output, and when the
+/// integration started (an upper bound on its latency).
+#[derive(Clone)]
+struct LogNote {
+    authorizer: Option<Value>,
+    started_ms: i64,
 }
 
 /// The REST resource a request matched, for access logs.
@@ -633,10 +655,15 @@ impl ExecuteApi {
                     ectx.resource_path.clone(),
                     ectx.resource_id.clone().unwrap_or_default(),
                 );
+                let started_ms = self.gw.clock.now_ms();
                 let mut r = self
                     .rest_method(&ctx, &target, def, request, &mut ectx)
                     .await;
                 r.extensions_mut().insert(resource);
+                r.extensions_mut().insert(LogNote {
+                    authorizer: ectx.authorizer.clone(),
+                    started_ms,
+                });
                 r
             }
         };
@@ -844,6 +871,26 @@ impl ExecuteApi {
                 Err(r) => return r,
             }
         }
+        let note = LogNote {
+            authorizer: ectx.authorizer.clone(),
+            started_ms: self.gw.clock.now_ms(),
+        };
+        let mut r = self
+            .integrate_http(ctx, res, integration, request, &ectx)
+            .await;
+        r.extensions_mut().insert(note);
+        r
+    }
+
+    /// Runs an HTTP API route's integration.
+    async fn integrate_http(
+        &self,
+        ctx: &RequestContext,
+        res: &Resolved,
+        integration: Option<&Value>,
+        request: HttpRequest,
+        ectx: &EventContext,
+    ) -> http::Response<HttpBody> {
         let Some(integration) = integration else {
             return message(404, "Not Found");
         };
@@ -874,9 +921,9 @@ impl ExecuteApi {
         }
         let v2 = integration["PayloadFormatVersion"] == "2.0";
         let event = if v2 {
-            tsumiki_proxy::event_v2(&request, &ectx)
+            tsumiki_proxy::event_v2(&request, ectx)
         } else {
-            tsumiki_proxy::event_v1(&request, &ectx)
+            tsumiki_proxy::event_v1(&request, ectx)
         };
         let target = function_target(
             integration["IntegrationUri"].as_str().unwrap_or_default(),
