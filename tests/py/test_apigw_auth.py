@@ -118,6 +118,12 @@ def test_rest_token_authorizer(server, rest, lam, echo_arn):
         rest.create_authorizer(restApiId=api_id, name="bad", type="TOKEN",
                                authorizerUri=lambda_uri(auth_arn))
     assert e.value.response["Error"]["Code"] == "BadRequestException"
+    with pytest.raises(ClientError) as e:
+        rest.create_authorizer(restApiId=api_id, name="long", type="TOKEN",
+                               authorizerUri=lambda_uri(auth_arn),
+                               identitySource="method.request.header.Authorization",
+                               authorizerResultTtlInSeconds=3601)
+    assert e.value.response["Error"]["Code"] == "BadRequestException"
     a = rest.create_authorizer(restApiId=api_id, name="tok", type="TOKEN",
                                authorizerUri=lambda_uri(auth_arn),
                                identitySource="method.request.header.Authorization",

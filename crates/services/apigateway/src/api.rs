@@ -519,6 +519,14 @@ fn new_authorizer(input: Value) -> Result<Value, AwsError> {
             "AuthorizerPayloadFormatVersion must be 1.0 or 2.0 for REQUEST authorizers.",
         ));
     }
+    if input["AuthorizerResultTtlInSeconds"]
+        .as_i64()
+        .is_some_and(|t| !(0..=3600).contains(&t))
+    {
+        return Err(bad_request(
+            "AuthorizerResultTtlInSeconds must be between 0 and 3600.",
+        ));
+    }
     if input["EnableSimpleResponses"] == true && format != "2.0" {
         return Err(bad_request(
             "EnableSimpleResponses is only supported with AuthorizerPayloadFormatVersion 2.0.",

@@ -748,6 +748,14 @@ pub async fn dispatch(
                         "Identity source is required for authorizer type TOKEN",
                     ));
                 }
+                if input["authorizerResultTtlInSeconds"]
+                    .as_i64()
+                    .is_some_and(|t| !(0..=3600).contains(&t))
+                {
+                    return Err(bad_request(
+                        "Authorizer result TTL must be between 0 and 3600 seconds",
+                    ));
+                }
                 let id = new_id(6);
                 let mut a = json!({"id": id, "authType": "custom", "authorizerResultTtlInSeconds": 300});
                 merge(&mut a, &input, &["restApiId"]);
