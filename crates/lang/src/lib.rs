@@ -12,3 +12,4 @@ pub mod event_pattern;
 pub mod filter_policy;
 pub mod log_filter;
 pub mod schedule;
+pub mod vtl;

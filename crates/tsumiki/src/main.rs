@@ -355,6 +355,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     apigateway.set_invoker(
         Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>
     );
+    apigateway.set_log_sink(logs.clone());
     served.push(Served {
         model: Arc::new(Model::from_json(
             "apigatewayv2",

@@ -479,11 +479,31 @@ fn new_integration(input: Value) -> Result<Value, AwsError> {
 fn new_authorizer(input: Value) -> Result<Value, AwsError> {
     let kind = str_of(&input, "AuthorizerType");
     if kind == "JWT" {
-        return Err(AwsError::new(
-            "NotImplemented",
-            501,
-            "JWT authorizers are not implemented by tsumiki yet.",
-        ));
+        let config = &input["JwtConfiguration"];
+        if str_of(config, "Issuer").is_empty() {
+            return Err(bad_request(
+                "JwtConfiguration.Issuer is required for JWT authorizers.",
+            ));
+        }
+        if config["Audience"].as_array().is_none_or(|a| a.is_empty()) {
+            return Err(bad_request(
+                "JwtConfiguration.Audience is required for JWT authorizers.",
+            ));
+        }
+        if input.get("AuthorizerUri").is_some() {
+            return Err(bad_request(
+                "AuthorizerUri is not supported for JWT authorizers.",
+            ));
+        }
+        let sources = input["IdentitySource"].as_array();
+        if sources.is_none_or(|a| a.len() != 1) {
+            return Err(bad_request(
+                "JWT authorizers take exactly one IdentitySource.",
+            ));
+        }
+        let mut a = json!({"AuthorizerId": new_id(6)});
+        merge(&mut a, &input, &["ApiId"]);
+        return Ok(a);
     }
     if kind != "REQUEST" {
         return Err(bad_request(format!("Invalid authorizer type {kind}")));
@@ -497,6 +517,14 @@ fn new_authorizer(input: Value) -> Result<Value, AwsError> {
     if format != "1.0" && format != "2.0" {
         return Err(bad_request(
             "AuthorizerPayloadFormatVersion must be 1.0 or 2.0 for REQUEST authorizers.",
+        ));
+    }
+    if input["AuthorizerResultTtlInSeconds"]
+        .as_i64()
+        .is_some_and(|t| !(0..=3600).contains(&t))
+    {
+        return Err(bad_request(
+            "AuthorizerResultTtlInSeconds must be between 0 and 3600.",
         ));
     }
     if input["EnableSimpleResponses"] == true && format != "2.0" {
@@ -592,7 +620,7 @@ fn check_target(r: &ApiRecord, route: &Value) -> Result<(), AwsError> {
             )));
         }
     }
-    if route["AuthorizationType"] == "CUSTOM" {
+    if route["AuthorizationType"] == "CUSTOM" || route["AuthorizationType"] == "JWT" {
         let aid = str_of(route, "AuthorizerId");
         if !r.live.authorizers.contains_key(aid) {
             return Err(bad_request(format!(

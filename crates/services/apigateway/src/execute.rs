@@ -31,9 +31,11 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// The invoke-URL endpoint.
 pub struct ExecuteApi {
-    gw: Arc<ApiGateway>,
+    pub(crate) gw: Arc<ApiGateway>,
     /// Lambda authorizer answers by authorizer and identity: (expiry in clock ms, answer).
-    auth_cache: Mutex<HashMap<(String, String), (i64, Value)>>,
+    pub(crate) auth_cache: Mutex<HashMap<(String, String), (i64, Value)>>,
+    /// JWT authorizers' issuer keys.
+    pub(crate) jwks: crate::jwt::JwksCache,
 }
 
 impl ExecuteApi {
@@ -41,19 +43,64 @@ impl ExecuteApi {
         ExecuteApi {
             gw,
             auth_cache: Mutex::new(HashMap::new()),
+            jwks: Default::default(),
         }
     }
 }
 
-fn message(status: u16, text: &str) -> http::Response<HttpBody> {
-    respond(ProxyResponse {
+pub(crate) fn message(status: u16, text: &str) -> http::Response<HttpBody> {
+    let mut r = respond(ProxyResponse {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
         body: json!({ "message": text }).to_string().into_bytes(),
-    })
+    });
+    r.extensions_mut()
+        .insert(crate::access_log::ErrorMessage(text.to_string()));
+    r
 }
 
-fn respond(r: ProxyResponse) -> http::Response<HttpBody> {
+/// What an access log line adds once the response is known.
+fn finish_log(ctx: &mut Value, r: &http::Response<HttpBody>, started_ms: i64, now_ms: i64) {
+    use http_body::Body as _;
+    ctx["status"] = json!(r.status().as_u16());
+    ctx["responseLength"] = json!(r.body().size_hint().exact().unwrap_or(0));
+    ctx["responseLatency"] = json!(now_ms - started_ms);
+    if let Some(e) = r.extensions().get::<crate::access_log::ErrorMessage>() {
+        ctx["error"] = json!({"message": e.0, "messageString": format!("\"{}\"", e.0)});
+    }
+    if let Some(n) = r.extensions().get::<LogNote>() {
+        if let Some(a) = &n.authorizer {
+            ctx["authorizer"] = a.clone();
+            // HTTP APIs name JWT claims `$context.authorizer.claims.*`.
+            if let Some(claims) = a.get("jwt").and_then(|j| j.get("claims")) {
+                ctx["authorizer"]["claims"] = claims.clone();
+            }
+            if let Some(p) = a.get("lambda").and_then(|l| l.get("principalId")) {
+                ctx["authorizer"]["principalId"] = p.clone();
+            }
+        }
+        ctx["integrationLatency"] = json!(now_ms - n.started_ms);
+        ctx["integration"] = json!({"latency": now_ms - n.started_ms});
+    }
+    if let Some(k) = r.extensions().get::<ResourcePath>() {
+        ctx["resourcePath"] = json!(k.0);
+        ctx["resourceId"] = json!(k.1);
+    }
+}
+
+/// What the route or method added, for access logs: the authorizer's output, and when the
+/// integration started (an upper bound on its latency).
+#[derive(Clone)]
+struct LogNote {
+    authorizer: Option<Value>,
+    started_ms: i64,
+}
+
+/// The REST resource a request matched, for access logs.
+#[derive(Clone)]
+struct ResourcePath(String, String);
+
+pub(crate) fn respond(r: ProxyResponse) -> http::Response<HttpBody> {
     let mut b = http::Response::builder().status(r.status);
     for (k, v) in &r.headers {
         if let (Ok(k), Ok(v)) = (
@@ -78,6 +125,8 @@ struct Resolved {
     cors: Option<Value>,
     /// The path after the stage segment.
     path: String,
+    /// The stage as stored (route settings, access log settings).
+    stage_value: Value,
 }
 
 fn pairs(v: &Value) -> Vec<(String, String)> {
@@ -115,6 +164,7 @@ impl ExecuteApi {
             snapshot,
             cors: r.api.get("CorsConfiguration").cloned(),
             path: rest.to_string(),
+            stage_value: stage.clone(),
         })
     }
 }
@@ -138,15 +188,17 @@ pub(crate) fn function_target(uri: &str, account: &str, region: &str) -> Functio
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Ok(Vec<u8>),
-    /// The function failed or did not run (502/500).
+    /// The function ran and failed: its error payload.
+    FunctionError(Vec<u8>),
+    /// The function did not run (500).
     Failed(u16),
     TimedOut,
 }
 
 impl ExecuteApi {
-    async fn run_function(
+    pub(crate) async fn run_function(
         &self,
         target: &FunctionTarget,
         payload: Vec<u8>,
@@ -161,7 +213,7 @@ impl ExecuteApi {
                 Ok(out) if out.function_error.is_none() => Outcome::Ok(out.payload),
                 Ok(out) => {
                     tracing::debug!(error = %String::from_utf8_lossy(&out.payload), "The integration's function failed.");
-                    Outcome::Failed(502)
+                    Outcome::FunctionError(out.payload)
                 }
                 Err(e) => {
                     tracing::info!(code = %e.code, message = %e.message, "The integration's function could not run.");
@@ -256,7 +308,10 @@ impl ExecuteApi {
                         }
                         _ => return Err(message(500, "Internal Server Error")),
                     },
-                    Outcome::TimedOut | Outcome::Failed(_) => {
+                    Outcome::FunctionError(e) if crate::rest_auth::says_unauthorized(&e) => {
+                        return Err(message(401, "Unauthorized"));
+                    }
+                    Outcome::TimedOut | Outcome::Failed(_) | Outcome::FunctionError(_) => {
                         return Err(message(500, "Internal Server Error"));
                     }
                 }
@@ -302,11 +357,17 @@ fn identity_value(src: &str, req: &HttpRequest, res: &Resolved) -> Option<String
 
 /// IAM policy evaluation for `execute-api:Invoke` on `arn`: an explicit Deny wins, then an
 /// Allow is needed.
-fn policy_allows(policy: &Value, arn: &str) -> bool {
+pub(crate) fn policy_allows(policy: &Value, arn: &str) -> bool {
+    policy_decision(policy, arn) == Some(true)
+}
+
+/// `Some(false)` for an explicit Deny, `Some(true)` for an Allow, `None` when no statement
+/// matches (an implicit deny).
+pub(crate) fn policy_decision(policy: &Value, arn: &str) -> Option<bool> {
     let statements = match &policy["Statement"] {
         Value::Array(a) => a.clone(),
         Value::Object(_) => vec![policy["Statement"].clone()],
-        _ => return false,
+        _ => return None,
     };
     let list = |v: &Value| -> Vec<String> {
         match v {
@@ -329,12 +390,12 @@ fn policy_allows(policy: &Value, arn: &str) -> bool {
             continue;
         }
         match s["Effect"].as_str() {
-            Some("Deny") => return false,
+            Some("Deny") => return Some(false),
             Some("Allow") => allow = true,
             _ => {}
         }
     }
-    allow
+    allow.then_some(true)
 }
 
 /// IAM's `*` and `?` wildcards.
@@ -402,14 +463,56 @@ impl HttpEndpoint for ExecuteApi {
                 raw_path.to_string(),
             ),
         };
+        let started = self.gw.clock.now_ms();
+        let log_ctx = |stage: &str, account: &str, stage_path: &str| {
+            crate::access_log::context(
+                &ctx.request_id,
+                account,
+                &api_id,
+                stage,
+                parts.method.as_str(),
+                stage_path,
+                &format!("{:?}", parts.version),
+                parts
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                host.split(':').next().unwrap_or(&host),
+                started,
+            )
+        };
         let Some(res) = self.resolve(&api_id, &path) else {
             if let Some(target) = self.gw.resolve_rest(&api_id, &path) {
-                return self
-                    .rest_request(ctx, parts, body, &api_id, target, &host)
+                let settings = target.stage_settings["accessLogSettings"].clone();
+                let stage = target.stage.clone();
+                let mut lctx = log_ctx(&stage, &target.account, &path);
+                let response = self
+                    .rest_request(ctx.clone(), parts, body, &api_id, target, &host)
                     .await;
+                if settings.is_object() {
+                    finish_log(&mut lctx, &response, started, self.gw.clock.now_ms());
+                    self.access_log(&settings, &api_id, &stage, lctx);
+                }
+                return response;
             }
             return message(404, "Not Found");
         };
+        let log_settings = res.stage_value["AccessLogSettings"].clone();
+        let mut lctx = log_settings
+            .is_object()
+            .then(|| log_ctx(&res.stage, &res.account, &res.path));
+        if let Some(l) = lctx.as_mut() {
+            let routes: Vec<&str> = res
+                .snapshot
+                .routes
+                .values()
+                .filter_map(|r| r["RouteKey"].as_str())
+                .collect();
+            let route_key = crate::routing::select(&routes, parts.method.as_str(), &res.path)
+                .map(|s| routes[s.index].to_string());
+            l["routeKey"] = json!(route_key);
+        }
         let body = match read_body(body).await {
             Some(b) => b,
             None => return message(413, "Request Entity Too Large"),
@@ -448,6 +551,10 @@ impl HttpEndpoint for ExecuteApi {
             return r;
         }
         let mut response = self.route(&ctx, &res, request, &host).await;
+        if let Some(mut l) = lctx {
+            finish_log(&mut l, &response, started, self.gw.clock.now_ms());
+            self.access_log(&log_settings, &res.api_id, &res.stage, l);
+        }
         if let (Some(cors), Some(origin)) = (&res.cors, &origin) {
             for (k, v) in tsumiki_proxy::cors_headers(cors, origin, false) {
                 if let (Ok(k), Ok(v)) = (
@@ -510,10 +617,6 @@ impl ExecuteApi {
                 let Some(body) = read_body(body).await else {
                     return message(413, "Request Entity Too Large");
                 };
-                if def["apiKeyRequired"] == true || def["authorizationType"] != "NONE" {
-                    // tsumiki has no API keys or REST authorizers yet: nothing can pass.
-                    return message(403, "Forbidden");
-                }
                 let request = HttpRequest {
                     method: method.clone(),
                     path: target.path.clone(),
@@ -533,7 +636,7 @@ impl ExecuteApi {
                     protocol: format!("{:?}", parts.version),
                 };
                 let resource_path = res["path"].as_str().unwrap_or("/").to_string();
-                let ectx = EventContext {
+                let mut ectx = EventContext {
                     account_id: target.account.clone(),
                     api_id: api_id.to_string(),
                     domain_name: host.split(':').next().unwrap_or(host).to_string(),
@@ -548,32 +651,20 @@ impl ExecuteApi {
                     resource_id: res["id"].as_str().map(String::from),
                     full_path: Some(format!("/{}{}", target.stage, target.path)),
                 };
-                let integration = &def["methodIntegration"];
-                if integration["type"] != "AWS_PROXY" {
-                    return message(500, "Internal server error");
-                }
-                let event = tsumiki_proxy::event_v1(&request, &ectx);
-                let function = function_target(
-                    integration["uri"].as_str().unwrap_or_default(),
-                    &target.account,
-                    &target.region,
+                let resource = ResourcePath(
+                    ectx.resource_path.clone(),
+                    ectx.resource_id.clone().unwrap_or_default(),
                 );
-                let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
-                let payload = serde_json::to_vec(&event).unwrap_or_default();
-                match self
-                    .run_function(&function, payload, &ctx.request_id, timeout)
-                    .await
-                {
-                    Outcome::Ok(out) => match tsumiki_proxy::response_v1(&out) {
-                        Ok(r) => respond(r),
-                        Err(e) => {
-                            tracing::info!(reason = %e.0, "Malformed Lambda proxy response.");
-                            message(502, "Internal server error")
-                        }
-                    },
-                    Outcome::Failed(status) => message(status, "Internal server error"),
-                    Outcome::TimedOut => message(504, "Endpoint request timed out"),
-                }
+                let started_ms = self.gw.clock.now_ms();
+                let mut r = self
+                    .rest_method(&ctx, &target, def, request, &mut ectx)
+                    .await;
+                r.extensions_mut().insert(resource);
+                r.extensions_mut().insert(LogNote {
+                    authorizer: ectx.authorizer.clone(),
+                    started_ms,
+                });
+                r
             }
         };
         if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
@@ -581,6 +672,129 @@ impl ExecuteApi {
         }
         response
     }
+}
+
+impl ExecuteApi {
+    /// A matched REST method: its authorizer, then its integration.
+    async fn rest_method(
+        &self,
+        ctx: &RequestContext,
+        target: &crate::rest::RestTarget,
+        def: &Value,
+        request: HttpRequest,
+        ectx: &mut EventContext,
+    ) -> http::Response<HttpBody> {
+        let mut usage_key = None;
+        match def["authorizationType"].as_str().unwrap_or("NONE") {
+            "NONE" => {}
+            "CUSTOM" => match self.rest_authorize(target, def, &request, ectx).await {
+                Ok(a) => {
+                    ectx.authorizer = Some(a.context);
+                    usage_key = a.usage_key;
+                }
+                Err(r) => return r,
+            },
+            // IAM-signed invoke requests are not verified by tsumiki: nothing can pass.
+            _ => return message(403, "Forbidden"),
+        }
+        if def["apiKeyRequired"] == true {
+            let key = if target.api_key_source == "AUTHORIZER" {
+                usage_key
+            } else {
+                request.header("x-api-key").map(String::from)
+            };
+            if let Err((status, text)) = self
+                .gw
+                .admit_key(
+                    &target.account,
+                    &target.region,
+                    &ectx.api_id,
+                    &target.stage,
+                    key.as_deref(),
+                )
+                .await
+            {
+                return message(status, text);
+            }
+        }
+        if let Some((rate, burst)) = rest_throttle(target, &ectx.resource_path, &request.method)
+            && !self.gw.take_stage_token(
+                format!(
+                    "rest/{}/{}/{}",
+                    ectx.api_id, target.stage, ectx.resource_path
+                ),
+                rate,
+                burst,
+            )
+        {
+            return message(429, "Too Many Requests");
+        }
+        let integration = &def["methodIntegration"];
+        match integration["type"].as_str() {
+            Some("AWS_PROXY") => {}
+            Some("MOCK") => return self.mock(integration, &request, ectx),
+            Some("HTTP_PROXY") => return self.rest_http_proxy(integration, &request, ectx).await,
+            Some("HTTP") => return self.http_custom(integration, &request, ectx).await,
+            Some("AWS") => return self.lambda_custom(integration, &request, ectx).await,
+            _ => return message(500, "Internal server error"),
+        }
+        let event = tsumiki_proxy::event_v1(&request, ectx);
+        let function = function_target(
+            integration["uri"].as_str().unwrap_or_default(),
+            &target.account,
+            &target.region,
+        );
+        let timeout = integration["timeoutInMillis"].as_i64().unwrap_or(29_000);
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        match self
+            .run_function(&function, payload, &ctx.request_id, timeout)
+            .await
+        {
+            Outcome::Ok(out) => match tsumiki_proxy::response_v1(&out) {
+                Ok(r) => respond(r),
+                Err(e) => {
+                    tracing::info!(reason = %e.0, "Malformed Lambda proxy response.");
+                    message(502, "Internal server error")
+                }
+            },
+            Outcome::Failed(status) => message(status, "Internal server error"),
+            Outcome::FunctionError(_) => message(502, "Internal server error"),
+            Outcome::TimedOut => message(504, "Endpoint request timed out"),
+        }
+    }
+}
+
+/// A REST stage's throttle for a method: its own `methodSettings` entry (`/items/GET`, keyed
+/// `items/GET`), else `*/*`.
+fn rest_throttle(
+    target: &crate::rest::RestTarget,
+    resource: &str,
+    method: &str,
+) -> Option<(f64, f64)> {
+    let settings = &target.stage_settings["methodSettings"];
+    let own = format!("{}/{method}", resource.trim_start_matches('/'));
+    [own.as_str(), "*/*"].iter().find_map(|k| {
+        let m = settings.get(*k)?;
+        Some((
+            m["throttlingRateLimit"].as_f64()?,
+            m["throttlingBurstLimit"].as_f64()?,
+        ))
+    })
+}
+
+/// An HTTP API stage's throttle for a route: its `RouteSettings` entry, else the stage's
+/// `DefaultRouteSettings`.
+fn http_throttle(stage: &Value, route_key: &str) -> Option<(f64, f64)> {
+    let pick = |s: &Value| {
+        Some((
+            s["ThrottlingRateLimit"].as_f64()?,
+            s["ThrottlingBurstLimit"].as_f64()?,
+        ))
+    };
+    stage["RouteSettings"]
+        .get(route_key)
+        .and_then(pick)
+        .or_else(|| pick(&stage["DefaultRouteSettings"]))
 }
 
 fn add_request_id(r: &mut http::Response<HttpBody>, id: &str) {
@@ -607,6 +821,15 @@ impl ExecuteApi {
         };
         let route = routes[selected.index];
         let route_key = keys[selected.index].to_string();
+        if let Some((rate, burst)) = http_throttle(&res.stage_value, &route_key)
+            && !self.gw.take_stage_token(
+                format!("http/{}/{}/{route_key}", res.api_id, res.stage),
+                rate,
+                burst,
+            )
+        {
+            return message(429, "Too Many Requests");
+        }
         let mut ectx = EventContext {
             account_id: res.account.clone(),
             api_id: res.api_id.clone(),
@@ -625,21 +848,50 @@ impl ExecuteApi {
             resource_id: None,
             full_path: None,
         };
-        if route["AuthorizationType"] == "CUSTOM" {
+        let integration = route["Target"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("integrations/"))
+            .and_then(|id| res.snapshot.integrations.get(id));
+        let kind = route["AuthorizationType"].as_str().unwrap_or("NONE");
+        if kind == "CUSTOM" || kind == "JWT" {
             let aid = route["AuthorizerId"].as_str().unwrap_or_default();
             let Some(authorizer) = res.snapshot.authorizers.get(aid) else {
                 return message(500, "Internal Server Error");
             };
-            match self.authorize(res, authorizer, &request, &ectx).await {
+            let outcome = if kind == "JWT" {
+                let v2 = integration.is_none_or(|i| i["PayloadFormatVersion"] != "1.0");
+                self.authorize_jwt(authorizer, route, &request, v2)
+                    .await
+                    .map(Some)
+            } else {
+                self.authorize(res, authorizer, &request, &ectx).await
+            };
+            match outcome {
                 Ok(a) => ectx.authorizer = a,
                 Err(r) => return r,
             }
         }
-        let Some(integration) = route["Target"]
-            .as_str()
-            .and_then(|t| t.strip_prefix("integrations/"))
-            .and_then(|id| res.snapshot.integrations.get(id))
-        else {
+        let note = LogNote {
+            authorizer: ectx.authorizer.clone(),
+            started_ms: self.gw.clock.now_ms(),
+        };
+        let mut r = self
+            .integrate_http(ctx, res, integration, request, &ectx)
+            .await;
+        r.extensions_mut().insert(note);
+        r
+    }
+
+    /// Runs an HTTP API route's integration.
+    async fn integrate_http(
+        &self,
+        ctx: &RequestContext,
+        res: &Resolved,
+        integration: Option<&Value>,
+        request: HttpRequest,
+        ectx: &EventContext,
+    ) -> http::Response<HttpBody> {
+        let Some(integration) = integration else {
             return message(404, "Not Found");
         };
         match integration["IntegrationType"].as_str() {
@@ -669,9 +921,9 @@ impl ExecuteApi {
         }
         let v2 = integration["PayloadFormatVersion"] == "2.0";
         let event = if v2 {
-            tsumiki_proxy::event_v2(&request, &ectx)
+            tsumiki_proxy::event_v2(&request, ectx)
         } else {
-            tsumiki_proxy::event_v1(&request, &ectx)
+            tsumiki_proxy::event_v1(&request, ectx)
         };
         let target = function_target(
             integration["IntegrationUri"].as_str().unwrap_or_default(),
@@ -699,6 +951,7 @@ impl ExecuteApi {
                 }
             }
             Outcome::Failed(status) => message(status, "Internal Server Error"),
+            Outcome::FunctionError(_) => message(502, "Internal Server Error"),
             Outcome::TimedOut => message(503, "Service Unavailable"),
         }
     }

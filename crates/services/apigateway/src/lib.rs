@@ -9,18 +9,26 @@
 //! timeout, and maps the answer back to HTTP.
 //!
 //! REST APIs (`apigateway` v1, `rest.rs`) share the invoke endpoint: resources, methods,
-//! `AWS_PROXY` integrations, deployments and stages.
+//! `AWS_PROXY`, `HTTP_PROXY`, and `MOCK`, `HTTP` and `AWS` (Lambda) integrations with mapping
+//! templates (`templates.rs`), deployments, stages,
+//! Lambda authorizers (`rest_auth.rs`), API keys and usage plans (`keys.rs`). HTTP APIs add
+//! JWT authorizers (`jwt.rs`); both write stage access logs (`access_log.rs`).
 //!
-//! Not (yet): WebSocket APIs, REST APIs' MOCK/HTTP integrations, API keys, usage plans and
-//! authorizers, JWT authorizers, access logs, domain names, VPC links, HTTPS backends; they
-//! answer `NotImplemented`. `HTTP_PROXY` integrations (`http_proxy.rs`) reach plain `http://`.
+//! Not (yet): WebSocket APIs, `AWS` integrations with services other than Lambda, Cognito and
+//! IAM authorization, custom domain names, VPC links, HTTPS backends and JWKS over HTTPS; they
+//! answer `NotImplemented` (or, for an IAM-authorized method, 403).
 
+mod access_log;
 mod api;
 mod execute;
 mod http_proxy;
+mod jwt;
+mod keys;
 mod rest;
+mod rest_auth;
 pub mod routing;
 mod state;
+mod templates;
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -28,7 +36,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tsumiki_core::{AwsError, Clock, RequestContext};
-use tsumiki_ports::FunctionInvoker;
+use tsumiki_ports::{FunctionInvoker, LogSink};
 use tsumiki_store::{Batch, Store};
 
 pub use execute::ExecuteApi;
@@ -45,9 +53,13 @@ pub struct ApiGateway {
     state: Mutex<state::State>,
     /// REST APIs by `account/region/restApiId`.
     rest: Mutex<std::collections::BTreeMap<String, rest::RestRecord>>,
+    /// API keys, usage plans and their usage.
+    keys: Mutex<keys::KeysState>,
     store: Store,
     clock: Arc<Clock>,
     invoker: OnceLock<Weak<dyn FunctionInvoker>>,
+    /// Where stages' access logs go (CloudWatch Logs).
+    log_sink: OnceLock<Arc<dyn LogSink>>,
 }
 
 impl ApiGateway {
@@ -58,6 +70,7 @@ impl ApiGateway {
     ) -> Result<Arc<ApiGateway>, tsumiki_store::StoreError> {
         let state = state::load(&store).await?;
         let rest = rest::load(&store).await?;
+        let keys = keys::load(&store).await?;
         tracing::info!(
             apis = state.apis.len(),
             rest_apis = rest.len(),
@@ -66,15 +79,22 @@ impl ApiGateway {
         Ok(Arc::new(ApiGateway {
             state: Mutex::new(state),
             rest: Mutex::new(rest),
+            keys: Mutex::new(keys),
             store,
             clock,
             invoker: OnceLock::new(),
+            log_sink: OnceLock::new(),
         }))
     }
 
     /// Who runs Lambda integrations.
     pub fn set_invoker(&self, invoker: Weak<dyn FunctionInvoker>) {
         let _ = self.invoker.set(invoker);
+    }
+
+    /// Where stages' access logs are written.
+    pub fn set_log_sink(&self, sink: Arc<dyn LogSink>) {
+        let _ = self.log_sink.set(sink);
     }
 
     /// The `apigateway` (v1) service: REST APIs, on the same state and invoke endpoint.

@@ -31,6 +31,12 @@ pub struct RestRecord {
     pub frozen: BTreeMap<String, BTreeMap<String, Value>>,
     #[serde(default)]
     pub stages: BTreeMap<String, Value>,
+    /// Lambda authorizers by id.
+    #[serde(default)]
+    pub authorizers: BTreeMap<String, Value>,
+    /// The authorizers each deployment froze.
+    #[serde(default)]
+    pub frozen_authorizers: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl RestRecord {
@@ -88,6 +94,7 @@ impl tsumiki_ports::Service for RestApis {
             rest.clear();
             let mut batch = Batch::new();
             batch.delete_prefix(NS_REST, Vec::new());
+            crate::keys::reset(&mut self.0.keys.lock(), &mut batch);
             self.0.store.commit(batch)
         };
         commit.await.map_err(store_error)
@@ -126,6 +133,141 @@ fn api_missing(id: &str) -> AwsError {
 
 fn resource_missing(id: &str) -> AwsError {
     not_found(format!("Invalid Resource identifier specified {id}"))
+}
+
+fn authorizer_missing(id: &str) -> AwsError {
+    not_found(format!("Invalid Authorizer identifier specified {id}"))
+}
+
+/// Applies API Gateway's `patchOperations` (`replace`/`add`/`remove` of a top-level `/member`)
+/// to `target`. Values arrive as strings; members the model types as numbers or booleans are
+/// converted back.
+fn apply_patch(target: &mut Value, input: &Value) -> Result<(), AwsError> {
+    let Some(ops) = input["patchOperations"].as_array() else {
+        return Ok(());
+    };
+    for op in ops {
+        let path = str_of(op, "path");
+        let member = path.trim_start_matches('/');
+        if member.is_empty() || member.contains('/') {
+            return Err(bad_request(format!("Invalid patch path {path}")));
+        }
+        let value = match &op["value"] {
+            Value::String(v) => match member {
+                "authorizerResultTtlInSeconds" => json!(
+                    v.parse::<i64>()
+                        .map_err(|_| { bad_request(format!("Invalid value for {member}: {v}")) })?
+                ),
+                "apiKeyRequired" | "enabled" => json!(v == "true"),
+                _ => json!(v),
+            },
+            other => other.clone(),
+        };
+        match str_of(op, "op") {
+            "replace" | "add" => target[member] = value,
+            "remove" => {
+                if let Some(o) = target.as_object_mut() {
+                    o.remove(member);
+                }
+            }
+            other => return Err(bad_request(format!("Invalid patch operation {other}"))),
+        }
+    }
+    Ok(())
+}
+
+/// One `UpdateStage` patch: `/*/*/throttling/rateLimit` (or `/~1items/GET/...`) into
+/// `methodSettings`, `/variables/{name}`, `/accessLogSettings/{member}`, and top-level members.
+fn patch_stage(
+    stage: &mut Value,
+    op: &Value,
+    deployment_exists: &dyn Fn(&str) -> bool,
+) -> Result<(), AwsError> {
+    let path = str_of(op, "path");
+    let value = op["value"].as_str().unwrap_or_default();
+    let remove = str_of(op, "op") == "remove";
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let bad = || bad_request(format!("Invalid patch path {path}"));
+    match parts.as_slice() {
+        ["variables", name] => {
+            if !stage["variables"].is_object() {
+                stage["variables"] = json!({});
+            }
+            if remove {
+                if let Some(o) = stage["variables"].as_object_mut() {
+                    o.remove(*name);
+                }
+            } else {
+                stage["variables"][*name] = json!(value);
+            }
+        }
+        ["accessLogSettings", member @ ("destinationArn" | "format")] => {
+            if remove {
+                stage.as_object_mut().map(|o| o.remove("accessLogSettings"));
+            } else {
+                stage["accessLogSettings"][*member] = json!(value);
+            }
+        }
+        ["accessLogSettings"] if remove => {
+            stage.as_object_mut().map(|o| o.remove("accessLogSettings"));
+        }
+        [resource, method, group, setting] => {
+            let resource = resource.replace("~1", "/");
+            let key = format!("{}/{method}", resource.trim_start_matches('/'));
+            let (member, v) = match (*group, *setting) {
+                ("throttling", "rateLimit") => (
+                    "throttlingRateLimit",
+                    json!(value.parse::<f64>().map_err(|_| bad())?),
+                ),
+                ("throttling", "burstLimit") => (
+                    "throttlingBurstLimit",
+                    json!(value.parse::<i64>().map_err(|_| bad())?),
+                ),
+                ("metrics", "enabled") => ("metricsEnabled", json!(value == "true")),
+                ("logging", "loglevel") => ("loggingLevel", json!(value)),
+                ("logging", "dataTrace") => ("dataTraceEnabled", json!(value == "true")),
+                _ => return Err(bad()),
+            };
+            if !stage["methodSettings"].is_object() {
+                stage["methodSettings"] = json!({});
+            }
+            let entry = stage["methodSettings"]
+                .as_object_mut()
+                .ok_or_else(bad)?
+                .entry(key)
+                .or_insert_with(|| {
+                    json!({
+                        "metricsEnabled": false,
+                        "dataTraceEnabled": false,
+                        "throttlingBurstLimit": 5000,
+                        "throttlingRateLimit": 10000.0,
+                        "cachingEnabled": false,
+                        "cacheTtlInSeconds": 300,
+                        "cacheDataEncrypted": false,
+                        "requireAuthorizationForCacheControl": true,
+                        "unauthorizedCacheControlHeaderStrategy": "SUCCEED_WITH_RESPONSE_HEADER",
+                    })
+                });
+            entry[member] = v;
+        }
+        ["deploymentId"] => {
+            if !deployment_exists(value) {
+                return Err(bad_request(format!(
+                    "Invalid deployment id specified {value}"
+                )));
+            }
+            stage["deploymentId"] = json!(value);
+        }
+        [member @ ("description" | "tracingEnabled" | "cacheClusterEnabled")] => {
+            stage[*member] = if *member == "description" {
+                json!(value)
+            } else {
+                json!(value == "true")
+            };
+        }
+        _ => return Err(bad()),
+    }
+    Ok(())
 }
 
 fn method_missing() -> AwsError {
@@ -339,6 +481,14 @@ pub async fn dispatch(
                 if !METHODS.contains(&method.as_str()) {
                     return Err(bad_request(format!("Invalid HttpMethod specified: {method}")));
                 }
+                if input["authorizationType"] == "CUSTOM" {
+                    let aid = str_of(&input, "authorizerId");
+                    if !r.authorizers.contains_key(aid) {
+                        return Err(bad_request(format!(
+                            "Invalid authorizer ID specified. Setting the authorization type to CUSTOM requires a valid authorizer ID. Got {aid}"
+                        )));
+                    }
+                }
                 let res = r
                     .resources
                     .get_mut(rid)
@@ -350,6 +500,58 @@ pub async fn dispatch(
                 }
                 res["resourceMethods"][&method] = m.clone();
                 Ok(m)
+            })
+            .await
+        }
+        "UpdateMethod" => {
+            change(gw, ctx, &input, |r| {
+                let authorizers = r.authorizers.clone();
+                let m = method_of(r, &input)?;
+                let mut updated = m.clone();
+                apply_patch(&mut updated, &input)?;
+                if updated["authorizationType"] == "CUSTOM" {
+                    let aid = str_of(&updated, "authorizerId");
+                    if !authorizers.contains_key(aid) {
+                        return Err(bad_request(format!(
+                            "Invalid authorizer ID specified. Setting the authorization type to CUSTOM requires a valid authorizer ID. Got {aid}"
+                        )));
+                    }
+                }
+                *m = updated.clone();
+                Ok(updated)
+            })
+            .await
+        }
+        "UpdateIntegration" => {
+            change(gw, ctx, &input, |r| {
+                let i = method_of(r, &input)?
+                    .get_mut("methodIntegration")
+                    .filter(|i| i.is_object())
+                    .ok_or_else(|| not_found("No integration defined for method"))?;
+                apply_patch(i, &input)?;
+                Ok(i.clone())
+            })
+            .await
+        }
+        "DeleteIntegration" => {
+            change(gw, ctx, &input, |r| {
+                let m = method_of(r, &input)?;
+                m.as_object_mut()
+                    .and_then(|o| o.remove("methodIntegration"))
+                    .ok_or_else(|| not_found("No integration defined for method"))?;
+                Ok(json!({}))
+            })
+            .await
+        }
+        "UpdateRestApi" => {
+            change(gw, ctx, &input, |r| {
+                let mut api = r.api.clone();
+                apply_patch(&mut api, &input)?;
+                if !["HEADER", "AUTHORIZER"].contains(&str_of(&api, "apiKeySource")) {
+                    return Err(bad_request("Invalid API Key source specified"));
+                }
+                r.api = api.clone();
+                Ok(api)
             })
             .await
         }
@@ -376,15 +578,23 @@ pub async fn dispatch(
         "PutIntegration" => {
             change(gw, ctx, &input, |r| {
                 let kind = str_of(&input, "type").to_string();
-                if kind != "AWS_PROXY" {
+                if !["AWS_PROXY", "AWS", "MOCK", "HTTP_PROXY", "HTTP"].contains(&kind.as_str()) {
+                    return Err(bad_request(format!("Invalid integration type {kind}")));
+                }
+                if kind == "AWS" && !str_of(&input, "uri").contains(":lambda:path/") {
                     return Err(AwsError::new(
                         "NotImplemented",
                         501,
-                        format!("tsumiki runs AWS_PROXY integrations of REST APIs only, not {kind}."),
+                        "tsumiki runs AWS integrations of REST APIs with Lambda only.",
                     ));
                 }
-                if input.get("uri").is_none() {
+                if kind != "MOCK" && input.get("uri").is_none() {
                     return Err(bad_request("Enumeration value for Integration uri is required"));
+                }
+                if kind != "MOCK" && input.get("integrationHttpMethod").is_none() {
+                    return Err(bad_request(
+                        "Enumeration value for HttpMethod must be non-empty",
+                    ));
                 }
                 let rid = str_of(&input, "resourceId").to_string();
                 let m = method_of(r, &input)?;
@@ -410,6 +620,78 @@ pub async fn dispatch(
                 .cloned()
                 .ok_or_else(|| not_found("No integration defined for method"))
         }),
+        "PutIntegrationResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                let i = method_of(r, &input)?
+                    .get_mut("methodIntegration")
+                    .filter(|i| i.is_object())
+                    .ok_or_else(|| not_found("No integration defined for method"))?;
+                if let Some(p) = input["selectionPattern"].as_str()
+                    && regex::Regex::new(p).is_err()
+                {
+                    return Err(bad_request(format!("Invalid selection pattern specified: {p}")));
+                }
+                let mut out = json!({"statusCode": status});
+                merge(&mut out, &input, &["restApiId", "resourceId", "httpMethod"]);
+                if !i["integrationResponses"].is_object() {
+                    i["integrationResponses"] = json!({});
+                }
+                i["integrationResponses"][&status] = out.clone();
+                Ok(out)
+            })
+            .await
+        }
+        "GetIntegrationResponse" => read(gw, ctx, &input, |r| {
+            let mut r = r.clone();
+            method_of(&mut r, &input)?["methodIntegration"]["integrationResponses"]
+                .get(str_of(&input, "statusCode"))
+                .cloned()
+                .ok_or_else(|| not_found("Invalid Response status code specified"))
+        }),
+        "DeleteIntegrationResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                method_of(r, &input)?["methodIntegration"]["integrationResponses"]
+                    .as_object_mut()
+                    .and_then(|m| m.remove(&status))
+                    .ok_or_else(|| not_found("Invalid Response status code specified"))?;
+                Ok(json!({}))
+            })
+            .await
+        }
+        "PutMethodResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                let m = method_of(r, &input)?;
+                let mut out = json!({"statusCode": status});
+                merge(&mut out, &input, &["restApiId", "resourceId", "httpMethod"]);
+                if !m["methodResponses"].is_object() {
+                    m["methodResponses"] = json!({});
+                }
+                m["methodResponses"][&status] = out.clone();
+                Ok(out)
+            })
+            .await
+        }
+        "GetMethodResponse" => read(gw, ctx, &input, |r| {
+            let mut r = r.clone();
+            method_of(&mut r, &input)?["methodResponses"]
+                .get(str_of(&input, "statusCode"))
+                .cloned()
+                .ok_or_else(|| not_found("Invalid Response status code specified"))
+        }),
+        "DeleteMethodResponse" => {
+            change(gw, ctx, &input, |r| {
+                let status = str_of(&input, "statusCode").to_string();
+                method_of(r, &input)?["methodResponses"]
+                    .as_object_mut()
+                    .and_then(|m| m.remove(&status))
+                    .ok_or_else(|| not_found("Invalid Response status code specified"))?;
+                Ok(json!({}))
+            })
+            .await
+        }
         "CreateDeployment" => {
             change(gw, ctx, &input, |r| {
                 let has_integrations = r.resources.values().any(|x| {
@@ -427,6 +709,8 @@ pub async fn dispatch(
                 }
                 r.deployments.insert(id.clone(), d.clone());
                 r.frozen.insert(id.clone(), r.resources.clone());
+                r.frozen_authorizers
+                    .insert(id.clone(), r.authorizers.clone());
                 if let Some(stage) = input.get("stageName").and_then(Value::as_str) {
                     let entry = r.stages.entry(stage.to_string()).or_insert_with(|| {
                         json!({"stageName": stage, "createdDate": now_s, "variables": {}})
@@ -438,6 +722,87 @@ pub async fn dispatch(
                     }
                 }
                 Ok(d)
+            })
+            .await
+        }
+        "CreateAuthorizer" => {
+            change(gw, ctx, &input, |r| {
+                let kind = str_of(&input, "type");
+                if !["TOKEN", "REQUEST", "COGNITO_USER_POOLS"].contains(&kind) {
+                    return Err(bad_request(format!("Invalid authorizer type {kind}")));
+                }
+                if kind == "COGNITO_USER_POOLS" {
+                    return Err(AwsError::new(
+                        "NotImplemented",
+                        501,
+                        "tsumiki runs TOKEN and REQUEST (Lambda) authorizers of REST APIs, not COGNITO_USER_POOLS.",
+                    ));
+                }
+                if input.get("authorizerUri").is_none() {
+                    return Err(bad_request(format!(
+                        "Authorizer URI is required for authorizer type {kind}"
+                    )));
+                }
+                if kind == "TOKEN" && str_of(&input, "identitySource").is_empty() {
+                    return Err(bad_request(
+                        "Identity source is required for authorizer type TOKEN",
+                    ));
+                }
+                if input["authorizerResultTtlInSeconds"]
+                    .as_i64()
+                    .is_some_and(|t| !(0..=3600).contains(&t))
+                {
+                    return Err(bad_request(
+                        "Authorizer result TTL must be between 0 and 3600 seconds",
+                    ));
+                }
+                let id = new_id(6);
+                let mut a = json!({"id": id, "authType": "custom", "authorizerResultTtlInSeconds": 300});
+                merge(&mut a, &input, &["restApiId"]);
+                r.authorizers.insert(id, a.clone());
+                Ok(a)
+            })
+            .await
+        }
+        "GetAuthorizer" => read(gw, ctx, &input, |r| {
+            let id = str_of(&input, "authorizerId");
+            r.authorizers
+                .get(id)
+                .cloned()
+                .ok_or_else(|| authorizer_missing(id))
+        }),
+        "GetAuthorizers" => read(gw, ctx, &input, |r| {
+            Ok(json!({ "items": r.authorizers.values().cloned().collect::<Vec<_>>() }))
+        }),
+        "UpdateAuthorizer" => {
+            change(gw, ctx, &input, |r| {
+                let id = str_of(&input, "authorizerId");
+                let a = r
+                    .authorizers
+                    .get_mut(id)
+                    .ok_or_else(|| authorizer_missing(id))?;
+                apply_patch(a, &input)?;
+                Ok(a.clone())
+            })
+            .await
+        }
+        "DeleteAuthorizer" => {
+            change(gw, ctx, &input, |r| {
+                let id = str_of(&input, "authorizerId");
+                let used = r.resources.values().any(|res| {
+                    res["resourceMethods"]
+                        .as_object()
+                        .is_some_and(|m| m.values().any(|x| x["authorizerId"] == id))
+                });
+                if used {
+                    return Err(conflict(
+                        "Cannot delete authorizer, is referenced in method",
+                    ));
+                }
+                r.authorizers
+                    .remove(id)
+                    .ok_or_else(|| authorizer_missing(id))?;
+                Ok(json!({}))
             })
             .await
         }
@@ -471,6 +836,24 @@ pub async fn dispatch(
         "GetStages" => read(gw, ctx, &input, |r| {
             Ok(json!({ "item": r.stages.values().cloned().collect::<Vec<_>>() }))
         }),
+        "UpdateStage" => {
+            change(gw, ctx, &input, |r| {
+                let name = str_of(&input, "stageName");
+                let dep_ok = |d: &str| r.deployments.contains_key(d);
+                let mut stage = r
+                    .stages
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| not_found("Invalid Stage identifier specified"))?;
+                for op in input["patchOperations"].as_array().into_iter().flatten() {
+                    patch_stage(&mut stage, op, &dep_ok)?;
+                }
+                stage["lastUpdatedDate"] = json!(now_s);
+                r.stages.insert(name.to_string(), stage.clone());
+                Ok(stage)
+            })
+            .await
+        }
         "DeleteStage" => {
             change(gw, ctx, &input, |r| {
                 let name = str_of(&input, "stageName");
@@ -481,6 +864,9 @@ pub async fn dispatch(
             })
             .await
         }
+        op if crate::keys::OPERATIONS.contains(&op) => {
+            crate::keys::dispatch(gw, ctx, op, input).await
+        }
         other => Err(AwsError::not_implemented("apigateway", other)),
     }
 }
@@ -488,6 +874,12 @@ pub async fn dispatch(
 /// What an invoke-URL request resolves to in a REST API.
 pub struct RestTarget {
     pub account: String,
+    /// `HEADER` (`x-api-key`) or `AUTHORIZER` (the authorizer's `usageIdentifierKey`).
+    pub api_key_source: String,
+    /// The stage's `methodSettings` (throttling) and `accessLogSettings`.
+    pub stage_settings: Value,
+    /// Authorizers as the stage's deployment froze them.
+    pub authorizers: BTreeMap<String, Value>,
     pub region: String,
     pub stage: String,
     pub variables: Vec<(String, String)>,
@@ -504,9 +896,20 @@ impl ApiGateway {
         let trimmed = path.trim_start_matches('/');
         let (stage, rest_path) = trimmed.split_once('/').unwrap_or((trimmed, ""));
         let s = r.stages.get(stage)?;
-        let resources = r.frozen.get(s["deploymentId"].as_str()?)?.clone();
+        let deployment = s["deploymentId"].as_str()?;
+        let resources = r.frozen.get(deployment)?.clone();
         Some(RestTarget {
             account: r.account.clone(),
+            api_key_source: r.api["apiKeySource"]
+                .as_str()
+                .unwrap_or("HEADER")
+                .to_string(),
+            stage_settings: s.clone(),
+            authorizers: r
+                .frozen_authorizers
+                .get(deployment)
+                .cloned()
+                .unwrap_or_default(),
             region: r.region.clone(),
             stage: stage.to_string(),
             variables: s["variables"]
