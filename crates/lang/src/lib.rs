@@ -11,4 +11,5 @@ pub mod dynamodb;
 pub mod event_pattern;
 pub mod filter_policy;
 pub mod log_filter;
+pub mod partiql;
 pub mod schedule;
