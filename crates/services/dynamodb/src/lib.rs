@@ -5,16 +5,17 @@
 //! Tables with key schemas, local and global secondary indexes, TTL and tags (`tables.rs`);
 //! items with condition, update and projection expressions from `tsumiki_lang::dynamodb`
 //! (`items.rs`); Query and Scan (`query.rs`); batches and transactions (`batch.rs`); streams,
-//! shards and GetRecords (`streams.rs`). Read `state.rs` first: everything lives in memory behind
+//! shards and GetRecords (`streams.rs`); PartiQL statements over the same paths (`partiql.rs`). Read `state.rs` first: everything lives in memory behind
 //! one lock; a change and its store batch are queued under it and answered after the commit.
 //!
 //! What it does not (yet): the legacy parameters (`Expected`, `AttributeUpdates`,
-//! `KeyConditions`, `QueryFilter`, `ScanFilter`), PartiQL, backups, global tables, imports and
+//! `KeyConditions`, `QueryFilter`, `ScanFilter`), backups, global tables, imports and
 //! exports, Kinesis streaming destinations; those answer `NotImplemented`. Capacity is never
 //! throttled. A created table is `ACTIVE` at once.
 
 mod batch;
 mod items;
+mod partiql;
 mod query;
 mod state;
 mod streams;
@@ -123,6 +124,9 @@ impl tsumiki_ports::Service for DynamoDb {
             "BatchWriteItem" => batch::batch_write(d, ctx, &input).await,
             "TransactWriteItems" => batch::transact_write(d, ctx, &input).await,
             "TransactGetItems" => batch::transact_get(d, ctx, &input),
+            "ExecuteStatement" => partiql::execute_statement(d, ctx, &input).await,
+            "BatchExecuteStatement" => partiql::batch_execute_statement(d, ctx, &input).await,
+            "ExecuteTransaction" => partiql::execute_transaction(d, ctx, &input).await,
             other => Err(AwsError::not_implemented("dynamodb", other)),
         }
     }
