@@ -133,87 +133,99 @@ enum Tok {
     Eof,
 }
 
-fn lex(src: &str) -> Result<Vec<Tok>, String> {
+/// The tokens, and for each whether it follows the one before with no space between (a bare
+/// table name such as `my-table-1` lexes as several tokens glued together).
+fn lex(src: &str) -> Result<(Vec<Tok>, Vec<bool>), String> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
+    let mut glued = Vec::new();
     let mut i = 0;
+    let mut last_end = usize::MAX;
     while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
+        let start = i;
+        if let Some(t) = lex_one(&chars, &mut i)? {
+            glued.push(start == last_end);
+            out.push(t);
+            last_end = i;
+        }
+    }
+    out.push(Tok::Eof);
+    glued.push(false);
+    Ok((out, glued))
+}
+
+/// One token at `at` (advanced past it), or `None` for space and comments.
+fn lex_one(chars: &[char], at: &mut usize) -> Result<Option<Tok>, String> {
+    let mut i = *at;
+    let c = chars[i];
+    let tok = if c.is_whitespace() {
+        i += 1;
+        None
+    } else if c == '-' && chars.get(i + 1) == Some(&'-') {
+        // A comment runs to the end of the line.
+        while i < chars.len() && chars[i] != '\n' {
             i += 1;
-            continue;
         }
-        if c == '-' && chars.get(i + 1) == Some(&'-') {
-            // A comment runs to the end of the line.
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
+        None
+    } else if c == '\'' || c == '"' {
+        let mut text = String::new();
+        i += 1;
+        loop {
+            match chars.get(i) {
+                None => {
+                    return Err(if c == '\'' {
+                        "Unterminated string literal".into()
+                    } else {
+                        "Unterminated quoted identifier".into()
+                    });
+                }
+                Some(&q) if q == c => {
+                    if chars.get(i + 1) == Some(&c) {
+                        text.push(c);
+                        i += 2;
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                }
+                Some(&other) => {
+                    text.push(other);
+                    i += 1;
+                }
             }
-            continue;
         }
-        if c == '\'' || c == '"' {
-            let mut text = String::new();
+        Some(if c == '\'' {
+            Tok::Str(text)
+        } else {
+            Tok::Quoted(text)
+        })
+    } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+    {
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
             i += 1;
-            loop {
-                match chars.get(i) {
-                    None => {
-                        return Err(if c == '\'' {
-                            "Unterminated string literal".into()
-                        } else {
-                            "Unterminated quoted identifier".into()
-                        });
-                    }
-                    Some(&q) if q == c => {
-                        if chars.get(i + 1) == Some(&c) {
-                            text.push(c);
-                            i += 2;
-                        } else {
-                            i += 1;
-                            break;
-                        }
-                    }
-                    Some(&other) => {
-                        text.push(other);
-                        i += 1;
-                    }
+        }
+        if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+            let mut j = i + 1;
+            if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
+                j += 1;
+            }
+            if j < chars.len() && chars[j].is_ascii_digit() {
+                i = j;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
                 }
             }
-            out.push(if c == '\'' {
-                Tok::Str(text)
-            } else {
-                Tok::Quoted(text)
-            });
-            continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                i += 1;
-            }
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                let mut j = i + 1;
-                if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                    j += 1;
-                }
-                if j < chars.len() && chars[j].is_ascii_digit() {
-                    i = j;
-                    while i < chars.len() && chars[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                }
-            }
-            out.push(Tok::Num(chars[start..i].iter().collect()));
-            continue;
+        Some(Tok::Num(chars[start..i].iter().collect()))
+    } else if c.is_alphabetic() || c == '_' || c == '$' {
+        let start = i;
+        while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+        {
+            i += 1;
         }
-        if c.is_alphabetic() || c == '_' || c == '$' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
-            {
-                i += 1;
-            }
-            out.push(Tok::Ident(chars[start..i].iter().collect()));
-            continue;
-        }
+        Some(Tok::Ident(chars[start..i].iter().collect()))
+    } else {
         let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
         let p2 = match two.as_str() {
             "<<" => Some("<<"),
@@ -225,39 +237,34 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             _ => None,
         };
         if let Some(p) = p2 {
-            out.push(Tok::Punct(p));
             i += 2;
-            continue;
+            Some(Tok::Punct(p))
+        } else {
+            i += 1;
+            Some(match c {
+                '(' => Tok::Punct("("),
+                ')' => Tok::Punct(")"),
+                '[' => Tok::Punct("["),
+                ']' => Tok::Punct("]"),
+                '{' => Tok::Punct("{"),
+                '}' => Tok::Punct("}"),
+                ',' => Tok::Punct(","),
+                '.' => Tok::Punct("."),
+                ':' => Tok::Punct(":"),
+                '?' => Tok::Punct("?"),
+                '*' => Tok::Punct("*"),
+                '+' => Tok::Punct("+"),
+                '-' => Tok::Punct("-"),
+                '=' => Tok::Punct("="),
+                '<' => Tok::Punct("<"),
+                '>' => Tok::Punct(">"),
+                ';' => Tok::Punct(";"),
+                other => Tok::Bad(other),
+            })
         }
-        let p = match c {
-            '(' => "(",
-            ')' => ")",
-            '[' => "[",
-            ']' => "]",
-            '{' => "{",
-            '}' => "}",
-            ',' => ",",
-            '.' => ".",
-            ':' => ":",
-            '?' => "?",
-            '*' => "*",
-            '+' => "+",
-            '-' => "-",
-            '=' => "=",
-            '<' => "<",
-            '>' => ">",
-            ';' => ";",
-            other => {
-                out.push(Tok::Bad(other));
-                i += 1;
-                continue;
-            }
-        };
-        out.push(Tok::Punct(p));
-        i += 1;
-    }
-    out.push(Tok::Eof);
-    Ok(out)
+    };
+    *at = i;
+    Ok(tok)
 }
 
 const KEYWORDS: &[&str] = &[
@@ -295,6 +302,7 @@ fn is_keyword(word: &str) -> bool {
 
 struct Parser {
     toks: Vec<Tok>,
+    glued: Vec<bool>,
     pos: usize,
     params: usize,
     depth: usize,
@@ -397,6 +405,29 @@ impl Parser {
         }
     }
 
+    /// A table name: quoted, or bare and then possibly several glued tokens (`my-table-2`).
+    fn table_name(&mut self) -> R<String> {
+        let mut name = match self.peek().clone() {
+            Tok::Quoted(s) => {
+                self.pos += 1;
+                return Ok(s);
+            }
+            Tok::Ident(s) if !is_keyword(&s) => s,
+            Tok::Num(n) => n,
+            _ => return Err(self.unexpected("Expected identifier")),
+        };
+        self.pos += 1;
+        while self.glued.get(self.pos).copied().unwrap_or(false) {
+            match self.peek() {
+                Tok::Ident(s) | Tok::Num(s) => name.push_str(s),
+                Tok::Punct("-") => name.push('-'),
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        Ok(name)
+    }
+
     fn path_rest(&mut self, first: String) -> R<Path> {
         let mut elems = vec![PathElem::Name(first)];
         loop {
@@ -461,7 +492,7 @@ impl Parser {
             Some(paths)
         };
         self.expect_kw("from")?;
-        let table = self.name()?;
+        let table = self.table_name()?;
         let index = if self.eat_punct(".") {
             Some(self.name()?)
         } else {
@@ -497,7 +528,7 @@ impl Parser {
     fn insert(&mut self) -> R<Statement> {
         self.expect_kw("insert")?;
         self.expect_kw("into")?;
-        let table = self.name()?;
+        let table = self.table_name()?;
         if self.at_kw("values") || self.at_punct("(") {
             return Err("Unsupported operation: Inserting multiple items or with column lists in a statement is not supported, use VALUE instead".into());
         }
@@ -533,7 +564,7 @@ impl Parser {
 
     fn update(&mut self) -> R<Statement> {
         self.expect_kw("update")?;
-        let table = self.name()?;
+        let table = self.table_name()?;
         let mut ops = Vec::new();
         loop {
             if self.eat_kw("set") {
@@ -574,7 +605,7 @@ impl Parser {
     fn delete(&mut self) -> R<Statement> {
         self.expect_kw("delete")?;
         self.expect_kw("from")?;
-        let table = self.name()?;
+        let table = self.table_name()?;
         self.expect_kw("where")?;
         let filter = self.pred()?;
         let returning = self.returning(false)?;
@@ -827,9 +858,10 @@ pub struct Parsed {
 
 /// Parses one statement; the error is AWS's whole ValidationException message.
 pub fn parse(src: &str) -> Result<Parsed, String> {
-    let toks = lex(src).map_err(|e| format!("{MALFORMED}: {e}"))?;
+    let (toks, glued) = lex(src).map_err(|e| format!("{MALFORMED}: {e}"))?;
     let mut p = Parser {
         toks,
+        glued,
         pos: 0,
         params: 0,
         depth: 0,
@@ -1379,6 +1411,26 @@ mod tests {
         assert!(matches!(&new["ns"], AttrValue::NS(v) if v.len() == 1));
         assert!(!new.contains_key("gone"));
         assert!(matches!(&new["m"], AttrValue::M(m) if m.len() == 1));
+    }
+
+    #[test]
+    fn bare_table_names_may_hold_dashes_and_digits() {
+        for (src, want) in [
+            (
+                "SELECT * FROM T92112ba2-96b9-47c5-bc5e-0de883809bed",
+                "T92112ba2-96b9-47c5-bc5e-0de883809bed",
+            ),
+            ("select id from unknown-table where id = 1", "unknown-table"),
+            ("DELETE FROM t-1e5x WHERE pk = 'a'", "t-1e5x"),
+            ("UPDATE my_table.v2 SET a = 1 WHERE pk = 'a'", "my_table"),
+        ] {
+            match parse(src) {
+                Ok(p) => assert_eq!(p.statement.table(), want, "{src}"),
+                Err(e) => assert!(src.starts_with("UPDATE"), "{src}: {e}"),
+            }
+        }
+        let p = parse("SELECT * FROM t - x").map(|p| p.statement.table().to_string());
+        assert!(p.is_err(), "spaced minus is no table name: {p:?}");
     }
 
     #[test]

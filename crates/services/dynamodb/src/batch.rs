@@ -229,6 +229,11 @@ pub(crate) async fn transact_write(
     // Parse every expression before taking the lock.
     let mut parsed = Vec::with_capacity(items.len());
     for entry in &items {
+        if entry.as_object().is_some_and(|o| o.len() > 1) {
+            return Err(validation(
+                "TransactItems can only contain one of Check, Put, Update or Delete",
+            ));
+        }
         let (kind, body) = entry
             .as_object()
             .and_then(|o| o.iter().next())

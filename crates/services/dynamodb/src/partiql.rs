@@ -225,7 +225,9 @@ fn select(
     let tkey = table_key_of(ctx, table);
     let table = st.tables.get(&tkey).ok_or_else(not_found)?;
     let index = match index {
-        Some(name) => find_index(table, &json!({ "IndexName": name }))?,
+        // PartiQL's wording names no index.
+        Some(name) => find_index(table, &json!({ "IndexName": name }))
+            .map_err(|_| validation("The table does not have the specified index"))?,
         None => None,
     };
     let schema = index.map_or(&table.meta.key, |i| &i.key);
@@ -282,7 +284,12 @@ fn select(
 }
 
 /// A read that must name one item (batches and transactions): its item, if there is one.
-fn get_one(st: &State, ctx: &RequestContext, b: &Bound) -> Result<Option<Value>, AwsError> {
+fn get_one(
+    st: &State,
+    ctx: &RequestContext,
+    b: &Bound,
+    op: &str,
+) -> Result<Option<Value>, AwsError> {
     let Bound::Select {
         projection,
         table,
@@ -301,7 +308,11 @@ fn get_one(st: &State, ctx: &RequestContext, b: &Bound) -> Result<Option<Value>,
             "Unsupported operation: a read in a batch or transaction must name one item of the table",
         ));
     }
-    let key_item = key_from(&t.meta.key, equalities).ok_or_else(|| validation(NO_KEY))?;
+    let key_item = key_from(&t.meta.key, equalities).ok_or_else(|| {
+        validation(format!(
+            "Select statements within {op} must specify the primary key in the where clause."
+        ))
+    })?;
     let (_, pk, sk) = key_of_key(&t.meta.key, &item_to_json(&key_item))?;
     Ok(t.get(&pk, &sk)
         .filter(|i| filter.as_ref().is_none_or(|f| eval(i, f)))
@@ -368,6 +379,21 @@ fn batch_code(e: &AwsError) -> &'static str {
     }
 }
 
+/// One statement's failure in a batch: its code and message, the old item when asked for,
+/// and the table unless the table is what was not found.
+fn batch_failure(table: &str, e: &AwsError) -> Value {
+    let code = batch_code(e);
+    let mut err = batch_error(code, &e.message);
+    if let Some(item) = e.extra.as_ref().and_then(|x| x.get("Item")) {
+        err["Item"] = item.clone();
+    }
+    if code == "ResourceNotFound" {
+        json!({ "Error": err })
+    } else {
+        json!({ "TableName": table, "Error": err })
+    }
+}
+
 pub(crate) async fn batch_execute_statement(
     d: &Inner,
     ctx: &RequestContext,
@@ -405,11 +431,10 @@ pub(crate) async fn batch_execute_statement(
             };
             let table = table_name(b).to_string();
             if matches!(b, Bound::Select { .. }) {
-                match get_one(&st, ctx, b) {
+                match get_one(&st, ctx, b, "BatchExecuteStatement") {
                     Ok(Some(item)) => responses.push(json!({"TableName": table, "Item": item})),
                     Ok(None) => responses.push(json!({"TableName": table})),
-                    Err(e) => responses.push(json!({"TableName": table,
-                        "Error": batch_error(batch_code(&e), &e.message)})),
+                    Err(e) => responses.push(batch_failure(&table, &e)),
                 }
                 continue;
             }
@@ -422,11 +447,7 @@ pub(crate) async fn batch_execute_statement(
                 }
                 Err(f) => {
                     let e = failure_error(f, req);
-                    let mut err = batch_error(batch_code(&e), &e.message);
-                    if let Some(item) = e.extra.as_ref().and_then(|x| x.get("Item")) {
-                        err["Item"] = item.clone();
-                    }
-                    responses.push(json!({"TableName": table, "Error": err}));
+                    responses.push(batch_failure(&table, &e));
                 }
             }
         }
@@ -465,7 +486,7 @@ pub(crate) async fn execute_transaction(
         let st = d.state.lock();
         let mut out = Vec::with_capacity(bound.len());
         for b in &bound {
-            out.push(match get_one(&st, ctx, b)? {
+            out.push(match get_one(&st, ctx, b, "ExecuteTransaction")? {
                 Some(item) => json!({ "Item": item }),
                 None => json!({}),
             });

@@ -223,6 +223,13 @@ fn reading<'a>(
             idx.name
         )));
     }
+    if index.is_some_and(|i| i.global)
+        && input.get("ConsistentRead").and_then(Value::as_bool) == Some(true)
+    {
+        return Err(validation(
+            "Consistent reads are not supported on global secondary indexes",
+        ));
+    }
     let limit = input
         .get("Limit")
         .and_then(Value::as_u64)
