@@ -273,3 +273,65 @@ def test_transaction_tokens_survive_restart(tmp_path):
         proc.kill()
         proc.wait()
 
+
+
+def test_kinesis_streaming_destination(server, ddb):
+    """Item changes reach a Kinesis stream in AWS's DynamoDB-to-Kinesis record shape, in order
+    per item, while the destination is enabled, and not after it is disabled."""
+    import base64
+    import json
+    import time
+
+    kinesis = server.client("kinesis")
+    stream = f"ddb-dest-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    t = make_table(ddb, range_key=False)
+    with pytest.raises(ClientError) as e:
+        ddb.enable_kinesis_streaming_destination(TableName=t, StreamArn=arn + "-missing")
+    assert err(e)[0] == "ValidationException"
+    out = ddb.enable_kinesis_streaming_destination(TableName=t, StreamArn=arn)
+    assert out["DestinationStatus"] == "ENABLING" and out["TableName"] == t
+    dests = ddb.describe_kinesis_streaming_destination(TableName=t)["KinesisDataStreamDestinations"]
+    assert dests == [{"StreamArn": arn, "DestinationStatus": "ACTIVE",
+                      "ApproximateCreationDateTimePrecision": "MILLISECOND"}]
+    ddb.put_item(TableName=t, Item={"pk": S("a"), "v": N(1)})
+    run(ddb, f"UPDATE \"{t}\" SET v = 2 WHERE pk = 'a'")
+    ddb.delete_item(TableName=t, Key={"pk": S("a")})
+    shard = kinesis.list_shards(StreamARN=arn)["Shards"][0]["ShardId"]
+    it = kinesis.get_shard_iterator(StreamARN=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records, deadline = [], time.monotonic() + 10
+    while len(records) < 3 and time.monotonic() < deadline:
+        got = kinesis.get_records(ShardIterator=it)
+        records += [json.loads(r["Data"]) for r in got["Records"]]
+        it = got["NextShardIterator"]
+        if len(records) < 3:
+            time.sleep(0.05)
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "REMOVE"]
+    first = records[0]
+    assert first["eventSource"] == "aws:dynamodb" and first["tableName"] == t
+    assert first["recordFormat"] == "application/json"
+    assert first["dynamodb"]["Keys"] == {"pk": S("a")} and first["dynamodb"]["NewImage"]["v"] == N(1)
+    assert records[1]["dynamodb"]["OldImage"]["v"] == N(1) and records[1]["dynamodb"]["NewImage"]["v"] == N(2)
+    assert "NewImage" not in records[2]["dynamodb"]
+
+    out = ddb.disable_kinesis_streaming_destination(TableName=t, StreamArn=arn)
+    assert out["DestinationStatus"] == "DISABLING"
+    assert ddb.describe_kinesis_streaming_destination(TableName=t)[
+        "KinesisDataStreamDestinations"][0]["DestinationStatus"] == "DISABLED"
+    with pytest.raises(ClientError) as e:
+        ddb.disable_kinesis_streaming_destination(TableName=t, StreamArn=arn)
+    assert err(e)[0] == "ValidationException"
+    ddb.put_item(TableName=t, Item={"pk": S("b")})
+    ddb.put_item(TableName=t, Item={"pk": S("c")})
+    # Enabled again: the next record on the stream is d's; b and c went nowhere.
+    ddb.enable_kinesis_streaming_destination(TableName=t, StreamArn=arn)
+    ddb.put_item(TableName=t, Item={"pk": S("d")})
+    later, deadline = [], time.monotonic() + 10
+    while not later and time.monotonic() < deadline:
+        got = kinesis.get_records(ShardIterator=it)
+        later += [json.loads(r["Data"]) for r in got["Records"]]
+        it = got["NextShardIterator"]
+        if not later:
+            time.sleep(0.05)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in later] == ["d"]

@@ -178,6 +178,7 @@ pub(crate) fn write(
         None => state::delete_item(batch, key, pk, sk),
     }
     crate::streams::append(st, key, old.as_ref(), new.as_ref(), now_ms, by_ttl, batch);
+    crate::kinesis::queue(st, key, old.as_ref(), new.as_ref(), now_ms, by_ttl);
     old
 }
 

@@ -10,11 +10,13 @@
 //!
 //! What it does not (yet): the legacy parameters (`Expected`, `AttributeUpdates`,
 //! `KeyConditions`, `QueryFilter`, `ScanFilter`), backups, global tables, imports and
-//! exports, Kinesis streaming destinations; those answer `NotImplemented`. Capacity is never
+//! exports; those answer `NotImplemented`. Item changes also go to Kinesis streaming destinations
+//! (`kinesis.rs`). Capacity is never
 //! throttled. A created table is `ACTIVE` at once.
 
 mod batch;
 mod items;
+mod kinesis;
 mod partiql;
 mod query;
 mod state;
@@ -42,6 +44,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     store: Store,
     clock: Arc<Clock>,
+    /// Other services, by name: Kinesis for streaming destinations.
+    services: parking_lot::RwLock<tsumiki_ports::Services>,
 }
 
 /// The DynamoDB service.
@@ -63,13 +67,21 @@ impl DynamoDb {
     ) -> Result<Arc<DynamoDb>, tsumiki_store::StoreError> {
         let (state, items) = state::load(&store).await?;
         tracing::info!(tables = state.tables.len(), items, "DynamoDB state loaded.");
+        let ready = state.outbox_ready.clone();
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             store,
             clock,
+            services: parking_lot::RwLock::new(tsumiki_ports::Services::default()),
         });
         tokio::spawn(tables::sweeper(Arc::downgrade(&inner)));
+        tokio::spawn(kinesis::publisher(Arc::downgrade(&inner), ready));
         Ok(Arc::new(DynamoDb { inner }))
+    }
+
+    /// The services Kinesis streaming destinations reach (`kinesis`).
+    pub fn set_services(&self, services: tsumiki_ports::Services) {
+        *self.inner.services.write() = services;
     }
 
     /// The DynamoDB Streams service over this DynamoDB's tables.
@@ -124,6 +136,9 @@ impl tsumiki_ports::Service for DynamoDb {
             "BatchWriteItem" => batch::batch_write(d, ctx, &input).await,
             "TransactWriteItems" => batch::transact_write(d, ctx, &input).await,
             "TransactGetItems" => batch::transact_get(d, ctx, &input),
+            "EnableKinesisStreamingDestination" => kinesis::enable(d, ctx, &input).await,
+            "DisableKinesisStreamingDestination" => kinesis::disable(d, ctx, &input).await,
+            "DescribeKinesisStreamingDestination" => kinesis::describe(d, ctx, &input),
             "ExecuteStatement" => partiql::execute_statement(d, ctx, &input).await,
             "BatchExecuteStatement" => partiql::batch_execute_statement(d, ctx, &input).await,
             "ExecuteTransaction" => partiql::execute_transaction(d, ctx, &input).await,
@@ -141,6 +156,7 @@ impl tsumiki_ports::Service for DynamoDb {
             let mut state = d.state.lock();
             state.tables.clear();
             state.tokens.clear();
+            state.outbox.clear();
             let mut batch = Batch::new();
             state::reset(&mut batch);
             d.store.commit(batch)

@@ -355,6 +355,25 @@ fn key_condition(cond: &Cond, key: &KeyDef) -> Result<Vec<u8>, AwsError> {
     let mut parts = Vec::new();
     conjuncts(cond, &mut parts)?;
     let unsupported = || validation("Query key condition not supported");
+    // A condition on an attribute outside the key schema: AWS names the key element it lacks.
+    let named: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Cond::Cmp(_, a, _) | Cond::Between(a, _, _) | Cond::BeginsWith(a, _) => key_name(a),
+            _ => None,
+        })
+        .collect();
+    let is_key = |n: &str| n == key.hash.0 || key.range.as_ref().is_some_and(|r| r.0 == n);
+    if let Some(stray) = named.iter().find(|n| !is_key(n)) {
+        let missed = if !named.contains(&key.hash.0.as_str()) {
+            key.hash.0.as_str()
+        } else {
+            key.range.as_ref().map_or(*stray, |r| r.0.as_str())
+        };
+        return Err(validation(format!(
+            "Query condition missed key schema element: {missed}"
+        )));
+    }
     let mut hash = None;
     let mut range_seen = false;
     for part in &parts {

@@ -111,6 +111,28 @@ pub struct TableMeta {
     pub table_class: Option<String>,
     #[serde(default)]
     pub deletion_protection: bool,
+    /// Kinesis Data Streams this table's item changes are published to.
+    #[serde(default)]
+    pub kinesis: Vec<KinesisDest>,
+}
+
+/// A Kinesis streaming destination: the stream, `ACTIVE` or `DISABLED`, and the precision of
+/// `ApproximateCreationDateTime` (`MILLISECOND` or `MICROSECOND`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KinesisDest {
+    pub stream_arn: String,
+    pub status: String,
+    pub precision: String,
+}
+
+/// An item change waiting to be put to a Kinesis stream.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub account: String,
+    pub region: String,
+    pub stream_arn: String,
+    pub partition_key: String,
+    pub record: Value,
 }
 
 /// One stream record as kept and stored: the record AWS returns, and where it belongs.
@@ -188,6 +210,9 @@ pub struct State {
     pub last_seq: u128,
     /// TransactWriteItems tokens: token -> (when, hash of the request).
     pub tokens: HashMap<(String, String), (i64, u64)>,
+    /// Item changes for Kinesis streaming destinations, in change order; the publisher drains it.
+    pub outbox: Vec<Outgoing>,
+    pub outbox_ready: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn item_store_key(key: &TableKey, pk: &[u8], sk: &[u8]) -> Vec<u8> {
