@@ -195,6 +195,16 @@ def test_items_conditions_and_return_values(ddb):
     (dict(op="update_item", UpdateExpression="SET a = :v", ExpressionAttributeNames={"#x": "x"},
           ExpressionAttributeValues={":v": {"N": "1"}}),
      "Value provided in ExpressionAttributeNames unused in expressions: keys: {#x}"),
+    # Names are checked before values (AWS).
+    (dict(op="update_item", UpdateExpression="SET a = :v", ExpressionAttributeNames={"#x": "x"},
+          ExpressionAttributeValues={":v": {"N": "1"}, ":w": {"N": "1"}}),
+     "Value provided in ExpressionAttributeNames unused in expressions: keys: {#x}"),
+    (dict(op="query", KeyConditionExpression="pk = :p AND wrong = :s",
+          ExpressionAttributeValues={":p": {"S": "a"}, ":s": {"N": "1"}}),
+     "Query condition missed key schema element: sk"),
+    (dict(op="query", KeyConditionExpression="wrong = :p AND sk = :s",
+          ExpressionAttributeValues={":p": {"S": "a"}, ":s": {"N": "1"}}),
+     "Query condition missed key schema element: pk"),
     (dict(op="update_item", UpdateExpression="SET a = absent + :v", ExpressionAttributeValues={":v": {"N": "1"}}),
      "The provided expression refers to an attribute that does not exist in the item"),
     (dict(op="update_item", UpdateExpression="SET #s = :v", ExpressionAttributeNames={"#s": "status"},
@@ -212,6 +222,16 @@ def test_items_conditions_and_return_values(ddb):
     (dict(op="put_item", Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "big": {"S": "x" * 410000}}),
      "Item size has exceeded the maximum allowed size"),
     (dict(op="get_item", Key={"pk": {"S": "a"}}), "The provided key element does not match the schema"),
+    (dict(op="put_item", Item={"pk": {"S": "a" * 2049}, "sk": {"N": "1"}}),
+     "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"),
+    (dict(op="get_item", Key={"pk": {"S": "a" * 2049}, "sk": {"N": "1"}}),
+     "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"),
+    (dict(op="put_item", Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "n": {"N": " 1.5"}}),
+     "The parameter cannot be converted to a numeric value:  1.5"),
+    (dict(op="transact_write_items", TransactItems=[{
+        "Put": {"Item": {"pk": {"S": "a"}, "sk": {"N": "1"}}, "TableName": "x"},
+        "Delete": {"Key": {"pk": {"S": "a"}, "sk": {"N": "1"}}, "TableName": "x"}}]),
+     "TransactItems can only contain one of Check, Put, Update or Delete"),
 ])
 def test_validation_messages(ddb, call, message):
     t = getattr(test_validation_messages, "table", None)
@@ -221,9 +241,30 @@ def test_validation_messages(ddb, call, message):
     op = call.pop("op")
     if op in ("update_item", "delete_item", "get_item") and "Key" not in call:
         call["Key"] = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    if op != "transact_write_items":
+        call["TableName"] = t
     with pytest.raises(ClientError) as e:
-        getattr(ddb, op)(TableName=t, **call)
+        getattr(ddb, op)(**call)
     assert err(e) == ("ValidationException", message)
+
+
+def test_condition_failure_with_item_and_gsi_consistent_read(ddb):
+    t = make_table(ddb, range_key=False, extra_attrs=[{"AttributeName": "g", "AttributeType": "S"}],
+                   GlobalSecondaryIndexes=[{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                            "Projection": {"ProjectionType": "ALL"}}])
+    ddb.put_item(TableName=t, Item={"pk": {"S": "a"}, "g": {"S": "x"}})
+    with pytest.raises(ClientError) as e:
+        ddb.put_item(TableName=t, Item={"pk": {"S": "a"}}, ConditionExpression="attribute_not_exists(pk)",
+                     ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    # AWS's body carries `Message` (capitalised) beside the Item, so boto3 lifts no `message`.
+    assert e.value.response["Error"] == {"Message": "The conditional request failed",
+                                         "Code": "ConditionalCheckFailedException"}
+    assert "message" not in e.value.response
+    assert e.value.response["Item"] == {"pk": {"S": "a"}, "g": {"S": "x"}}
+    with pytest.raises(ClientError) as e:
+        ddb.query(TableName=t, IndexName="byG", KeyConditionExpression="g = :g",
+                  ExpressionAttributeValues={":g": {"S": "x"}}, ConsistentRead=True)
+    assert err(e) == ("ValidationException", "Consistent reads are not supported on global secondary indexes")
 
 
 def fill(ddb, t, parts=("p1", "p2"), n=10):

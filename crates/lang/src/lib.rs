@@ -11,5 +11,6 @@ pub mod dynamodb;
 pub mod event_pattern;
 pub mod filter_policy;
 pub mod log_filter;
+pub mod partiql;
 pub mod schedule;
 pub mod vtl;

@@ -160,7 +160,15 @@ pub fn encode(model: &Model, op: &Operation, output: &Value) -> Response {
 pub fn encode_error(model: Option<&Model>, err: &AwsError) -> Response {
     let mut body = Map::new();
     body.insert("__type".into(), Value::String(err.code.to_string()));
-    body.insert("message".into(), Value::String(err.message.clone()));
+    // Some errors carry AWS's capitalised `Message` in their extra members instead (DynamoDB's
+    // ConditionalCheckFailedException with an `Item`); one message member only.
+    if !err
+        .extra
+        .as_ref()
+        .is_some_and(|e| e.contains_key("Message"))
+    {
+        body.insert("message".into(), Value::String(err.message.clone()));
+    }
     if let Some(extra) = &err.extra {
         for (k, v) in extra {
             body.insert(k.clone(), v.clone());

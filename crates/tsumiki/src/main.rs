@@ -275,7 +275,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         Served {
             model: Arc::new(Model::from_json("dynamodb", tsumiki_dynamodb::MODEL_JSON)?),
-            service: dynamodb,
+            service: dynamodb.clone(),
         },
         Served {
             model: Arc::new(Model::from_json("sns", tsumiki_sns::MODEL_JSON)?),
@@ -347,6 +347,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ecs.set_services(services.clone());
     s3.set_services(services.clone());
     s3.set_async_invoke(async_invoker.clone());
+    dynamodb.set_services(services.clone());
     shard_pollers.set_services(services);
     // API Gateway calls Lambda synchronously; it sits outside `targets` (nothing delivers to it).
     let apigateway = tsumiki_apigateway::ApiGateway::start(store.clone(), clock.clone())

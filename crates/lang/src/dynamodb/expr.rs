@@ -120,20 +120,8 @@ impl<'a> Placeholders<'a> {
         }
     }
 
-    /// AWS's complaint about placeholders no expression used, values first.
+    /// AWS's complaint about placeholders no expression used, names first.
     pub fn check_unused(&self) -> Result<(), String> {
-        let unused_values: Vec<&str> = self
-            .values
-            .keys()
-            .filter(|k| !self.used_values.contains(*k))
-            .map(String::as_str)
-            .collect();
-        if !unused_values.is_empty() {
-            return Err(format!(
-                "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
-                unused_values.join(", ")
-            ));
-        }
         let unused_names: Vec<&str> = self
             .names
             .keys()
@@ -144,6 +132,18 @@ impl<'a> Placeholders<'a> {
             return Err(format!(
                 "Value provided in ExpressionAttributeNames unused in expressions: keys: {{{}}}",
                 unused_names.join(", ")
+            ));
+        }
+        let unused_values: Vec<&str> = self
+            .values
+            .keys()
+            .filter(|k| !self.used_values.contains(*k))
+            .map(String::as_str)
+            .collect();
+        if !unused_values.is_empty() {
+            return Err(format!(
+                "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
+                unused_values.join(", ")
             ));
         }
         Ok(())

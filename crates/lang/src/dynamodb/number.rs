@@ -58,7 +58,7 @@ impl Num {
     /// Parses DynamoDB's number syntax (`-12.5`, `1e3`, `.5`, `+7`) and checks its range.
     pub fn parse(text: &str) -> Result<Num, NumError> {
         let bad = || NumError::NotANumber(text.to_string());
-        let s = text.trim();
+        let s = text;
         let (neg, s) = match s.as_bytes().first() {
             Some(b'-') => (true, &s[1..]),
             Some(b'+') => (false, &s[1..]),

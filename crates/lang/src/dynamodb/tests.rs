@@ -377,7 +377,7 @@ fn unused_placeholders_are_reported() {
     parse_condition("#a = :x", "ConditionExpression", &mut ph).expect("parse");
     assert_eq!(
         ph.check_unused(),
-        Err("Value provided in ExpressionAttributeValues unused in expressions: keys: {:y}".into())
+        Err("Value provided in ExpressionAttributeNames unused in expressions: keys: {#b}".into())
     );
     parse_condition("#b = :y", "ConditionExpression", &mut ph).expect("parse");
     assert_eq!(ph.check_unused(), Ok(()));

@@ -3,7 +3,6 @@
 //! so they apply all or nothing.
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 
 use serde_json::{Map, Value, json};
 use tsumiki_core::{AwsError, RequestContext};
@@ -12,7 +11,7 @@ use tsumiki_lang::dynamodb::{Item, eval, project};
 use tsumiki_store::Batch;
 
 use crate::items::{key_of_item, key_of_key, parse_exprs, updated, write};
-use crate::state::TableKey;
+use crate::state::{self, State, TableKey};
 use crate::{Inner, not_found, store_error, table_key_of, validation};
 
 const DUPLICATES: &str = "Provided list of item keys contains duplicates";
@@ -147,10 +146,68 @@ struct Planned {
     write: Option<Option<Item>>,
 }
 
-fn request_hash(v: &Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.to_string().hash(&mut h);
-    h.finish()
+/// A hash of a request that stays the same across restarts and Rust versions (the tokens
+/// holding it are stored).
+pub(crate) fn request_hash(op: &str, v: &Value) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(op.as_bytes());
+    h.update(v.to_string().as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// A transaction's ClientRequestToken, as its account and text.
+pub(crate) type Token = (String, String);
+
+/// Whether a request with `token` was already applied: `Ok(true)` for a replay of the same
+/// request within 10 minutes (answer success, apply nothing), an error for a different request
+/// under the same token.
+pub(crate) fn seen_token(
+    st: &mut State,
+    token: Option<&Token>,
+    hash: u64,
+    now: i64,
+) -> Result<bool, AwsError> {
+    let Some(t) = token else {
+        return Ok(false);
+    };
+    match st.tokens.get(t) {
+        Some((at, _)) if now - *at >= TOKEN_TTL_MS => Ok(false),
+        Some((_, h)) if *h == hash => Ok(true),
+        Some(_) => Err(AwsError::new(
+            "IdempotentParameterMismatchException",
+            400,
+            "Request parameters do not match the previous request with the same ClientRequestToken",
+        )),
+        None => Ok(false),
+    }
+}
+
+/// Records `token` in the batch of the writes it guards, and drops tokens past 10 minutes.
+pub(crate) fn remember_token(
+    st: &mut State,
+    batch: &mut Batch,
+    token: Option<Token>,
+    hash: u64,
+    now: i64,
+) {
+    let expired: Vec<Token> = st
+        .tokens
+        .iter()
+        .filter(|(_, (at, _))| now - *at >= TOKEN_TTL_MS)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in expired {
+        st.tokens.remove(&k);
+        state::delete_token(batch, &k.0, &k.1);
+    }
+    if let Some(t) = token {
+        state::put_token(batch, &t.0, &t.1, now, hash);
+        st.tokens.insert(t, (now, hash));
+    }
 }
 
 pub(crate) async fn transact_write(
@@ -168,10 +225,15 @@ pub(crate) async fn transact_write(
         .get("ClientRequestToken")
         .and_then(Value::as_str)
         .map(|t| (ctx.account.clone(), t.to_string()));
-    let hash = request_hash(&json!(items));
+    let hash = request_hash("TransactWriteItems", &json!(items));
     // Parse every expression before taking the lock.
     let mut parsed = Vec::with_capacity(items.len());
     for entry in &items {
+        if entry.as_object().is_some_and(|o| o.len() > 1) {
+            return Err(validation(
+                "TransactItems can only contain one of Check, Put, Update or Delete",
+            ));
+        }
         let (kind, body) = entry
             .as_object()
             .and_then(|o| o.iter().next())
@@ -184,18 +246,8 @@ pub(crate) async fn transact_write(
     }
     let commit = {
         let mut st = d.state.lock();
-        st.tokens.retain(|_, (at, _)| now - *at < TOKEN_TTL_MS);
-        if let Some(t) = &token
-            && let Some((_, h)) = st.tokens.get(t)
-        {
-            if *h == hash {
-                return Ok(json!({}));
-            }
-            return Err(AwsError::new(
-                "IdempotentParameterMismatchException",
-                400,
-                "Request parameters do not match the previous request with the same ClientRequestToken",
-            ));
+        if seen_token(&mut st, token.as_ref(), hash, now)? {
+            return Ok(json!({}));
         }
         let mut plans = Vec::with_capacity(parsed.len());
         let mut reasons = Vec::with_capacity(parsed.len());
@@ -298,9 +350,7 @@ pub(crate) async fn transact_write(
                 );
             }
         }
-        if let Some(t) = token {
-            st.tokens.insert(t, (now, hash));
-        }
+        remember_token(&mut st, &mut batch, token, hash, now);
         d.store.commit(batch)
     };
     commit.await.map_err(store_error)?;

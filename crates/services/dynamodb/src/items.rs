@@ -17,6 +17,26 @@ use crate::{
 
 const NO_MATCH: &str = "The provided key element does not match the schema";
 
+/// AWS's limits on key sizes: 2048 bytes for a partition key, 1024 for a sort key.
+fn key_size_error(v: &AttrValue, range: bool) -> Option<AwsError> {
+    let size = match v {
+        AttrValue::S(s) => s.len(),
+        AttrValue::B(b) => b.len(),
+        _ => return None,
+    };
+    if !range && size > 2048 {
+        return Some(invalid_param(
+            "Size of hashkey has exceeded the maximum size limit of2048 bytes",
+        ));
+    }
+    if range && size > 1024 {
+        return Some(invalid_param(
+            "Aggregated size of all range keys has exceeded the size limit of 1024 bytes",
+        ));
+    }
+    None
+}
+
 fn empty_key_error(name: &str, v: &AttrValue) -> Option<AwsError> {
     let what = match v {
         AttrValue::S(s) if s.is_empty() => "string",
@@ -32,7 +52,10 @@ fn empty_key_error(name: &str, v: &AttrValue) -> Option<AwsError> {
 /// of its declared type.
 pub(crate) fn key_of_item(meta: &TableMeta, item: &Item) -> Result<(Vec<u8>, Vec<u8>), AwsError> {
     let mut parts = Vec::with_capacity(2);
-    for (name, ty) in std::iter::once(&meta.key.hash).chain(meta.key.range.as_ref()) {
+    for (i, (name, ty)) in std::iter::once(&meta.key.hash)
+        .chain(meta.key.range.as_ref())
+        .enumerate()
+    {
         let Some(v) = item.get(name) else {
             return Err(invalid_param(format!("Missing the key {name} in the item")));
         };
@@ -42,7 +65,7 @@ pub(crate) fn key_of_item(meta: &TableMeta, item: &Item) -> Result<(Vec<u8>, Vec
                 v.type_name()
             )));
         }
-        if let Some(e) = empty_key_error(name, v) {
+        if let Some(e) = empty_key_error(name, v).or_else(|| key_size_error(v, i == 1)) {
             return Err(e);
         }
         parts.push(v.key_bytes().unwrap_or_default());
@@ -59,8 +82,14 @@ pub(crate) fn key_of_item(meta: &TableMeta, item: &Item) -> Result<(Vec<u8>, Vec
 
 fn check_index_keys(meta: &TableMeta, item: &Item) -> Result<(), AwsError> {
     for idx in &meta.indexes {
-        for (name, ty) in std::iter::once(&idx.key.hash).chain(idx.key.range.as_ref()) {
+        for (i, (name, ty)) in std::iter::once(&idx.key.hash)
+            .chain(idx.key.range.as_ref())
+            .enumerate()
+        {
             if let Some(v) = item.get(name) {
+                if let Some(e) = key_size_error(v, i == 1) {
+                    return Err(e);
+                }
                 if v.type_name() != ty {
                     return Err(invalid_param(format!(
                         "Type mismatch for Index Key {name} Expected: {ty} Actual: {} IndexName: {}",
@@ -93,12 +122,15 @@ pub(crate) fn key_of_key(
         return Err(validation(NO_MATCH));
     }
     let mut parts = Vec::with_capacity(2);
-    for (name, ty) in std::iter::once(&key.hash).chain(key.range.as_ref()) {
+    for (i, (name, ty)) in std::iter::once(&key.hash)
+        .chain(key.range.as_ref())
+        .enumerate()
+    {
         let v = item.get(name).ok_or_else(|| validation(NO_MATCH))?;
         if v.type_name() != ty {
             return Err(validation(NO_MATCH));
         }
-        if let Some(e) = empty_key_error(name, v) {
+        if let Some(e) = empty_key_error(name, v).or_else(|| key_size_error(v, i == 1)) {
             return Err(e);
         }
         parts.push(v.key_bytes().unwrap_or_default());
@@ -146,6 +178,7 @@ pub(crate) fn write(
         None => state::delete_item(batch, key, pk, sk),
     }
     crate::streams::append(st, key, old.as_ref(), new.as_ref(), now_ms, by_ttl, batch);
+    crate::kinesis::queue(st, key, old.as_ref(), new.as_ref(), now_ms, by_ttl);
     old
 }
 
@@ -222,7 +255,9 @@ pub(crate) fn condition_failed(old: Option<&Item>, input: &Value) -> AwsError {
         == Some("ALL_OLD")
         && let Some(old) = old
     {
+        // AWS answers this one with a capitalised `Message` beside the `Item`.
         let mut extra = Map::new();
+        extra.insert("Message".into(), json!(err.message));
         extra.insert("Item".into(), item_to_json(old));
         err.extra = Some(extra);
     }

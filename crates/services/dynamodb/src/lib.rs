@@ -5,16 +5,19 @@
 //! Tables with key schemas, local and global secondary indexes, TTL and tags (`tables.rs`);
 //! items with condition, update and projection expressions from `tsumiki_lang::dynamodb`
 //! (`items.rs`); Query and Scan (`query.rs`); batches and transactions (`batch.rs`); streams,
-//! shards and GetRecords (`streams.rs`). Read `state.rs` first: everything lives in memory behind
+//! shards and GetRecords (`streams.rs`); PartiQL statements over the same paths (`partiql.rs`). Read `state.rs` first: everything lives in memory behind
 //! one lock; a change and its store batch are queued under it and answered after the commit.
 //!
 //! What it does not (yet): the legacy parameters (`Expected`, `AttributeUpdates`,
-//! `KeyConditions`, `QueryFilter`, `ScanFilter`), PartiQL, backups, global tables, imports and
-//! exports, Kinesis streaming destinations; those answer `NotImplemented`. Capacity is never
+//! `KeyConditions`, `QueryFilter`, `ScanFilter`), backups, global tables, imports and
+//! exports; those answer `NotImplemented`. Item changes also go to Kinesis streaming destinations
+//! (`kinesis.rs`). Capacity is never
 //! throttled. A created table is `ACTIVE` at once.
 
 mod batch;
 mod items;
+mod kinesis;
+mod partiql;
 mod query;
 mod state;
 mod streams;
@@ -41,6 +44,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     store: Store,
     clock: Arc<Clock>,
+    /// Other services, by name: Kinesis for streaming destinations.
+    services: parking_lot::RwLock<tsumiki_ports::Services>,
 }
 
 /// The DynamoDB service.
@@ -62,13 +67,21 @@ impl DynamoDb {
     ) -> Result<Arc<DynamoDb>, tsumiki_store::StoreError> {
         let (state, items) = state::load(&store).await?;
         tracing::info!(tables = state.tables.len(), items, "DynamoDB state loaded.");
+        let ready = state.outbox_ready.clone();
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             store,
             clock,
+            services: parking_lot::RwLock::new(tsumiki_ports::Services::default()),
         });
         tokio::spawn(tables::sweeper(Arc::downgrade(&inner)));
+        tokio::spawn(kinesis::publisher(Arc::downgrade(&inner), ready));
         Ok(Arc::new(DynamoDb { inner }))
+    }
+
+    /// The services Kinesis streaming destinations reach (`kinesis`).
+    pub fn set_services(&self, services: tsumiki_ports::Services) {
+        *self.inner.services.write() = services;
     }
 
     /// The DynamoDB Streams service over this DynamoDB's tables.
@@ -123,6 +136,12 @@ impl tsumiki_ports::Service for DynamoDb {
             "BatchWriteItem" => batch::batch_write(d, ctx, &input).await,
             "TransactWriteItems" => batch::transact_write(d, ctx, &input).await,
             "TransactGetItems" => batch::transact_get(d, ctx, &input),
+            "EnableKinesisStreamingDestination" => kinesis::enable(d, ctx, &input).await,
+            "DisableKinesisStreamingDestination" => kinesis::disable(d, ctx, &input).await,
+            "DescribeKinesisStreamingDestination" => kinesis::describe(d, ctx, &input),
+            "ExecuteStatement" => partiql::execute_statement(d, ctx, &input).await,
+            "BatchExecuteStatement" => partiql::batch_execute_statement(d, ctx, &input).await,
+            "ExecuteTransaction" => partiql::execute_transaction(d, ctx, &input).await,
             other => Err(AwsError::not_implemented("dynamodb", other)),
         }
     }
@@ -137,6 +156,7 @@ impl tsumiki_ports::Service for DynamoDb {
             let mut state = d.state.lock();
             state.tables.clear();
             state.tokens.clear();
+            state.outbox.clear();
             let mut batch = Batch::new();
             state::reset(&mut batch);
             d.store.commit(batch)

@@ -17,7 +17,7 @@ use crate::{
 /// AWS stops a page after 1 MB of items read.
 const PAGE_BYTES: usize = 1024 * 1024;
 
-type Position = Vec<Vec<u8>>;
+pub(crate) type Position = Vec<Vec<u8>>;
 
 fn key_bytes(item: &Item, attr: &(String, String)) -> Option<Vec<u8>> {
     item.get(&attr.0)
@@ -26,7 +26,11 @@ fn key_bytes(item: &Item, attr: &(String, String)) -> Option<Vec<u8>> {
 }
 
 /// Where an item sits in the order of the table or index; `None` if the index omits it.
-fn position(table_key: &KeyDef, index: Option<&IndexMeta>, item: &Item) -> Option<Position> {
+pub(crate) fn position(
+    table_key: &KeyDef,
+    index: Option<&IndexMeta>,
+    item: &Item,
+) -> Option<Position> {
     let mut pos = Vec::with_capacity(4);
     if let Some(idx) = index {
         pos.push(key_bytes(item, &idx.key.hash)?);
@@ -41,7 +45,7 @@ fn position(table_key: &KeyDef, index: Option<&IndexMeta>, item: &Item) -> Optio
     Some(pos)
 }
 
-fn candidates<'t>(
+pub(crate) fn candidates<'t>(
     table: &'t Table,
     index: Option<&IndexMeta>,
     hash: Option<&[u8]>,
@@ -84,7 +88,10 @@ fn key_attrs(table: &Table, index: Option<&IndexMeta>, item: &Item) -> Item {
         .collect()
 }
 
-fn find_index<'t>(table: &'t Table, input: &Value) -> Result<Option<&'t IndexMeta>, AwsError> {
+pub(crate) fn find_index<'t>(
+    table: &'t Table,
+    input: &Value,
+) -> Result<Option<&'t IndexMeta>, AwsError> {
     match input.get("IndexName").and_then(Value::as_str) {
         None => Ok(None),
         Some(name) => table
@@ -102,23 +109,23 @@ fn find_index<'t>(table: &'t Table, input: &Value) -> Result<Option<&'t IndexMet
 }
 
 /// What one page returns: items projected, and how the walk ended.
-struct Page {
-    items: Vec<Value>,
-    count: usize,
-    scanned: usize,
-    last: Option<Item>,
-    bytes: usize,
+pub(crate) struct Page {
+    pub(crate) items: Vec<Value>,
+    pub(crate) count: usize,
+    pub(crate) scanned: usize,
+    pub(crate) last: Option<Item>,
+    pub(crate) bytes: usize,
 }
 
-struct Reading<'a> {
-    filter: Option<Cond>,
-    projection: Option<Vec<Path>>,
-    index_projection: Option<&'a IndexMeta>,
-    count_only: bool,
-    limit: Option<usize>,
+pub(crate) struct Reading<'a> {
+    pub(crate) filter: Option<Cond>,
+    pub(crate) projection: Option<Vec<Path>>,
+    pub(crate) index_projection: Option<&'a IndexMeta>,
+    pub(crate) count_only: bool,
+    pub(crate) limit: Option<usize>,
 }
 
-fn walk<'t>(
+pub(crate) fn walk<'t>(
     table: &'t Table,
     index: Option<&IndexMeta>,
     items: impl Iterator<Item = &'t Item>,
@@ -215,6 +222,13 @@ fn reading<'a>(
             "Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
             idx.name
         )));
+    }
+    if index.is_some_and(|i| i.global)
+        && input.get("ConsistentRead").and_then(Value::as_bool) == Some(true)
+    {
+        return Err(validation(
+            "Consistent reads are not supported on global secondary indexes",
+        ));
     }
     let limit = input
         .get("Limit")
@@ -341,6 +355,25 @@ fn key_condition(cond: &Cond, key: &KeyDef) -> Result<Vec<u8>, AwsError> {
     let mut parts = Vec::new();
     conjuncts(cond, &mut parts)?;
     let unsupported = || validation("Query key condition not supported");
+    // A condition on an attribute outside the key schema: AWS names the key element it lacks.
+    let named: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Cond::Cmp(_, a, _) | Cond::Between(a, _, _) | Cond::BeginsWith(a, _) => key_name(a),
+            _ => None,
+        })
+        .collect();
+    let is_key = |n: &str| n == key.hash.0 || key.range.as_ref().is_some_and(|r| r.0 == n);
+    if let Some(stray) = named.iter().find(|n| !is_key(n)) {
+        let missed = if !named.contains(&key.hash.0.as_str()) {
+            key.hash.0.as_str()
+        } else {
+            key.range.as_ref().map_or(*stray, |r| r.0.as_str())
+        };
+        return Err(validation(format!(
+            "Query condition missed key schema element: {missed}"
+        )));
+    }
     let mut hash = None;
     let mut range_seen = false;
     for part in &parts {

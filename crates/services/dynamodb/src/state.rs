@@ -7,7 +7,9 @@
 //! `account/region/name/` + partition key length (u32, big-endian) + partition key bytes + sort
 //! key bytes, in the byte encoding that sorts as DynamoDB orders keys; `dynamodb.record` one key
 //! per stream record, `account/region/name/` + its 22-digit sequence number. An item change and
-//! its stream record go in one batch, so a crash never separates them.
+//! its stream record go in one batch, so a crash never separates them. `dynamodb.token` holds
+//! the transactions' ClientRequestTokens (`account/token`: when, and the request's hash), in
+//! the batch of the writes they guard, so a replay after a restart is still recognised.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +22,7 @@ use tsumiki_store::{Batch, Store, StoreError};
 const NS_TABLE: &str = "dynamodb.table";
 const NS_ITEM: &str = "dynamodb.item";
 const NS_RECORD: &str = "dynamodb.record";
+const NS_TOKEN: &str = "dynamodb.token";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableKey {
@@ -108,6 +111,28 @@ pub struct TableMeta {
     pub table_class: Option<String>,
     #[serde(default)]
     pub deletion_protection: bool,
+    /// Kinesis Data Streams this table's item changes are published to.
+    #[serde(default)]
+    pub kinesis: Vec<KinesisDest>,
+}
+
+/// A Kinesis streaming destination: the stream, `ACTIVE` or `DISABLED`, and the precision of
+/// `ApproximateCreationDateTime` (`MILLISECOND` or `MICROSECOND`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KinesisDest {
+    pub stream_arn: String,
+    pub status: String,
+    pub precision: String,
+}
+
+/// An item change waiting to be put to a Kinesis stream.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub account: String,
+    pub region: String,
+    pub stream_arn: String,
+    pub partition_key: String,
+    pub record: Value,
 }
 
 /// One stream record as kept and stored: the record AWS returns, and where it belongs.
@@ -185,6 +210,9 @@ pub struct State {
     pub last_seq: u128,
     /// TransactWriteItems tokens: token -> (when, hash of the request).
     pub tokens: HashMap<(String, String), (i64, u64)>,
+    /// Item changes for Kinesis streaming destinations, in change order; the publisher drains it.
+    pub outbox: Vec<Outgoing>,
+    pub outbox_ready: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn item_store_key(key: &TableKey, pk: &[u8], sk: &[u8]) -> Vec<u8> {
@@ -236,8 +264,30 @@ pub fn delete_record(batch: &mut Batch, key: &TableKey, seq: u128) {
     batch.delete(NS_RECORD, format!("{}{:022}", key.prefix(), seq));
 }
 
+#[derive(Serialize, Deserialize)]
+struct TokenRecord {
+    at: i64,
+    hash: u64,
+}
+
+fn token_key(account: &str, token: &str) -> String {
+    format!("{account}/{token}")
+}
+
+pub fn put_token(batch: &mut Batch, account: &str, token: &str, at: i64, hash: u64) {
+    batch.put(
+        NS_TOKEN,
+        token_key(account, token),
+        serde_json::to_vec(&TokenRecord { at, hash }).unwrap_or_default(),
+    );
+}
+
+pub fn delete_token(batch: &mut Batch, account: &str, token: &str) {
+    batch.delete(NS_TOKEN, token_key(account, token));
+}
+
 pub fn reset(batch: &mut Batch) {
-    for ns in [NS_TABLE, NS_ITEM, NS_RECORD] {
+    for ns in [NS_TABLE, NS_ITEM, NS_RECORD, NS_TOKEN] {
         batch.delete_prefix(ns, Vec::new());
     }
 }
@@ -327,6 +377,17 @@ pub async fn load(store: &Store) -> Result<(State, usize), StoreError> {
         state.last_seq = state.last_seq.max(rec.seq);
         if let Some(table) = state.tables.get_mut(&key) {
             table.records.insert(rec.seq, rec);
+        }
+    }
+    for (k, v) in store.scan(NS_TOKEN).await? {
+        let text = String::from_utf8_lossy(&k).to_string();
+        let Some((account, token)) = text.split_once('/') else {
+            continue;
+        };
+        if let Ok(rec) = serde_json::from_slice::<TokenRecord>(&v) {
+            state
+                .tokens
+                .insert((account.to_string(), token.to_string()), (rec.at, rec.hash));
         }
     }
     for t in state.tables.values() {

@@ -265,6 +265,7 @@ pub(crate) async fn create_table(
             .get("DeletionProtectionEnabled")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        kinesis: Vec::new(),
     };
     let (commit, desc) = {
         let mut st = d.state.lock();

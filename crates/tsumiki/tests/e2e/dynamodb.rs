@@ -102,6 +102,41 @@ fn items_conditions_updates_and_gsi_paging() {
             .await
             .expect_err("exists");
         assert_eq!(err.code(), Some("ConditionalCheckFailedException"));
+        // With the old item asked for, AWS's body carries `Message` beside the `Item`.
+        let err = c
+            .put_item()
+            .table_name("things")
+            .item("pk", Av::S("p0".into()))
+            .item("sk", Av::N("0".into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await
+            .expect_err("exists")
+            .into_service_error();
+        assert_eq!(err.message(), Some("The conditional request failed"));
+        let aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+            failed,
+        ) = err
+        else {
+            panic!("not a condition failure: {err:?}");
+        };
+        assert_eq!(
+            failed.item().and_then(|i| i.get("pk")),
+            Some(&Av::S("p0".into()))
+        );
+        // PartiQL over the same item.
+        let out = c
+            .execute_statement()
+            .statement("SELECT pk FROM \"things\" WHERE pk = ? AND sk = 0")
+            .parameters(Av::S("p0".into()))
+            .send()
+            .await
+            .expect("select");
+        assert_eq!(out.items().len(), 1);
+        assert_eq!(out.items()[0].get("pk"), Some(&Av::S("p0".into())));
         let out = c
             .update_item()
             .table_name("things")
