@@ -6,7 +6,7 @@
 //! GetLogEvents with AWS's forward and backward tokens; FilterLogEvents across streams with the
 //! filter pattern language (`filter.rs`); retention policies, enforced on read and by a sweep
 //! that follows the clock; tags by group name and by ARN; subscription filters delivering to
-//! Lambda and Kinesis (`subscription.rs`). What it does not: metric filters, Firehose and
+//! Lambda, Kinesis and Firehose (`subscription.rs`). What it does not: metric filters,
 //! cross-account subscription destinations, Logs Insights queries, exports, deliveries, KMS encryption (the key id
 //! is stored, nothing is encrypted), deletion protection, anomaly detection; those operations
 //! answer `NotImplemented`.

@@ -91,6 +91,30 @@ pub fn notification(m: &Message, sub: &Subscription, endpoint: &str) -> String {
     d.finish()
 }
 
+/// A notification as a Firehose subscription stores it: one line of compact JSON, in AWS's
+/// member order and without the signature members.
+pub fn firehose_record(m: &Message, sub: &Subscription, endpoint: &str) -> String {
+    let mut members: Vec<(&str, Value)> = vec![
+        ("Type", json!("Notification")),
+        ("MessageId", json!(m.id)),
+        ("TopicArn", json!(m.topic_arn)),
+    ];
+    if let Some(subject) = &m.subject {
+        members.push(("Subject", json!(subject)));
+    }
+    members.push(("Message", json!(m.text_for(&sub.protocol))));
+    members.push(("Timestamp", json!(timestamp(m.timestamp_ms))));
+    members.push(("UnsubscribeURL", json!(unsubscribe_url(endpoint, &sub.arn))));
+    if !m.attributes.is_empty() {
+        members.push(("MessageAttributes", attributes_json(m)));
+    }
+    let fields: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json!(k), v))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
 /// The event a Lambda subscriber is invoked with.
 pub fn lambda_event(m: &Message, sub: &Subscription, endpoint: &str) -> Value {
     json!({

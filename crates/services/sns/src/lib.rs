@@ -3,10 +3,11 @@
 //! asynchronous delivery to SQS (raw or in AWS's JSON envelope), Lambda (through the
 //! `AsyncInvoke` port, in AWS's SNS event shape), HTTP endpoints (the confirmation handshake,
 //! `x-amz-sns-*` headers, AWS's retry policy on the clock) and `email`/`email-json` (files in
-//! a mailbox folder), with subscription dead-letter queues.
+//! a mailbox folder) and Firehose delivery streams (`PutRecord` through `Services`, one
+//! compact JSON line per message), with subscription dead-letter queues.
 //!
 //! What it does not (yet): SMS, mobile push (platform applications), HTTPS (no TLS client),
-//! Firehose subscriptions, message signatures (the `Signature` field is empty), data
+//! message signatures (the `Signature` field is empty), data
 //! protection enforcement (policies are stored), message archiving and replay; those answer
 //! `NotImplemented` or are stored only.
 //!
