@@ -56,7 +56,11 @@ impl Firehose {
         tracing::info!(
             delivery_streams = state.streams.len(),
             buffered_records = records,
-            flushes_to_redo = state.streams.values().filter(|s| s.intent.is_some()).count(),
+            flushes_to_redo = state
+                .streams
+                .values()
+                .filter(|s| s.intent.is_some())
+                .count(),
             "Firehose state loaded."
         );
         let firehose = Arc::new(Firehose {
