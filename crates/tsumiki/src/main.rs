@@ -381,6 +381,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut gateway = Gateway::new(config, clock, served);
     gateway.add_endpoint(apigateway.endpoint());
     gateway.add_endpoint(lambda.url_endpoint());
+    gateway.add_endpoint(Arc::new(tsumiki_sns::CertEndpoint));
     gateway.add_endpoint(s3.clone());
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);

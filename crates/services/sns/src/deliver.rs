@@ -541,7 +541,8 @@ impl Sns {
                 let body = if sub.raw() {
                     m.text_for(&sub.protocol).to_string()
                 } else {
-                    envelope::notification(m, sub, &endpoint)
+                    let version = self.signature_version(&sub.topic_arn);
+                    envelope::notification_signed(m, sub, &endpoint, Some(&version))
                 };
                 let headers = vec![
                     ("x-amz-sns-message-type", "Notification".to_string()),
@@ -785,10 +786,21 @@ impl Sns {
             })
     }
 
+    /// The topic's `SignatureVersion` (AWS's default 1).
+    fn signature_version(&self, topic_arn: &str) -> String {
+        self.state
+            .lock()
+            .topics
+            .get(topic_arn)
+            .and_then(|t| t.attributes.get("SignatureVersion").cloned())
+            .unwrap_or_else(|| "1".to_string())
+    }
+
     /// Sends the confirmation request of a new HTTP or email subscription.
     pub(crate) async fn send_confirmation(&self, sub: &Subscription) {
         let endpoint = self.endpoint();
-        let (id, doc) = envelope::confirmation(sub, &endpoint, self.clock.now_ms());
+        let version = self.signature_version(&sub.topic_arn);
+        let (id, doc) = envelope::confirmation(sub, &endpoint, self.clock.now_ms(), &version);
         let result = match sub.protocol.as_str() {
             "http" | "https" => {
                 let headers = vec![
