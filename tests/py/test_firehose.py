@@ -338,3 +338,26 @@ def test_sns_firehose_subscription(cfh, cs3, clock_server):
     assert sorted(n["Message"] for n in notes) == ["first", "second"]
     assert all(n["Type"] == "Notification" and n["TopicArn"] == topic for n in notes)
     assert sorted(lines_in(raw_bucket)) == ["first", "second"]
+
+
+def test_update_destination(cfh, cs3, clock_server):
+    name = unique("ds")
+    bucket, _ = make_stream(cfh, cs3, name, interval_s=60, Prefix="old/")
+    with pytest.raises(ClientError) as e:
+        cfh.update_destination(DeliveryStreamName=name, CurrentDeliveryStreamVersionId="7",
+                               DestinationId="destinationId-000000000001",
+                               ExtendedS3DestinationUpdate={"Prefix": "new/"})
+    assert e.value.response["Error"]["Code"] == "ConcurrentModificationException"
+    cfh.update_destination(DeliveryStreamName=name, CurrentDeliveryStreamVersionId="1",
+                           DestinationId="destinationId-000000000001",
+                           ExtendedS3DestinationUpdate={"Prefix": "new/", "CompressionFormat": "GZIP"})
+    d = cfh.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    assert d["VersionId"] == "2" and "LastUpdateTimestamp" in d
+    ext = d["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert ext["Prefix"] == "new/" and ext["CompressionFormat"] == "GZIP"
+    assert ext["BufferingHints"]["IntervalInSeconds"] == 60
+    cfh.put_record(DeliveryStreamName=name, Record={"Data": b"v2\n"})
+    clock_server.advance(61)
+    [key] = wait_objects(cs3, bucket)
+    assert key.startswith("new/") and f"{name}-2-" in key and key.endswith(".gz"), key
+    assert gzip.decompress(body(cs3, bucket, key)) == b"v2\n"

@@ -3,11 +3,12 @@
 //! on the clock, AWS's object keys with custom prefixes (`!{timestamp:...}`,
 //! `!{firehose:...}`) and error prefixes, GZIP, and Lambda transformation with AWS's `records`
 //! contract (`Ok`/`Dropped`/`ProcessingFailed`, failed records as `processing-failed` JSON
-//! lines).
+//! lines), UpdateDestination of the S3 destination (a new version; buffered records are
+//! delivered with the configuration in force when they are flushed).
 //!
 //! What it does not (yet): other destinations (Redshift, OpenSearch, Splunk, HTTP endpoints,
 //! Snowflake, Iceberg), MSK and database sources, dynamic partitioning, format conversion,
-//! ZIP/Snappy compression, server-side encryption and UpdateDestination; those answer
+//! ZIP/Snappy compression and server-side encryption; those answer
 //! `NotImplemented`. A created stream is `ACTIVE` at once.
 //!
 //! Read `state.rs` (data and durability), then `deliver.rs` (the flusher, transformation,
@@ -116,6 +117,7 @@ impl tsumiki_ports::Service for Firehose {
             "ListTagsForDeliveryStream" => {
                 streams::list_tags_for_delivery_stream(self, ctx, &input)
             }
+            "UpdateDestination" => streams::update_destination(self, ctx, &input).await,
             "PutRecord" => records::put_record(self, ctx, &input).await,
             "PutRecordBatch" => records::put_record_batch(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("firehose", other)),

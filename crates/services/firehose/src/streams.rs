@@ -562,3 +562,64 @@ pub fn list_tags_for_delivery_stream(
         "HasMoreTags": more,
     }))
 }
+
+pub async fn update_destination(
+    fh: &Firehose,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let key = stream_key(ctx, input);
+    let update = match (
+        input.get("ExtendedS3DestinationUpdate"),
+        input.get("S3DestinationUpdate"),
+    ) {
+        (Some(u), None) | (None, Some(u)) => u.clone(),
+        (Some(_), Some(_)) => {
+            return Err(invalid("Exactly one destination update must be specified."));
+        }
+        (None, None) => {
+            return Err(AwsError::not_implemented(
+                "firehose",
+                "UpdateDestination (destinations other than S3)",
+            ));
+        }
+    };
+    let version = str_of(input, "CurrentDeliveryStreamVersionId")
+        .unwrap_or_default()
+        .to_string();
+    let destination_id = str_of(input, "DestinationId")
+        .unwrap_or_default()
+        .to_string();
+    let now = fh.clock.now_ms();
+    update_meta(fh, &key, |meta| {
+        if meta.version.to_string() != version {
+            return Err(AwsError::new(
+                "ConcurrentModificationException",
+                400,
+                format!(
+                    "Cannot update firehose: {} since the current version id: {} and specified version id: {} do not match",
+                    key.name, meta.version, version
+                ),
+            ));
+        }
+        if destination_id != DESTINATION_ID {
+            return Err(invalid(format!(
+                "Destination Id {destination_id} not found."
+            )));
+        }
+        // Members given replace the stored ones; the rest stay as they were.
+        let mut destination = meta.destination.clone();
+        if let (Some(d), Some(u)) = (destination.as_object_mut(), update.as_object()) {
+            for (k, v) in u {
+                d.insert(k.clone(), v.clone());
+            }
+        }
+        Destination::parse(&destination)?;
+        meta.destination = destination;
+        meta.version += 1;
+        meta.updated_ms = Some(now);
+        Ok(())
+    })
+    .await?;
+    Ok(json!({}))
+}
