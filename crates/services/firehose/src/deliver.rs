@@ -147,6 +147,8 @@ impl Firehose {
                         last,
                         at_ms: oldest.arrival_ms,
                         random: uuid::Uuid::new_v4().to_string(),
+                        version: Some(stream.meta.version),
+                        destination: Some(stream.meta.destination.clone()),
                     };
                     state::put_intent(&mut batch, key, &intent);
                     stream.intent = Some(intent.clone());
@@ -195,7 +197,9 @@ impl Firehose {
         intent: &Intent,
         records: &[BufRecord],
     ) -> Result<(), String> {
-        let dest = Destination::parse(&meta.destination).map_err(|e| e.message)?;
+        let dest = Destination::parse(intent.destination.as_ref().unwrap_or(&meta.destination))
+            .map_err(|e| e.message)?;
+        let version = intent.version.unwrap_or(meta.version);
         let objects = self.objects.get().cloned().ok_or("S3 is not served.")?;
         let (body, failed) = match &dest.lambda {
             Some(lambda) => self.transform(key, meta, lambda, records).await,
@@ -211,7 +215,7 @@ impl Firehose {
         if !body.is_empty() {
             let naming = crate::keys::Naming {
                 stream: &meta.name,
-                version: meta.version,
+                version,
                 at_ms: intent.at_ms,
                 random: &intent.random,
                 extension: &dest.extension,
@@ -226,7 +230,7 @@ impl Firehose {
         if !failed.is_empty() {
             let naming = crate::keys::Naming {
                 stream: &meta.name,
-                version: meta.version,
+                version,
                 at_ms: intent.at_ms,
                 random: &intent.random,
                 extension: "",

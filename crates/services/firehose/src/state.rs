@@ -112,6 +112,12 @@ pub struct Intent {
     pub last: u64,
     pub at_ms: i64,
     pub random: String,
+    /// The stream's version and destination when the flush began, so a redo names and
+    /// shapes its objects as the first attempt did even if UpdateDestination came between.
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub destination: Option<Value>,
 }
 
 /// A delivery stream in memory.
