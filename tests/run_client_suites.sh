@@ -22,7 +22,7 @@ if [ ! -x "$TSUMIKI_BIN" ]; then
 fi
 
 missing=""
-for mod in pytest boto3 requests; do
+for mod in pytest boto3 requests cryptography; do
     "$PYTHON" -c "import $mod" 2>/dev/null || missing="$missing $mod"
 done
 if [ -n "$missing" ]; then

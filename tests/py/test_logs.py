@@ -167,6 +167,6 @@ def test_tags_by_name_and_arn(logs, name):
 
 def test_unimplemented_operations_say_so(logs):
     with pytest.raises(ClientError) as e:
-        logs.describe_metric_filters()
+        logs.describe_export_tasks()
     assert error_code(e) == "NotImplemented"
-    assert "DescribeMetricFilters" in e.value.response["Error"]["Message"]
+    assert "DescribeExportTasks" in e.value.response["Error"]["Message"]

@@ -1,5 +1,5 @@
-//! The CloudWatch Logs filter pattern language, as FilterLogEvents and subscription filters
-//! (later metric filters) read it. Pure: `tsumiki-logs` re-exports it as `filter`.
+//! The CloudWatch Logs filter pattern language, as FilterLogEvents, subscription filters and
+//! metric filters read it (metric filters also take values out of matching messages). Pure: `tsumiki-logs` re-exports it as `filter`.
 //!
 //! Four forms, told apart by their first character once blanks are trimmed:
 //! - terms (`ERROR "exact phrase" ?ORterm -excluded`): case-sensitive substrings; every plain
@@ -90,6 +90,77 @@ impl FilterPattern {
                 Err(_) => false,
             },
             Kind::Delimited(d) => d.matches(message),
+        }
+    }
+
+    /// What a matching message's fields are named by a space-delimited pattern (`$name` ->
+    /// field, in slot order), as TestMetricFilter's `extractedValues` shows them; empty for the
+    /// other forms, for a message the pattern does not match, and when several `...` make the
+    /// alignment ambiguous.
+    pub fn extracted_values(&self, message: &str) -> Vec<(String, String)> {
+        match &self.kind {
+            Kind::Delimited(d) if d.matches(message) => d.bind(message).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The value a metric filter's `metricValue` selects from a matching message: `$.a.b[0]`
+    /// from a JSON message (a scalar, as text), `$name` from a space-delimited pattern's named
+    /// field. `None` when the message does not match or has no such value.
+    pub fn value(&self, message: &str, selector: &str) -> Option<String> {
+        if !self.matches(message) {
+            return None;
+        }
+        if selector.starts_with("$.") || selector.starts_with("$[") {
+            let mut s = Scanner::new(selector);
+            let path = parse_json_path(&mut s).ok()?;
+            if !s.rest().is_empty() {
+                return None;
+            }
+            let doc = serde_json::from_str::<Value>(message.trim()).ok()?;
+            let mut at = Some(&doc);
+            for step in &path {
+                at = at.and_then(|v| match step {
+                    Step::Key(k) => v.as_object().and_then(|o| o.get(k)),
+                    Step::Index(i) => v.as_array().and_then(|a| a.get(*i)),
+                });
+            }
+            return match at? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+        }
+        let name = selector.strip_prefix('$')?;
+        self.extracted_values(message)
+            .into_iter()
+            .find(|(n, _)| n.trim_start_matches('$') == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Checks a metric filter's `metricValue`: a number, or a selector this pattern can fill.
+    pub fn check_metric_value(&self, value: &str) -> Result<(), InvalidPattern> {
+        if value.parse::<f64>().is_ok() {
+            return Ok(());
+        }
+        if value.starts_with("$.") || value.starts_with("$[") {
+            if !matches!(self.kind, Kind::Json(_)) {
+                return invalid("a JSON selector as metric value needs a JSON filter pattern");
+            }
+            let mut s = Scanner::new(value);
+            parse_json_path(&mut s)?;
+            return s.expect_end();
+        }
+        match (&self.kind, value.strip_prefix('$')) {
+            (Kind::Delimited(d), Some(name))
+                if d.slots.iter().any(|slot| matches!(slot, Slot::Field { name: n, .. } if n.trim_start_matches('$') == name)) =>
+            {
+                Ok(())
+            }
+            _ => invalid(format!(
+                "the metric value {value:?} is neither a number nor a field of the pattern"
+            )),
         }
     }
 }
@@ -588,7 +659,8 @@ fn parse_json(pattern: &str) -> Result<Expr<JsonCond>, InvalidPattern> {
     Ok(expr)
 }
 
-fn parse_json_cond(s: &mut Scanner<'_>) -> Result<JsonCond, InvalidPattern> {
+/// A selector `$.a.b[0]`: the steps after `$`.
+fn parse_json_path(s: &mut Scanner<'_>) -> Result<Vec<Step>, InvalidPattern> {
     if s.bump() != Some('$') {
         return invalid("a JSON selector must start with $");
     }
@@ -620,6 +692,11 @@ fn parse_json_cond(s: &mut Scanner<'_>) -> Result<JsonCond, InvalidPattern> {
     if path.is_empty() {
         return invalid("a selector must name a property, as in $.field");
     }
+    Ok(path)
+}
+
+fn parse_json_cond(s: &mut Scanner<'_>) -> Result<JsonCond, InvalidPattern> {
+    let path = parse_json_path(s)?;
     let test = if s.eat_word("IS") {
         if s.eat_word("NULL") {
             JsonTest::IsNull
@@ -780,6 +857,38 @@ fn split_fields(message: &str) -> Vec<&str> {
 }
 
 impl Delimited {
+    /// The named slots' fields of a message with one alignment (at most one `...`).
+    fn bind(&self, message: &str) -> Option<Vec<(String, String)>> {
+        let fields = split_fields(message);
+        let ellipses = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Ellipsis))
+            .count();
+        let named = self.slots.len() - ellipses;
+        if ellipses > 1 || fields.len() < named {
+            return None;
+        }
+        let spare = fields.len() - named;
+        let mut at = 0;
+        let mut out = Vec::with_capacity(named);
+        for slot in &self.slots {
+            match slot {
+                Slot::Ellipsis => at += spare,
+                Slot::Field { name, .. } => {
+                    let key = if name.starts_with('$') {
+                        name.clone()
+                    } else {
+                        format!("${name}")
+                    };
+                    out.push((key, fields[at].to_string()));
+                    at += 1;
+                }
+            }
+        }
+        Some(out)
+    }
+
     fn matches(&self, message: &str) -> bool {
         let fields = split_fields(message);
         let ellipses = self
@@ -1173,5 +1282,42 @@ mod tests {
                 let _ = p.matches(&message);
             }
         }
+    }
+
+    #[test]
+    fn metric_values_and_extracted_fields() {
+        let p = FilterPattern::parse("[ip, user, ..., status = 4*, bytes]").unwrap();
+        let line = "10.0.0.1 alice GET /x 404 512";
+        assert_eq!(
+            p.extracted_values(line),
+            vec![
+                ("$ip".to_string(), "10.0.0.1".to_string()),
+                ("$user".to_string(), "alice".to_string()),
+                ("$status".to_string(), "404".to_string()),
+                ("$bytes".to_string(), "512".to_string()),
+            ]
+        );
+        assert_eq!(p.value(line, "$bytes").as_deref(), Some("512"));
+        assert_eq!(p.value("10.0.0.1 alice GET /x 200 512", "$bytes"), None);
+        assert!(p.check_metric_value("$bytes").is_ok());
+        assert!(p.check_metric_value("$nope").is_err());
+        assert!(p.check_metric_value("1").is_ok());
+        assert!(p.check_metric_value("$.a").is_err());
+
+        let j = FilterPattern::parse("{ $.latency > 100 }").unwrap();
+        assert_eq!(
+            j.value(r#"{"latency": 250, "a": {"b": [7]}}"#, "$.latency")
+                .as_deref(),
+            Some("250")
+        );
+        assert_eq!(
+            j.value(r#"{"latency": 250, "a": {"b": [7]}}"#, "$.a.b[0]")
+                .as_deref(),
+            Some("7")
+        );
+        assert_eq!(j.value(r#"{"latency": 50}"#, "$.latency"), None);
+        assert!(j.extracted_values(r#"{"latency": 250}"#).is_empty());
+        assert!(j.check_metric_value("$.latency").is_ok());
+        assert!(j.check_metric_value("$.").is_err());
     }
 }

@@ -244,6 +244,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("loading SNS")?;
     sns.set_async_invoke(async_invoker.clone());
+    let firehose = tsumiki_firehose::Firehose::start(store.clone(), clock.clone())
+        .await
+        .context("loading Firehose")?;
+    firehose.set_object_store(s3.clone());
+    firehose.set_invoker(
+        Arc::downgrade(&lambda) as std::sync::Weak<dyn tsumiki_ports::FunctionInvoker>
+    );
     let mut served = vec![
         Served {
             model: Arc::new(Model::from_json("lambda", tsumiki_lambda::MODEL_JSON)?),
@@ -280,6 +287,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Served {
             model: Arc::new(Model::from_json("sns", tsumiki_sns::MODEL_JSON)?),
             service: sns.clone(),
+        },
+        Served {
+            model: Arc::new(Model::from_json("firehose", tsumiki_firehose::MODEL_JSON)?),
+            service: firehose.clone(),
         },
     ];
     // EventBridge and Scheduler deliver to the other services by name.
@@ -339,6 +350,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     async_invoker.set_services(services.clone());
     sns.set_services(services.clone());
+    firehose.set_services(services.clone());
     logs.set_subscription_targets(async_invoker.clone(), services.clone());
     queue_pollers.set_services(services.clone());
     stepfunctions.set_services(services.clone());
@@ -374,6 +386,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut gateway = Gateway::new(config, clock, served);
     gateway.add_endpoint(apigateway.endpoint());
     gateway.add_endpoint(lambda.url_endpoint());
+    gateway.add_endpoint(Arc::new(tsumiki_sns::CertEndpoint));
     gateway.add_endpoint(s3.clone());
     gateway.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);

@@ -6,8 +6,9 @@
 //! GetLogEvents with AWS's forward and backward tokens; FilterLogEvents across streams with the
 //! filter pattern language (`filter.rs`); retention policies, enforced on read and by a sweep
 //! that follows the clock; tags by group name and by ARN; subscription filters delivering to
-//! Lambda and Kinesis (`subscription.rs`). What it does not: metric filters, Firehose and
-//! cross-account subscription destinations, Logs Insights queries, exports, deliveries, KMS encryption (the key id
+//! Lambda, Kinesis and Firehose (`subscription.rs`); metric filters and TestMetricFilter
+//! (`metric.rs`; no metric data is emitted: tsumiki serves no CloudWatch metrics API). What it
+//! does not: cross-account subscription destinations, Logs Insights queries, exports, deliveries, KMS encryption (the key id
 //! is stored, nothing is encrypted), deletion protection, anomaly detection; those operations
 //! answer `NotImplemented`.
 //! Read `state.rs` (data and durability), then `events.rs`.
@@ -17,6 +18,7 @@ mod events;
 pub use tsumiki_lang::log_filter as filter;
 mod group;
 mod input;
+mod metric;
 mod paging;
 mod state;
 mod stream;
@@ -164,6 +166,10 @@ impl tsumiki_ports::Service for Logs {
             "DeleteSubscriptionFilter" => {
                 subscription::delete_subscription_filter(self, ctx, &input).await
             }
+            "PutMetricFilter" => metric::put_metric_filter(self, ctx, &input).await,
+            "DescribeMetricFilters" => metric::describe_metric_filters(self, ctx, &input),
+            "DeleteMetricFilter" => metric::delete_metric_filter(self, ctx, &input).await,
+            "TestMetricFilter" => metric::test_metric_filter(&input),
             "PutLogEvents" => events::put_log_events(self, ctx, &input).await,
             "GetLogEvents" => events::get_log_events(self, ctx, &input),
             "FilterLogEvents" => events::filter_log_events(self, ctx, &input),

@@ -126,6 +126,8 @@ pub struct Group {
     pub streams: BTreeMap<String, Stream>,
     /// Subscription filters (at most two).
     pub subscriptions: Vec<crate::subscription::SubscriptionFilter>,
+    /// Metric filters (at most 100).
+    pub metric_filters: Vec<crate::metric::MetricFilter>,
     /// Set under the lock when the group is deleted, so a request that found the group just
     /// before writes nothing for it afterwards.
     pub deleted: bool,
@@ -145,6 +147,7 @@ impl Group {
             kms_key_id: None,
             streams: BTreeMap::new(),
             subscriptions: Vec::new(),
+            metric_filters: Vec::new(),
             deleted: false,
             persisted: false,
         }
@@ -186,6 +189,8 @@ struct GroupRecord {
     kms_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     subscriptions: Vec<crate::subscription::SubscriptionFilter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    metric_filters: Vec<crate::metric::MetricFilter>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -270,6 +275,7 @@ impl State {
                         f
                     })
                     .collect(),
+                metric_filters: rec.metric_filters,
                 deleted: false,
                 persisted: true,
             };
@@ -421,6 +427,7 @@ pub mod writes {
             class: g.class.clone(),
             kms_key_id: g.kms_key_id.clone(),
             subscriptions: g.subscriptions.clone(),
+            metric_filters: g.metric_filters.clone(),
         };
         batch.put(
             NS_GROUP,

@@ -1,6 +1,6 @@
 //! Subscription filters: Put/Describe/DeleteSubscriptionFilter (two a log group, as AWS), and
 //! delivery of the events they match to Lambda (asynchronously, through the `AsyncInvoke`
-//! port) or Kinesis (PutRecord through `Services`), as AWS's `awslogs` payload: gzip'd JSON
+//! port), Kinesis or Firehose (PutRecord through `Services`), as AWS's `awslogs` payload: gzip'd JSON
 //! (`messageType: DATA_MESSAGE`, owner, logGroup, logStream, subscriptionFilters, logEvents),
 //! base64 for Lambda's `{"awslogs": {"data": ...}}`.
 //!
@@ -69,9 +69,10 @@ fn check_destination(arn: &str) -> Result<(), AwsError> {
     match tsumiki_core::ids::parse_arn(arn) {
         Some(("lambda", _, _, r)) if r.starts_with("function:") => Ok(()),
         Some(("kinesis", _, _, r)) if r.starts_with("stream/") => Ok(()),
-        Some(("firehose" | "logs", _, _, _)) => Err(AwsError::not_implemented(
+        Some(("firehose", _, _, r)) if r.starts_with("deliverystream/") => Ok(()),
+        Some(("logs", _, _, _)) => Err(AwsError::not_implemented(
             "logs",
-            "PutSubscriptionFilter (Firehose and cross-account destinations)",
+            "PutSubscriptionFilter (cross-account destinations)",
         )),
         _ => Err(invalid_parameter(format!(
             "Could not deliver test message to specified destination. Check if the destination is valid. ({arn})"
@@ -277,6 +278,34 @@ impl Logs {
                                         .map(|_| ())
                                 }
                                 None => Err(AwsError::not_implemented("kinesis", "PutRecord")),
+                            }
+                        }
+                        // Firehose takes the gzip'd document as the record, as AWS sends it.
+                        Some(("firehose", region, account, resource)) => {
+                            match targets.services.get("firehose") {
+                                Some(firehose) => {
+                                    let ctx = RequestContext {
+                                        account: account.to_string(),
+                                        region: region.to_string(),
+                                        request_id: tsumiki_core::ids::request_id(),
+                                        base_url: String::new(),
+                                        access_key: None,
+                                        path: "/".into(),
+                                    };
+                                    let name = resource.trim_start_matches("deliverystream/");
+                                    firehose
+                                        .call(
+                                            &ctx,
+                                            "PutRecord",
+                                            json!({
+                                                "DeliveryStreamName": name,
+                                                "Record": {"Data": b64},
+                                            }),
+                                        )
+                                        .await
+                                        .map(|_| ())
+                                }
+                                None => Err(AwsError::not_implemented("firehose", "PutRecord")),
                             }
                         }
                         _ => Err(invalid_parameter("Unsupported destination.")),

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use parking_lot::Mutex;
@@ -540,7 +541,8 @@ impl Sns {
                 let body = if sub.raw() {
                     m.text_for(&sub.protocol).to_string()
                 } else {
-                    envelope::notification(m, sub, &endpoint)
+                    let version = self.signature_version(&sub.topic_arn);
+                    envelope::notification_signed(m, sub, &endpoint, Some(&version))
                 };
                 let headers = vec![
                     ("x-amz-sns-message-type", "Notification".to_string()),
@@ -550,6 +552,14 @@ impl Sns {
                     ("x-amz-sns-rawdelivery", sub.raw().to_string()),
                 ];
                 http_post(&sub.endpoint, headers, body).await
+            }
+            "firehose" => {
+                let body = if sub.raw() {
+                    m.text_for(&sub.protocol).to_string()
+                } else {
+                    envelope::firehose_record(m, sub, &endpoint)
+                };
+                self.send_to_firehose(&sub.endpoint, body).await
             }
             "email" | "email-json" => {
                 let text = if sub.protocol == "email" {
@@ -563,6 +573,41 @@ impl Sns {
                 "Protocol {other} is not delivered by tsumiki."
             ))),
         }
+    }
+
+    /// One record per message, ended by a newline (AWS separates SNS messages in the
+    /// delivered objects with line breaks).
+    async fn send_to_firehose(&self, stream_arn: &str, body: String) -> Result<(), Failure> {
+        let Some((_, region, account, resource)) = tsumiki_core::ids::parse_arn(stream_arn) else {
+            return Err(Failure::permanent(format!(
+                "{stream_arn} is not a delivery stream ARN."
+            )));
+        };
+        let service = self.services.read().get("firehose").cloned();
+        let Some(firehose) = service else {
+            return Err(Failure::permanent("Firehose is not served."));
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(body + "\n");
+        let ctx = RequestContext {
+            account: account.to_string(),
+            region: region.to_string(),
+            request_id: tsumiki_core::ids::request_id(),
+            base_url: String::new(),
+            access_key: None,
+            path: "/".into(),
+        };
+        firehose
+            .call(
+                &ctx,
+                "PutRecord",
+                json!({
+                    "DeliveryStreamName": resource.trim_start_matches("deliverystream/"),
+                    "Record": {"Data": data},
+                }),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Failure::from_aws(&e))
     }
 
     async fn send_to_queue(
@@ -741,10 +786,21 @@ impl Sns {
             })
     }
 
+    /// The topic's `SignatureVersion` (AWS's default 1).
+    fn signature_version(&self, topic_arn: &str) -> String {
+        self.state
+            .lock()
+            .topics
+            .get(topic_arn)
+            .and_then(|t| t.attributes.get("SignatureVersion").cloned())
+            .unwrap_or_else(|| "1".to_string())
+    }
+
     /// Sends the confirmation request of a new HTTP or email subscription.
     pub(crate) async fn send_confirmation(&self, sub: &Subscription) {
         let endpoint = self.endpoint();
-        let (id, doc) = envelope::confirmation(sub, &endpoint, self.clock.now_ms());
+        let version = self.signature_version(&sub.topic_arn);
+        let (id, doc) = envelope::confirmation(sub, &endpoint, self.clock.now_ms(), &version);
         let result = match sub.protocol.as_str() {
             "http" | "https" => {
                 let headers = vec![

@@ -28,7 +28,7 @@ pub fn subscribe_url(endpoint: &str, topic_arn: &str, token: &str) -> String {
 
 /// Messages are not signed (yet); the URL names where a certificate would be served.
 pub fn signing_cert_url(endpoint: &str) -> String {
-    format!("{endpoint}/_tsumiki/sns/SimpleNotificationService.pem")
+    format!("{endpoint}{}", crate::signing::CERT_PATH)
 }
 
 pub fn timestamp(ms: i64) -> String {
@@ -69,6 +69,19 @@ impl Doc {
 /// The JSON notification for `sub` (SQS, HTTP and `email-json` subscribers without raw
 /// delivery).
 pub fn notification(m: &Message, sub: &Subscription, endpoint: &str) -> String {
+    notification_signed(m, sub, endpoint, None)
+}
+
+/// The JSON notification, signed with `SignatureVersion` `version` when one is given (HTTP and
+/// HTTPS deliveries), else with an empty `Signature`.
+pub fn notification_signed(
+    m: &Message,
+    sub: &Subscription,
+    endpoint: &str,
+    version: Option<&str>,
+) -> String {
+    let stamp = timestamp(m.timestamp_ms);
+    let text = m.text_for(&sub.protocol);
     let mut d = Doc(Vec::new());
     d.text("Type", "Notification");
     d.text("MessageId", &m.id);
@@ -79,16 +92,55 @@ pub fn notification(m: &Message, sub: &Subscription, endpoint: &str) -> String {
     if let Some(subject) = &m.subject {
         d.text("Subject", subject);
     }
-    d.text("Message", m.text_for(&sub.protocol));
-    d.text("Timestamp", &timestamp(m.timestamp_ms));
-    d.text("SignatureVersion", "1");
-    d.text("Signature", "");
+    d.text("Message", text);
+    d.text("Timestamp", &stamp);
+    let signature = match version {
+        Some(v) => {
+            let mut signed = vec![("Message", text), ("MessageId", m.id.as_str())];
+            if let Some(subject) = &m.subject {
+                signed.push(("Subject", subject));
+            }
+            signed.extend([
+                ("Timestamp", stamp.as_str()),
+                ("TopicArn", m.topic_arn.as_str()),
+                ("Type", "Notification"),
+            ]);
+            crate::signing::sign(v, &crate::signing::string_to_sign(&signed))
+        }
+        None => String::new(),
+    };
+    d.text("SignatureVersion", version.unwrap_or("1"));
+    d.text("Signature", &signature);
     d.text("SigningCertURL", &signing_cert_url(endpoint));
     d.text("UnsubscribeURL", &unsubscribe_url(endpoint, &sub.arn));
     if !m.attributes.is_empty() {
         d.member("MessageAttributes", &attributes_json(m));
     }
     d.finish()
+}
+
+/// A notification as a Firehose subscription stores it: one line of compact JSON, in AWS's
+/// member order and without the signature members.
+pub fn firehose_record(m: &Message, sub: &Subscription, endpoint: &str) -> String {
+    let mut members: Vec<(&str, Value)> = vec![
+        ("Type", json!("Notification")),
+        ("MessageId", json!(m.id)),
+        ("TopicArn", json!(m.topic_arn)),
+    ];
+    if let Some(subject) = &m.subject {
+        members.push(("Subject", json!(subject)));
+    }
+    members.push(("Message", json!(m.text_for(&sub.protocol))));
+    members.push(("Timestamp", json!(timestamp(m.timestamp_ms))));
+    members.push(("UnsubscribeURL", json!(unsubscribe_url(endpoint, &sub.arn))));
+    if !m.attributes.is_empty() {
+        members.push(("MessageAttributes", attributes_json(m)));
+    }
+    let fields: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json!(k), v))
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 /// The event a Lambda subscriber is invoked with.
@@ -116,27 +168,41 @@ pub fn lambda_event(m: &Message, sub: &Subscription, endpoint: &str) -> Value {
 }
 
 /// The confirmation request an HTTP or email endpoint receives, and its message id.
-pub fn confirmation(sub: &Subscription, endpoint: &str, now_ms: i64) -> (String, String) {
+pub fn confirmation(
+    sub: &Subscription,
+    endpoint: &str,
+    now_ms: i64,
+    version: &str,
+) -> (String, String) {
     let id = uuid::Uuid::new_v4().to_string();
+    let message = format!(
+        "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+        sub.topic_arn
+    );
+    let subscribe = subscribe_url(endpoint, &sub.topic_arn, &sub.token);
+    let stamp = timestamp(now_ms);
+    let signature = crate::signing::sign(
+        version,
+        &crate::signing::string_to_sign(&[
+            ("Message", &message),
+            ("MessageId", &id),
+            ("SubscribeURL", &subscribe),
+            ("Timestamp", &stamp),
+            ("Token", &sub.token),
+            ("TopicArn", &sub.topic_arn),
+            ("Type", "SubscriptionConfirmation"),
+        ]),
+    );
     let mut d = Doc(Vec::new());
     d.text("Type", "SubscriptionConfirmation");
     d.text("MessageId", &id);
     d.text("Token", &sub.token);
     d.text("TopicArn", &sub.topic_arn);
-    d.text(
-        "Message",
-        &format!(
-            "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
-            sub.topic_arn
-        ),
-    );
-    d.text(
-        "SubscribeURL",
-        &subscribe_url(endpoint, &sub.topic_arn, &sub.token),
-    );
-    d.text("Timestamp", &timestamp(now_ms));
-    d.text("SignatureVersion", "1");
-    d.text("Signature", "");
+    d.text("Message", &message);
+    d.text("SubscribeURL", &subscribe);
+    d.text("Timestamp", &stamp);
+    d.text("SignatureVersion", version);
+    d.text("Signature", &signature);
     d.text("SigningCertURL", &signing_cert_url(endpoint));
     (id, d.finish())
 }

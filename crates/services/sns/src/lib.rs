@@ -2,11 +2,14 @@
 //! policies (through `tsumiki_lang::filter_policy`), Publish and PublishBatch, and durable
 //! asynchronous delivery to SQS (raw or in AWS's JSON envelope), Lambda (through the
 //! `AsyncInvoke` port, in AWS's SNS event shape), HTTP endpoints (the confirmation handshake,
-//! `x-amz-sns-*` headers, AWS's retry policy on the clock) and `email`/`email-json` (files in
-//! a mailbox folder), with subscription dead-letter queues.
+//! `x-amz-sns-*` headers, AWS's retry policy on the clock, messages signed with
+//! `SignatureVersion` 1 or 2 by `signing.rs`, whose certificate is served at the
+//! `SigningCertURL`) and `email`/`email-json` (files in
+//! a mailbox folder) and Firehose delivery streams (`PutRecord` through `Services`, one
+//! compact JSON line per message), with subscription dead-letter queues.
 //!
 //! What it does not (yet): SMS, mobile push (platform applications), HTTPS (no TLS client),
-//! Firehose subscriptions, message signatures (the `Signature` field is empty), data
+//! signatures outside HTTP deliveries (SQS envelopes carry an empty `Signature`), data
 //! protection enforcement (policies are stored), message archiving and replay; those answer
 //! `NotImplemented` or are stored only.
 //!
@@ -15,6 +18,9 @@
 mod deliver;
 mod envelope;
 mod publish;
+mod signing;
+
+pub use signing::CertEndpoint;
 mod state;
 mod subs;
 mod topics;

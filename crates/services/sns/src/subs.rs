@@ -120,8 +120,9 @@ fn check_endpoint(protocol: &str, endpoint: &str) -> Result<(), AwsError> {
             Err(invalid("Endpoint must match the specified protocol"))
         }
         "email" | "email-json" if !endpoint.contains('@') => Err(invalid("Email address")),
-        "sqs" | "lambda" | "http" | "https" | "email" | "email-json" => Ok(()),
-        "sms" | "application" | "firehose" => Err(AwsError::not_implemented(
+        "firehose" if !arn_of("firehose") => Err(invalid("Firehose endpoint ARN")),
+        "sqs" | "lambda" | "http" | "https" | "email" | "email-json" | "firehose" => Ok(()),
+        "sms" | "application" => Err(AwsError::not_implemented(
             "sns",
             &format!("Subscribe (protocol {protocol})"),
         )),
@@ -152,6 +153,12 @@ pub async fn subscribe(sns: &Sns, ctx: &RequestContext, input: &Value) -> Result
         .and_then(Value::as_bool)
         .unwrap_or(false);
     check_endpoint(&protocol, &endpoint)?;
+    // SNS writes to a delivery stream with the role the subscriber names.
+    if protocol == "firehose" && !given.contains_key("SubscriptionRoleArn") {
+        return Err(invalid(
+            "Attributes Reason: SubscriptionRoleArn is required for the firehose protocol",
+        ));
+    }
     let mut attributes = BTreeMap::new();
     for (k, v) in &given {
         apply_attribute(&mut attributes, k, v);
@@ -195,7 +202,7 @@ pub async fn subscribe(sns: &Sns, ctx: &RequestContext, input: &Value) -> Result
             };
             return Ok(json!({"SubscriptionArn": shown}));
         }
-        let confirmed = matches!(protocol.as_str(), "sqs" | "lambda");
+        let confirmed = matches!(protocol.as_str(), "sqs" | "lambda" | "firehose");
         let mut sub = Subscription {
             arn: format!("{arn}:{}", uuid::Uuid::new_v4()),
             topic_arn: arn.to_string(),
