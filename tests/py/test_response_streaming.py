@@ -45,6 +45,7 @@ exports.handler = awslambda.streamifyResponse(async (event, responseStream, cont
     responseStream.write("second;");
   }
   if (body.fail) throw new Error("broke midway");
+  if (body.hang) await wait(600000);
   responseStream.write("third");
   responseStream.end();
 });
@@ -119,6 +120,30 @@ def test_error_midway_reaches_invoke_complete(lam, streamer):
     assert complete["ErrorCode"] == "Error"
     assert complete["ErrorDetails"] == "broke midway"
     assert complete["LogResult"]
+
+
+def test_plain_invoke_gathers_a_stream_whole(lam, streamer):
+    out = lam.invoke(FunctionName=streamer, Payload=json.dumps({}))
+    assert "FunctionError" not in out
+    assert out["Payload"].read() == b"first;second;third"
+
+
+def test_a_stream_past_its_timeout_ends_with_the_timeout_error(clock_server):
+    lam = clock_server.client("lambda")
+    name = unique("hang")
+    create_function(lam, name, {"index.js": STREAMER}, runtime="nodejs20.x",
+                    handler="index.handler", Timeout=3)
+    out = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"hang": True}))
+    events = iter(out["EventStream"])
+    first = next(events)
+    assert first["PayloadChunk"]["Payload"] == b"first;"
+    # The function now waits ten minutes; moving the clock past its 3 s ends it.
+    assert next(events)["PayloadChunk"]["Payload"] == b"second;"
+    clock_server.advance(4)
+    rest = list(events)
+    complete = rest[-1]["InvokeComplete"]
+    assert complete["ErrorCode"] == "Sandbox.Timedout"
+    assert "Task timed out after 3.00 seconds" in complete["ErrorDetails"]
 
 
 def test_buffered_function_answers_one_chunk(lam, buffered):
