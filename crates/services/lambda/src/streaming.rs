@@ -286,7 +286,9 @@ impl HttpEndpoint for ResponseStreaming {
 
     fn claims(&self, head: &RequestHead<'_>) -> Claim {
         let path = head.parts.uri.path();
+        // Another service's signed request with this path (an S3 key, say) is not ours.
         if head.parts.method == http::Method::POST
+            && matches!(head.signing_service, None | Some("lambda"))
             && path.starts_with(PATH_PREFIX)
             && path.ends_with(PATH_SUFFIX)
             && path.len() > PATH_PREFIX.len() + PATH_SUFFIX.len()
