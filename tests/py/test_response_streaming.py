@@ -172,6 +172,15 @@ def test_errors_before_the_stream_are_aws_errors(lam, buffered):
     assert dry["StatusCode"] == 204
 
 
+def stream_url(lam, name):
+    """The function's RESPONSE_STREAM URL, created on first use."""
+    try:
+        return lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
+    except ClientError:
+        return lam.create_function_url_config(FunctionName=name, AuthType="NONE",
+                                              InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+
+
 def url_connection(server, function_url, path):
     parsed = urllib.parse.urlparse(server.endpoint)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
@@ -180,8 +189,7 @@ def url_connection(server, function_url, path):
 
 
 def test_function_url_streams_chunks_while_the_function_runs(server, lam, streamer, tmp_path):
-    url = lam.create_function_url_config(FunctionName=streamer, AuthType="NONE",
-                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+    url = stream_url(lam, streamer)
     assert lam.get_function_url_config(FunctionName=streamer)["InvokeMode"] == "RESPONSE_STREAM"
     signal = tmp_path / f"signal-{uuid.uuid4().hex}"
     conn, host = url_connection(server, url, "/")
@@ -205,7 +213,7 @@ def test_function_url_streams_chunks_while_the_function_runs(server, lam, stream
 
 def test_function_url_stream_without_prelude_and_buffered_functions(server, lam, streamer,
                                                                     buffered):
-    url = lam.get_function_url_config(FunctionName=streamer)["FunctionUrl"]
+    url = stream_url(lam, streamer)
     conn, host = url_connection(server, url, "/")
     conn.request("POST", "/", body=json.dumps({}), headers={"Host": host})
     resp = conn.getresponse()
@@ -215,8 +223,7 @@ def test_function_url_stream_without_prelude_and_buffered_functions(server, lam,
     conn.close()
 
     # A buffered function behind a RESPONSE_STREAM URL answers as a BUFFERED URL does.
-    url = lam.create_function_url_config(FunctionName=buffered, AuthType="NONE",
-                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+    url = stream_url(lam, buffered)
     conn, host = url_connection(server, url, "/")
     conn.request("GET", "/x", headers={"Host": host})
     resp = conn.getresponse()
