@@ -286,9 +286,18 @@ impl HttpEndpoint for ResponseStreaming {
 
     fn claims(&self, head: &RequestHead<'_>) -> Claim {
         let path = head.parts.uri.path();
-        // Another service's signed request with this path (an S3 key, say) is not ours.
-        if head.parts.method == http::Method::POST
-            && matches!(head.signing_service, None | Some("lambda"))
+        // Another service's request with this path (an S3 key, an API's route, a function
+        // URL's path) is not ours: SDKs sign as `lambda`; an unsigned call must name no other
+        // endpoint's host.
+        let ours = match head.signing_service {
+            Some(service) => service == "lambda",
+            None => {
+                let host = head.host();
+                !host.contains(".execute-api.") && !host.contains(".lambda-url.")
+            }
+        };
+        if ours
+            && head.parts.method == http::Method::POST
             && path.starts_with(PATH_PREFIX)
             && path.ends_with(PATH_SUFFIX)
             && path.len() > PATH_PREFIX.len() + PATH_SUFFIX.len()
