@@ -21,9 +21,9 @@ use tsumiki_core::{Clock, Stopwatch};
 use tsumiki_ports::LogSink;
 
 use crate::output::{LogTarget, Output};
-use crate::runtime_api::{self, Job, Reply, Shared};
+use crate::runtime_api::{self, Job, Reply, Shared, StreamReply};
 use crate::runtimes::Launch;
-use crate::{FunctionSpec, InvokeRequest, sandbox};
+use crate::{FunctionSpec, InvokeRequest, ResponseStream, sandbox};
 
 /// What an invocation produced, as Invoke reports it.
 pub(crate) enum Outcome {
@@ -179,8 +179,14 @@ impl Env {
         }
     }
 
-    /// Runs one invocation; returns its outcome and the base64 tail of its log.
-    pub(crate) async fn run(&self, request: InvokeRequest) -> (Outcome, String) {
+    /// Runs one invocation; returns its outcome and the base64 tail of its log. A streamed
+    /// response goes to `on_stream` as it begins (its outcome then carries only how it ended),
+    /// or without one is gathered into a buffered response as `Invoke` returns it.
+    pub(crate) async fn run(
+        &self,
+        request: InvokeRequest,
+        on_stream: Option<oneshot::Sender<ResponseStream>>,
+    ) -> (Outcome, String) {
         let request_id = request.request_id.clone();
         let (picked_tx, picked_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -195,7 +201,10 @@ impl Env {
         let init_deadline = self.shared.clock.now_ms() + INIT_GRACE_MS + timeout_ms;
         self.shared.offer(job.clone());
 
-        let ended = self.wait(picked_rx, done_rx, init_deadline).await;
+        let ended = match self.wait(picked_rx, done_rx, init_deadline).await {
+            Ended::Reply(Reply::Stream(stream)) => self.stream(stream, &job, on_stream).await,
+            other => other,
+        };
         let mut timed_out_line = None;
         let outcome = match ended {
             Ended::Reply(Reply::Response(body)) => Outcome::Response(body),
@@ -204,6 +213,8 @@ impl Env {
                 self.stop();
                 Outcome::Error(body)
             }
+            // `stream` resolves every stream into a response or an error.
+            Ended::Reply(Reply::Stream(_)) => Outcome::Response(Bytes::new()),
             Ended::Exited(how) => {
                 self.stop();
                 Outcome::Error(platform_error(
@@ -245,6 +256,80 @@ impl Env {
         }
         let tail = self.report(&job, timed_out_line);
         (outcome, tail)
+    }
+
+    /// Follows a streamed response to its end under the invocation's deadline and limits.
+    async fn stream(
+        &self,
+        stream: StreamReply,
+        job: &Job,
+        on_stream: Option<oneshot::Sender<ResponseStream>>,
+    ) -> Ended {
+        let deadline = job.deadline_ms.load(Ordering::Acquire);
+        let StreamReply {
+            content_type,
+            mut chunks,
+            end,
+        } = stream;
+        let gathered = match on_stream {
+            Some(tx) => {
+                let _ = tx.send(ResponseStream {
+                    content_type,
+                    chunks,
+                });
+                Bytes::new()
+            }
+            None => {
+                let gather = async {
+                    let mut body = bytes::BytesMut::new();
+                    let mut size = 0usize;
+                    while let Some(chunk) = chunks.recv().await {
+                        size += chunk.len();
+                        if size <= crate::MAX_RESPONSE_BYTES {
+                            body.extend_from_slice(&chunk);
+                        }
+                    }
+                    (body.freeze(), size)
+                };
+                match self.guard(gather, deadline).await {
+                    Ok((_, size)) if size > crate::MAX_RESPONSE_BYTES => {
+                        return Ended::Reply(Reply::Error(runtime_api::too_large_limit(
+                            size,
+                            crate::MAX_RESPONSE_BYTES,
+                        )));
+                    }
+                    Ok((body, _)) => body,
+                    Err(ended) => return ended,
+                }
+            }
+        };
+        match self.guard(end, deadline).await {
+            Ok(Ok(Ok(()))) => Ended::Reply(Reply::Response(gathered)),
+            Ok(Ok(Err(error))) => Ended::Reply(Reply::Error(error)),
+            Ok(Err(_)) => Ended::Exited("no reply".into()),
+            Err(ended) => ended,
+        }
+    }
+
+    /// Runs `fut` unless the process exits, the deadline passes or memory runs out first.
+    async fn guard<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+        deadline: i64,
+    ) -> Result<T, Ended> {
+        let clock = &self.shared.clock;
+        let mut exited = self.exited.clone();
+        let limit = u64::from(self.spec.memory_mb) * 1024 * 1024;
+        tokio::pin!(fut);
+        tokio::select! {
+            biased;
+            v = &mut fut => Ok(v),
+            how = exited.wait_for(Option::is_some) => {
+                Err(Ended::Exited(how.ok().and_then(|h| h.clone()).unwrap_or_default()))
+            }
+            _ = clock.sleep_until(deadline) => Err(Ended::TimedOut),
+            _ = watch_memory(self.pid, limit) => Err(Ended::OutOfMemory),
+        }
     }
 
     async fn wait(

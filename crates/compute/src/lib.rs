@@ -113,6 +113,27 @@ pub struct InvokeResult {
     pub cold_start: bool,
 }
 
+/// A response the function streams (`Lambda-Runtime-Function-Response-Mode: streaming`).
+pub struct ResponseStream {
+    /// The runtime's `Content-Type` for the stream.
+    pub content_type: Option<String>,
+    /// The body's chunks as the function writes them; closed when the stream ends.
+    pub chunks: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+/// What a streaming invocation produced, as soon as it is known whether it streams.
+pub enum Streamed {
+    /// The function answered whole (a buffered function), or failed before streaming.
+    Whole(InvokeResult),
+    /// The function streams; `end` tells how it ended once the last chunk is out (a mid-stream
+    /// error, a timeout) with the log tail. Its payload is empty unless the function failed.
+    Stream {
+        stream: ResponseStream,
+        end: tokio::sync::oneshot::Receiver<InvokeResult>,
+        cold_start: bool,
+    },
+}
+
 /// Why an invocation did not run at all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvokeError {
@@ -150,19 +171,20 @@ pub struct Compute {
     /// Where functions' SDK calls go: tsumiki itself (set once the server is listening).
     endpoint: Mutex<String>,
     idle: Mutex<HashMap<String, Vec<Arc<Env>>>>,
-    counters: Mutex<Counters>,
+    counters: Arc<Mutex<Counters>>,
 }
 
-/// Releases an invocation's concurrency slot however the invocation ends.
-struct Slot<'a> {
-    compute: &'a Compute,
+/// Releases an invocation's concurrency slot however the invocation ends (a streamed one ends
+/// after its caller got its answer, so the slot owns its counters).
+struct Slot {
+    counters: Arc<Mutex<Counters>>,
     function: String,
     account: Option<String>,
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut c = self.compute.counters.lock();
+        let mut c = self.counters.lock();
         if let Some(n) = c.by_function.get_mut(&self.function) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -196,7 +218,7 @@ impl Compute {
             runtimes,
             endpoint: Mutex::new(String::new()),
             idle: Mutex::new(HashMap::new()),
-            counters: Mutex::new(Counters::default()),
+            counters: Arc::new(Mutex::new(Counters::default())),
         });
         tokio::spawn(reap(Arc::downgrade(&compute)));
         Ok(compute)
@@ -223,6 +245,7 @@ impl Compute {
     }
 
     /// Runs one invocation to its end: the function's response or error, a timeout, a crash.
+    /// A function that streams its response has it gathered whole, as `Invoke` returns it.
     pub async fn invoke(
         &self,
         spec: &Arc<FunctionSpec>,
@@ -230,69 +253,122 @@ impl Compute {
         limits: Concurrency,
     ) -> Result<InvokeResult, InvokeError> {
         let _slot = self.acquire(spec, limits)?;
+        let (env, cold_start) = match self.environment(spec, &request).await? {
+            Ok(found) => found,
+            Err(result) => return Ok(result),
+        };
+        let tail = request.tail;
+        let (outcome, log_tail) = env.run(request, None).await;
+        Ok(self.settle(spec, env, outcome, tail.then_some(log_tail), cold_start))
+    }
+
+    /// Runs one invocation whose response may stream: answers as soon as the function either
+    /// answered whole or began streaming; a stream's chunks then flow while it runs on.
+    pub async fn invoke_streaming(
+        self: &Arc<Self>,
+        spec: &Arc<FunctionSpec>,
+        request: InvokeRequest,
+        limits: Concurrency,
+    ) -> Result<Streamed, InvokeError> {
+        let slot = self.acquire(spec, limits)?;
+        let (env, cold_start) = match self.environment(spec, &request).await? {
+            Ok(found) => found,
+            Err(result) => return Ok(Streamed::Whole(result)),
+        };
+        let (stream_tx, stream_rx) = tokio::sync::oneshot::channel();
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+        let compute = self.clone();
+        let spec = spec.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tail = request.tail;
+            let (outcome, log_tail) = env.run(request, Some(stream_tx)).await;
+            let _ = end_tx.send(compute.settle(
+                &spec,
+                env,
+                outcome,
+                tail.then_some(log_tail),
+                cold_start,
+            ));
+        });
+        match stream_rx.await {
+            Ok(stream) => Ok(Streamed::Stream {
+                stream,
+                end: end_rx,
+                cold_start,
+            }),
+            Err(_) => end_rx
+                .await
+                .map(Streamed::Whole)
+                .map_err(|_| InvokeError::Internal("the invocation ended without a result".into())),
+        }
+    }
+
+    /// A warm environment of `spec`, else a new one; `Err` carries the answer of a function
+    /// that cannot start (no bootstrap), which AWS reports as the function's error.
+    async fn environment(
+        &self,
+        spec: &Arc<FunctionSpec>,
+        request: &InvokeRequest,
+    ) -> Result<Result<(Arc<Env>, bool), InvokeResult>, InvokeError> {
         let pooled = self
             .idle
             .lock()
             .get_mut(&spec.pool_key())
             .and_then(Vec::pop);
-        let (env, cold_start) = match pooled {
-            Some(env) if env.is_alive() => (env, false),
-            _ => {
-                let command = self
-                    .runtimes
-                    .command_for(&spec.runtime)
-                    .await
-                    .map_err(InvokeError::RuntimeUnavailable)?;
-                let endpoint = self.endpoint.lock().clone();
-                let started = Env::start(
-                    spec.clone(),
-                    command,
-                    &self.config.work_dir.join("env"),
-                    &endpoint,
-                    self.clock.clone(),
-                    self.logs.clone(),
-                )
-                .await;
-                match started {
-                    Ok(env) => (Arc::new(env), true),
-                    Err(env::StartError::NoBootstrap) => {
-                        return Ok(InvokeResult {
-                            payload: env::platform_error(
-                                "Runtime.InvalidEntrypoint",
-                                &format!(
-                                    "RequestId: {} Error: Couldn't find valid bootstrap(s): \
-                                     [/var/task/bootstrap /opt/bootstrap]",
-                                    request.request_id
-                                ),
-                            ),
-                            function_error: Some("Unhandled"),
-                            log_tail: None,
-                            cold_start: true,
-                        });
-                    }
-                    Err(env::StartError::Io(e)) => {
-                        return Err(InvokeError::Internal(format!(
-                            "starting the environment: {e}"
-                        )));
-                    }
-                }
-            }
-        };
-        let tail = request.tail;
-        let (outcome, log_tail) = env.run(request).await;
-        let result = match outcome {
-            Outcome::Response(payload) => InvokeResult {
-                payload,
-                function_error: None,
-                log_tail: None,
-                cold_start,
-            },
-            Outcome::Error(payload) => InvokeResult {
-                payload,
+        if let Some(env) = pooled
+            && env.is_alive()
+        {
+            return Ok(Ok((env, false)));
+        }
+        let command = self
+            .runtimes
+            .command_for(&spec.runtime)
+            .await
+            .map_err(InvokeError::RuntimeUnavailable)?;
+        let endpoint = self.endpoint.lock().clone();
+        let started = Env::start(
+            spec.clone(),
+            command,
+            &self.config.work_dir.join("env"),
+            &endpoint,
+            self.clock.clone(),
+            self.logs.clone(),
+        )
+        .await;
+        match started {
+            Ok(env) => Ok(Ok((Arc::new(env), true))),
+            Err(env::StartError::NoBootstrap) => Ok(Err(InvokeResult {
+                payload: env::platform_error(
+                    "Runtime.InvalidEntrypoint",
+                    &format!(
+                        "RequestId: {} Error: Couldn't find valid bootstrap(s): \
+                         [/var/task/bootstrap /opt/bootstrap]",
+                        request.request_id
+                    ),
+                ),
                 function_error: Some("Unhandled"),
                 log_tail: None,
-                cold_start,
-            },
+                cold_start: true,
+            })),
+            Err(env::StartError::Io(e)) => Err(InvokeError::Internal(format!(
+                "starting the environment: {e}"
+            ))),
+        }
+    }
+
+    /// Puts a live environment back in its pool and shapes the invocation's result.
+    fn settle(
+        &self,
+        spec: &FunctionSpec,
+        env: Arc<Env>,
+        outcome: Outcome,
+        log_tail: Option<String>,
+        cold_start: bool,
+    ) -> InvokeResult {
+        let (payload, function_error) = match outcome {
+            Outcome::Response(payload) => (payload, None),
+            Outcome::Error(payload) => (payload, Some("Unhandled")),
         };
         if env.is_alive() {
             env.touch(self.clock.now_ms());
@@ -302,13 +378,15 @@ impl Compute {
                 .or_default()
                 .push(env);
         }
-        Ok(InvokeResult {
-            log_tail: tail.then_some(log_tail),
-            ..result
-        })
+        InvokeResult {
+            payload,
+            function_error,
+            log_tail,
+            cold_start,
+        }
     }
 
-    fn acquire(&self, spec: &FunctionSpec, limits: Concurrency) -> Result<Slot<'_>, InvokeError> {
+    fn acquire(&self, spec: &FunctionSpec, limits: Concurrency) -> Result<Slot, InvokeError> {
         let mut c = self.counters.lock();
         let running = c.by_function.get(spec.function_key()).copied().unwrap_or(0);
         let account = match limits.reserved {
@@ -334,7 +412,7 @@ impl Compute {
             .entry(spec.function_key().to_string())
             .or_default() += 1;
         Ok(Slot {
-            compute: self,
+            counters: self.counters.clone(),
             function: spec.function_key().to_string(),
             account,
         })

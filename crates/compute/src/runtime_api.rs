@@ -8,8 +8,10 @@
 //! - `POST /2018-06-01/runtime/invocation/{id}/error` (`Lambda-Runtime-Function-Error-Type`)
 //! - `POST /2018-06-01/runtime/init/error`
 //!
-//! Response streaming (`Lambda-Runtime-Function-Response-Mode: streaming`) is not served yet:
-//! the body is read whole, so a streamed response arrives as one buffered payload.
+//! Response streaming: a `response` POST with `Lambda-Runtime-Function-Response-Mode:
+//! streaming` (chunked) hands the invocation a [`StreamReply`] at once and forwards each chunk
+//! as it arrives; the stream's end, or a mid-stream error the runtime reports in the trailers
+//! `Lambda-Runtime-Function-Error-Type` / `-Body`, comes after the last chunk.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tsumiki_core::{Clock, Stopwatch};
 
 use crate::InvokeRequest;
@@ -30,12 +32,27 @@ use crate::output::Output;
 const PREFIX: &str = "/2018-06-01/runtime/";
 
 /// What a runtime answered for a job.
-#[derive(Debug)]
 pub(crate) enum Reply {
     Response(Bytes),
     Error(Bytes),
     InitError(Bytes),
+    /// A streamed response has begun.
+    Stream(StreamReply),
 }
+
+/// A response the runtime is streaming.
+pub(crate) struct StreamReply {
+    /// The runtime's `Content-Type` (AWS's `application/vnd.awslambda.http-integration-response`
+    /// when the body opens with an HTTP prelude).
+    pub content_type: Option<String>,
+    /// The body's chunks as the runtime sends them.
+    pub chunks: mpsc::Receiver<Bytes>,
+    /// How the stream ended, after the last chunk: an error payload for a mid-stream error.
+    pub end: oneshot::Receiver<Result<(), Bytes>>,
+}
+
+/// Largest streamed response (AWS: 200 MB).
+pub(crate) const MAX_STREAM_BYTES: usize = 200 * 1024 * 1024;
 
 /// One invocation handed to an environment.
 pub(crate) struct Job {
@@ -145,6 +162,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
                     "Invalid request ID",
                 );
             };
+            let streaming = req
+                .headers()
+                .get("lambda-runtime-function-response-mode")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("streaming"));
+            if action == "response" && streaming {
+                return stream(shared, job, req).await;
+            }
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -177,6 +202,79 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             "Method not allowed",
         ),
     }
+}
+
+/// Serves a streamed response: the invocation learns at once that it streams, then gets each
+/// chunk as it arrives. A runtime whose reader went away keeps writing into the void (AWS does
+/// not stop a function whose client disconnected).
+async fn stream(shared: &Shared, job: Arc<Job>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (tx, chunks) = mpsc::channel(16);
+    let (end_tx, end) = oneshot::channel();
+    job.finish(Reply::Stream(StreamReply {
+        content_type,
+        chunks,
+        end,
+    }));
+    let ended = forward(req.into_body(), tx).await;
+    {
+        let mut slot = shared.slot.lock();
+        if slot.running.as_ref().is_some_and(|j| Arc::ptr_eq(j, &job)) {
+            slot.running = None;
+        }
+    }
+    let _ = end_tx.send(ended);
+    accepted()
+}
+
+/// Forwards a streamed body's chunks; the error payload of a stream that failed.
+async fn forward(mut body: Incoming, tx: mpsc::Sender<Bytes>) -> Result<(), Bytes> {
+    let mut size = 0usize;
+    let mut open = true;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(crate::env::platform_error(
+                "Runtime.StreamError",
+                "The runtime's response stream broke before it ended.",
+            ));
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                size = size.saturating_add(data.len());
+                if size > MAX_STREAM_BYTES {
+                    return Err(too_large_limit(size, MAX_STREAM_BYTES));
+                }
+                if open && !data.is_empty() && tx.send(data).await.is_err() {
+                    open = false;
+                }
+            }
+            Err(frame) => {
+                let Ok(trailers) = frame.into_trailers() else {
+                    continue;
+                };
+                let error_type = trailers
+                    .get("lambda-runtime-function-error-type")
+                    .and_then(|v| v.to_str().ok());
+                let Some(error_type) = error_type else {
+                    continue;
+                };
+                // AWS documents the body trailer as base64; a runtime sending plain text is
+                // taken at its word.
+                let raw = trailers
+                    .get("lambda-runtime-function-error-body")
+                    .map(|v| v.as_bytes().to_vec())
+                    .unwrap_or_default();
+                let body = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &raw)
+                    .unwrap_or(raw);
+                return Err(error_body(Bytes::from(body), Some(error_type.to_string())));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the next job and hands it over with AWS's `Lambda-Runtime-*` headers.
@@ -294,11 +392,15 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, BodyError> {
 
 /// The payload an invoke returns when a response of `size` bytes exceeded the limit.
 fn too_large(size: usize) -> Bytes {
+    too_large_limit(size, crate::MAX_RESPONSE_BYTES)
+}
+
+/// The payload of a response of `size` bytes past `limit`.
+pub(crate) fn too_large_limit(size: usize, limit: usize) -> Bytes {
     Bytes::from(
         serde_json::json!({
             "errorMessage": format!(
-                "Response payload size ({size} bytes) exceeded maximum allowed payload size ({} bytes).",
-                crate::MAX_RESPONSE_BYTES
+                "Response payload size ({size} bytes) exceeded maximum allowed payload size ({limit} bytes).",
             ),
             "errorType": "Function.ResponseSizeTooLarge",
         })

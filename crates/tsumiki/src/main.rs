@@ -384,6 +384,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         service: apigateway.rest_service(),
     });
     let mut gateway = Gateway::new(config, clock, served);
+    gateway.add_endpoint(lambda.response_streaming_endpoint());
     gateway.add_endpoint(apigateway.endpoint());
     gateway.add_endpoint(lambda.url_endpoint());
     gateway.add_endpoint(Arc::new(tsumiki_sns::CertEndpoint));

@@ -4,12 +4,20 @@
 // loads the handler named by _HANDLER once (CommonJS or ES module), then loops over
 // invocation/next, calling the handler (async or callback style) with the event and a context
 // object, and posts the result or AWS's error shape. Node's standard library only.
+//
+// Response streaming as AWS's runtime offers it: `awslambda.streamifyResponse(handler)` marks a
+// handler that takes (event, responseStream, context); the stream is a Writable whose bytes go
+// to the Runtime API as one chunked POST (`Lambda-Runtime-Function-Response-Mode: streaming`),
+// each write a chunk, and an error after the first byte travels in the trailers.
+// `awslambda.HttpResponseStream.from(stream, prelude)` opens the body with the JSON prelude
+// (statusCode, headers, cookies) and 8 NUL bytes, for function URLs.
 "use strict";
 
 const http = require("http");
 const path = require("path");
 const fs = require("fs");
 const { pathToFileURL } = require("url");
+const { Writable } = require("stream");
 
 const [HOST, PORT] = process.env.AWS_LAMBDA_RUNTIME_API.split(":");
 const PREFIX = "/2018-06-01/runtime";
@@ -31,6 +39,120 @@ function call(method, urlPath, body, headers) {
     if (body !== undefined) req.write(body);
     req.end();
   });
+}
+
+const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
+const PRELUDE_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response";
+
+class HttpResponseStream {
+  static from(underlying, prelude) {
+    underlying.setContentType(PRELUDE_CONTENT_TYPE);
+    underlying._onBeforeFirstWrite = (write) => {
+      write(JSON.stringify(prelude || {}));
+      write(Buffer.alloc(8));
+    };
+    return underlying;
+  }
+}
+
+globalThis.awslambda = {
+  streamifyResponse(handler, options) {
+    handler[STREAMING] = "response";
+    if (options && options.highWaterMark) handler.highWaterMark = options.highWaterMark;
+    return handler;
+  },
+  HttpResponseStream,
+};
+
+// The Writable a streaming handler writes to. The POST opens at the first write (or end), so
+// setContentType works until then.
+function responseStream(id) {
+  let req = null;
+  let contentType = "application/octet-stream";
+  let settle;
+  const done = new Promise((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  const open = () => {
+    if (req) return;
+    req = http.request(
+      {
+        host: HOST,
+        port: Number(PORT),
+        method: "POST",
+        path: `${PREFIX}/invocation/${id}/response`,
+        agent,
+        headers: {
+          "Lambda-Runtime-Function-Response-Mode": "streaming",
+          "Transfer-Encoding": "chunked",
+          "Content-Type": contentType,
+          Trailer: "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", settle.resolve);
+        res.on("error", settle.reject);
+      },
+    );
+    req.on("error", settle.reject);
+    req.flushHeaders();
+    const before = stream._onBeforeFirstWrite;
+    stream._onBeforeFirstWrite = null;
+    if (before) before((c) => req.write(c));
+  };
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      open();
+      req.write(chunk, callback);
+    },
+    final(callback) {
+      open();
+      req.end();
+      callback();
+    },
+  });
+  stream.setContentType = (type) => {
+    contentType = type;
+  };
+  stream.opened = () => req !== null;
+  stream.done = done;
+  // Ends the stream with an error the caller sees after the bytes already sent.
+  stream.fail = (payload) => {
+    open();
+    if (req.writableEnded) return;
+    req.addTrailers({
+      "Lambda-Runtime-Function-Error-Type": payload.errorType,
+      "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(payload)).toString("base64"),
+    });
+    req.end();
+  };
+  return stream;
+}
+
+async function runStreaming(fn, event, context) {
+  const stream = responseStream(requestId);
+  try {
+    await fn(event, stream, context);
+    if (!stream.writableEnded) stream.end();
+    await new Promise((resolve, reject) => {
+      if (stream.writableFinished) return resolve();
+      stream.on("finish", resolve);
+      stream.on("error", reject);
+    });
+    await stream.done;
+  } catch (e) {
+    const payload = errorPayload(e);
+    logLine("ERROR", [`Invoke Error \t${JSON.stringify(payload)}`]);
+    if (stream.opened()) {
+      stream.fail(payload);
+      await stream.done.catch(() => {});
+    } else {
+      await call("POST", `/invocation/${requestId}/error`, JSON.stringify(payload), {
+        "Lambda-Runtime-Function-Error-Type": payload.errorType,
+      });
+    }
+  }
 }
 
 // One message stays one log event: newlines become carriage returns, as on AWS.
@@ -240,6 +362,10 @@ async function main() {
       event = next.body.length ? JSON.parse(next.body.toString("utf8")) : {};
     } catch (e) {
       event = next.body.toString("utf8");
+    }
+    if (fn[STREAMING] === "response") {
+      await runStreaming(fn, event, context);
+      continue;
     }
     try {
       const result = await runHandler(fn, event, context);

@@ -5,31 +5,107 @@ imports the handler named by _HANDLER once, then loops over invocation/next, cal
 handler with the event and a context object, and posts the result or AWS's error shape.
 Standard library only, so a cold start costs little more than the interpreter's own start.
 """
-import http.client
 import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
 
 _HOST, _PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
 _PREFIX = "/2018-06-01/runtime"
-_conn = http.client.HTTPConnection(_HOST, int(_PORT))
 _request_id = ""
 
 
+class _Headers(dict):
+    """Response headers, looked up without regard to case."""
+
+    def get(self, name, default=None):
+        return dict.get(self, name.lower(), default)
+
+
+class _Response:
+    def __init__(self, status, headers):
+        self.status = status
+        self.headers = headers
+
+
+class _Connection:
+    """A minimal HTTP/1.1 keep-alive client for the Runtime API. http.client spends about
+    100 us of Python per exchange, and every invocation makes two: this one writes each request
+    in one send and reads the answer's head line by line."""
+
+    def __init__(self):
+        self.sock = None
+        self.file = None
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.file.close()
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = self.file = None
+
+    def exchange(self, method, path, body, headers):
+        if self.sock is None:
+            self.sock = socket.create_connection((_HOST, int(_PORT)))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.file = self.sock.makefile("rb")
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        head = [f"{method} {path} HTTP/1.1", f"Host: {_HOST}:{_PORT}"]
+        if body is not None:
+            head.append(f"Content-Length: {len(body)}")
+        for name, value in headers.items():
+            head.append(f"{name}: {value}")
+        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        status_line = self.file.readline()
+        if not status_line:
+            raise ConnectionError("the Runtime API closed the connection")
+        status = int(status_line.split()[1])
+        found = _Headers()
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("the Runtime API closed the connection")
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            found[name.strip().lower()] = value.strip()
+        if "chunked" in found.get("transfer-encoding", "").lower():
+            data = bytearray()
+            while True:
+                size = int(self.file.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.file.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                data += self.file.read(size)
+                self.file.readline()
+            data = bytes(data)
+        else:
+            length = int(found.get("content-length", "0"))
+            data = self.file.read(length)
+            if len(data) < length:
+                raise ConnectionError("the Runtime API closed the connection")
+        if found.get("connection", "").lower() == "close":
+            self.close()
+        return _Response(status, found), data
+
+
+_conn = _Connection()
+
+
 def _call(method, path, body=None, headers=None):
-    global _conn
     for attempt in (0, 1):
         try:
-            _conn.request(method, _PREFIX + path, body=body, headers=headers or {})
-            resp = _conn.getresponse()
-            return resp, resp.read()
-        except (OSError, http.client.HTTPException):
+            return _conn.exchange(method, _PREFIX + path, body, headers or {})
+        except (OSError, ValueError, IndexError):
             _conn.close()
-            _conn = http.client.HTTPConnection(_HOST, int(_PORT))
             if attempt:
                 raise
 

@@ -182,7 +182,7 @@ impl Lambda {
     }
 }
 
-fn context(target: &FunctionTarget, request_id: &str) -> RequestContext {
+pub(crate) fn context(target: &FunctionTarget, request_id: &str) -> RequestContext {
     RequestContext {
         account: target.account.clone(),
         region: target.region.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tsumiki_compute::{Concurrency, FunctionSpec, InvokeError, InvokeRequest};
+use tsumiki_compute::{Concurrency, FunctionSpec, InvokeError, InvokeRequest, Streamed};
 use tsumiki_core::{AwsError, RequestContext};
 
 use crate::errors::{invalid, too_large};
@@ -129,15 +129,34 @@ impl Lambda {
                 log_result: r.log_tail,
                 executed_version: spec.version.clone(),
             }),
-            Err(InvokeError::Throttled(reason)) => Err(crate::errors::throttled(reason)),
-            Err(InvokeError::RuntimeUnavailable(msg)) => {
-                Err(AwsError::new("InvalidRuntimeException", 502, msg))
-            }
-            Err(InvokeError::Internal(msg)) => {
-                tracing::error!(function = %spec.function_name, %msg, "invoke failed");
-                Err(AwsError::new("ServiceException", 500, msg))
-            }
+            Err(e) => Err(invoke_error(&spec, e)),
         }
+    }
+
+    /// Runs a synchronous invocation whose response may stream (InvokeWithResponseStream,
+    /// `RESPONSE_STREAM` function URLs): answers once the function answered whole or began
+    /// streaming, with the version that runs.
+    pub async fn invoke_streaming(
+        &self,
+        ctx: &RequestContext,
+        invocation: Invocation,
+    ) -> Result<(Streamed, String), AwsError> {
+        let (spec, limits, qualifier) = self.prepare(ctx, &invocation, MAX_SYNC_PAYLOAD)?;
+        let request = request(ctx, &invocation, &spec, qualifier.as_deref());
+        let spec = self.ready(spec).await?;
+        match self.compute.invoke_streaming(&spec, request, limits).await {
+            Ok(streamed) => Ok((streamed, spec.version.clone())),
+            Err(e) => Err(invoke_error(&spec, e)),
+        }
+    }
+
+    /// Checks an invocation as `DryRun` does: the function exists and the payload is valid.
+    pub(crate) fn dry_run(
+        &self,
+        ctx: &RequestContext,
+        invocation: &Invocation,
+    ) -> Result<(), AwsError> {
+        self.prepare(ctx, invocation, MAX_SYNC_PAYLOAD).map(|_| ())
     }
 
     /// Checks the request and finds the version to run, without unpacking anything.
@@ -232,6 +251,17 @@ impl Lambda {
             self.code.unpacked(&id).await?;
         }
         Ok(spec)
+    }
+}
+
+fn invoke_error(spec: &FunctionSpec, e: InvokeError) -> AwsError {
+    match e {
+        InvokeError::Throttled(reason) => crate::errors::throttled(reason),
+        InvokeError::RuntimeUnavailable(msg) => AwsError::new("InvalidRuntimeException", 502, msg),
+        InvokeError::Internal(msg) => {
+            tracing::error!(function = %spec.function_name, %msg, "invoke failed");
+            AwsError::new("ServiceException", 500, msg)
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod layers;
 mod mappings;
 mod names;
 mod state;
+mod streaming;
 mod urls;
 mod versions;
 

@@ -5,8 +5,9 @@
 //! A function's URL configs live in its record (`Function::urls`, by qualifier: `$LATEST` for
 //! the unqualified function, else an alias), so they are written and deleted with it. An
 //! `AWS_IAM` URL requires a SigV4-signed request (403 otherwise); signatures are not verified,
-//! as nowhere in tsumiki yet. Response streaming (`RESPONSE_STREAM`) is accepted as a setting
-//! but answers buffered.
+//! as nowhere in tsumiki yet. A `RESPONSE_STREAM` URL sends the body chunked as the function
+//! writes it (its status, headers and cookies from the HTTP prelude, see `streaming.rs`); a
+//! stream that fails midway is cut off, as the headers are already gone.
 
 use std::sync::{Arc, Weak};
 
@@ -15,11 +16,13 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use rand::Rng;
 use serde_json::{Value, json};
+use tsumiki_compute::Streamed;
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_ports::http::{Claim, HttpBody, HttpEndpoint, RequestHead, full_body};
 use tsumiki_proxy::{EventContext, HttpRequest, ProxyResponse};
 
 use crate::errors::{conflict, invalid, not_found};
+use crate::streaming::{PRELUDE_CONTENT_TYPE, Prelude, channel_body, split_prelude};
 use crate::{Lambda, names};
 
 const PATH_PREFIX: &str = "/_aws/lambda-url/";
@@ -365,27 +368,11 @@ impl HttpEndpoint for FunctionUrls {
             qualifier: None,
         };
         let payload = serde_json::to_vec(&event).unwrap_or_default();
-        let result =
-            tsumiki_ports::FunctionInvoker::invoke(&*lambda, &target, payload, &ctx.request_id)
-                .await;
-        let mut response = match result {
-            Ok(out) if out.function_error.is_none() => {
-                match tsumiki_proxy::response_v2(&out.payload) {
-                    Ok(r) => respond(r),
-                    Err(e) => {
-                        tracing::info!(reason = %e.0, "The function's response is malformed.");
-                        text(502, "Internal Server Error", "text/plain")
-                    }
-                }
-            }
-            Ok(_) => text(502, "Internal Server Error", "text/plain"),
-            Err(e) if e.status == 429 => {
-                text(429, r#"{"Message":"Rate Exceeded."}"#, "application/json")
-            }
-            Err(e) => {
-                tracing::info!(code = %e.code, message = %e.message, "A function URL's function could not run.");
-                text(502, "Internal Server Error", "text/plain")
-            }
+        let streaming = config["InvokeMode"] == "RESPONSE_STREAM";
+        let mut response = if streaming {
+            stream_response(&lambda, &target, payload, &ctx.request_id).await
+        } else {
+            buffered_response(&lambda, &target, payload, &ctx.request_id).await
         };
         if let (Some(cors), Some(origin)) = (&cors, &origin) {
             for (k, v) in tsumiki_proxy::cors_headers(cors, origin, false) {
@@ -402,6 +389,146 @@ impl HttpEndpoint for FunctionUrls {
         }
         response
     }
+}
+
+/// A `BUFFERED` URL's answer: the whole payload read as a payload format 2.0 response.
+async fn buffered_response(
+    lambda: &Lambda,
+    target: &tsumiki_ports::FunctionTarget,
+    payload: Vec<u8>,
+    request_id: &str,
+) -> http::Response<HttpBody> {
+    let result = tsumiki_ports::FunctionInvoker::invoke(lambda, target, payload, request_id).await;
+    match result {
+        Ok(out) if out.function_error.is_none() => match tsumiki_proxy::response_v2(&out.payload) {
+            Ok(r) => respond(r),
+            Err(e) => {
+                tracing::info!(reason = %e.0, "The function's response is malformed.");
+                text(502, "Internal Server Error", "text/plain")
+            }
+        },
+        Ok(_) => text(502, "Internal Server Error", "text/plain"),
+        Err(e) if e.status == 429 => {
+            text(429, r#"{"Message":"Rate Exceeded."}"#, "application/json")
+        }
+        Err(e) => {
+            tracing::info!(code = %e.code, message = %e.message, "A function URL's function could not run.");
+            text(502, "Internal Server Error", "text/plain")
+        }
+    }
+}
+
+/// A `RESPONSE_STREAM` URL's answer: headers once the function's prelude is in, then each
+/// chunk as the function writes it.
+async fn stream_response(
+    lambda: &Lambda,
+    target: &tsumiki_ports::FunctionTarget,
+    payload: Vec<u8>,
+    request_id: &str,
+) -> http::Response<HttpBody> {
+    let ctx = crate::async_config::context(target, request_id);
+    let invocation = crate::Invocation {
+        function: target.function.clone(),
+        qualifier: target.qualifier.clone(),
+        payload: payload.into(),
+        client_context: None,
+        tail: false,
+    };
+    let (mut stream, end) = match lambda.invoke_streaming(&ctx, invocation).await {
+        Ok((Streamed::Stream { stream, end, .. }, _)) => (stream, end),
+        Ok((Streamed::Whole(out), _)) if out.function_error.is_none() => {
+            return match tsumiki_proxy::response_v2(&out.payload) {
+                Ok(r) => respond(r),
+                Err(e) => {
+                    tracing::info!(reason = %e.0, "The function's response is malformed.");
+                    text(502, "Internal Server Error", "text/plain")
+                }
+            };
+        }
+        Ok(_) => return text(502, "Internal Server Error", "text/plain"),
+        Err(e) if e.status == 429 => {
+            return text(429, r#"{"Message":"Rate Exceeded."}"#, "application/json");
+        }
+        Err(e) => {
+            tracing::info!(code = %e.code, message = %e.message, "A function URL's function could not run.");
+            return text(502, "Internal Server Error", "text/plain");
+        }
+    };
+    let mut head = Prelude {
+        status: 200,
+        headers: Vec::new(),
+        cookies: Vec::new(),
+    };
+    let mut first = Bytes::new();
+    let content_type = stream.content_type.clone();
+    if content_type.as_deref() == Some(PRELUDE_CONTENT_TYPE) {
+        let mut buf = Vec::new();
+        loop {
+            let Some(chunk) = stream.chunks.recv().await else {
+                // The stream ended (or failed) before its prelude did.
+                return text(502, "Internal Server Error", "text/plain");
+            };
+            buf.extend_from_slice(&chunk);
+            match split_prelude(&buf) {
+                Ok(Some((prelude, rest))) => {
+                    head = prelude;
+                    first = rest;
+                    break;
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::info!(%reason, "The function's response prelude is malformed.");
+                    return text(502, "Internal Server Error", "text/plain");
+                }
+            }
+        }
+    } else {
+        head.headers.push((
+            "content-type".into(),
+            content_type.unwrap_or_else(|| "application/octet-stream".into()),
+        ));
+    }
+    if !head
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        head.headers
+            .push(("content-type".into(), "application/octet-stream".into()));
+    }
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        let mut open = first.is_empty() || tx.send(Ok(first)).await.is_ok();
+        while let Some(chunk) = stream.chunks.recv().await {
+            if open && tx.send(Ok(chunk)).await.is_err() {
+                open = false;
+            }
+        }
+        if let Ok(result) = end.await
+            && result.function_error.is_some()
+        {
+            tracing::info!(payload = %String::from_utf8_lossy(&result.payload), "A function URL's stream failed midway.");
+            let _ = tx
+                .send(Err("the function's response stream failed".into()))
+                .await;
+        }
+    });
+    let mut b = http::Response::builder().status(head.status);
+    for (k, v) in &head.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            b = b.header(k, v);
+        }
+    }
+    for c in &head.cookies {
+        if let Ok(v) = http::HeaderValue::from_str(c) {
+            b = b.header(http::header::SET_COOKIE, v);
+        }
+    }
+    b.body(body)
+        .unwrap_or_else(|_| http::Response::new(full_body(Bytes::new())))
 }
 
 #[cfg(test)]

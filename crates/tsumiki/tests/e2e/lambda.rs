@@ -308,23 +308,31 @@ done
 /// The `rust_echo` binary of `tsumiki-testfns`, built with AWS's `lambda_runtime` crate.
 fn rust_echo() -> Vec<u8> {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let path = BUILT.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_BIN_EXE_tsumiki"))
-            .parent()
-            .expect("target dir")
-            .to_path_buf();
-        let bin = dir.join("rust_echo");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .args(["build", "-p", "tsumiki-testfns", "--bin", "rust_echo"])
-                .status()
-                .expect("cargo build");
-            assert!(status.success(), "building rust_echo");
-        }
-        bin
-    });
-    std::fs::read(path).expect("rust_echo binary")
+    std::fs::read(BUILT.get_or_init(|| testfn("rust_echo"))).expect("rust_echo binary")
+}
+
+/// The `rust_stream` binary of `tsumiki-testfns`: `lambda_runtime`'s streaming API.
+fn rust_stream() -> Vec<u8> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    std::fs::read(BUILT.get_or_init(|| testfn("rust_stream"))).expect("rust_stream binary")
+}
+
+/// Builds a `tsumiki-testfns` binary beside the server's unless it is there.
+fn testfn(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_tsumiki"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "tsumiki-testfns", "--bin", name])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building {name}");
+    }
+    bin
 }
 
 #[test]
@@ -689,5 +697,166 @@ def handler(event, context):
         assert_eq!(v["errorType"], json!("Runtime.OutOfMemory"), "{v}");
         let (v, err, _) = invoke(&c, "hog", json!({"mb": 1})).await;
         assert_eq!(err, None, "a fresh environment answers next: {v}");
+    });
+}
+
+#[test]
+fn invoke_with_response_stream_delivers_each_write_of_a_lambda_runtime_stream() {
+    use aws_sdk_lambda::types::InvokeWithResponseStreamResponseEvent as Event;
+    let s = in_memory();
+    rt().block_on(async {
+        let c = lambda_client(&s);
+        create(
+            &c,
+            "rstream",
+            Runtime::Providedal2023,
+            "bootstrap",
+            zip_of(&[("bootstrap", &rust_stream(), true)]),
+            10,
+        )
+        .await;
+        let payload = json!({"chunks": ["alpha", "beta", "gamma"], "pause_ms": 100, "status": 202});
+        let mut out = c
+            .invoke_with_response_stream()
+            .function_name("rstream")
+            .log_type(LogType::Tail)
+            .payload(Blob::new(payload.to_string()))
+            .send()
+            .await
+            .expect("invoke_with_response_stream");
+        assert_eq!(out.status_code(), 200);
+        assert_eq!(out.executed_version(), Some("$LATEST"));
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut complete = None;
+        while let Some(event) = out.event_stream.recv().await.expect("event") {
+            match event {
+                Event::PayloadChunk(chunk) => {
+                    assert!(complete.is_none(), "chunks come before InvokeComplete");
+                    chunks.push(chunk.payload.expect("payload").into_inner());
+                }
+                Event::InvokeComplete(done) => complete = Some(done),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        let complete = complete.expect("InvokeComplete");
+        assert_eq!(complete.error_code(), None, "{complete:?}");
+        assert!(complete.log_result().is_some_and(|l| !l.is_empty()));
+        // Writes spaced in time stay separate events.
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        assert_eq!(
+            chunks[chunks.len() - 3..],
+            [b"alpha".to_vec(), b"beta".to_vec(), b"gamma".to_vec()]
+        );
+        // The HTTP prelude lambda_runtime opens every stream with, then 8 NUL bytes.
+        let all: Vec<u8> = chunks.concat();
+        let cut = all
+            .windows(8)
+            .position(|w| w == [0u8; 8])
+            .expect("prelude delimiter");
+        let prelude: Value = serde_json::from_slice(&all[..cut]).expect("prelude JSON");
+        assert_eq!(prelude["statusCode"], json!(202));
+        assert_eq!(&all[cut + 8..], b"alphabetagamma");
+
+        // A buffered function answers through the same operation in one chunk.
+        create(
+            &c,
+            "rbuffered",
+            Runtime::Providedal2023,
+            "bootstrap",
+            zip_of(&[("bootstrap", &rust_echo(), true)]),
+            3,
+        )
+        .await;
+        let mut out = c
+            .invoke_with_response_stream()
+            .function_name("rbuffered")
+            .payload(Blob::new(r#"{"fail": true}"#))
+            .send()
+            .await
+            .expect("invoke_with_response_stream");
+        let mut events = Vec::new();
+        while let Some(event) = out.event_stream.recv().await.expect("event") {
+            events.push(event);
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        let Event::InvokeComplete(done) = &events[0] else {
+            panic!("{events:?}");
+        };
+        assert!(done.error_code().is_some(), "{done:?}");
+        assert_eq!(done.error_details(), Some("asked to fail"));
+    });
+}
+
+#[test]
+fn function_url_streams_a_lambda_runtime_function_chunk_by_chunk() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = in_memory();
+    rt().block_on(async {
+        let c = lambda_client(&s);
+        create(
+            &c,
+            "urlstream",
+            Runtime::Providedal2023,
+            "bootstrap",
+            zip_of(&[("bootstrap", &rust_stream(), true)]),
+            30,
+        )
+        .await;
+        let url = c
+            .create_function_url_config()
+            .function_name("urlstream")
+            .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+            .invoke_mode(aws_sdk_lambda::types::InvokeMode::ResponseStream)
+            .send()
+            .await
+            .expect("create url")
+            .function_url;
+        let host = url
+            .trim_start_matches("http://")
+            .split(':')
+            .next()
+            .expect("host")
+            .to_string();
+        let signal = tsumiki_testkit::temp_dir("signal").join("go");
+        let body = json!({"chunks": ["alpha", "beta", "gamma"], "signal": signal}).to_string();
+        let mut tcp = tokio::net::TcpStream::connect(s.authority())
+            .await
+            .expect("connect");
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut seen = Vec::new();
+        // Reads until `needle` has arrived; the function holds its next chunk until then.
+        async fn until(tcp: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, needle: &str) {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(seen).contains(needle) {
+                let n = tcp.read(&mut buf).await.expect("read");
+                assert!(
+                    n > 0,
+                    "closed before {needle}: {}",
+                    String::from_utf8_lossy(seen)
+                );
+                seen.extend_from_slice(&buf[..n]);
+            }
+        }
+        until(&mut tcp, &mut seen, "alpha").await;
+        let head = String::from_utf8_lossy(&seen).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("transfer-encoding: chunked"), "{head}");
+        assert!(lower.contains("x-streamed-by: lambda_runtime"), "{head}");
+        assert!(lower.contains("set-cookie: flavour=rust"), "{head}");
+        assert!(!head.contains("beta"), "{head}");
+        std::fs::write(format!("{}-1", signal.display()), "go").expect("signal 1");
+        until(&mut tcp, &mut seen, "beta").await;
+        assert!(!String::from_utf8_lossy(&seen).contains("gamma"));
+        std::fs::write(format!("{}-2", signal.display()), "go").expect("signal 2");
+        until(&mut tcp, &mut seen, "\r\n0\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&seen);
+        assert!(!text.contains("late:"), "{text}");
+        assert!(text.contains("gamma"), "{text}");
     });
 }
