@@ -8,13 +8,14 @@
 //! Tasks reach Lambda through `ports::FunctionInvoker` and other services through
 //! `ports::Services` by model name. Read `run.rs` (the driver), then `tasks.rs`.
 //!
-//! Not yet: versions and aliases, TestState, RedriveExecution, map runs, JSONata; those
+//! Not yet: TestState, RedriveExecution, map runs, JSONata; those
 //! operations answer `NotImplemented`.
 
 mod api;
 mod run;
 mod state;
 mod tasks;
+mod versions;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -27,7 +28,7 @@ use tsumiki_ports::{FunctionInvoker, Services};
 use tsumiki_store::{Batch, Store};
 
 use crate::run::Exec;
-use crate::state::{Activity, Machine};
+use crate::state::{Activity, Alias, Machine, Version};
 
 /// The Step Functions model this service implements (botocore's, docs stripped).
 pub const MODEL_JSON: &str = include_str!("../../../../models/stepfunctions.json");
@@ -56,6 +57,9 @@ pub struct StepFunctions {
     definitions: Mutex<HashMap<String, Arc<tsumiki_lang::asl::Definition>>>,
     functions: Weak<dyn FunctionInvoker>,
     myself: Weak<StepFunctions>,
+    /// Published versions and aliases by ARN (lock order: machines, versions, aliases).
+    versions: RwLock<BTreeMap<String, Version>>,
+    aliases: RwLock<BTreeMap<String, Alias>>,
 }
 
 impl StepFunctions {
@@ -92,6 +96,20 @@ impl StepFunctions {
             definitions: Mutex::new(HashMap::new()),
             functions,
             myself: me.clone(),
+            versions: RwLock::new(
+                loaded
+                    .versions
+                    .into_iter()
+                    .map(|v| (v.arn.clone(), v))
+                    .collect(),
+            ),
+            aliases: RwLock::new(
+                loaded
+                    .aliases
+                    .into_iter()
+                    .map(|a| (a.arn.clone(), a))
+                    .collect(),
+            ),
         });
         let resumed = sfn.resume(loaded.executions);
         tracing::info!(
@@ -160,6 +178,14 @@ impl tsumiki_ports::Service for StepFunctions {
             "SendTaskFailure" => run::send_task_failure(self, &input).await,
             "SendTaskHeartbeat" => run::send_task_heartbeat(self, &input).await,
             "GetActivityTask" => run::get_activity_task(self, ctx, &input).await,
+            "PublishStateMachineVersion" => versions::publish(self, ctx, &input).await,
+            "ListStateMachineVersions" => versions::list_versions(self, ctx, &input),
+            "DeleteStateMachineVersion" => versions::delete_version(self, ctx, &input).await,
+            "CreateStateMachineAlias" => versions::create_alias(self, ctx, &input).await,
+            "DescribeStateMachineAlias" => versions::describe_alias(self, ctx, &input),
+            "UpdateStateMachineAlias" => versions::update_alias(self, ctx, &input).await,
+            "DeleteStateMachineAlias" => versions::delete_alias(self, ctx, &input).await,
+            "ListStateMachineAliases" => versions::list_aliases(self, ctx, &input),
             other => Err(AwsError::not_implemented("stepfunctions", other)),
         }
     }
@@ -170,6 +196,8 @@ impl tsumiki_ports::Service for StepFunctions {
             self.activities.write().clear();
             self.executions.write().clear();
             self.activity_queues.lock().clear();
+            self.versions.write().clear();
+            self.aliases.write().clear();
             let mut batch = Batch::new();
             state::reset(&mut batch);
             self.store.commit(batch)

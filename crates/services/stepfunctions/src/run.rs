@@ -300,7 +300,8 @@ impl StepFunctions {
         waiter: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<(String, i64, Arc<Mutex<Exec>>), AwsError> {
         let machine_arn = required_str(input, "stateMachineArn")?;
-        let machine = api::machine(self, ctx, machine_arn)?;
+        let target = crate::versions::resolve(self, ctx, machine_arn)?;
+        let machine = target.machine;
         let name = match input.get("name").and_then(Value::as_str) {
             Some(n) => n.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
@@ -383,6 +384,8 @@ impl StepFunctions {
                     role_arn: machine.role_arn.clone(),
                     exec,
                     timers: Default::default(),
+                    version_arn: target.version_arn,
+                    alias_arn: target.alias_arn,
                 },
                 def,
                 history: Vec::new(),
@@ -453,6 +456,12 @@ pub(crate) fn describe(r: &ExecRecord) -> Value {
         "redriveCount": 0,
         "redriveStatus": "NOT_REDRIVABLE",
     });
+    if let Some(v) = &r.version_arn {
+        out["stateMachineVersionArn"] = json!(v);
+    }
+    if let Some(a) = &r.alias_arn {
+        out["stateMachineAliasArn"] = json!(a);
+    }
     if let Some(s) = x.stop_ms {
         out["stopDate"] = json!(secs(s));
     }
@@ -484,7 +493,10 @@ pub(crate) async fn start_sync_execution(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let machine_arn = required_str(input, "stateMachineArn")?;
-    if !api::machine(sfn, ctx, machine_arn)?.express {
+    if !crate::versions::resolve(sfn, ctx, machine_arn)?
+        .machine
+        .express
+    {
         return Err(err(
             "StateMachineTypeNotSupported",
             "This operation is not supported by this type of state machine",
@@ -559,7 +571,14 @@ pub(crate) fn list_executions(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let machine_arn = required_str(input, "stateMachineArn")?;
-    let machine = api::machine(sfn, ctx, machine_arn)?;
+    // A version or alias ARN lists the executions started through it.
+    let target = crate::versions::resolve(sfn, ctx, machine_arn)?;
+    let machine = target.machine;
+    let through = |r: &ExecRecord| match (&target.alias_arn, &target.version_arn) {
+        (Some(a), _) => r.alias_arn.as_deref() == Some(a.as_str()),
+        (None, Some(v)) => r.version_arn.as_deref() == Some(v.as_str()),
+        (None, None) => true,
+    };
     if machine.express {
         return Err(err(
             "StateMachineTypeNotSupported",
@@ -576,7 +595,10 @@ pub(crate) fn list_executions(
         .filter_map(|entry| {
             let e = entry.lock();
             let r = &e.rec;
-            if r.machine_arn != machine.arn || status.is_some_and(|s| s != r.exec.status.as_str()) {
+            if r.machine_arn != machine.arn
+                || !through(r)
+                || status.is_some_and(|s| s != r.exec.status.as_str())
+            {
                 return None;
             }
             let mut v = json!({
@@ -588,6 +610,12 @@ pub(crate) fn list_executions(
             });
             if let Some(s) = r.exec.stop_ms {
                 v["stopDate"] = json!(secs(s));
+            }
+            if let Some(x) = &r.version_arn {
+                v["stateMachineVersionArn"] = json!(x);
+            }
+            if let Some(x) = &r.alias_arn {
+                v["stateMachineAliasArn"] = json!(x);
             }
             Some((r.start_ms, r.arn.clone(), v))
         })

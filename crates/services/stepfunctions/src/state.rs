@@ -6,6 +6,8 @@
 //! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata), and
 //! `stepfunctions.event` its history, one key per event (`executionArn/0000000042`), so a step
 //! writes the execution record and only its new events. Express executions are never stored.
+//! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases
+//! (key: their ARNs).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,8 @@ const NS_MACHINE: &str = "stepfunctions.machine";
 const NS_ACTIVITY: &str = "stepfunctions.activity";
 const NS_EXEC: &str = "stepfunctions.exec";
 const NS_EVENT: &str = "stepfunctions.event";
+const NS_VERSION: &str = "stepfunctions.version";
+const NS_ALIAS: &str = "stepfunctions.alias";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -38,6 +42,33 @@ pub struct Machine {
     pub tracing: serde_json::Value,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The last version number published; numbers are never reused, even after a delete.
+    #[serde(default)]
+    pub last_version: u64,
+}
+
+/// A published version: an immutable snapshot of its machine (key: version ARN).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    pub arn: String,
+    pub machine_arn: String,
+    pub number: u64,
+    pub description: Option<String>,
+    pub created_ms: i64,
+    pub snapshot: Machine,
+}
+
+/// An alias routing executions to one or two versions by weight (key: alias ARN).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alias {
+    pub arn: String,
+    pub machine_arn: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `(version ARN, weight)`; weights sum to 100.
+    pub routing: Vec<(String, u32)>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +97,11 @@ pub struct ExecRecord {
     pub exec: Execution,
     /// Deadlines of the interpreter's live timers, so a restart re-arms them.
     pub timers: BTreeMap<u64, i64>,
+    /// The version started, directly or through `alias_arn`.
+    #[serde(default)]
+    pub version_arn: Option<String>,
+    #[serde(default)]
+    pub alias_arn: Option<String>,
 }
 
 pub fn event_key(arn: &str, id: i64) -> String {
@@ -78,6 +114,22 @@ pub fn put_machine(batch: &mut Batch, m: &Machine) {
 
 pub fn delete_machine(batch: &mut Batch, arn: &str) {
     batch.delete(NS_MACHINE, arn.to_string());
+}
+
+pub fn put_version(batch: &mut Batch, v: &Version) {
+    batch.put(NS_VERSION, v.arn.clone(), to_json(v));
+}
+
+pub fn delete_version(batch: &mut Batch, arn: &str) {
+    batch.delete(NS_VERSION, arn.to_string());
+}
+
+pub fn put_alias(batch: &mut Batch, a: &Alias) {
+    batch.put(NS_ALIAS, a.arn.clone(), to_json(a));
+}
+
+pub fn delete_alias(batch: &mut Batch, arn: &str) {
+    batch.delete(NS_ALIAS, arn.to_string());
 }
 
 pub fn put_activity(batch: &mut Batch, a: &Activity) {
@@ -96,7 +148,14 @@ pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent]) {
 }
 
 pub fn reset(batch: &mut Batch) {
-    for ns in [NS_MACHINE, NS_ACTIVITY, NS_EXEC, NS_EVENT] {
+    for ns in [
+        NS_MACHINE,
+        NS_ACTIVITY,
+        NS_EXEC,
+        NS_EVENT,
+        NS_VERSION,
+        NS_ALIAS,
+    ] {
         batch.delete_prefix(ns, Vec::new());
     }
 }
@@ -109,6 +168,8 @@ pub struct Loaded {
     pub machines: Vec<Machine>,
     pub activities: Vec<Activity>,
     pub executions: Vec<(ExecRecord, Vec<HistoryEvent>)>,
+    pub versions: Vec<Version>,
+    pub aliases: Vec<Alias>,
 }
 
 pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
@@ -145,9 +206,25 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
             Err(e) => tracing::error!(error = %e, "A stored execution is unreadable."),
         }
     }
+    let mut versions = Vec::new();
+    for (_, v) in store.scan(NS_VERSION).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => versions.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored state machine version is unreadable."),
+        }
+    }
+    let mut aliases = Vec::new();
+    for (_, v) in store.scan(NS_ALIAS).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => aliases.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored state machine alias is unreadable."),
+        }
+    }
     Ok(Loaded {
         machines,
         activities,
         executions,
+        versions,
+        aliases,
     })
 }
