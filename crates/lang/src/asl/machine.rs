@@ -207,6 +207,10 @@ pub struct Execution {
     last_event: i64,
     input: Value,
     role_arn: String,
+    /// Where RedriveExecution resumes: the top-level state that did not complete, and its
+    /// input (see [`Execution::redrive`]).
+    #[serde(default)]
+    redrive_point: Option<(String, Value)>,
 }
 
 type Fault = (String, String);
@@ -330,6 +334,7 @@ impl Execution {
             last_event: 0,
             input: spec.input,
             role_arn: spec.role_arn,
+            redrive_point: None,
         }
     }
 
@@ -366,6 +371,73 @@ impl Execution {
 
     pub fn task_resource(&self, task: u64) -> Option<&str> {
         self.tasks.get(&task).map(|t| t.resource.as_str())
+    }
+
+    /// Whether [`Execution::redrive`] has a state to resume at.
+    pub fn redrivable(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Failed | Status::TimedOut | Status::Aborted
+        ) && self.redrive_point.is_some()
+    }
+
+    /// RedriveExecution: runs a failed, timed-out or aborted execution again from the
+    /// top-level state that did not complete, with the input that state had; the states that
+    /// completed before it are not run again. A Map or Parallel state is run again whole.
+    /// `None` when the execution is not redrivable.
+    pub fn redrive(
+        &mut self,
+        def: &Definition,
+        redrive_count: u64,
+        now_ms: i64,
+    ) -> Option<Effects> {
+        if !self.redrivable() {
+            return None;
+        }
+        let (state, input) = self.redrive_point.take()?;
+        let mut fx = Effects::default();
+        self.status = Status::Running;
+        self.output = None;
+        self.error = None;
+        self.cause = None;
+        self.stop_ms = None;
+        self.context["Execution"]["RedriveCount"] = json!(redrive_count);
+        self.emit(
+            None,
+            now_ms,
+            "ExecutionRedriven",
+            Some("executionRedrivenEventDetails"),
+            json!({ "redriveCount": redrive_count }),
+            &mut fx,
+        );
+        if let Some(t) = def.timeout_seconds {
+            let id = self.new_id();
+            self.timers.insert(id, TimerFor::Execution);
+            fx.commands.push(Command::StartTimer {
+                timer: id,
+                at_ms: now_ms + t as i64 * 1000,
+            });
+        }
+        let tid = self.new_id();
+        let last = self.last_event;
+        self.threads.insert(
+            tid,
+            Thread {
+                graph: 0,
+                state,
+                input,
+                status: TStatus::Ready,
+                parent: None,
+                index: 0,
+                retries: Vec::new(),
+                retry_total: 0,
+                entered_ms: now_ms,
+                last_event: last,
+                map_item: None,
+            },
+        );
+        self.run(def, now_ms, &mut fx);
+        Some(fx)
     }
 
     pub fn step(&mut self, def: &Definition, input: Input, now_ms: i64) -> Effects {
@@ -637,6 +709,11 @@ impl Execution {
         error: Option<String>,
         cause: Option<String>,
     ) {
+        if status == Status::Succeeded {
+            self.redrive_point = None;
+        } else if let Some(t) = self.threads.values().find(|t| t.parent.is_none()) {
+            self.redrive_point = Some((t.state.clone(), t.input.clone()));
+        }
         self.status = status;
         self.output = output;
         self.error = error;
@@ -1435,6 +1512,7 @@ impl Execution {
         };
         match t.parent {
             None => {
+                self.redrive_point = Some((t.state.clone(), t.input.clone()));
                 self.emit(
                     None,
                     now,
