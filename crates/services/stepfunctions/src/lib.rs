@@ -8,7 +8,7 @@
 //! Tasks reach Lambda through `ports::FunctionInvoker` and other services through
 //! `ports::Services` by model name. Read `run.rs` (the driver), then `tasks.rs`.
 //!
-//! Not yet: TestState, RedriveExecution, map runs, JSONata; those
+//! Not yet: TestState, map runs, JSONata; those
 //! operations answer `NotImplemented`.
 
 mod api;
@@ -186,6 +186,7 @@ impl tsumiki_ports::Service for StepFunctions {
             "UpdateStateMachineAlias" => versions::update_alias(self, ctx, &input).await,
             "DeleteStateMachineAlias" => versions::delete_alias(self, ctx, &input).await,
             "ListStateMachineAliases" => versions::list_aliases(self, ctx, &input),
+            "RedriveExecution" => run::redrive_execution(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("stepfunctions", other)),
         }
     }

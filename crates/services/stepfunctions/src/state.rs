@@ -102,6 +102,13 @@ pub struct ExecRecord {
     pub version_arn: Option<String>,
     #[serde(default)]
     pub alias_arn: Option<String>,
+    /// RedriveExecution: how many times, when last, and the last client token.
+    #[serde(default)]
+    pub redrive_count: u64,
+    #[serde(default)]
+    pub redrive_ms: Option<i64>,
+    #[serde(default)]
+    pub redrive_token: Option<String>,
 }
 
 pub fn event_key(arn: &str, id: i64) -> String {
