@@ -12,6 +12,7 @@
 //! operations answer `NotImplemented`.
 
 mod api;
+mod jobs;
 mod run;
 mod state;
 mod tasks;
