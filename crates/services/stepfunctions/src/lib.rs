@@ -8,11 +8,12 @@
 //! Tasks reach Lambda through `ports::FunctionInvoker` and other services through
 //! `ports::Services` by model name. Read `run.rs` (the driver), then `tasks.rs`.
 //!
-//! Not yet: TestState, map runs, JSONata; those
+//! Not yet: TestState, JSONata; those
 //! operations answer `NotImplemented`.
 
 mod api;
 mod jobs;
+mod maprun;
 mod run;
 mod state;
 mod tasks;
@@ -29,7 +30,7 @@ use tsumiki_ports::{FunctionInvoker, Services};
 use tsumiki_store::{Batch, Store};
 
 use crate::run::Exec;
-use crate::state::{Activity, Alias, Machine, Version};
+use crate::state::{Activity, Alias, Machine, MapRun, Version};
 
 /// The Step Functions model this service implements (botocore's, docs stripped).
 pub const MODEL_JSON: &str = include_str!("../../../../models/stepfunctions.json");
@@ -61,6 +62,9 @@ pub struct StepFunctions {
     /// Published versions and aliases by ARN (lock order: machines, versions, aliases).
     versions: RwLock<BTreeMap<String, Version>>,
     aliases: RwLock<BTreeMap<String, Alias>>,
+    /// Distributed Map runs by ARN, and where item readers and result writers reach S3.
+    map_runs: RwLock<BTreeMap<String, MapRun>>,
+    objects: std::sync::OnceLock<Arc<dyn tsumiki_ports::ObjectStore>>,
 }
 
 impl StepFunctions {
@@ -111,8 +115,17 @@ impl StepFunctions {
                     .map(|a| (a.arn.clone(), a))
                     .collect(),
             ),
+            map_runs: RwLock::new(
+                loaded
+                    .map_runs
+                    .into_iter()
+                    .map(|r| (r.arn.clone(), r))
+                    .collect(),
+            ),
+            objects: std::sync::OnceLock::new(),
         });
         let resumed = sfn.resume(loaded.executions);
+        sfn.resume_map_runs();
         tracing::info!(
             machines = sfn.machines.read().len(),
             executions = sfn.executions.read().len(),
@@ -126,6 +139,11 @@ impl StepFunctions {
     /// execution status changes go (`events`).
     pub fn set_services(&self, services: Services) {
         *self.services.write() = services;
+    }
+
+    /// Where Distributed Map item readers and result writers reach S3.
+    pub fn set_object_store(&self, objects: Arc<dyn tsumiki_ports::ObjectStore>) {
+        let _ = self.objects.set(objects);
     }
 
     /// The server's own URL, for requests tasks make to other services (SQS queue URLs).
@@ -188,6 +206,9 @@ impl tsumiki_ports::Service for StepFunctions {
             "DeleteStateMachineAlias" => versions::delete_alias(self, ctx, &input).await,
             "ListStateMachineAliases" => versions::list_aliases(self, ctx, &input),
             "RedriveExecution" => run::redrive_execution(self, ctx, &input).await,
+            "DescribeMapRun" => maprun::describe_map_run(self, ctx, &input),
+            "ListMapRuns" => maprun::list_map_runs(self, ctx, &input),
+            "UpdateMapRun" => maprun::update_map_run(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("stepfunctions", other)),
         }
     }
@@ -200,6 +221,7 @@ impl tsumiki_ports::Service for StepFunctions {
             self.activity_queues.lock().clear();
             self.versions.write().clear();
             self.aliases.write().clear();
+            self.map_runs.write().clear();
             let mut batch = Batch::new();
             state::reset(&mut batch);
             self.store.commit(batch)

@@ -335,6 +335,18 @@ impl StepFunctions {
     ) -> Result<(String, i64, Arc<Mutex<Exec>>), AwsError> {
         let machine_arn = required_str(input, "stateMachineArn")?;
         let target = crate::versions::resolve(self, ctx, machine_arn)?;
+        self.start_target(ctx, target, input, waiter, None).await
+    }
+
+    /// Starts an execution of `target` (a machine, version, or a map run's child workflow).
+    pub(crate) async fn start_target(
+        &self,
+        ctx: &RequestContext,
+        target: crate::versions::Target,
+        input: &Value,
+        waiter: Option<tokio::sync::oneshot::Sender<()>>,
+        map_run_arn: Option<String>,
+    ) -> Result<(String, i64, Arc<Mutex<Exec>>), AwsError> {
         let machine = target.machine;
         let name = match input.get("name").and_then(Value::as_str) {
             Some(n) => n.to_string(),
@@ -423,6 +435,7 @@ impl StepFunctions {
                     redrive_count: 0,
                     redrive_ms: None,
                     redrive_token: None,
+                    map_run_arn,
                 },
                 def,
                 history: Vec::new(),
@@ -535,6 +548,9 @@ pub(crate) fn describe(r: &ExecRecord, now: i64) -> Value {
     if let Some(a) = &r.alias_arn {
         out["stateMachineAliasArn"] = json!(a);
     }
+    if let Some(m) = &r.map_run_arn {
+        out["mapRunArn"] = json!(m);
+    }
     if let Some(s) = x.stop_ms {
         out["stopDate"] = json!(secs(s));
     }
@@ -644,6 +660,9 @@ pub(crate) fn list_executions(
     ctx: &RequestContext,
     input: &Value,
 ) -> Result<Value, AwsError> {
+    if let Some(run) = input.get("mapRunArn").and_then(Value::as_str) {
+        return crate::maprun::list_children(sfn, ctx, run, input);
+    }
     let machine_arn = required_str(input, "stateMachineArn")?;
     // A version or alias ARN lists the executions started through it.
     let target = crate::versions::resolve(sfn, ctx, machine_arn)?;

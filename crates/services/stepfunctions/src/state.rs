@@ -6,8 +6,8 @@
 //! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata), and
 //! `stepfunctions.event` its history, one key per event (`executionArn/0000000042`), so a step
 //! writes the execution record and only its new events. Express executions are never stored.
-//! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases
-//! (key: their ARNs).
+//! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases,
+//! `stepfunctions.maprun` Distributed Map runs (key: their ARNs).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,7 @@ const NS_EXEC: &str = "stepfunctions.exec";
 const NS_EVENT: &str = "stepfunctions.event";
 const NS_VERSION: &str = "stepfunctions.version";
 const NS_ALIAS: &str = "stepfunctions.alias";
+const NS_MAPRUN: &str = "stepfunctions.maprun";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -109,6 +110,44 @@ pub struct ExecRecord {
     pub redrive_ms: Option<i64>,
     #[serde(default)]
     pub redrive_token: Option<String>,
+    /// The map run this execution is a child workflow of.
+    #[serde(default)]
+    pub map_run_arn: Option<String>,
+}
+
+/// A Distributed Map's run (key: map run ARN): its items' inputs, settings, and progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapRun {
+    pub arn: String,
+    pub exec_arn: String,
+    pub machine_arn: String,
+    pub task: u64,
+    pub account: String,
+    pub region: String,
+    /// RUNNING, SUCCEEDED, FAILED or ABORTED.
+    pub status: String,
+    pub start_ms: i64,
+    pub stop_ms: Option<i64>,
+    pub max_concurrency: u64,
+    pub tolerated_pct: Option<f64>,
+    pub tolerated_count: Option<u64>,
+    /// The child workflow (the ItemProcessor) as a state machine.
+    pub child: Machine,
+    /// Each child execution's input (one per item, or per batch).
+    pub inputs: Vec<serde_json::Value>,
+    /// ResultWriter's rendered `{Bucket, Prefix}`.
+    pub writer: Option<serde_json::Value>,
+    /// Finished children: index -> the child as ResultWriter reports it (`ExecutionArn`,
+    /// `Status`, `Input`, `Output` or `Error`/`Cause`, dates).
+    #[serde(default)]
+    pub done: BTreeMap<usize, serde_json::Value>,
+    /// Children started and not yet finished: index -> child ARN.
+    #[serde(default)]
+    pub running: BTreeMap<usize, String>,
+    /// Whether a driver runs this map run now (a restart and a re-dispatched task must not
+    /// both drive it).
+    #[serde(skip)]
+    pub driving: bool,
 }
 
 pub fn event_key(arn: &str, id: i64) -> String {
@@ -139,6 +178,10 @@ pub fn delete_alias(batch: &mut Batch, arn: &str) {
     batch.delete(NS_ALIAS, arn.to_string());
 }
 
+pub fn put_map_run(batch: &mut Batch, r: &MapRun) {
+    batch.put(NS_MAPRUN, r.arn.clone(), to_json(r));
+}
+
 pub fn put_activity(batch: &mut Batch, a: &Activity) {
     batch.put(NS_ACTIVITY, a.arn.clone(), to_json(a));
 }
@@ -162,6 +205,7 @@ pub fn reset(batch: &mut Batch) {
         NS_EVENT,
         NS_VERSION,
         NS_ALIAS,
+        NS_MAPRUN,
     ] {
         batch.delete_prefix(ns, Vec::new());
     }
@@ -177,6 +221,7 @@ pub struct Loaded {
     pub executions: Vec<(ExecRecord, Vec<HistoryEvent>)>,
     pub versions: Vec<Version>,
     pub aliases: Vec<Alias>,
+    pub map_runs: Vec<MapRun>,
 }
 
 pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
@@ -227,11 +272,19 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
             Err(e) => tracing::error!(error = %e, "A stored state machine alias is unreadable."),
         }
     }
+    let mut map_runs = Vec::new();
+    for (_, v) in store.scan(NS_MAPRUN).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => map_runs.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored map run is unreadable."),
+        }
+    }
     Ok(Loaded {
         machines,
         activities,
         executions,
         versions,
         aliases,
+        map_runs,
     })
 }

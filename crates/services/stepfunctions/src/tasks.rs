@@ -82,6 +82,9 @@ fn error_prefix(sdk: &str) -> String {
 }
 
 pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
+    if call.resource == tsumiki_lang::asl::DISTRIBUTED_MAP {
+        return crate::maprun::run(sfn, call).await;
+    }
     let (base, pattern) = split_pattern(&call.resource);
     let base = base.to_string();
     if base == "arn:aws:states:::lambda:invoke" {
