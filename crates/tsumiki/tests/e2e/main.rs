@@ -9,6 +9,7 @@ mod esm;
 mod events;
 mod lambda;
 mod logs;
+mod sfn;
 mod sqs;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
