@@ -173,7 +173,12 @@ impl StepFunctions {
                     None
                 } else {
                     let mut batch = Batch::new();
-                    state::put_exec(&mut batch, &e.rec, &fx.events);
+                    state::put_exec(
+                        &mut batch,
+                        &e.rec,
+                        &fx.events,
+                        starting && e.rec.redrive_ms.is_none(),
+                    );
                     Some(self.store.commit(batch))
                 };
                 if !e.rec.express {

@@ -3,9 +3,11 @@
 //!
 //! `stepfunctions.machine` holds one record per state machine (key: ARN);
 //! `stepfunctions.activity` one per activity; `stepfunctions.exec` one per Standard execution
-//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata), and
-//! `stepfunctions.event` its history, one key per event (`executionArn/0000000042`), so a step
-//! writes the execution record and only its new events. Express executions are never stored.
+//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata),
+//! `stepfunctions.execdef` its definition (written once), and `stepfunctions.event` its
+//! history, one row per step keyed by the step's first event (`executionArn/0000000042`), so
+//! a step writes the execution record and one row of new events. Express executions are
+//! never stored.
 //! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases,
 //! `stepfunctions.maprun` Distributed Map runs (key: their ARNs).
 
@@ -19,6 +21,7 @@ const NS_MACHINE: &str = "stepfunctions.machine";
 const NS_ACTIVITY: &str = "stepfunctions.activity";
 const NS_EXEC: &str = "stepfunctions.exec";
 const NS_EVENT: &str = "stepfunctions.event";
+const NS_EXECDEF: &str = "stepfunctions.execdef";
 const NS_VERSION: &str = "stepfunctions.version";
 const NS_ALIAS: &str = "stepfunctions.alias";
 const NS_MAPRUN: &str = "stepfunctions.maprun";
@@ -93,6 +96,8 @@ pub struct ExecRecord {
     pub express: bool,
     pub input: String,
     pub start_ms: i64,
+    /// Stored once, beside the record (`stepfunctions.execdef`), not with every step.
+    #[serde(default, skip_serializing)]
     pub definition: String,
     pub role_arn: String,
     pub exec: Execution,
@@ -190,10 +195,16 @@ pub fn delete_activity(batch: &mut Batch, arn: &str) {
     batch.delete(NS_ACTIVITY, arn.to_string());
 }
 
-pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent]) {
+/// Stores a step: the record, and the step's events as one row keyed by the first one's id
+/// (a step that runs ten states writes one row, not thirty). `first` (the execution's first
+/// step) also stores its definition.
+pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent], first: bool) {
     batch.put(NS_EXEC, r.arn.clone(), to_json(r));
-    for e in events {
-        batch.put(NS_EVENT, event_key(&r.arn, e.id), to_json(e));
+    if first {
+        batch.put(NS_EXECDEF, r.arn.clone(), r.definition.as_bytes().to_vec());
+    }
+    if let Some(e) = events.first() {
+        batch.put(NS_EVENT, event_key(&r.arn, e.id), to_json(&events));
     }
 }
 
@@ -206,6 +217,7 @@ pub fn reset(batch: &mut Batch) {
         NS_VERSION,
         NS_ALIAS,
         NS_MAPRUN,
+        NS_EXECDEF,
     ] {
         batch.delete_prefix(ns, Vec::new());
     }
@@ -244,14 +256,28 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
         let Some((arn, _)) = key.rsplit_once('/') else {
             continue;
         };
-        if let Ok(e) = serde_json::from_slice(&v) {
-            events.entry(arn.to_string()).or_default().push(e);
+        // A row holds one step's events (older stores: one event).
+        let list = events.entry(arn.to_string()).or_default();
+        if let Ok(many) = serde_json::from_slice::<Vec<HistoryEvent>>(&v) {
+            list.extend(many);
+        } else if let Ok(e) = serde_json::from_slice(&v) {
+            list.push(e);
         }
+    }
+    let mut definitions: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in store.scan(NS_EXECDEF).await? {
+        definitions.insert(
+            String::from_utf8_lossy(&k).to_string(),
+            String::from_utf8_lossy(&v).to_string(),
+        );
     }
     let mut executions = Vec::new();
     for (_, v) in store.scan(NS_EXEC).await? {
         match serde_json::from_slice::<ExecRecord>(&v) {
-            Ok(r) => {
+            Ok(mut r) => {
+                if let Some(d) = definitions.remove(&r.arn) {
+                    r.definition = d;
+                }
                 let h = events.remove(&r.arn).unwrap_or_default();
                 executions.push((r, h));
             }
