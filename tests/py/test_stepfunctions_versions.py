@@ -86,6 +86,9 @@ def test_publish_versions_are_immutable_snapshots(sfn):
     assert d["stateMachineArn"] == arn
     assert d["stateMachineVersionArn"] == v1
     assert "stateMachineAliasArn" not in d
+    described = sfn.describe_state_machine_for_execution(executionArn=ex)
+    assert json.loads(described["definition"])["States"]["P"]["Result"] == "one"
+    assert described["revisionId"] == d1["revisionId"]
     plain = wait_done(sfn, sfn.start_execution(stateMachineArn=arn)["executionArn"])
     assert json.loads(plain["output"]) == "three" and "stateMachineVersionArn" not in plain
     by_version = sfn.list_executions(stateMachineArn=v1)["executions"]

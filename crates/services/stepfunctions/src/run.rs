@@ -631,7 +631,13 @@ pub(crate) fn describe_state_machine_for_execution(
     let entry = sfn.exec_entry(ctx, required_str(input, "executionArn")?)?;
     let e = entry.lock();
     let r = &e.rec;
-    let (logging, tracing_cfg, revision, updated) = match sfn.machines.read().get(&r.machine_arn) {
+    // An execution of a version describes that version's snapshot.
+    let snapshot = r
+        .version_arn
+        .as_ref()
+        .and_then(|v| sfn.versions.read().get(v).map(|v| v.snapshot.clone()));
+    let current = sfn.machines.read().get(&r.machine_arn).cloned();
+    let (logging, tracing_cfg, revision, updated) = match snapshot.as_ref().or(current.as_ref()) {
         Some(m) => (
             m.logging.clone(),
             m.tracing.clone(),
