@@ -277,7 +277,7 @@ async fn read_items(
     context: &Value,
     state_name: &str,
 ) -> Result<Vec<Value>, Fault> {
-    let Some(objects) = sfn.objects.get() else {
+    let Some(objects) = sfn.object_store().await else {
         return Err(reader_failed(
             "S3 is not served, so the ItemReader cannot read.",
         ));
@@ -440,6 +440,18 @@ fn parent_waits(sfn: &StepFunctions, exec_arn: &str, task: u64) -> bool {
 }
 
 impl StepFunctions {
+    /// The object store; a map run resumed at startup may ask before the server has wired
+    /// it, so this waits a little for it.
+    async fn object_store(&self) -> Option<Arc<dyn tsumiki_ports::ObjectStore>> {
+        for _ in 0..50 {
+            if let Some(o) = self.objects.get() {
+                return Some(o.clone());
+            }
+            tsumiki_core::Clock::pause_real(std::time::Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     /// Restarts the drivers of map runs that were running.
     pub(crate) fn resume_map_runs(&self) {
         let running: Vec<String> = self
@@ -729,8 +741,8 @@ impl StepFunctions {
         };
         let failed = |c: String| ("States.ResultWriterFailed".to_string(), c);
         let objects = self
-            .objects
-            .get()
+            .object_store()
+            .await
             .ok_or_else(|| failed("S3 is not served, so the ResultWriter cannot write.".into()))?;
         let ctx = self.internal_ctx(&account, &region);
         let bucket = writer.get("Bucket").and_then(Value::as_str).unwrap_or("");
