@@ -344,9 +344,9 @@ def test_lambda_task_with_retry_and_catch(clock_server, csfn):
 
 def test_unimplemented_operations_say_so(sfn):
     with pytest.raises(ClientError) as e:
-        sfn.publish_state_machine_version(stateMachineArn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:x")
+        sfn.test_state(definition=json.dumps({"Type": "Pass", "End": True}), roleArn=ROLE)
     assert e.value.response["Error"]["Code"] == "NotImplemented"
-    assert "PublishStateMachineVersion" in e.value.response["Error"]["Message"]
+    assert "TestState" in e.value.response["Error"]["Message"]
 
 
 def test_status_changes_reach_eventbridge(server, sfn):

@@ -356,6 +356,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     stepfunctions.set_services(services.clone());
     glue.set_services(services.clone());
     glue.set_object_store(s3.clone());
+    stepfunctions.set_object_store(s3.clone());
     ecs.set_services(services.clone());
     s3.set_services(services.clone());
     s3.set_async_invoke(async_invoker.clone());

@@ -124,6 +124,9 @@ pub enum Kind {
         max_concurrency: Option<Seconds>,
         tolerated_count: Option<Seconds>,
         tolerated_percentage: Option<PercentSource>,
+        /// A Distributed Map: the state's JSON, for the host that runs it (see
+        /// [`crate::asl::DISTRIBUTED_MAP`]).
+        distributed: Option<Value>,
     },
 }
 
@@ -854,18 +857,18 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                     return None;
                 }
             };
-            if proc_def
-                .pointer("/ProcessorConfig/Mode")
-                .is_some_and(|m| m != "INLINE")
-            {
-                ctx.schema("Distributed Map (ProcessorConfig.Mode DISTRIBUTED) is not supported by tsumiki yet", &format!("{loc}/{field}/ProcessorConfig"));
+            let mode = proc_def.pointer("/ProcessorConfig/Mode");
+            let distributed = mode.is_some_and(|m| m == "DISTRIBUTED");
+            if mode.is_some_and(|m| m != "INLINE" && m != "DISTRIBUTED") {
+                ctx.schema(
+                    "The value for the field 'Mode' must be one of [INLINE, DISTRIBUTED]",
+                    &format!("{loc}/{field}/ProcessorConfig/Mode"),
+                );
             }
             for f in ["ItemReader", "ItemBatcher", "ResultWriter"] {
-                if def.contains_key(f) {
+                if !distributed && def.contains_key(f) {
                     ctx.schema(
-                        format!(
-                            "The field \"{f}\" (Distributed Map) is not supported by tsumiki yet"
-                        ),
+                        format!("The field \"{f}\" is only allowed in a Distributed Map"),
                         &format!("{loc}/{f}"),
                     );
                 }
@@ -914,6 +917,7 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                 max_concurrency: seconds(ctx, def, "MaxConcurrency", loc),
                 tolerated_count: seconds(ctx, def, "ToleratedFailureCount", loc),
                 tolerated_percentage,
+                distributed: distributed.then(|| Value::Object(def.clone())),
             }
         }
         _ => unreachable!("allowed() knows only these types"),

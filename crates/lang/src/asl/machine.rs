@@ -207,6 +207,10 @@ pub struct Execution {
     last_event: i64,
     input: Value,
     role_arn: String,
+    /// Where RedriveExecution resumes: the top-level state that did not complete, and its
+    /// input (see [`Execution::redrive`]).
+    #[serde(default)]
+    redrive_point: Option<(String, Value)>,
 }
 
 type Fault = (String, String);
@@ -228,6 +232,9 @@ fn payload(v: &Value) -> String {
 /// `(resourceType, resource)` of a Task's resource ARN as history reports it, and which
 /// family of events it gets.
 fn resource_kind(resource: &str) -> (String, String, Family) {
+    if resource == DISTRIBUTED_MAP {
+        return (String::new(), String::new(), Family::MapRun);
+    }
     if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
         if let Some(sdk) = rest.strip_prefix("aws-sdk:") {
             let (svc, action) = sdk.split_once(':').unwrap_or((sdk, ""));
@@ -251,6 +258,54 @@ enum Family {
     Task,
     Lambda,
     Activity,
+    MapRun,
+}
+
+/// The resource of the task a Distributed Map state runs as: its input is
+/// `{"State": the Map state's JSON, "Input": its effective input, "Context": $$}`; the host
+/// answers `TaskSubmitted` with `{"mapRunArn"}` (history: MapRunStarted), then the map's
+/// result (MapRunSucceeded) or error (MapRunFailed, then Retry/Catch as for any state).
+pub const DISTRIBUTED_MAP: &str = "arn:aws:states:::tsumiki:distributedMap";
+
+/// Renders a payload template (`ItemSelector`, `ItemReader.Parameters`, ...) on `input` with
+/// the context object `context`, for a host that runs part of a state itself (Distributed
+/// Map). Errors are `(error, cause)`.
+pub fn render_template(
+    template: &Value,
+    input: &Value,
+    context: &Value,
+    state: &str,
+) -> Result<Value, (String, String)> {
+    let mut diags = Vec::new();
+    let t = crate::asl::definition::template(&mut diags, template, "");
+    if let Some(d) = diags.first() {
+        return Err(runtime(d.message.clone()));
+    }
+    let dummy = Execution::new(StartSpec {
+        execution_arn: String::new(),
+        name: String::new(),
+        state_machine_arn: String::new(),
+        state_machine_name: String::new(),
+        role_arn: String::new(),
+        region: String::new(),
+        input: Value::Null,
+        start_ms: 0,
+        token_prefix: String::new(),
+        seed: 0,
+    });
+    let cell = OnceCell::new();
+    let _ = cell.set(context.clone());
+    let ctx = Ctx {
+        exec: &dummy,
+        state,
+        entered_ms: 0,
+        retry_count: 0,
+        token: None,
+        map_item: None,
+        cell,
+    };
+    let mut rng = 0x2545_f491_4f6c_dd1d;
+    render(&t, input, &ctx, &mut rng)
 }
 
 /// Whether a catcher's or retrier's error list takes `error`.
@@ -330,6 +385,7 @@ impl Execution {
             last_event: 0,
             input: spec.input,
             role_arn: spec.role_arn,
+            redrive_point: None,
         }
     }
 
@@ -366,6 +422,73 @@ impl Execution {
 
     pub fn task_resource(&self, task: u64) -> Option<&str> {
         self.tasks.get(&task).map(|t| t.resource.as_str())
+    }
+
+    /// Whether [`Execution::redrive`] has a state to resume at.
+    pub fn redrivable(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Failed | Status::TimedOut | Status::Aborted
+        ) && self.redrive_point.is_some()
+    }
+
+    /// RedriveExecution: runs a failed, timed-out or aborted execution again from the
+    /// top-level state that did not complete, with the input that state had; the states that
+    /// completed before it are not run again. A Map or Parallel state is run again whole.
+    /// `None` when the execution is not redrivable.
+    pub fn redrive(
+        &mut self,
+        def: &Definition,
+        redrive_count: u64,
+        now_ms: i64,
+    ) -> Option<Effects> {
+        if !self.redrivable() {
+            return None;
+        }
+        let (state, input) = self.redrive_point.take()?;
+        let mut fx = Effects::default();
+        self.status = Status::Running;
+        self.output = None;
+        self.error = None;
+        self.cause = None;
+        self.stop_ms = None;
+        self.context["Execution"]["RedriveCount"] = json!(redrive_count);
+        self.emit(
+            None,
+            now_ms,
+            "ExecutionRedriven",
+            Some("executionRedrivenEventDetails"),
+            json!({ "redriveCount": redrive_count }),
+            &mut fx,
+        );
+        if let Some(t) = def.timeout_seconds {
+            let id = self.new_id();
+            self.timers.insert(id, TimerFor::Execution);
+            fx.commands.push(Command::StartTimer {
+                timer: id,
+                at_ms: now_ms + t as i64 * 1000,
+            });
+        }
+        let tid = self.new_id();
+        let last = self.last_event;
+        self.threads.insert(
+            tid,
+            Thread {
+                graph: 0,
+                state,
+                input,
+                status: TStatus::Ready,
+                parent: None,
+                index: 0,
+                retries: Vec::new(),
+                retry_total: 0,
+                entered_ms: now_ms,
+                last_event: last,
+                map_item: None,
+            },
+        );
+        self.run(def, now_ms, &mut fx);
+        Some(fx)
     }
 
     pub fn step(&mut self, def: &Definition, input: Input, now_ms: i64) -> Effects {
@@ -435,8 +558,10 @@ impl Execution {
                             "taskSucceededEventDetails",
                             json!({"resourceType": rtype, "resource": res, "output": payload(&output), "outputDetails": {"truncated": false}}),
                         ),
+                        Family::MapRun => ("MapRunSucceeded", "", Value::Null),
                     };
-                    self.emit(Some(rec.thread), now_ms, kind, Some(key), details, &mut fx);
+                    let key = (!key.is_empty()).then_some(key);
+                    self.emit(Some(rec.thread), now_ms, kind, key, details, &mut fx);
                     self.finish_work(def, rec.thread, output, now_ms, &mut fx);
                 }
             }
@@ -452,7 +577,16 @@ impl Execution {
                     rec.submitted = true;
                     let rec = rec.clone();
                     let (rtype, res, fam) = resource_kind(&rec.resource);
-                    if fam == Family::Activity {
+                    if fam == Family::MapRun {
+                        self.emit(
+                            Some(rec.thread),
+                            now_ms,
+                            "MapRunStarted",
+                            Some("mapRunStartedEventDetails"),
+                            json!({"mapRunArn": output.get("mapRunArn")}),
+                            &mut fx,
+                        );
+                    } else if fam == Family::Activity {
                         self.emit(
                             Some(rec.thread),
                             now_ms,
@@ -609,6 +743,7 @@ impl Execution {
             Family::Lambda => "LambdaFunction",
             Family::Activity => "Activity",
             Family::Task => "Task",
+            Family::MapRun => "MapRun",
         };
         let kind = format!("{prefix}{what}");
         let mut key = String::new();
@@ -637,6 +772,11 @@ impl Execution {
         error: Option<String>,
         cause: Option<String>,
     ) {
+        if status == Status::Succeeded {
+            self.redrive_point = None;
+        } else if let Some(t) = self.threads.values().find(|t| t.parent.is_none()) {
+            self.redrive_point = Some((t.state.clone(), t.input.clone()));
+        }
         self.status = status;
         self.output = output;
         self.error = error;
@@ -902,6 +1042,8 @@ impl Execution {
                             fx,
                         );
                     }
+                    // A Task state cannot name the Distributed Map's internal resource.
+                    Family::MapRun => {}
                     Family::Task => {
                         let mut d = json!({"resourceType": rtype, "resource": res, "region": self.region, "parameters": payload(&params)});
                         if let Some(t) = timeout_s {
@@ -1009,6 +1151,41 @@ impl Execution {
                         tolerated_count: None,
                         tolerated_pct: None,
                     }));
+                }
+            }
+            Kind::Map {
+                distributed: Some(spec),
+                ..
+            } => {
+                // The host runs a Distributed Map as one task: it answers `TaskSubmitted`
+                // with the map run's ARN, then the map's result or error.
+                let task = self.new_id();
+                let token = format!("{}{}", self.token_prefix, task);
+                let context = self.ctx(tid, None).get().clone();
+                let input = json!({"State": spec, "Input": effective, "Context": context});
+                self.tasks.insert(
+                    task,
+                    TaskRec {
+                        thread: tid,
+                        resource: DISTRIBUTED_MAP.into(),
+                        input: input.clone(),
+                        token: token.clone(),
+                        timeout_s: None,
+                        heartbeat_s: None,
+                        heartbeat_timer: None,
+                        submitted: false,
+                    },
+                );
+                fx.commands.push(Command::RunTask {
+                    task,
+                    resource: DISTRIBUTED_MAP.into(),
+                    input,
+                    token,
+                    timeout_s: None,
+                    heartbeat_s: None,
+                });
+                if let Some(t) = self.threads.get_mut(&tid) {
+                    t.status = TStatus::Task { task };
                 }
             }
             Kind::Map {
@@ -1435,6 +1612,7 @@ impl Execution {
         };
         match t.parent {
             None => {
+                self.redrive_point = Some((t.state.clone(), t.input.clone()));
                 self.emit(
                     None,
                     now,

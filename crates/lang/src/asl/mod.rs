@@ -10,7 +10,7 @@
 //!
 //! Query language: JSONPath (paths, payload templates, the context object `$$`, every
 //! `States.*` intrinsic). JSONata and variables (`QueryLanguage`, `Assign`) are rejected at
-//! validation for now, as are Distributed Map's fields. Read `machine.rs` first.
+//! validation for now. A Distributed Map runs as one task of the host ([`DISTRIBUTED_MAP`]). Read `machine.rs` first.
 
 mod choice;
 mod definition;
@@ -20,5 +20,6 @@ mod path;
 
 pub use definition::{Definition, Diagnostic, invalid_definition_message, parse};
 pub use machine::{
-    Command, Effects, Execution, HistoryEvent, Input, MAX_PAYLOAD_BYTES, StartSpec, Status,
+    Command, DISTRIBUTED_MAP, Effects, Execution, HistoryEvent, Input, MAX_PAYLOAD_BYTES,
+    StartSpec, Status, render_template,
 };

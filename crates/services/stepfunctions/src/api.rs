@@ -81,14 +81,10 @@ pub(crate) async fn create_state_machine(
         Some(other) => return Err(AwsError::validation(format!("Invalid type: {other}"))),
     };
     parse_definition(definition)?;
-    if input.get("publish") == Some(&Value::Bool(true)) {
-        return Err(AwsError::not_implemented(
-            "stepfunctions",
-            "CreateStateMachine with publish (versions)",
-        ));
-    }
+    let publish = publish_in(input)?;
     let arn = machine_arn(ctx, name);
     let now = sfn.clock.now_ms();
+    let mut version = None;
     let commit = {
         let mut machines = sfn.machines.write();
         if let Some(existing) = machines.get(&arn) {
@@ -127,14 +123,38 @@ pub(crate) async fn create_state_machine(
                 .cloned()
                 .unwrap_or(json!({"enabled": false})),
             tags: tags_in(input).into_iter().collect(),
+            last_version: 0,
         };
         let mut batch = Batch::new();
+        let mut m = m;
+        if let Some(description) = publish {
+            version =
+                Some(crate::versions::publish_into(sfn, &mut m, description, now, &mut batch)?.0);
+        }
         state::put_machine(&mut batch, &m);
         machines.insert(arn.clone(), m);
         sfn.store.commit(batch)
     };
     commit.await.map_err(crate::store_error)?;
-    Ok(json!({"stateMachineArn": arn, "creationDate": secs(now)}))
+    let mut out = json!({"stateMachineArn": arn, "creationDate": secs(now)});
+    if let Some(v) = version {
+        out["stateMachineVersionArn"] = json!(v);
+    }
+    Ok(out)
+}
+
+/// `Some(versionDescription)` when the request asks to publish a version.
+fn publish_in(input: &Value) -> Result<Option<Option<&str>>, AwsError> {
+    let description = input.get("versionDescription").and_then(Value::as_str);
+    if input.get("publish") == Some(&Value::Bool(true)) {
+        return Ok(Some(description));
+    }
+    if description.is_some() {
+        return Err(AwsError::validation(
+            "Version description can only be set when publish is true",
+        ));
+    }
+    Ok(None)
 }
 
 pub(crate) fn render_machine(m: &Machine) -> Value {
@@ -158,6 +178,9 @@ pub(crate) fn describe_state_machine(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let arn = required_str(input, "stateMachineArn")?;
+    if let Some(v) = crate::versions::describe_version(sfn, ctx, arn)? {
+        return Ok(v);
+    }
     Ok(render_machine(&machine(sfn, ctx, arn)?))
 }
 
@@ -171,7 +194,13 @@ pub(crate) async fn update_state_machine(
     let role = input.get("roleArn").and_then(Value::as_str);
     let logging = input.get("loggingConfiguration");
     let tracing_cfg = input.get("tracingConfiguration");
-    if definition.is_none() && role.is_none() && logging.is_none() && tracing_cfg.is_none() {
+    let publish = publish_in(input)?;
+    if definition.is_none()
+        && role.is_none()
+        && logging.is_none()
+        && tracing_cfg.is_none()
+        && publish.is_none()
+    {
         return Err(err(
             "MissingRequiredParameter",
             "Either the definition, the roleArn, the loggingConfiguration or the tracingConfiguration must be specified",
@@ -182,6 +211,7 @@ pub(crate) async fn update_state_machine(
     }
     machine(sfn, ctx, arn)?;
     let now = sfn.clock.now_ms();
+    let mut version = None;
     let (commit, revision) = {
         let mut machines = sfn.machines.write();
         let m = machines.get_mut(arn).ok_or_else(|| {
@@ -202,14 +232,24 @@ pub(crate) async fn update_state_machine(
         if let Some(t) = tracing_cfg {
             m.tracing = t.clone();
         }
-        m.updated_ms = now;
-        m.revision_id = uuid::Uuid::new_v4().to_string();
+        // Publishing alone does not make a new revision.
+        if definition.is_some() || role.is_some() || logging.is_some() || tracing_cfg.is_some() {
+            m.updated_ms = now;
+            m.revision_id = uuid::Uuid::new_v4().to_string();
+        }
         let mut batch = Batch::new();
+        if let Some(description) = publish {
+            version = Some(crate::versions::publish_into(sfn, m, description, now, &mut batch)?.0);
+        }
         state::put_machine(&mut batch, m);
         (sfn.store.commit(batch), m.revision_id.clone())
     };
     commit.await.map_err(crate::store_error)?;
-    Ok(json!({"updateDate": secs(now), "revisionId": revision}))
+    let mut out = json!({"updateDate": secs(now), "revisionId": revision});
+    if let Some(v) = version {
+        out["stateMachineVersionArn"] = json!(v);
+    }
+    Ok(out)
 }
 
 pub(crate) async fn delete_state_machine(
@@ -231,6 +271,7 @@ pub(crate) async fn delete_state_machine(
         }
         let mut batch = Batch::new();
         state::delete_machine(&mut batch, arn);
+        crate::versions::delete_all(sfn, arn, &mut batch);
         sfn.store.commit(batch)
     };
     commit.await.map_err(crate::store_error)?;

@@ -8,13 +8,16 @@
 //! Tasks reach Lambda through `ports::FunctionInvoker` and other services through
 //! `ports::Services` by model name. Read `run.rs` (the driver), then `tasks.rs`.
 //!
-//! Not yet: versions and aliases, TestState, RedriveExecution, map runs, JSONata; those
+//! Not yet: TestState, JSONata; those
 //! operations answer `NotImplemented`.
 
 mod api;
+mod jobs;
+mod maprun;
 mod run;
 mod state;
 mod tasks;
+mod versions;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -27,7 +30,7 @@ use tsumiki_ports::{FunctionInvoker, Services};
 use tsumiki_store::{Batch, Store};
 
 use crate::run::Exec;
-use crate::state::{Activity, Machine};
+use crate::state::{Activity, Alias, Machine, MapRun, Version};
 
 /// The Step Functions model this service implements (botocore's, docs stripped).
 pub const MODEL_JSON: &str = include_str!("../../../../models/stepfunctions.json");
@@ -56,6 +59,12 @@ pub struct StepFunctions {
     definitions: Mutex<HashMap<String, Arc<tsumiki_lang::asl::Definition>>>,
     functions: Weak<dyn FunctionInvoker>,
     myself: Weak<StepFunctions>,
+    /// Published versions and aliases by ARN (lock order: machines, versions, aliases).
+    versions: RwLock<BTreeMap<String, Version>>,
+    aliases: RwLock<BTreeMap<String, Alias>>,
+    /// Distributed Map runs by ARN, and where item readers and result writers reach S3.
+    map_runs: RwLock<BTreeMap<String, MapRun>>,
+    objects: std::sync::OnceLock<Arc<dyn tsumiki_ports::ObjectStore>>,
 }
 
 impl StepFunctions {
@@ -92,8 +101,31 @@ impl StepFunctions {
             definitions: Mutex::new(HashMap::new()),
             functions,
             myself: me.clone(),
+            versions: RwLock::new(
+                loaded
+                    .versions
+                    .into_iter()
+                    .map(|v| (v.arn.clone(), v))
+                    .collect(),
+            ),
+            aliases: RwLock::new(
+                loaded
+                    .aliases
+                    .into_iter()
+                    .map(|a| (a.arn.clone(), a))
+                    .collect(),
+            ),
+            map_runs: RwLock::new(
+                loaded
+                    .map_runs
+                    .into_iter()
+                    .map(|r| (r.arn.clone(), r))
+                    .collect(),
+            ),
+            objects: std::sync::OnceLock::new(),
         });
         let resumed = sfn.resume(loaded.executions);
+        sfn.resume_map_runs();
         tracing::info!(
             machines = sfn.machines.read().len(),
             executions = sfn.executions.read().len(),
@@ -107,6 +139,11 @@ impl StepFunctions {
     /// execution status changes go (`events`).
     pub fn set_services(&self, services: Services) {
         *self.services.write() = services;
+    }
+
+    /// Where Distributed Map item readers and result writers reach S3.
+    pub fn set_object_store(&self, objects: Arc<dyn tsumiki_ports::ObjectStore>) {
+        let _ = self.objects.set(objects);
     }
 
     /// The server's own URL, for requests tasks make to other services (SQS queue URLs).
@@ -160,6 +197,18 @@ impl tsumiki_ports::Service for StepFunctions {
             "SendTaskFailure" => run::send_task_failure(self, &input).await,
             "SendTaskHeartbeat" => run::send_task_heartbeat(self, &input).await,
             "GetActivityTask" => run::get_activity_task(self, ctx, &input).await,
+            "PublishStateMachineVersion" => versions::publish(self, ctx, &input).await,
+            "ListStateMachineVersions" => versions::list_versions(self, ctx, &input),
+            "DeleteStateMachineVersion" => versions::delete_version(self, ctx, &input).await,
+            "CreateStateMachineAlias" => versions::create_alias(self, ctx, &input).await,
+            "DescribeStateMachineAlias" => versions::describe_alias(self, ctx, &input),
+            "UpdateStateMachineAlias" => versions::update_alias(self, ctx, &input).await,
+            "DeleteStateMachineAlias" => versions::delete_alias(self, ctx, &input).await,
+            "ListStateMachineAliases" => versions::list_aliases(self, ctx, &input),
+            "RedriveExecution" => run::redrive_execution(self, ctx, &input).await,
+            "DescribeMapRun" => maprun::describe_map_run(self, ctx, &input),
+            "ListMapRuns" => maprun::list_map_runs(self, ctx, &input),
+            "UpdateMapRun" => maprun::update_map_run(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("stepfunctions", other)),
         }
     }
@@ -170,6 +219,9 @@ impl tsumiki_ports::Service for StepFunctions {
             self.activities.write().clear();
             self.executions.write().clear();
             self.activity_queues.lock().clear();
+            self.versions.write().clear();
+            self.aliases.write().clear();
+            self.map_runs.write().clear();
             let mut batch = Batch::new();
             state::reset(&mut batch);
             self.store.commit(batch)

@@ -31,6 +31,12 @@ pub(crate) struct Exec {
     pub waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// What [`StepFunctions::drive`] feeds an execution.
+pub(crate) enum Feed {
+    Step(Input),
+    Redrive(Option<String>),
+}
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 fn token_prefix(arn: &str) -> String {
@@ -103,23 +109,51 @@ impl StepFunctions {
         arn: String,
         input: Input,
     ) -> BoxFuture<Result<(), AwsError>> {
+        self.drive(arn, Feed::Step(input))
+    }
+
+    /// [`StepFunctions::advance`], or a redrive (RedriveExecution, with its client token).
+    pub(crate) fn drive(
+        self: Arc<Self>,
+        arn: String,
+        feed: Feed,
+    ) -> BoxFuture<Result<(), AwsError>> {
         Box::pin(async move {
             let Some(entry) = self.executions.read().get(&arn).cloned() else {
                 return Ok(());
             };
-            let starting = matches!(input, Input::Start);
+            let starting = matches!(feed, Feed::Step(Input::Start) | Feed::Redrive(_));
             let (commit, commands, finished, started) = {
                 let mut e = entry.lock();
-                if e.rec.exec.status != Status::Running {
-                    return Ok(());
-                }
                 let now = self.clock.now_ms();
-                let fired = match &input {
-                    Input::TimerFired { timer } => Some(*timer),
-                    _ => None,
-                };
                 let def = e.def.clone();
-                let fx = e.rec.exec.step(&def, input, now);
+                let (fx, fired) = match feed {
+                    Feed::Step(input) => {
+                        if e.rec.exec.status != Status::Running {
+                            return Ok(());
+                        }
+                        let fired = match &input {
+                            Input::TimerFired { timer } => Some(*timer),
+                            _ => None,
+                        };
+                        (e.rec.exec.step(&def, input, now), fired)
+                    }
+                    Feed::Redrive(token) => {
+                        if token.is_some() && token == e.rec.redrive_token {
+                            // The same client token again: the redrive already happened.
+                            return Ok(());
+                        }
+                        check_redrivable(&e.rec, now)?;
+                        let count = e.rec.redrive_count + 1;
+                        let Some(fx) = e.rec.exec.redrive(&def, count, now) else {
+                            return Err(not_redrivable(&e.rec, now));
+                        };
+                        e.rec.redrive_count = count;
+                        e.rec.redrive_ms = Some(now);
+                        e.rec.redrive_token = token;
+                        (fx, None)
+                    }
+                };
                 if let Some(t) = fired {
                     e.rec.timers.remove(&t);
                 }
@@ -139,7 +173,12 @@ impl StepFunctions {
                     None
                 } else {
                     let mut batch = Batch::new();
-                    state::put_exec(&mut batch, &e.rec, &fx.events);
+                    state::put_exec(
+                        &mut batch,
+                        &e.rec,
+                        &fx.events,
+                        starting && e.rec.redrive_ms.is_none(),
+                    );
                     Some(self.store.commit(batch))
                 };
                 if !e.rec.express {
@@ -300,7 +339,20 @@ impl StepFunctions {
         waiter: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<(String, i64, Arc<Mutex<Exec>>), AwsError> {
         let machine_arn = required_str(input, "stateMachineArn")?;
-        let machine = api::machine(self, ctx, machine_arn)?;
+        let target = crate::versions::resolve(self, ctx, machine_arn)?;
+        self.start_target(ctx, target, input, waiter, None).await
+    }
+
+    /// Starts an execution of `target` (a machine, version, or a map run's child workflow).
+    pub(crate) async fn start_target(
+        &self,
+        ctx: &RequestContext,
+        target: crate::versions::Target,
+        input: &Value,
+        waiter: Option<tokio::sync::oneshot::Sender<()>>,
+        map_run_arn: Option<String>,
+    ) -> Result<(String, i64, Arc<Mutex<Exec>>), AwsError> {
+        let machine = target.machine;
         let name = match input.get("name").and_then(Value::as_str) {
             Some(n) => n.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
@@ -383,6 +435,12 @@ impl StepFunctions {
                     role_arn: machine.role_arn.clone(),
                     exec,
                     timers: Default::default(),
+                    version_arn: target.version_arn,
+                    alias_arn: target.alias_arn,
+                    redrive_count: 0,
+                    redrive_ms: None,
+                    redrive_token: None,
+                    map_run_arn,
                 },
                 def,
                 history: Vec::new(),
@@ -440,7 +498,34 @@ fn status_detail(r: &ExecRecord) -> Value {
     })
 }
 
-pub(crate) fn describe(r: &ExecRecord) -> Value {
+/// How long after it ends an execution can be redriven (AWS: 14 days).
+const REDRIVE_PERIOD_MS: i64 = 14 * 24 * 3600 * 1000;
+
+/// `Ok` when RedriveExecution would redrive `r` at `now`, else AWS's `ExecutionNotRedrivable`
+/// with the reason DescribeExecution reports.
+fn check_redrivable(r: &ExecRecord, now: i64) -> Result<(), AwsError> {
+    let status = r.exec.status;
+    let reason = if r.express {
+        "Execution is an Express execution and cannot be redriven.".to_string()
+    } else if matches!(status, Status::Running | Status::Succeeded) {
+        format!("Execution is {} and cannot be redriven.", status.as_str())
+    } else if r.exec.stop_ms.is_some_and(|s| now - s > REDRIVE_PERIOD_MS) {
+        "Execution redrivable period exceeded.".to_string()
+    } else if !r.exec.redrivable() {
+        "Execution cannot be redriven.".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(err("ExecutionNotRedrivable", reason))
+}
+
+fn not_redrivable(r: &ExecRecord, now: i64) -> AwsError {
+    check_redrivable(r, now)
+        .err()
+        .unwrap_or_else(|| err("ExecutionNotRedrivable", "Execution cannot be redriven."))
+}
+
+pub(crate) fn describe(r: &ExecRecord, now: i64) -> Value {
     let x = &r.exec;
     let mut out = json!({
         "executionArn": r.arn,
@@ -450,9 +535,27 @@ pub(crate) fn describe(r: &ExecRecord) -> Value {
         "startDate": secs(r.start_ms),
         "input": r.input,
         "inputDetails": {"included": true},
-        "redriveCount": 0,
-        "redriveStatus": "NOT_REDRIVABLE",
+        "redriveCount": r.redrive_count,
     });
+    match check_redrivable(r, now) {
+        Ok(()) => out["redriveStatus"] = json!("REDRIVABLE"),
+        Err(e) => {
+            out["redriveStatus"] = json!("NOT_REDRIVABLE");
+            out["redriveStatusReason"] = json!(e.message);
+        }
+    }
+    if let Some(d) = r.redrive_ms {
+        out["redriveDate"] = json!(secs(d));
+    }
+    if let Some(v) = &r.version_arn {
+        out["stateMachineVersionArn"] = json!(v);
+    }
+    if let Some(a) = &r.alias_arn {
+        out["stateMachineAliasArn"] = json!(a);
+    }
+    if let Some(m) = &r.map_run_arn {
+        out["mapRunArn"] = json!(m);
+    }
     if let Some(s) = x.stop_ms {
         out["stopDate"] = json!(secs(s));
     }
@@ -484,7 +587,10 @@ pub(crate) async fn start_sync_execution(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let machine_arn = required_str(input, "stateMachineArn")?;
-    if !api::machine(sfn, ctx, machine_arn)?.express {
+    if !crate::versions::resolve(sfn, ctx, machine_arn)?
+        .machine
+        .express
+    {
         return Err(err(
             "StateMachineTypeNotSupported",
             "This operation is not supported by this type of state machine",
@@ -494,10 +600,11 @@ pub(crate) async fn start_sync_execution(
     let (_, _, entry) = sfn.start_one(ctx, input, Some(tx)).await?;
     let _ = rx.await;
     let e = entry.lock();
-    let mut out = describe(&e.rec);
+    let mut out = describe(&e.rec, sfn.clock.now_ms());
     if let Some(o) = out.as_object_mut() {
         o.remove("redriveCount");
         o.remove("redriveStatus");
+        o.remove("redriveStatusReason");
     }
     out["billingDetails"] = json!({
         "billedMemoryUsedInMB": 64,
@@ -513,7 +620,7 @@ pub(crate) fn describe_execution(
 ) -> Result<Value, AwsError> {
     let entry = sfn.exec_entry(ctx, required_str(input, "executionArn")?)?;
     let e = entry.lock();
-    Ok(describe(&e.rec))
+    Ok(describe(&e.rec, sfn.clock.now_ms()))
 }
 
 pub(crate) fn describe_state_machine_for_execution(
@@ -524,7 +631,13 @@ pub(crate) fn describe_state_machine_for_execution(
     let entry = sfn.exec_entry(ctx, required_str(input, "executionArn")?)?;
     let e = entry.lock();
     let r = &e.rec;
-    let (logging, tracing_cfg, revision, updated) = match sfn.machines.read().get(&r.machine_arn) {
+    // An execution of a version describes that version's snapshot.
+    let snapshot = r
+        .version_arn
+        .as_ref()
+        .and_then(|v| sfn.versions.read().get(v).map(|v| v.snapshot.clone()));
+    let current = sfn.machines.read().get(&r.machine_arn).cloned();
+    let (logging, tracing_cfg, revision, updated) = match snapshot.as_ref().or(current.as_ref()) {
         Some(m) => (
             m.logging.clone(),
             m.tracing.clone(),
@@ -558,8 +671,18 @@ pub(crate) fn list_executions(
     ctx: &RequestContext,
     input: &Value,
 ) -> Result<Value, AwsError> {
+    if let Some(run) = input.get("mapRunArn").and_then(Value::as_str) {
+        return crate::maprun::list_children(sfn, ctx, run, input);
+    }
     let machine_arn = required_str(input, "stateMachineArn")?;
-    let machine = api::machine(sfn, ctx, machine_arn)?;
+    // A version or alias ARN lists the executions started through it.
+    let target = crate::versions::resolve(sfn, ctx, machine_arn)?;
+    let machine = target.machine;
+    let through = |r: &ExecRecord| match (&target.alias_arn, &target.version_arn) {
+        (Some(a), _) => r.alias_arn.as_deref() == Some(a.as_str()),
+        (None, Some(v)) => r.version_arn.as_deref() == Some(v.as_str()),
+        (None, None) => true,
+    };
     if machine.express {
         return Err(err(
             "StateMachineTypeNotSupported",
@@ -567,6 +690,7 @@ pub(crate) fn list_executions(
         ));
     }
     let status = input.get("statusFilter").and_then(Value::as_str);
+    let redrive_filter = input.get("redriveFilter").and_then(Value::as_str);
     let start = page_start(input)?;
     let size = page_size(input, 100);
     let mut rows: Vec<(i64, String, Value)> = sfn
@@ -576,7 +700,12 @@ pub(crate) fn list_executions(
         .filter_map(|entry| {
             let e = entry.lock();
             let r = &e.rec;
-            if r.machine_arn != machine.arn || status.is_some_and(|s| s != r.exec.status.as_str()) {
+            let redriven = r.redrive_count > 0;
+            if r.machine_arn != machine.arn
+                || !through(r)
+                || redrive_filter.is_some_and(|f| (f == "REDRIVEN") != redriven)
+                || status.is_some_and(|s| s != r.exec.status.as_str())
+            {
                 return None;
             }
             let mut v = json!({
@@ -588,6 +717,18 @@ pub(crate) fn list_executions(
             });
             if let Some(s) = r.exec.stop_ms {
                 v["stopDate"] = json!(secs(s));
+            }
+            if let Some(x) = &r.version_arn {
+                v["stateMachineVersionArn"] = json!(x);
+            }
+            if let Some(x) = &r.alias_arn {
+                v["stateMachineAliasArn"] = json!(x);
+            }
+            if redriven {
+                v["redriveCount"] = json!(r.redrive_count);
+            }
+            if let Some(d) = r.redrive_ms {
+                v["redriveDate"] = json!(secs(d));
             }
             Some((r.start_ms, r.arn.clone(), v))
         })
@@ -806,4 +947,28 @@ pub(crate) async fn get_activity_task(
             _ = sfn.clock.sleep_until(deadline) => {}
         }
     }
+}
+
+/// RedriveExecution: runs a failed, timed-out or aborted Standard execution again from the
+/// state that did not complete (see `asl::Execution::redrive`).
+pub(crate) async fn redrive_execution(
+    sfn: &StepFunctions,
+    ctx: &RequestContext,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let arn = required_str(input, "executionArn")?;
+    let entry = sfn.exec_entry(ctx, arn)?;
+    let token = input
+        .get("clientToken")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    sfn.me()
+        .drive(arn.to_string(), Feed::Redrive(token))
+        .await?;
+    let when = entry
+        .lock()
+        .rec
+        .redrive_ms
+        .unwrap_or_else(|| sfn.clock.now_ms());
+    Ok(json!({"redriveDate": secs(when)}))
 }

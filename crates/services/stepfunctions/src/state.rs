@@ -3,9 +3,13 @@
 //!
 //! `stepfunctions.machine` holds one record per state machine (key: ARN);
 //! `stepfunctions.activity` one per activity; `stepfunctions.exec` one per Standard execution
-//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata), and
-//! `stepfunctions.event` its history, one key per event (`executionArn/0000000042`), so a step
-//! writes the execution record and only its new events. Express executions are never stored.
+//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata),
+//! `stepfunctions.execdef` its definition (written once), and `stepfunctions.event` its
+//! history, one row per step keyed by the step's first event (`executionArn/0000000042`), so
+//! a step writes the execution record and one row of new events. Express executions are
+//! never stored.
+//! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases,
+//! `stepfunctions.maprun` Distributed Map runs (key: their ARNs).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,10 @@ const NS_MACHINE: &str = "stepfunctions.machine";
 const NS_ACTIVITY: &str = "stepfunctions.activity";
 const NS_EXEC: &str = "stepfunctions.exec";
 const NS_EVENT: &str = "stepfunctions.event";
+const NS_EXECDEF: &str = "stepfunctions.execdef";
+const NS_VERSION: &str = "stepfunctions.version";
+const NS_ALIAS: &str = "stepfunctions.alias";
+const NS_MAPRUN: &str = "stepfunctions.maprun";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -38,6 +46,33 @@ pub struct Machine {
     pub tracing: serde_json::Value,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The last version number published; numbers are never reused, even after a delete.
+    #[serde(default)]
+    pub last_version: u64,
+}
+
+/// A published version: an immutable snapshot of its machine (key: version ARN).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    pub arn: String,
+    pub machine_arn: String,
+    pub number: u64,
+    pub description: Option<String>,
+    pub created_ms: i64,
+    pub snapshot: Machine,
+}
+
+/// An alias routing executions to one or two versions by weight (key: alias ARN).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alias {
+    pub arn: String,
+    pub machine_arn: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `(version ARN, weight)`; weights sum to 100.
+    pub routing: Vec<(String, u32)>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,11 +96,63 @@ pub struct ExecRecord {
     pub express: bool,
     pub input: String,
     pub start_ms: i64,
+    /// Stored once, beside the record (`stepfunctions.execdef`), not with every step.
+    #[serde(default, skip_serializing)]
     pub definition: String,
     pub role_arn: String,
     pub exec: Execution,
     /// Deadlines of the interpreter's live timers, so a restart re-arms them.
     pub timers: BTreeMap<u64, i64>,
+    /// The version started, directly or through `alias_arn`.
+    #[serde(default)]
+    pub version_arn: Option<String>,
+    #[serde(default)]
+    pub alias_arn: Option<String>,
+    /// RedriveExecution: how many times, when last, and the last client token.
+    #[serde(default)]
+    pub redrive_count: u64,
+    #[serde(default)]
+    pub redrive_ms: Option<i64>,
+    #[serde(default)]
+    pub redrive_token: Option<String>,
+    /// The map run this execution is a child workflow of.
+    #[serde(default)]
+    pub map_run_arn: Option<String>,
+}
+
+/// A Distributed Map's run (key: map run ARN): its items' inputs, settings, and progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapRun {
+    pub arn: String,
+    pub exec_arn: String,
+    pub machine_arn: String,
+    pub task: u64,
+    pub account: String,
+    pub region: String,
+    /// RUNNING, SUCCEEDED, FAILED or ABORTED.
+    pub status: String,
+    pub start_ms: i64,
+    pub stop_ms: Option<i64>,
+    pub max_concurrency: u64,
+    pub tolerated_pct: Option<f64>,
+    pub tolerated_count: Option<u64>,
+    /// The child workflow (the ItemProcessor) as a state machine.
+    pub child: Machine,
+    /// Each child execution's input (one per item, or per batch).
+    pub inputs: Vec<serde_json::Value>,
+    /// ResultWriter's rendered `{Bucket, Prefix}`.
+    pub writer: Option<serde_json::Value>,
+    /// Finished children: index -> the child as ResultWriter reports it (`ExecutionArn`,
+    /// `Status`, `Input`, `Output` or `Error`/`Cause`, dates).
+    #[serde(default)]
+    pub done: BTreeMap<usize, serde_json::Value>,
+    /// Children started and not yet finished: index -> child ARN.
+    #[serde(default)]
+    pub running: BTreeMap<usize, String>,
+    /// Whether a driver runs this map run now (a restart and a re-dispatched task must not
+    /// both drive it).
+    #[serde(skip)]
+    pub driving: bool,
 }
 
 pub fn event_key(arn: &str, id: i64) -> String {
@@ -80,6 +167,26 @@ pub fn delete_machine(batch: &mut Batch, arn: &str) {
     batch.delete(NS_MACHINE, arn.to_string());
 }
 
+pub fn put_version(batch: &mut Batch, v: &Version) {
+    batch.put(NS_VERSION, v.arn.clone(), to_json(v));
+}
+
+pub fn delete_version(batch: &mut Batch, arn: &str) {
+    batch.delete(NS_VERSION, arn.to_string());
+}
+
+pub fn put_alias(batch: &mut Batch, a: &Alias) {
+    batch.put(NS_ALIAS, a.arn.clone(), to_json(a));
+}
+
+pub fn delete_alias(batch: &mut Batch, arn: &str) {
+    batch.delete(NS_ALIAS, arn.to_string());
+}
+
+pub fn put_map_run(batch: &mut Batch, r: &MapRun) {
+    batch.put(NS_MAPRUN, r.arn.clone(), to_json(r));
+}
+
 pub fn put_activity(batch: &mut Batch, a: &Activity) {
     batch.put(NS_ACTIVITY, a.arn.clone(), to_json(a));
 }
@@ -88,15 +195,30 @@ pub fn delete_activity(batch: &mut Batch, arn: &str) {
     batch.delete(NS_ACTIVITY, arn.to_string());
 }
 
-pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent]) {
+/// Stores a step: the record, and the step's events as one row keyed by the first one's id
+/// (a step that runs ten states writes one row, not thirty). `first` (the execution's first
+/// step) also stores its definition.
+pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent], first: bool) {
     batch.put(NS_EXEC, r.arn.clone(), to_json(r));
-    for e in events {
-        batch.put(NS_EVENT, event_key(&r.arn, e.id), to_json(e));
+    if first {
+        batch.put(NS_EXECDEF, r.arn.clone(), r.definition.as_bytes().to_vec());
+    }
+    if let Some(e) = events.first() {
+        batch.put(NS_EVENT, event_key(&r.arn, e.id), to_json(&events));
     }
 }
 
 pub fn reset(batch: &mut Batch) {
-    for ns in [NS_MACHINE, NS_ACTIVITY, NS_EXEC, NS_EVENT] {
+    for ns in [
+        NS_MACHINE,
+        NS_ACTIVITY,
+        NS_EXEC,
+        NS_EVENT,
+        NS_VERSION,
+        NS_ALIAS,
+        NS_MAPRUN,
+        NS_EXECDEF,
+    ] {
         batch.delete_prefix(ns, Vec::new());
     }
 }
@@ -109,6 +231,9 @@ pub struct Loaded {
     pub machines: Vec<Machine>,
     pub activities: Vec<Activity>,
     pub executions: Vec<(ExecRecord, Vec<HistoryEvent>)>,
+    pub versions: Vec<Version>,
+    pub aliases: Vec<Alias>,
+    pub map_runs: Vec<MapRun>,
 }
 
 pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
@@ -131,23 +256,61 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
         let Some((arn, _)) = key.rsplit_once('/') else {
             continue;
         };
-        if let Ok(e) = serde_json::from_slice(&v) {
-            events.entry(arn.to_string()).or_default().push(e);
+        // A row holds one step's events (older stores: one event).
+        let list = events.entry(arn.to_string()).or_default();
+        if let Ok(many) = serde_json::from_slice::<Vec<HistoryEvent>>(&v) {
+            list.extend(many);
+        } else if let Ok(e) = serde_json::from_slice(&v) {
+            list.push(e);
         }
+    }
+    let mut definitions: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in store.scan(NS_EXECDEF).await? {
+        definitions.insert(
+            String::from_utf8_lossy(&k).to_string(),
+            String::from_utf8_lossy(&v).to_string(),
+        );
     }
     let mut executions = Vec::new();
     for (_, v) in store.scan(NS_EXEC).await? {
         match serde_json::from_slice::<ExecRecord>(&v) {
-            Ok(r) => {
+            Ok(mut r) => {
+                if let Some(d) = definitions.remove(&r.arn) {
+                    r.definition = d;
+                }
                 let h = events.remove(&r.arn).unwrap_or_default();
                 executions.push((r, h));
             }
             Err(e) => tracing::error!(error = %e, "A stored execution is unreadable."),
         }
     }
+    let mut versions = Vec::new();
+    for (_, v) in store.scan(NS_VERSION).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => versions.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored state machine version is unreadable."),
+        }
+    }
+    let mut aliases = Vec::new();
+    for (_, v) in store.scan(NS_ALIAS).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => aliases.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored state machine alias is unreadable."),
+        }
+    }
+    let mut map_runs = Vec::new();
+    for (_, v) in store.scan(NS_MAPRUN).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => map_runs.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored map run is unreadable."),
+        }
+    }
     Ok(Loaded {
         machines,
         activities,
         executions,
+        versions,
+        aliases,
+        map_runs,
     })
 }

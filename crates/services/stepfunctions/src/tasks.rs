@@ -1,7 +1,7 @@
 //! Task states' resources: Lambda (the optimized `lambda:invoke` and bare function ARNs)
 //! through `ports::FunctionInvoker`; SQS, SNS, EventBridge, DynamoDB and every `aws-sdk:*`
 //! call through `ports::Services` by model name; nested executions (`states:startExecution`,
-//! `.sync`, `.sync:2`); activities. Each integration pattern is a suffix: `.waitForTaskToken`
+//! `.sync`, `.sync:2`); activities; Glue and ECS in `jobs.rs`. Each integration pattern is a suffix: `.waitForTaskToken`
 //! makes the call and then waits for SendTaskSuccess/Failure.
 
 use serde_json::{Value, json};
@@ -82,6 +82,9 @@ fn error_prefix(sdk: &str) -> String {
 }
 
 pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
+    if call.resource == tsumiki_lang::asl::DISTRIBUTED_MAP {
+        return crate::maprun::run(sfn, call).await;
+    }
     let (base, pattern) = split_pattern(&call.resource);
     let base = base.to_string();
     if base == "arn:aws:states:::lambda:invoke" {
@@ -123,6 +126,11 @@ pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
     };
     if rest == "states:startExecution" {
         return start_execution(sfn, &call, pattern).await;
+    }
+    let sync = matches!(pattern, Pattern::Sync | Pattern::Sync2);
+    let token = pattern == Pattern::WaitForToken;
+    if let Some(out) = crate::jobs::run(sfn, &call, rest, sync, token).await {
+        return out;
     }
     let (sdk, action, generic) = match rest.strip_prefix("aws-sdk:") {
         Some(r) => {

@@ -10,6 +10,7 @@ mod events;
 mod lambda;
 mod logs;
 mod s3;
+mod sfn;
 mod sqs;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
