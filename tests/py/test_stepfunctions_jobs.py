@@ -93,6 +93,8 @@ def register(ecs, command):
 
 def test_ecs_run_task_sync(server, sfn):
     ecs = server.client("ecs")
+    # RunTask without a cluster uses "default", which must exist, as on AWS.
+    ecs.create_cluster()
     td = register(ecs, ["python3", "-c", "import os; print(os.environ['WHO'])"])
     arn = machine(sfn, "arn:aws:states:::ecs:runTask.sync", {
         "LaunchType": "FARGATE", "TaskDefinition": td["taskDefinitionArn"], "NetworkConfiguration": NETWORK,
