@@ -1,6 +1,6 @@
 //! JWT authorizers of HTTP APIs: the token from the identity source (a `Bearer ` prefix
 //! dropped), its signature checked against the issuer's JWKS (found through
-//! `{issuer}/.well-known/openid-configuration` -> `jwks_uri`, fetched over plain `http://`,
+//! `{issuer}/.well-known/openid-configuration` -> `jwks_uri`, fetched over `http://` or `https://`,
 //! kept two hours as AWS does and refetched when a token names an unknown `kid`), then `iss`,
 //! `aud` (or `client_id`), `exp` and `nbf` against the clock, then the route's
 //! `AuthorizationScopes` against the token's `scope`/`scp`. Failures answer 401

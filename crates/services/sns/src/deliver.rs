@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::Full;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -872,72 +871,38 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// POSTs `body` to an HTTP endpoint: 2xx is delivered, 5xx and no answer are worth a retry,
-/// anything else is the endpoint's refusal.
+/// POSTs `body` to an HTTP or HTTPS endpoint: 2xx is delivered, 5xx and no answer are worth a
+/// retry, anything else is the endpoint's refusal.
 async fn http_post(
     url: &str,
     headers: Vec<(&'static str, String)>,
     body: String,
 ) -> Result<(), Failure> {
-    let attempt = async {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| Failure::permanent(format!("{url} is not a URL: {e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(Failure::permanent(
-                "tsumiki delivers to http:// endpoints only (no TLS client).",
-            ));
-        }
-        let host = uri.host().unwrap_or("localhost").to_string();
-        let port = uri.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| Failure {
-                message: format!("Connecting to {url}: {e}"),
-                retryable: true,
-            })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| Failure {
-                    message: format!("Talking to {url}: {e}"),
-                    retryable: true,
-                })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
-        let mut req = http::Request::post(path)
-            .header("host", authority)
-            .header("content-type", "text/plain; charset=UTF-8")
-            .header("user-agent", "Amazon Simple Notification Service Agent");
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Failure::permanent(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| Failure {
-            message: format!("Sending to {url}: {e}"),
-            retryable: true,
+    let mut all = vec![
+        (
+            "content-type".to_string(),
+            "text/plain; charset=UTF-8".to_string(),
+        ),
+        (
+            "user-agent".to_string(),
+            "Amazon Simple Notification Service Agent".to_string(),
+        ),
+    ];
+    all.extend(headers.into_iter().map(|(k, v)| (k.to_string(), v)));
+    let resp = tsumiki_outbound::send("POST", url, &all, Bytes::from(body), HTTP_TIMEOUT)
+        .await
+        .map_err(|e| Failure {
+            message: e.message,
+            retryable: e.retryable,
         })?;
-        let status = resp.status().as_u16();
-        match status {
-            200..=299 => Ok(()),
-            500..=599 => Err(Failure {
-                message: format!("{url} answered {status}."),
-                retryable: true,
-            }),
-            _ => Err(Failure::permanent(format!("{url} answered {status}."))),
-        }
-    };
-    tokio::select! {
-        r = attempt => r,
-        _ = tsumiki_core::Clock::pause_real(HTTP_TIMEOUT) => Err(Failure {
-            message: format!("{url} did not answer in 15 seconds."),
+    let status = resp.status;
+    match status {
+        200..=299 => Ok(()),
+        500..=599 => Err(Failure {
+            message: format!("{url} answered {status}."),
             retryable: true,
         }),
+        _ => Err(Failure::permanent(format!("{url} answered {status}."))),
     }
 }
 
