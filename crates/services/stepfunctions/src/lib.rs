@@ -15,6 +15,7 @@ mod api;
 mod run;
 mod state;
 mod tasks;
+mod test_state;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -160,6 +161,7 @@ impl tsumiki_ports::Service for StepFunctions {
             "SendTaskFailure" => run::send_task_failure(self, &input).await,
             "SendTaskHeartbeat" => run::send_task_heartbeat(self, &input).await,
             "GetActivityTask" => run::get_activity_task(self, ctx, &input).await,
+            "TestState" => test_state::test_state(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("stepfunctions", other)),
         }
     }
