@@ -414,10 +414,10 @@ def test_test_state(server, sfn):
                                               "ResultPath": "$.r", "Next": "After"}),
                        input=json.dumps({"a": {"b": 1}}), inspectionLevel="DEBUG")
     assert r["status"] == "SUCCEEDED" and r["nextState"] == "After"
-    assert json.loads(r["output"]) == {"b": 1, "r": {"x": 1}}
+    assert json.loads(r["output"]) == {"a": {"b": 1}, "r": {"x": 1}}
     assert json.loads(r["inspectionData"]["input"]) == {"a": {"b": 1}}
     assert json.loads(r["inspectionData"]["afterInputPath"]) == {"b": 1}
-    assert json.loads(r["inspectionData"]["afterResultPath"]) == {"b": 1, "r": {"x": 1}}
+    assert json.loads(r["inspectionData"]["afterResultPath"]) == {"a": {"b": 1}, "r": {"x": 1}}
     # INFO leaves inspectionData out; End means no next state.
     r = sfn.test_state(definition=json.dumps({"Type": "Pass", "End": True}), input="{}")
     assert r["status"] == "SUCCEEDED" and "nextState" not in r and "inspectionData" not in r

@@ -14,13 +14,11 @@ use tsumiki_lang::asl::{self, Command, Execution, HistoryEvent, Input, StartSpec
 use crate::tasks::{self, Outcome, TaskCall};
 use crate::{StepFunctions, err, required_str};
 
-/// Where `End` leads in the wrapper machine (no real state can have this name: names are
-/// at most 80 characters).
-const END: &str =
-    "\u{1}end-of-the-tested-state-and-more-than-eighty-characters-long-so-no-user-state-has-it";
+/// Where `End` leads in the wrapper machine (a name with a control character, which no
+/// real definition uses).
+const END: &str = "\u{1}end";
 /// Where a transition back to the tested state itself leads.
-const SELF: &str =
-    "\u{1}the-tested-state-itself-and-more-than-eighty-characters-long-so-no-user-state-has-it";
+const SELF: &str = "\u{1}self";
 
 fn validation(message: impl Into<String>) -> AwsError {
     err("ValidationException", message)
