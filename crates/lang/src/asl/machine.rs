@@ -1057,8 +1057,13 @@ impl Execution {
                 let mut sess = st
                     .jsonata
                     .then(|| self.ctx(tid, None).session(&raw, None, None, now));
+                let ctx = self.ctx(tid, None);
                 let at_ms = if let Some(s) = seconds {
-                    now + seconds_value(s, &effective, "SecondsPath", sess.as_mut())? as i64 * 1000
+                    let root = match s {
+                        Seconds::Path(p) if p.context => ctx.get(),
+                        _ => &effective,
+                    };
+                    now + seconds_value(s, root, "SecondsPath", sess.as_mut())? as i64 * 1000
                 } else {
                     let text = match (timestamp, timestamp_path, timestamp_expr, sess.as_mut()) {
                         (Some(t), _, _, _) => t.clone(),
@@ -1067,7 +1072,7 @@ impl Execution {
                             _ => return Err(query(format!("{} The JSONata expression specified for the field 'Timestamp' did not return a string.", sess.prefix))),
                         },
                         (None, Some(p), _, _) => p
-                            .eval(&effective)
+                            .eval(if p.context { ctx.get() } else { &effective })
                             .and_then(|v| v.as_str().map(str::to_string))
                             .ok_or_else(|| runtime(format!("Invalid path '{}': The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string.", p.text)))?,
                         _ => return Err(runtime("A Wait state needs a duration")),
@@ -1075,6 +1080,7 @@ impl Execution {
                     let ns = choice::parse_timestamp(&text).ok_or_else(|| runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {text}")))?;
                     (ns / 1_000_000) as i64
                 };
+                drop(ctx);
                 let (output, assign) = match sess {
                     Some(mut sess) => {
                         let output = match &st.output {
@@ -1364,6 +1370,14 @@ impl Execution {
                 let items = match (items_path, items_expr, sess.as_mut()) {
                     (_, Some(e), Some(sess)) => sess.eval(e, "Items").map_err(query)?,
                     _ if st.jsonata => raw.clone(),
+                    (Some(p), _, _) if p.context => {
+                        p.eval(self.ctx(tid, None).get()).ok_or_else(|| {
+                            runtime(format!(
+                                "Invalid path '{}' : No results for path: {}",
+                                p.text, p.text
+                            ))
+                        })?
+                    }
                     (Some(p), _, _) => p.eval(&effective).ok_or_else(|| {
                         runtime(format!(
                             "Invalid path '{}' : No results for path: {}",

@@ -149,6 +149,10 @@ pub(crate) async fn test_state(
             json!({"Type": "Wait", "Seconds": 99_999_999, "End": true}),
         );
     }
+    let jsonata = match st.get("QueryLanguage") {
+        Some(q) => q == "JSONata",
+        None => query_language.as_ref().is_some_and(|q| q == "JSONata"),
+    };
     let mut machine = json!({"StartAt": name, "States": states});
     if let Some(q) = query_language {
         machine["QueryLanguage"] = q;
@@ -333,7 +337,7 @@ pub(crate) async fn test_state(
     if level != "INFO" {
         out.insert(
             "inspectionData".into(),
-            inspection(&st, &state_input, &history, &exec),
+            inspection(&st, jsonata, &state_input, &history, &exec),
         );
     }
     Ok(Value::Object(out))
@@ -342,13 +346,11 @@ pub(crate) async fn test_state(
 /// What DEBUG and TRACE add: the stages of the state's data flow that the run shows.
 fn inspection(
     st: &Map<String, Value>,
+    jsonata: bool,
     input: &Value,
     history: &[HistoryEvent],
     exec: &Execution,
 ) -> Value {
-    let jsonata = st.get("QueryLanguage") == Some(&json!("JSONata"))
-        || st.contains_key("Arguments")
-        || st.contains_key("Output");
     let mut d = Map::new();
     d.insert("input".into(), json!(input.to_string()));
     // The request a Task sent, and what came back.
