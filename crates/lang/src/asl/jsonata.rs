@@ -86,7 +86,6 @@ pub fn compile(v: &Value, field: &str) -> Result<Ata, String> {
 /// What one state's expressions see.
 pub struct Session {
     ev: Evaluator,
-    input: JValue,
     rng: Rc<Cell<u64>>,
     /// `An error occurred while executing the state 'S' (entered at the event id #N).`
     pub prefix: String,
@@ -106,18 +105,11 @@ impl Session {
         for (k, v) in vars {
             ctx.bind(k.clone(), JValue::from(v.clone()));
         }
-        let states_j = JValue::from(states.clone());
-        let input = states_j.get("input").cloned().unwrap_or(JValue::Null);
-        ctx.bind("states".into(), states_j);
+        ctx.bind("states".into(), JValue::from(states.clone()));
         let mut ev = Evaluator::with_context(ctx);
         let rng = Rc::new(Cell::new(rng));
         register(&mut ev, now_ms, &rng);
-        Session {
-            ev,
-            input,
-            rng,
-            prefix,
-        }
+        Session { ev, rng, prefix }
     }
 
     /// The generator after the draws made so far (the caller keeps it).
@@ -130,7 +122,10 @@ impl Session {
         match ata {
             Ata::Value(v) => Ok(v.clone()),
             Ata::Expr(e) => {
-                let out = self.ev.evaluate(&e.ast, &self.input).map_err(|err| {
+                // Step Functions gives no context value: `$`, `$$` and bare field names at
+                // the top of an expression are undefined (AWS forbids them); the input is
+                // `$states.input`.
+                let out = self.ev.evaluate(&e.ast, &JValue::Undefined).map_err(|err| {
                     format!(
                         "{} The JSONata expression '{}' specified for the field '{field}' threw an error: {}",
                         self.prefix,
