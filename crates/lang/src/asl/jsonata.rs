@@ -94,18 +94,18 @@ pub struct Session {
 impl Session {
     /// `states` is the `$states` object; `vars` the variables in scope (inner shadowing
     /// outer, already merged).
-    pub fn new<'a>(
-        states: &Value,
-        vars: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    pub fn new(
+        states: Value,
+        vars: Map<String, Value>,
         now_ms: i64,
         rng: u64,
         prefix: String,
     ) -> Session {
         let mut ctx = Context::new();
         for (k, v) in vars {
-            ctx.bind(k.clone(), JValue::from(v.clone()));
+            ctx.bind(k, JValue::from(v));
         }
-        ctx.bind("states".into(), JValue::from(states.clone()));
+        ctx.bind("states".into(), JValue::from(states));
         let mut ev = Evaluator::with_context(ctx);
         let rng = Rc::new(Cell::new(rng));
         register(&mut ev, now_ms, &rng);
@@ -333,8 +333,7 @@ mod tests {
     fn run(expr: &str, input: Value) -> Result<Value, String> {
         let ata = compile(&Value::String(format!("{{% {expr} %}}")), "Output")?;
         let states = json!({"input": input, "context": {}});
-        let vars = Map::new();
-        Session::new(&states, &vars, 1_700_000_000_000, 7, "E.".into()).eval(&ata, "Output")
+        Session::new(states, Map::new(), 1_700_000_000_000, 7, "E.".into()).eval(&ata, "Output")
     }
 
     #[test]

@@ -313,6 +313,15 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn get(&self) -> &Value {
         self.cell.get_or_init(|| {
+            let mut c = self.build();
+            c[VARS_KEY] = Value::Object(self.exec.visible_vars(self.tid));
+            c
+        })
+    }
+
+    /// The context object itself (without the variables).
+    fn build(&self) -> Value {
+        {
             let mut c = self.exec.context.clone();
             let mut exec = c["Execution"].take();
             exec["Input"] = self.exec.input.clone();
@@ -329,9 +338,8 @@ impl Ctx<'_> {
             if let Some((i, v)) = self.map_item {
                 c["Map"] = json!({ "Item": { "Index": i, "Value": v } });
             }
-            c[VARS_KEY] = Value::Object(self.exec.visible_vars(self.tid));
             c
-        })
+        }
     }
 
     /// A JSONata session for this state: `$states` from `input`, `result`, `error_output`
@@ -343,11 +351,8 @@ impl Ctx<'_> {
         error_output: Option<&Value>,
         now: i64,
     ) -> Session {
-        let mut context = self.get().clone();
-        let vars = match context.as_object_mut().and_then(|m| m.remove(VARS_KEY)) {
-            Some(Value::Object(v)) => v,
-            _ => Map::new(),
-        };
+        let context = self.build();
+        let vars = self.exec.visible_vars(self.tid);
         let mut states = Map::new();
         states.insert("input".into(), input.clone());
         if let Some(r) = result {
@@ -363,8 +368,8 @@ impl Ctx<'_> {
             .get(&self.tid)
             .map_or(0, |t| t.entered_event);
         Session::new(
-            &Value::Object(states),
-            &vars,
+            Value::Object(states),
+            vars,
             now,
             self.exec.rng,
             format!(
