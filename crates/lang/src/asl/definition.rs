@@ -190,6 +190,8 @@ pub struct State {
     /// JSONata: `Arguments` (Task, Parallel) and `Output`.
     pub arguments: Option<Ata>,
     pub output: Option<Ata>,
+    /// Some JSONata field of the state may read `$states.context`.
+    pub reads_context: bool,
 }
 
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
@@ -324,6 +326,8 @@ struct Ctx {
     graphs: Vec<Option<Graph>>,
     /// The top level's `QueryLanguage` is JSONata: every state's default.
     top_jsonata: bool,
+    /// Some JSONata field of the state being compiled may read `$states.context`.
+    reads_context: bool,
 }
 
 impl Ctx {
@@ -356,6 +360,7 @@ pub fn parse(text: &str) -> Result<Definition, Vec<Diagnostic>> {
         diags: Vec::new(),
         graphs: Vec::new(),
         top_jsonata: top.get("QueryLanguage") == Some(&Value::from("JSONata")),
+        reads_context: false,
     };
     if let Some(q) = top.get("QueryLanguage")
         && q != "JSONPath"
@@ -693,6 +698,9 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
         return None;
     };
     let before = ctx.diags.len();
+    // Inner states (Parallel branches, Map processors) are compiled in the middle of this
+    // one: each keeps its own flag.
+    let outer_reads_context = std::mem::replace(&mut ctx.reads_context, false);
     for key in def.keys() {
         if !COMMON.contains(&key.as_str()) && !fields.contains(&key.as_str()) {
             ctx.schema(
@@ -1188,6 +1196,7 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
         }
         _ => unreachable!("allowed() knows only these types"),
     };
+    let reads_context = std::mem::replace(&mut ctx.reads_context, outer_reads_context);
     if ctx.diags.len() != before {
         return None;
     }
@@ -1208,6 +1217,7 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
         assign,
         arguments,
         output,
+        reads_context,
     })
 }
 
@@ -1215,7 +1225,10 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
 /// (`Output`, `Choices[0]/Condition`).
 fn ata_field(ctx: &mut Ctx, v: &Value, field: &str, loc: &str) -> Option<Ata> {
     match jsonata::compile(v, field) {
-        Ok(a) => Some(a),
+        Ok(a) => {
+            ctx.reads_context |= a.reads_context();
+            Some(a)
+        }
         Err(m) => {
             ctx.schema(m, &format!("{loc}/{field}"));
             None

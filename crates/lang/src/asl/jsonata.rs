@@ -32,6 +32,40 @@ pub enum Ata {
 pub struct Expr {
     pub text: String,
     ast: AstNode,
+    /// The expression may read `$states.context` (see [`may_read_context`]).
+    context: bool,
+}
+
+impl Ata {
+    /// Whether evaluating this may read `$states.context`; when no expression of a state
+    /// can, its sessions skip building the context object.
+    pub fn reads_context(&self) -> bool {
+        match self {
+            Ata::Value(_) => false,
+            Ata::Expr(e) => e.context,
+            Ata::Object(fields) => fields.iter().any(|(_, a)| a.reads_context()),
+            Ata::Array(items) => items.iter().any(Ata::reads_context),
+        }
+    }
+}
+
+/// `$states` is the only way to the context object (there is no context value and no
+/// `$eval`), so an expression whose every `$states` is followed by `.input`, `.result` or
+/// `.errorOutput` cannot read it. Anything else (`$states` alone, `$states.*`, a space
+/// before the dot, a name like `$statesX`) counts as reading it.
+fn may_read_context(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(i) = rest.find("$states") {
+        let after = &rest[i + "$states".len()..];
+        if ![".input", ".result", ".errorOutput"]
+            .iter()
+            .any(|p| after.starts_with(p))
+        {
+            return true;
+        }
+        rest = after;
+    }
+    false
 }
 
 /// The expression inside `{% ... %}`, when `s` is written that way.
@@ -50,6 +84,7 @@ pub fn compile(v: &Value, field: &str) -> Result<Ata, String> {
                 })?;
                 Ata::Expr(Box::new(Expr {
                     text: text.to_string(),
+                    context: may_read_context(text),
                     ast,
                 }))
             }
@@ -364,6 +399,22 @@ mod tests {
             json!("2023-11-14T22:13:20.000Z")
         );
         assert!(run("$eval('1')", json!({})).unwrap_err().contains("$parse"));
+    }
+
+    #[test]
+    fn context_reads_are_found() {
+        for (text, reads) in [
+            ("$states.input.a + $states.result.b", false),
+            ("$states.errorOutput.Error", false),
+            ("$states.context.Execution.Id", true),
+            ("$states", true),
+            ("$lookup($states, 'context')", true),
+            ("$states.*", true),
+            ("$states .context", true),
+            ("1 + 2", false),
+        ] {
+            assert_eq!(may_read_context(text), reads, "{text}");
+        }
     }
 
     #[test]

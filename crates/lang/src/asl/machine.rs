@@ -184,6 +184,10 @@ struct Thread {
     /// The id of the current state's `...StateEntered` event (error messages name it).
     #[serde(default)]
     entered_event: i64,
+    /// No JSONata field of the current state reads `$states.context`, so its sessions
+    /// skip building it (false, the safe side, in records stored before this existed).
+    #[serde(default)]
+    skip_context: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -351,7 +355,11 @@ impl Ctx<'_> {
         error_output: Option<&Value>,
         now: i64,
     ) -> Session {
-        let context = self.build();
+        let skip_context = self
+            .exec
+            .threads
+            .get(&self.tid)
+            .is_some_and(|t| t.skip_context);
         let vars = self.exec.visible_vars(self.tid);
         let mut states = Map::new();
         states.insert("input".into(), input.clone());
@@ -361,7 +369,9 @@ impl Ctx<'_> {
         if let Some(e) = error_output {
             states.insert("errorOutput".into(), e.clone());
         }
-        states.insert("context".into(), context);
+        if !skip_context {
+            states.insert("context".into(), self.build());
+        }
         let entered = self
             .exec
             .threads
@@ -595,6 +605,7 @@ impl Execution {
                         map_item: None,
                         vars: std::mem::take(&mut self.initial_vars),
                         entered_event: 0,
+                        skip_context: false,
                     },
                 );
             }
@@ -885,6 +896,9 @@ impl Execution {
             if let Some(t) = self.threads.get_mut(&tid) {
                 t.entered_event = t.last_event;
             }
+        }
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.skip_context = st.jsonata && !st.reads_context;
         }
         let raw = self.threads[&tid].input.clone();
         if let Err((error, cause)) = self.run_state(def, st, tid, raw, now, fx) {
@@ -1499,6 +1513,7 @@ impl Execution {
                 map_item,
                 vars: Map::new(),
                 entered_event: 0,
+                skip_context: false,
             },
         );
         id
