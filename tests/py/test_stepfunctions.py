@@ -342,11 +342,125 @@ def test_lambda_task_with_retry_and_catch(clock_server, csfn):
     assert history_types(csfn, bad).count("TaskFailed") == 3
 
 
-def test_unimplemented_operations_say_so(sfn):
+DOUBLER = """
+def handler(event, context):
+    return {"doubled": event["n"] * 2}
+"""
+
+
+def test_jsonata_machine_with_variables_through_a_lambda_task(server, sfn):
+    lam = server.client("lambda")
+    fn = uid("fn")
+    create_function(lam, fn, {"app.py": DOUBLER})
+    arn = make_machine(sfn, {"QueryLanguage": "JSONata", "StartAt": "Init", "States": {
+        "Init": {"Type": "Pass", "Assign": {"factor": "{% $states.input.factor %}",
+                                            "who": "{% $uppercase($states.input.who) %}"}, "Next": "Call"},
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                 "Arguments": {"FunctionName": fn, "Payload": {"n": "{% $states.input.n * $factor %}"}},
+                 "Assign": {"doubled": "{% $states.result.Payload.doubled %}"},
+                 "Output": {"status": "{% $states.result.StatusCode %}"}, "Next": "Check"},
+        "Check": {"Type": "Choice", "Choices": [
+            {"Condition": "{% $doubled > 10 %}", "Assign": {"size": "big"}, "Next": "Big"}], "Default": "Small"},
+        "Big": {"Type": "Pass", "Output": {"who": "{% $who %}", "doubled": "{% $doubled %}", "size": "{% $size %}",
+                                           "status": "{% $states.input.status %}", "md5": "{% $hash($who, 'MD5') %}"},
+                "End": True},
+        "Small": {"Type": "Fail", "Error": "Small", "Cause": "{% 'got ' & $string($doubled) %}"}}})
+    big = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 3, "factor": 2, "who": "ada"}))["executionArn"]
+    d = wait_done(sfn, big, timeout=60)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == {"who": "ADA", "doubled": 12, "size": "big", "status": 200,
+                                       "md5": "347cbca85aed318356cd4f78b6509882"}
+    events = sfn.get_execution_history(executionArn=big, maxResults=1000)["events"]
+    sched = [e for e in events if e["type"] == "TaskScheduled"][0]["taskScheduledEventDetails"]
+    assert json.loads(sched["parameters"]) == {"FunctionName": fn, "Payload": {"n": 6}}
+
+    small = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 1, "factor": 2, "who": "bo"}))["executionArn"]
+    d = wait_done(sfn, small, timeout=60)
+    assert d["status"] == "FAILED" and d["error"] == "Small" and d["cause"] == "got 4", d
+
+
+def test_jsonata_errors_and_jsonpath_variables_in_express_sync(sfn):
+    arn = make_machine(sfn, {"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Output": {"v": "{% $states.input.missing %}"}, "End": True}}}, kind="EXPRESS")
+    r = sfn.start_sync_execution(stateMachineArn=arn, input="{}")
+    assert r["status"] == "FAILED" and r["error"] == "States.QueryEvaluationError", r
+    assert "The JSONata expression '$states.input.missing' specified for the field 'Output/v' returned nothing (undefined)." in r["cause"]
+
+    arn = make_machine(sfn, {"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"user.$": "$.user", "n": 3}, "Next": "B"},
+        "B": {"Type": "Pass", "Parameters": {"name.$": "$user.name", "greeting.$": "States.Format('hi {}', $user.name)",
+                                             "n.$": "$n"}, "End": True}}}, kind="EXPRESS")
+    r = sfn.start_sync_execution(stateMachineArn=arn, input=json.dumps({"user": {"name": "Ada"}}))
+    assert r["status"] == "SUCCEEDED", r
+    assert json.loads(r["output"]) == {"name": "Ada", "greeting": "hi Ada", "n": 3}
+
+
+def test_jsonata_definitions_are_validated(sfn):
+    for definition, want in [
+        ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "InputPath": "$.a", "End": True}}},
+         "The field \"InputPath\" is not supported by Step Functions when the QueryLanguage is JSONata"),
+        ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "Output": "{% $x + %}", "End": True}}},
+         "specified for the field 'Output' is invalid"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            make_machine(sfn, definition)
+        assert e.value.response["Error"]["Code"] == "InvalidDefinition"
+        assert want in e.value.response["Error"]["Message"]
+
+
+def test_test_state(server, sfn):
+    # JSONPath, with the data flow at DEBUG.
+    r = sfn.test_state(definition=json.dumps({"Type": "Pass", "InputPath": "$.a", "Parameters": {"x.$": "$.b"},
+                                              "ResultPath": "$.r", "Next": "After"}),
+                       input=json.dumps({"a": {"b": 1}}), inspectionLevel="DEBUG")
+    assert r["status"] == "SUCCEEDED" and r["nextState"] == "After"
+    assert json.loads(r["output"]) == {"a": {"b": 1}, "r": {"x": 1}}
+    assert json.loads(r["inspectionData"]["input"]) == {"a": {"b": 1}}
+    assert json.loads(r["inspectionData"]["afterInputPath"]) == {"b": 1}
+    assert json.loads(r["inspectionData"]["afterResultPath"]) == {"a": {"b": 1}, "r": {"x": 1}}
+    # INFO leaves inspectionData out; End means no next state.
+    r = sfn.test_state(definition=json.dumps({"Type": "Pass", "End": True}), input="{}")
+    assert r["status"] == "SUCCEEDED" and "nextState" not in r and "inspectionData" not in r
+    # JSONata Choice with variables in and out.
+    choice = {"Type": "Choice", "QueryLanguage": "JSONata",
+              "Choices": [{"Condition": "{% $limit < $states.input.n %}", "Assign": {"seen": "{% $states.input.n %}"}, "Next": "High"}],
+              "Default": "Low"}
+    r = sfn.test_state(definition=json.dumps(choice), input=json.dumps({"n": 5}), variables=json.dumps({"limit": 3}),
+                       inspectionLevel="DEBUG")
+    assert r["status"] == "SUCCEEDED" and r["nextState"] == "High", r
+    assert json.loads(r["inspectionData"]["variables"]) == {"limit": 3, "seen": 5}
+    # A Task with a mocked result; one state of a whole machine by name.
+    machine = {"QueryLanguage": "JSONata", "StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Arguments": {"FunctionName": "f", "Payload": "{% $states.input %}"},
+              "Output": "{% $states.result.Payload.v + 1 %}", "Retry": [{"ErrorEquals": ["Flaky"]}],
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Output": "{% $states.errorOutput %}", "Next": "Recover"}], "Next": "Done"},
+        "Recover": {"Type": "Succeed"}, "Done": {"Type": "Succeed"}}}
+    r = sfn.test_state(definition=json.dumps(machine), stateName="T", input=json.dumps({"q": 1}), inspectionLevel="DEBUG",
+                       mock={"result": json.dumps({"Payload": {"v": 41}})})
+    assert r["status"] == "SUCCEEDED" and r["nextState"] == "Done" and json.loads(r["output"]) == 42, r
+    assert json.loads(r["inspectionData"]["afterArguments"]) == {"FunctionName": "f", "Payload": {"q": 1}}
+    assert json.loads(r["inspectionData"]["result"]) == {"Payload": {"v": 41}}
+    r = sfn.test_state(definition=json.dumps(machine), stateName="T", input="{}",
+                       mock={"errorOutput": {"error": "Boom", "cause": "bad"}})
+    assert r["status"] == "CAUGHT_ERROR" and r["nextState"] == "Recover" and r["error"] == "Boom", r
+    assert json.loads(r["output"]) == {"Error": "Boom", "Cause": "bad"}
+    r = sfn.test_state(definition=json.dumps(machine), stateName="T", input="{}",
+                       mock={"errorOutput": {"error": "Flaky", "cause": "again"}})
+    assert r["status"] == "RETRIABLE" and r["error"] == "Flaky" and "output" not in r, r
+    # A Fail state, and a real Lambda call.
+    r = sfn.test_state(definition=json.dumps({"Type": "Fail", "Error": "E", "Cause": "C"}))
+    assert (r["status"], r["error"], r["cause"]) == ("FAILED", "E", "C")
+    lam = server.client("lambda")
+    fn = uid("fn")
+    create_function(lam, fn, {"app.py": DOUBLER})
+    r = sfn.test_state(definition=json.dumps({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                                              "Parameters": {"FunctionName": fn, "Payload.$": "$"},
+                                              "ResultSelector": {"d.$": "$.Payload.doubled"}, "End": True}),
+                       roleArn=ROLE, input=json.dumps({"n": 4}))
+    assert r["status"] == "SUCCEEDED" and json.loads(r["output"]) == {"d": 8}, r
     with pytest.raises(ClientError) as e:
-        sfn.test_state(definition=json.dumps({"Type": "Pass", "End": True}), roleArn=ROLE)
-    assert e.value.response["Error"]["Code"] == "NotImplemented"
-    assert "TestState" in e.value.response["Error"]["Message"]
+        sfn.test_state(definition=json.dumps({"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": True}))
+    assert e.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_status_changes_reach_eventbridge(server, sfn):

@@ -101,3 +101,38 @@ def test_wait_and_map_survive_kill_9(tmp_path):
             assert ids == list(range(1, len(ids) + 1))
     finally:
         s.stop()
+
+
+def test_variables_survive_kill_9(tmp_path):
+    """Variables assigned before a crash (at the top level and inside a Map iteration) are
+    still there when the restarted execution reads them."""
+    s = durable_server(tmp_path)
+    try:
+        sfn = s.client("stepfunctions", inject_host_prefix=False)
+        m = sfn.create_state_machine(name="vars", roleArn=ROLE, definition=json.dumps({
+            "QueryLanguage": "JSONata", "StartAt": "Init", "States": {
+                "Init": {"Type": "Pass", "Assign": {"who": "{% $states.input.who %}"}, "Next": "P"},
+                "P": {"Type": "Pass", "Assign": {"stamp": "{% $who & '-1' %}"}, "Next": "M"},
+                "M": {"Type": "Map", "Items": [1, 2], "ItemProcessor": {"StartAt": "A", "States": {
+                    "A": {"Type": "Pass", "Assign": {"mine": "{% $states.input * 10 %}"}, "Next": "W"},
+                    "W": {"Type": "Wait", "Seconds": 3600, "Next": "B"},
+                    "B": {"Type": "Pass", "Output": "{% $stamp & ':' & $string($mine) %}", "End": True}}},
+                      "Output": {"items": "{% $states.result %}", "who": "{% $who %}"}, "End": True}}}))["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=m, input=json.dumps({"who": "ada"}))["executionArn"]
+        wait(lambda: types(sfn, arn).count("WaitStateEntered") == 2)
+    finally:
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+
+    s = durable_server(tmp_path)
+    try:
+        sfn = s.client("stepfunctions", inject_host_prefix=False)
+        assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+        s.advance(3600)
+        wait(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
+        d = sfn.describe_execution(executionArn=arn)
+        assert d["status"] == "SUCCEEDED", d
+        assert json.loads(d["output"]) == {"items": ["ada-1:10", "ada-1:20"], "who": "ada"}
+        assert types(sfn, arn).count("ExecutionSucceeded") == 1
+    finally:
+        s.stop()

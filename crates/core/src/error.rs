@@ -32,8 +32,10 @@ pub struct AwsError {
     /// The code awsQuery clients see for this error, e.g. `AWS.SimpleQueueService.NonExistentQueue`,
     /// when it differs from `code`.
     pub query_code: Option<Cow<'static, str>>,
-    /// Extra top-level members of the error body (DynamoDB's `Item`, say).
-    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Extra top-level members of the error body (DynamoDB's `Item`, say). Boxed: with
+    /// serde_json's `preserve_order` (which jsonata-core turns on) a map is large, and every
+    /// `Result<_, AwsError>` carries this.
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl AwsError {

@@ -5,6 +5,8 @@
 //! task's `resource` and `input`; timers fire in deadline order, moving time forward. The
 //! case then checks `output` or `error`/`cause`, the `status`, the history's event `types`
 //! (when given), and `elapsed_ms`. A case with `invalid` checks the validation message.
+//! After every step the execution is continued from its stored (serialized) form, so every
+//! case also checks that nothing (variables included) is lost across a restart.
 
 use std::collections::VecDeque;
 
@@ -56,6 +58,9 @@ fn run_case(case: &Value) -> Result<(), String> {
     for _ in 0..100_000 {
         let Some(input) = next.take() else { break };
         let fx = exec.step(&def, input, now);
+        // Continue from the stored form, as a restarted service does.
+        exec = serde_json::from_str(&serde_json::to_string(&exec).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         history.extend(fx.events);
         for c in fx.commands {
             match c {

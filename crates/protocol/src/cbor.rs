@@ -294,7 +294,7 @@ pub fn encode_error(err: &AwsError) -> Response {
     let mut body = Map::new();
     body.insert("__type".into(), Value::String(err.code.to_string()));
     body.insert("message".into(), Value::String(err.message.clone()));
-    if let Some(extra) = &err.extra {
+    if let Some(extra) = err.extra.as_deref() {
         for (k, v) in extra {
             body.insert(k.clone(), v.clone());
         }

@@ -169,7 +169,7 @@ pub fn encode_error(model: Option<&Model>, err: &AwsError) -> Response {
     {
         body.insert("message".into(), Value::String(err.message.clone()));
     }
-    if let Some(extra) = &err.extra {
+    if let Some(extra) = err.extra.as_deref() {
         for (k, v) in extra {
             body.insert(k.clone(), v.clone());
         }

@@ -226,7 +226,7 @@ pub fn encode_error(model: Option<&Model>, err: &AwsError) -> Response {
     let mut body = Map::new();
     body.insert("__type".into(), Value::String(err.code.to_string()));
     body.insert(message_key, Value::String(err.message.clone()));
-    if let Some(extra) = &err.extra {
+    if let Some(extra) = err.extra.as_deref() {
         for (k, v) in extra {
             body.insert(k.clone(), v.clone());
         }

@@ -148,7 +148,7 @@ pub fn encode_error(model: Option<&Model>, err: &AwsError, request_id: &str) -> 
     }
     w.element("Code", err.wire_query_code());
     w.element("Message", &err.message);
-    if let Some(extra) = &err.extra {
+    if let Some(extra) = err.extra.as_deref() {
         for (k, v) in extra {
             write_plain(&mut w, k, v);
         }

@@ -222,7 +222,7 @@ fn run(case: &Value, model: &Model) -> Result<Value, String> {
                 }
             };
             if let Some(Value::Object(extra)) = spec.get("extra") {
-                err.extra = Some(extra.clone());
+                err.extra = Some(Box::new(extra.clone()));
             }
             let resp = encode_error(Some(model), proto, &err, REQUEST_ID);
             let want_status = case["expect"]["status"].as_u64().unwrap_or(400);

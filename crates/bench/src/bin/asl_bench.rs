@@ -9,6 +9,8 @@
 //! which runs all ten states. "standard" adds what a durable execution pays in the
 //! interpreter's half: serializing the execution record and its history events (the store
 //! commit itself is measured by the API benchmark, `bench/states_bench.py`).
+//! "jsonata" runs ten JSONata Pass states (an `Output` of three fields, two of them
+//! expressions reading `$states.input` and a variable the state before assigned), step only.
 //! A benchmark, not server code: it reads the wall clock directly.
 #![allow(clippy::disallowed_methods)]
 
@@ -25,11 +27,14 @@ struct Args {
     executions: usize,
 }
 
-fn definition() -> String {
+fn definition(jsonata: bool) -> String {
     let mut states = serde_json::Map::new();
     for i in 0..10 {
-        let mut s =
-            json!({"Type": "Pass", "Parameters": {"i": i, "prev.$": "$"}, "OutputPath": "$.i"});
+        let mut s = if jsonata {
+            json!({"Type": "Pass", "Assign": {"n": i}, "Output": {"i": i, "k": "{% $states.input.k %}", "n": "{% $n ? $n : 0 %}"}})
+        } else {
+            json!({"Type": "Pass", "Parameters": {"i": i, "prev.$": "$"}, "OutputPath": "$.i"})
+        };
         if i == 9 {
             s["End"] = json!(true);
         } else {
@@ -37,7 +42,11 @@ fn definition() -> String {
         }
         states.insert(format!("S{i}"), s);
     }
-    json!({"StartAt": "S0", "States": states}).to_string()
+    let mut machine = json!({"StartAt": "S0", "States": states});
+    if jsonata {
+        machine["QueryLanguage"] = json!("JSONata");
+    }
+    machine.to_string()
 }
 
 fn run(def: &asl::Definition, n: usize, durable: bool) -> f64 {
@@ -72,11 +81,14 @@ fn run(def: &asl::Definition, n: usize, durable: bool) -> f64 {
 
 fn main() {
     let args = Args::parse();
-    let def = asl::parse(&definition()).expect("the bench machine is valid");
+    let def = asl::parse(&definition(false)).expect("the bench machine is valid");
+    let ata = asl::parse(&definition(true)).expect("the JSONata bench machine is valid");
     run(&def, args.executions / 10, true);
     let express = run(&def, args.executions, false);
     let standard = run(&def, args.executions, true);
+    let jsonata = run(&ata, args.executions, false);
     println!("10-Pass machine, {} executions each:", args.executions);
     println!("  express  (step only):            {express:>12.0} transitions/s");
     println!("  standard (step + record encode): {standard:>12.0} transitions/s");
+    println!("  jsonata  (step only):            {jsonata:>12.0} transitions/s");
 }

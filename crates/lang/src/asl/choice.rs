@@ -60,7 +60,7 @@ pub fn parse(v: &Value, loc: &str, top: bool) -> Result<Rule, (String, String)> 
             || key == "Or"
             || key == "Not"
             || key == "Comment"
-            || (top && key == "Next")
+            || (top && (key == "Next" || key == "Assign"))
             || OPS.contains(&key.as_str())
             || key
                 .strip_suffix("Path")
@@ -109,7 +109,7 @@ pub fn parse(v: &Value, loc: &str, top: bool) -> Result<Rule, (String, String)> 
     };
     let ops: Vec<(&String, &Value)> = obj
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment"))
+        .filter(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment" | "Assign"))
         .collect();
     if ops.len() != 1 {
         return Err((

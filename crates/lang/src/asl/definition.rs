@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::choice::{self, Rule};
 use super::intrinsics;
+use super::jsonata::{self, Ata};
 use super::path::Path;
 
 /// One problem found in a definition, as ValidateStateMachineDefinition reports it.
@@ -80,12 +81,32 @@ pub struct Catcher {
     pub errors: Vec<String>,
     pub result_path: Option<Path>,
     pub next: String,
+    pub assign: Option<Assign>,
+    pub output: Option<Ata>,
+}
+
+/// A state's (or Choice rule's, or catcher's) `Assign`: a payload template in JSONPath
+/// states, a JSONata template otherwise. Names are checked at validation.
+#[derive(Debug, Clone)]
+pub enum Assign {
+    Path(Template),
+    Ata(Ata),
+}
+
+/// What a JSONata Choice rule adds: its `Condition`, and the `Assign` and `Output` it
+/// applies when it matches (JSONPath rules may carry `Assign` only).
+#[derive(Debug, Clone, Default)]
+pub struct RuleExtra {
+    pub condition: Option<Ata>,
+    pub assign: Option<Assign>,
+    pub output: Option<Ata>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Seconds {
     Fixed(u64),
     Path(Path),
+    Ata(Ata),
 }
 
 #[derive(Debug, Clone)]
@@ -100,12 +121,15 @@ pub enum Kind {
     },
     Choice {
         choices: Vec<(Rule, String)>,
+        /// One per choice, in the same order.
+        extras: Vec<RuleExtra>,
         default: Option<String>,
     },
     Wait {
         seconds: Option<Seconds>,
         timestamp: Option<String>,
         timestamp_path: Option<Path>,
+        timestamp_expr: Option<Ata>,
     },
     Succeed,
     Fail {
@@ -113,6 +137,8 @@ pub enum Kind {
         cause: Option<String>,
         error_path: Option<ErrorSource>,
         cause_path: Option<ErrorSource>,
+        error_expr: Option<Ata>,
+        cause_expr: Option<Ata>,
     },
     Parallel {
         branches: Vec<usize>,
@@ -127,6 +153,9 @@ pub enum Kind {
         /// A Distributed Map: the state's JSON, for the host that runs it (see
         /// [`crate::asl::DISTRIBUTED_MAP`]).
         distributed: Option<Value>,
+        /// JSONata: `Items` and `ItemSelector`.
+        items: Option<Ata>,
+        item_selector_ata: Option<Ata>,
     },
 }
 
@@ -140,6 +169,7 @@ pub enum ErrorSource {
 pub enum PercentSource {
     Fixed(f64),
     Path(Path),
+    Ata(Ata),
 }
 
 #[derive(Debug, Clone)]
@@ -157,9 +187,40 @@ pub struct State {
     pub result_selector: Option<Template>,
     pub retry: Vec<Retrier>,
     pub catch: Vec<Catcher>,
+    /// The state's query language is JSONata (its own `QueryLanguage`, or the top level's).
+    pub jsonata: bool,
+    pub assign: Option<Assign>,
+    /// JSONata: `Arguments` (Task, Parallel) and `Output`.
+    pub arguments: Option<Ata>,
+    pub output: Option<Ata>,
+    /// Some JSONata field of the state may read `$states.context`.
+    pub reads_context: bool,
 }
 
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
+
+/// Fields only a JSONata state may have.
+const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
+
+/// Fields only a JSONPath state may have.
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "Parameters",
+    "ResultSelector",
+    "Result",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "ErrorPath",
+    "CausePath",
+    "ItemsPath",
+    "MaxConcurrencyPath",
+    "ToleratedFailureCountPath",
+    "ToleratedFailurePercentagePath",
+];
 
 fn allowed(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
@@ -172,6 +233,7 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "Parameters",
             "Result",
             "Assign",
+            "Output",
         ],
         "Task" => &[
             "Next",
@@ -190,8 +252,17 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "HeartbeatSecondsPath",
             "Credentials",
             "Assign",
+            "Arguments",
+            "Output",
         ],
-        "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
+        "Choice" => &[
+            "InputPath",
+            "OutputPath",
+            "Choices",
+            "Default",
+            "Assign",
+            "Output",
+        ],
         "Wait" => &[
             "Next",
             "End",
@@ -202,8 +273,9 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "SecondsPath",
             "TimestampPath",
             "Assign",
+            "Output",
         ],
-        "Succeed" => &["InputPath", "OutputPath"],
+        "Succeed" => &["InputPath", "OutputPath", "Output"],
         "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
         "Parallel" => &[
             "Next",
@@ -217,6 +289,8 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "Catch",
             "Branches",
             "Assign",
+            "Arguments",
+            "Output",
         ],
         "Map" => &[
             "Next",
@@ -243,6 +317,8 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
             "ResultWriter",
             "Label",
             "Assign",
+            "Items",
+            "Output",
         ],
         _ => return None,
     })
@@ -251,6 +327,10 @@ fn allowed(kind: &str) -> Option<&'static [&'static str]> {
 struct Ctx {
     diags: Vec<Diagnostic>,
     graphs: Vec<Option<Graph>>,
+    /// The top level's `QueryLanguage` is JSONata: every state's default.
+    top_jsonata: bool,
+    /// Some JSONata field of the state being compiled may read `$states.context`.
+    reads_context: bool,
 }
 
 impl Ctx {
@@ -282,15 +362,17 @@ pub fn parse(text: &str) -> Result<Definition, Vec<Diagnostic>> {
     let mut ctx = Ctx {
         diags: Vec::new(),
         graphs: Vec::new(),
+        top_jsonata: top.get("QueryLanguage") == Some(&Value::from("JSONata")),
+        reads_context: false,
     };
     if let Some(q) = top.get("QueryLanguage")
         && q != "JSONPath"
+        && q != "JSONata"
     {
-        ctx.diags.push(Diagnostic::new(
-            "SCHEMA_VALIDATION_FAILED",
-            format!("The QueryLanguage {q} is not supported by tsumiki yet (only JSONPath)"),
+        ctx.schema(
+            "The value for the field 'QueryLanguage' must be one of [JSONPath, JSONata]",
             "/QueryLanguage",
-        ));
+        );
     }
     for key in top.keys() {
         if !matches!(
@@ -378,7 +460,10 @@ fn graph(ctx: &mut Ctx, obj: &Map<String, Value>, at: &str) -> usize {
         if let Some(n) = &s.next {
             targets.push((n.clone(), format!("{loc}/Next")));
         }
-        if let Kind::Choice { choices, default } = &s.kind {
+        if let Kind::Choice {
+            choices, default, ..
+        } = &s.kind
+        {
             for (i, (_, n)) in choices.iter().enumerate() {
                 targets.push((n.clone(), format!("{loc}/Choices[{i}]/Next")));
             }
@@ -427,7 +512,10 @@ fn graph(ctx: &mut Ctx, obj: &Map<String, Value>, at: &str) -> usize {
             }
             if let Some(s) = states.get(&n) {
                 todo.extend(s.next.iter().cloned());
-                if let Kind::Choice { choices, default } = &s.kind {
+                if let Kind::Choice {
+                    choices, default, ..
+                } = &s.kind
+                {
                     todo.extend(choices.iter().map(|(_, n)| n.clone()));
                     todo.extend(default.iter().cloned());
                 }
@@ -613,6 +701,9 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
         return None;
     };
     let before = ctx.diags.len();
+    // Inner states (Parallel branches, Map processors) are compiled in the middle of this
+    // one: each keeps its own flag.
+    let outer_reads_context = std::mem::replace(&mut ctx.reads_context, false);
     for key in def.keys() {
         if !COMMON.contains(&key.as_str()) && !fields.contains(&key.as_str()) {
             ctx.schema(
@@ -621,12 +712,51 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
             );
         }
     }
-    if def.contains_key("Assign") || def.get("QueryLanguage").is_some_and(|q| q != "JSONPath") {
-        ctx.schema(
-            "JSONata and variables (QueryLanguage, Assign) are not supported by tsumiki yet",
-            loc,
-        );
+    let jsonata = match def.get("QueryLanguage") {
+        None => ctx.top_jsonata,
+        Some(q) if q == "JSONata" => true,
+        Some(q) if q == "JSONPath" => {
+            if ctx.top_jsonata {
+                ctx.schema(
+                    "A state cannot use the QueryLanguage JSONPath when the state machine's QueryLanguage is JSONata",
+                    &format!("{loc}/QueryLanguage"),
+                );
+            }
+            false
+        }
+        Some(_) => {
+            ctx.schema(
+                "The value for the field 'QueryLanguage' must be one of [JSONPath, JSONata]",
+                &format!("{loc}/QueryLanguage"),
+            );
+            false
+        }
+    };
+    for key in def.keys() {
+        let other_language = if jsonata {
+            JSONPATH_ONLY.contains(&key.as_str())
+        } else {
+            JSONATA_ONLY.contains(&key.as_str())
+        };
+        if other_language && fields.contains(&key.as_str()) {
+            ctx.schema(
+                format!(
+                    "The field \"{key}\" is not supported by Step Functions when the QueryLanguage is {}",
+                    if jsonata { "JSONata" } else { "JSONPath" }
+                ),
+                &format!("{loc}/{key}"),
+            );
+        }
     }
+    let assign = assign_field(ctx, def.get("Assign"), jsonata, "Assign", loc);
+    let arguments = match def.get("Arguments") {
+        Some(v) if jsonata => ata_field(ctx, v, "Arguments", loc),
+        _ => None,
+    };
+    let output = match def.get("Output") {
+        Some(v) if jsonata => ata_field(ctx, v, "Output", loc),
+        _ => None,
+    };
     let terminal_kind = matches!(type_name.as_str(), "Choice" | "Succeed" | "Fail");
     let next = def.get("Next").and_then(Value::as_str).map(str::to_string);
     let end = def.get("End") == Some(&Value::Bool(true));
@@ -697,17 +827,50 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                 continue;
             };
             let cm = c.as_object().cloned().unwrap_or_default();
+            for key in cm.keys() {
+                let other_language = if jsonata {
+                    key == "ResultPath"
+                } else {
+                    key == "Output"
+                };
+                if other_language {
+                    ctx.schema(
+                        format!(
+                            "The field \"{key}\" is not supported by Step Functions when the QueryLanguage is {}",
+                            if jsonata { "JSONata" } else { "JSONPath" }
+                        ),
+                        &format!("{cloc}/{key}"),
+                    );
+                }
+            }
             let result_path = opt_path(ctx, &cm, "ResultPath", &cloc, true);
+            let assign = assign_field(
+                ctx,
+                c.get("Assign"),
+                jsonata,
+                &format!("Catch[{i}]/Assign"),
+                loc,
+            );
+            let output = match c.get("Output") {
+                Some(v) if jsonata => ata_field(ctx, v, &format!("Catch[{i}]/Output"), loc),
+                _ => None,
+            };
             catch.push(Catcher {
                 errors,
                 result_path,
                 next: next.to_string(),
+                assign,
+                output,
             });
         }
     }
     let kind = match type_name.as_str() {
         "Pass" => Kind::Pass {
-            result: def.get("Result").cloned(),
+            result: if jsonata {
+                None
+            } else {
+                def.get("Result").cloned()
+            },
         },
         "Task" => {
             let resource = match def.get("Resource").and_then(Value::as_str) {
@@ -725,23 +888,78 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                     String::new()
                 }
             };
-            Kind::Task {
-                resource,
-                timeout: seconds(ctx, def, "TimeoutSeconds", loc),
-                heartbeat: seconds(ctx, def, "HeartbeatSeconds", loc),
+            if jsonata {
+                Kind::Task {
+                    resource,
+                    timeout: seconds_ata(ctx, def, "TimeoutSeconds", loc),
+                    heartbeat: seconds_ata(ctx, def, "HeartbeatSeconds", loc),
+                }
+            } else {
+                Kind::Task {
+                    resource,
+                    timeout: seconds(ctx, def, "TimeoutSeconds", loc),
+                    heartbeat: seconds(ctx, def, "HeartbeatSeconds", loc),
+                }
             }
         }
         "Choice" => {
             let mut choices = Vec::new();
+            let mut extras = Vec::new();
             match def.get("Choices").and_then(Value::as_array) {
                 Some(a) if !a.is_empty() => {
                     for (i, c) in a.iter().enumerate() {
                         let cloc = format!("{loc}/Choices[{i}]");
+                        let assign = assign_field(
+                            ctx,
+                            c.get("Assign"),
+                            jsonata,
+                            &format!("Choices[{i}]/Assign"),
+                            loc,
+                        );
+                        let Some(next) = c.get("Next").and_then(Value::as_str) else {
+                            ctx.schema("These fields are required: [Next]", &cloc);
+                            continue;
+                        };
+                        if jsonata {
+                            for key in c.as_object().into_iter().flat_map(|o| o.keys()) {
+                                if !matches!(
+                                    key.as_str(),
+                                    "Condition" | "Next" | "Assign" | "Output" | "Comment"
+                                ) {
+                                    ctx.schema(
+                                        format!("The field \"{key}\" is not supported by Step Functions when the QueryLanguage is JSONata"),
+                                        &format!("{cloc}/{key}"),
+                                    );
+                                }
+                            }
+                            let condition = match c.get("Condition") {
+                                Some(v) => {
+                                    ata_field(ctx, v, &format!("Choices[{i}]/Condition"), loc)
+                                }
+                                None => {
+                                    ctx.schema("These fields are required: [Condition]", &cloc);
+                                    None
+                                }
+                            };
+                            let output = c.get("Output").and_then(|v| {
+                                ata_field(ctx, v, &format!("Choices[{i}]/Output"), loc)
+                            });
+                            choices.push((Rule::And(Vec::new()), next.to_string()));
+                            extras.push(RuleExtra {
+                                condition,
+                                assign,
+                                output,
+                            });
+                            continue;
+                        }
                         match choice::parse(c, &cloc, true) {
-                            Ok(rule) => match c.get("Next").and_then(Value::as_str) {
-                                Some(n) => choices.push((rule, n.to_string())),
-                                None => ctx.schema("These fields are required: [Next]", &cloc),
-                            },
+                            Ok(rule) => {
+                                choices.push((rule, next.to_string()));
+                                extras.push(RuleExtra {
+                                    assign,
+                                    ..RuleExtra::default()
+                                });
+                            }
                             Err((m, at)) => ctx.schema(m, &at),
                         }
                     }
@@ -750,6 +968,7 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
             }
             Kind::Choice {
                 choices,
+                extras,
                 default: def
                     .get("Default")
                     .and_then(Value::as_str)
@@ -757,11 +976,23 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
             }
         }
         "Wait" => {
-            let s = seconds(ctx, def, "Seconds", loc);
-            let timestamp = def
+            let s = if jsonata {
+                seconds_ata(ctx, def, "Seconds", loc)
+            } else {
+                seconds(ctx, def, "Seconds", loc)
+            };
+            let mut timestamp = def
                 .get("Timestamp")
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            let mut timestamp_expr = None;
+            if jsonata
+                && let Some(t) = &timestamp
+                && jsonata::expression_text(t).is_some()
+            {
+                timestamp_expr = ata_field(ctx, &Value::from(t.as_str()), "Timestamp", loc);
+                timestamp = None;
+            }
             if let Some(t) = &timestamp
                 && choice::parse_timestamp(t).is_none()
             {
@@ -781,7 +1012,7 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                 None => None,
             };
             let n = usize::from(def.contains_key("Seconds") || def.contains_key("SecondsPath"))
-                + usize::from(timestamp.is_some())
+                + usize::from(def.contains_key("Timestamp"))
                 + usize::from(def.contains_key("TimestampPath"));
             if n != 1 {
                 ctx.schema("A Wait state must have exactly one of [Seconds, Timestamp, SecondsPath, TimestampPath]", loc);
@@ -790,6 +1021,7 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                 seconds: s,
                 timestamp,
                 timestamp_path,
+                timestamp_expr,
             }
         }
         "Succeed" => Kind::Succeed,
@@ -821,11 +1053,23 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                     loc,
                 );
             }
+            let text = |ctx: &mut Ctx, field: &str| -> (Option<String>, Option<Ata>) {
+                match def.get(field).and_then(Value::as_str) {
+                    Some(s) if jsonata && jsonata::expression_text(s).is_some() => {
+                        (None, ata_field(ctx, &Value::from(s), field, loc))
+                    }
+                    other => (other.map(str::to_string), None),
+                }
+            };
+            let (error, error_expr) = text(ctx, "Error");
+            let (cause, cause_expr) = text(ctx, "Cause");
             Kind::Fail {
-                error: def.get("Error").and_then(Value::as_str).map(str::to_string),
-                cause: def.get("Cause").and_then(Value::as_str).map(str::to_string),
+                error,
+                cause,
                 error_path: src(ctx, "ErrorPath"),
                 cause_path: src(ctx, "CausePath"),
+                error_expr,
+                cause_expr,
             }
         }
         "Parallel" => {
@@ -891,12 +1135,36 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
             let mut diags = Vec::new();
             let item_selector = def
                 .get("ItemSelector")
+                .filter(|_| !jsonata)
                 .map(|v| template(&mut diags, v, &format!("{loc}/ItemSelector")));
             ctx.diags.extend(diags);
+            let item_selector_ata = match def.get("ItemSelector") {
+                Some(v) if jsonata => ata_field(ctx, v, "ItemSelector", loc),
+                _ => None,
+            };
+            let items = match def.get("Items") {
+                Some(v @ Value::Array(_)) if jsonata => ata_field(ctx, v, "Items", loc),
+                Some(v @ Value::String(s)) if jsonata && jsonata::expression_text(s).is_some() => {
+                    ata_field(ctx, v, "Items", loc)
+                }
+                Some(_) if jsonata => {
+                    ctx.schema(
+                        "The value for the field 'Items' must be an ARRAY or a JSONata expression",
+                        &format!("{loc}/Items"),
+                    );
+                    None
+                }
+                _ => None,
+            };
             let tolerated_percentage = match (
                 def.get("ToleratedFailurePercentage"),
                 def.get("ToleratedFailurePercentagePath"),
             ) {
+                (Some(v @ Value::String(s)), _)
+                    if jsonata && jsonata::expression_text(s).is_some() =>
+                {
+                    ata_field(ctx, v, "ToleratedFailurePercentage", loc).map(PercentSource::Ata)
+                }
                 (Some(v), _) => match v.as_f64() {
                     Some(f) if (0.0..=100.0).contains(&f) => Some(PercentSource::Fixed(f)),
                     _ => {
@@ -914,14 +1182,25 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                 processor,
                 items_path,
                 item_selector,
-                max_concurrency: seconds(ctx, def, "MaxConcurrency", loc),
-                tolerated_count: seconds(ctx, def, "ToleratedFailureCount", loc),
+                max_concurrency: if jsonata {
+                    seconds_ata(ctx, def, "MaxConcurrency", loc)
+                } else {
+                    seconds(ctx, def, "MaxConcurrency", loc)
+                },
+                tolerated_count: if jsonata {
+                    seconds_ata(ctx, def, "ToleratedFailureCount", loc)
+                } else {
+                    seconds(ctx, def, "ToleratedFailureCount", loc)
+                },
                 tolerated_percentage,
                 distributed: distributed.then(|| Value::Object(def.clone())),
+                items,
+                item_selector_ata,
             }
         }
         _ => unreachable!("allowed() knows only these types"),
     };
+    let reads_context = std::mem::replace(&mut ctx.reads_context, outer_reads_context);
     if ctx.diags.len() != before {
         return None;
     }
@@ -938,7 +1217,98 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
         result_selector,
         retry,
         catch,
+        jsonata,
+        assign,
+        arguments,
+        output,
+        reads_context,
     })
+}
+
+/// Compiles a JSONata field of the state at `loc`; `field` names it as error messages do
+/// (`Output`, `Choices[0]/Condition`).
+fn ata_field(ctx: &mut Ctx, v: &Value, field: &str, loc: &str) -> Option<Ata> {
+    match jsonata::compile(v, field) {
+        Ok(a) => {
+            ctx.reads_context |= a.reads_context();
+            Some(a)
+        }
+        Err(m) => {
+            ctx.schema(m, &format!("{loc}/{field}"));
+            None
+        }
+    }
+}
+
+/// A variable name: a letter or `_`, then letters, digits and `_`; at most 80 characters.
+fn valid_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+        && name.chars().count() <= 80
+}
+
+fn assign_field(
+    ctx: &mut Ctx,
+    v: Option<&Value>,
+    jsonata: bool,
+    field: &str,
+    loc: &str,
+) -> Option<Assign> {
+    let v = v?;
+    let at = format!("{loc}/{field}");
+    let Value::Object(m) = v else {
+        ctx.schema(
+            format!("The value for the field '{field}' must be an OBJECT"),
+            &at,
+        );
+        return None;
+    };
+    for key in m.keys() {
+        let name = if jsonata {
+            key.as_str()
+        } else {
+            key.strip_suffix(".$").unwrap_or(key)
+        };
+        if name == "states" {
+            ctx.schema(
+                "The variable name \"states\" is reserved by Step Functions",
+                &format!("{at}/{key}"),
+            );
+        } else if !valid_variable(name) {
+            ctx.schema(
+                format!("The variable name \"{name}\" is invalid: a variable name starts with a letter or '_', holds only letters, digits and '_', and has at most 80 characters"),
+                &format!("{at}/{key}"),
+            );
+        }
+    }
+    if jsonata {
+        ata_field(ctx, v, field, loc).map(Assign::Ata)
+    } else {
+        let mut diags = Vec::new();
+        let t = template(&mut diags, v, &at);
+        ctx.diags.extend(diags);
+        Some(Assign::Path(t))
+    }
+}
+
+/// A JSONata state's duration-like field: a non-negative integer or an expression.
+fn seconds_ata(ctx: &mut Ctx, def: &Map<String, Value>, field: &str, loc: &str) -> Option<Seconds> {
+    match def.get(field)? {
+        Value::String(s) if jsonata::expression_text(s).is_some() => {
+            ata_field(ctx, &Value::from(s.as_str()), field, loc).map(Seconds::Ata)
+        }
+        v => match v.as_u64() {
+            Some(n) => Some(Seconds::Fixed(n)),
+            None => {
+                ctx.schema(
+                    format!("The value for the field '{field}' must be a non-negative integer or a JSONata expression"),
+                    &format!("{loc}/{field}"),
+                );
+                None
+            }
+        },
+    }
 }
 
 #[cfg(test)]

@@ -421,25 +421,30 @@ pub fn eval(call: &Call, data: &Value, context: &Value, rng: &mut u64) -> Result
         }
         "States.UUID" => {
             count(0)?;
-            let a = next_random(rng);
-            let b = next_random(rng);
-            let mut bytes = [0u8; 16];
-            bytes[..8].copy_from_slice(&a.to_be_bytes());
-            bytes[8..].copy_from_slice(&b.to_be_bytes());
-            bytes[6] = (bytes[6] & 0x0f) | 0x40;
-            bytes[8] = (bytes[8] & 0x3f) | 0x80;
-            let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Ok(Value::String(format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            )))
+            Ok(Value::String(uuid(rng)))
         }
         _ => Err(format!("The intrinsic function '{name}' is not supported")),
     }
+}
+
+/// A version 4 UUID drawn from `rng`.
+pub(crate) fn uuid(rng: &mut u64) -> String {
+    let a = next_random(rng);
+    let b = next_random(rng);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// splitmix64: deterministic, so a replayed step draws the same numbers.
@@ -455,7 +460,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash(algo: &str, data: &[u8]) -> Option<String> {
+pub(crate) fn hash(algo: &str, data: &[u8]) -> Option<String> {
     use md5::Digest as _;
     Some(match algo {
         "MD5" => hex(&md5::Md5::digest(data)),

@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::choice;
-use super::definition::{Definition, ErrorSource, Kind, PercentSource, Seconds, State, Template};
+use super::definition::{
+    Assign, Definition, ErrorSource, Kind, PercentSource, Seconds, State, Template,
+};
 use super::intrinsics::{self, next_random};
-use super::path::Path;
+use super::jsonata::{Ata, Session};
+use super::path::{Path, VARS_KEY};
 
 /// AWS's limit on a state's input or output (and an execution's input and output).
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -145,9 +148,19 @@ struct Children {
 enum TStatus {
     Ready,
     Rerun,
-    Task { task: u64 },
-    Waiting { timer: u64, output: Value },
-    RetryWait { timer: u64 },
+    Task {
+        task: u64,
+    },
+    Waiting {
+        timer: u64,
+        output: Value,
+        /// Variables the Wait state assigns when it leaves.
+        #[serde(default)]
+        assign: Option<Map<String, Value>>,
+    },
+    RetryWait {
+        timer: u64,
+    },
     Children(Box<Children>),
 }
 
@@ -164,6 +177,17 @@ struct Thread {
     entered_ms: i64,
     last_event: i64,
     map_item: Option<(usize, Value)>,
+    /// The variables this thread's scope assigned (the top level's, or one Parallel
+    /// branch's or Map iteration's); outer scopes are read through `parent`.
+    #[serde(default)]
+    vars: Map<String, Value>,
+    /// The id of the current state's `...StateEntered` event (error messages name it).
+    #[serde(default)]
+    entered_event: i64,
+    /// No JSONata field of the current state reads `$states.context`, so its sessions
+    /// skip building it (false, the safe side, in records stored before this existed).
+    #[serde(default)]
+    skip_context: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,16 +231,27 @@ pub struct Execution {
     last_event: i64,
     input: Value,
     role_arn: String,
-    /// Where RedriveExecution resumes: the top-level state that did not complete, and its
-    /// input (see [`Execution::redrive`]).
+    /// Where RedriveExecution resumes: the top-level state that did not complete, its input,
+    /// and the top-level variables at that point (see [`Execution::redrive`]).
     #[serde(default)]
-    redrive_point: Option<(String, Value)>,
+    redrive_point: Option<(String, Value, Map<String, Value>)>,
+    /// Variables the top-level scope starts with (TestState's `variables`).
+    #[serde(default)]
+    initial_vars: Map<String, Value>,
+    /// The last error a Retry or Catch took: `(error, cause, retried)` (TestState reports
+    /// it as RETRIABLE or CAUGHT_ERROR).
+    #[serde(default)]
+    pub last_handled: Option<(String, String, bool)>,
 }
 
 type Fault = (String, String);
 
 fn runtime(cause: impl Into<String>) -> Fault {
     ("States.Runtime".into(), cause.into())
+}
+
+fn query(cause: String) -> Fault {
+    ("States.QueryEvaluationError".into(), cause)
 }
 
 fn iso(ms: i64) -> String {
@@ -297,6 +332,7 @@ pub fn render_template(
     let _ = cell.set(context.clone());
     let ctx = Ctx {
         exec: &dummy,
+        tid: 0,
         state,
         entered_ms: 0,
         retry_count: 0,
@@ -321,9 +357,11 @@ fn error_matches(list: &[String], error: &str) -> bool {
     })
 }
 
-/// The `$$` object, built only when a path or intrinsic asks for it.
+/// The `$$` object, built only when a path or intrinsic asks for it; it carries the
+/// variables in scope under [`VARS_KEY`] (see `path.rs`).
 struct Ctx<'a> {
     exec: &'a Execution,
+    tid: u64,
     state: &'a str,
     entered_ms: i64,
     retry_count: u32,
@@ -335,6 +373,15 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn get(&self) -> &Value {
         self.cell.get_or_init(|| {
+            let mut c = self.build();
+            c[VARS_KEY] = Value::Object(self.exec.visible_vars(self.tid));
+            c
+        })
+    }
+
+    /// The context object itself (without the variables).
+    fn build(&self) -> Value {
+        {
             let mut c = self.exec.context.clone();
             let mut exec = c["Execution"].take();
             exec["Input"] = self.exec.input.clone();
@@ -352,8 +399,66 @@ impl Ctx<'_> {
                 c["Map"] = json!({ "Item": { "Index": i, "Value": v } });
             }
             c
-        })
+        }
     }
+
+    /// A JSONata session for this state: `$states` from `input`, `result`, `error_output`
+    /// and this context; the variables in scope.
+    fn session(
+        &self,
+        input: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+        now: i64,
+    ) -> Session {
+        let skip_context = self
+            .exec
+            .threads
+            .get(&self.tid)
+            .is_some_and(|t| t.skip_context);
+        let vars = self.exec.visible_vars(self.tid);
+        let mut states = Map::new();
+        states.insert("input".into(), input.clone());
+        if let Some(r) = result {
+            states.insert("result".into(), r.clone());
+        }
+        if let Some(e) = error_output {
+            states.insert("errorOutput".into(), e.clone());
+        }
+        if !skip_context {
+            states.insert("context".into(), self.build());
+        }
+        let entered = self
+            .exec
+            .threads
+            .get(&self.tid)
+            .map_or(0, |t| t.entered_event);
+        Session::new(
+            Value::Object(states),
+            vars,
+            now,
+            self.exec.rng,
+            format!(
+                "An error occurred while executing the state '{}' (entered at the event id #{entered}).",
+                self.state
+            ),
+        )
+    }
+}
+
+/// Evaluates a JSONata `Assign` into the variables it sets.
+fn eval_assign(
+    sess: &mut Session,
+    assign: Option<&Assign>,
+    field: &str,
+    into: &mut Map<String, Value>,
+) -> Result<(), Fault> {
+    if let Some(Assign::Ata(a)) = assign
+        && let Value::Object(m) = sess.eval(a, field).map_err(query)?
+    {
+        into.extend(m);
+    }
+    Ok(())
 }
 
 impl Execution {
@@ -386,7 +491,94 @@ impl Execution {
             input: spec.input,
             role_arn: spec.role_arn,
             redrive_point: None,
+            initial_vars: Map::new(),
+            last_handled: None,
         }
+    }
+
+    /// Variables the execution starts with, as TestState's `variables` sets them; call
+    /// before [`Input::Start`].
+    pub fn seed_variables(&mut self, vars: Map<String, Value>) {
+        self.initial_vars = vars;
+    }
+
+    /// The top-level scope's variables (empty once the execution has finished).
+    pub fn variables(&self) -> Map<String, Value> {
+        self.threads
+            .values()
+            .find(|t| t.parent.is_none())
+            .map(|t| t.vars.clone())
+            .unwrap_or_default()
+    }
+
+    /// The variables a thread sees: its own scope's over its ancestors'.
+    fn visible_vars(&self, tid: u64) -> Map<String, Value> {
+        let mut chain = Vec::new();
+        let mut cur = Some(tid);
+        while let Some(id) = cur {
+            let Some(t) = self.threads.get(&id) else {
+                break;
+            };
+            chain.push(t);
+            cur = t.parent;
+        }
+        let mut out = Map::new();
+        for t in chain.into_iter().rev() {
+            for (k, v) in &t.vars {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        out
+    }
+
+    /// Evaluates JSONPath `Assign` templates (`$` is `data`) into the variables they set.
+    fn path_assign(
+        &mut self,
+        tid: u64,
+        data: &Value,
+        assigns: &[Option<&Assign>],
+    ) -> Result<Option<Map<String, Value>>, Fault> {
+        let mut out = None;
+        for a in assigns {
+            if let Some(Assign::Path(t)) = a {
+                let mut rng = self.rng;
+                let v = render(t, data, &self.ctx(tid, None), &mut rng)?;
+                self.rng = rng;
+                if let Value::Object(m) = v {
+                    out.get_or_insert_with(Map::new).extend(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A JSONata state's output (its `Output`, or `default`) and assignments.
+    #[allow(clippy::too_many_arguments)]
+    fn jsonata_exit(
+        &mut self,
+        tid: u64,
+        input: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+        default: Value,
+        output: Option<(&Ata, &str)>,
+        assigns: &[(Option<&Assign>, &str)],
+        now: i64,
+    ) -> Result<(Value, Option<Map<String, Value>>), Fault> {
+        let mut sess = self
+            .ctx(tid, None)
+            .session(input, result, error_output, now);
+        let out = match output {
+            Some((o, field)) => sess.eval(o, field).map_err(query)?,
+            None => default,
+        };
+        let mut vars = Map::new();
+        for (a, field) in assigns {
+            eval_assign(&mut sess, *a, field, &mut vars)?;
+        }
+        self.rng = sess.rng();
+        let assigned = assigns.iter().any(|(a, _)| a.is_some());
+        Ok((out, assigned.then_some(vars)))
     }
 
     /// The commands still in force: what a restarted service must redo (timers, and tasks
@@ -445,7 +637,7 @@ impl Execution {
         if !self.redrivable() {
             return None;
         }
-        let (state, input) = self.redrive_point.take()?;
+        let (state, input, vars) = self.redrive_point.take()?;
         let mut fx = Effects::default();
         self.status = Status::Running;
         self.output = None;
@@ -485,6 +677,9 @@ impl Execution {
                 entered_ms: now_ms,
                 last_event: last,
                 map_item: None,
+                vars,
+                entered_event: 0,
+                skip_context: false,
             },
         );
         self.run(def, now_ms, &mut fx);
@@ -535,6 +730,9 @@ impl Execution {
                         entered_ms: now_ms,
                         last_event: last,
                         map_item: None,
+                        vars: std::mem::take(&mut self.initial_vars),
+                        entered_event: 0,
+                        skip_context: false,
                     },
                 );
             }
@@ -641,10 +839,10 @@ impl Execution {
                 }
                 Some(TimerFor::Wait(tid)) => {
                     if let Some(t) = self.threads.get(&tid)
-                        && let TStatus::Waiting { output, .. } = &t.status
+                        && let TStatus::Waiting { output, assign, .. } = &t.status
                     {
-                        let output = output.clone();
-                        self.exit_state(def, tid, output, None, now_ms, &mut fx);
+                        let (output, assign) = (output.clone(), assign.clone());
+                        self.exit_with(def, tid, output, None, assign, now_ms, &mut fx);
                     }
                 }
                 Some(TimerFor::Retry(tid)) => {
@@ -775,7 +973,7 @@ impl Execution {
         if status == Status::Succeeded {
             self.redrive_point = None;
         } else if let Some(t) = self.threads.values().find(|t| t.parent.is_none()) {
-            self.redrive_point = Some((t.state.clone(), t.input.clone()));
+            self.redrive_point = Some((t.state.clone(), t.input.clone(), t.vars.clone()));
         }
         self.status = status;
         self.output = output;
@@ -839,6 +1037,12 @@ impl Execution {
                 json!({"name": name, "input": input, "inputDetails": {"truncated": false}}),
                 fx,
             );
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.entered_event = t.last_event;
+            }
+        }
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.skip_context = st.jsonata && !st.reads_context;
         }
         let raw = self.threads[&tid].input.clone();
         if let Err((error, cause)) = self.run_state(def, st, tid, raw, now, fx) {
@@ -850,6 +1054,7 @@ impl Execution {
         let t = &self.threads[&tid];
         Ctx {
             exec: self,
+            tid,
             state: &t.state,
             entered_ms: t.entered_ms,
             retry_count: t.retry_total,
@@ -871,6 +1076,20 @@ impl Execution {
         let effective = apply_input_path(st, &raw)?;
         match &st.kind {
             Kind::Pass { result } => {
+                if st.jsonata {
+                    let (output, assign) = self.jsonata_exit(
+                        tid,
+                        &raw,
+                        None,
+                        None,
+                        raw.clone(),
+                        st.output.as_ref().map(|o| (o, "Output")),
+                        &[(st.assign.as_ref(), "Assign")],
+                        now,
+                    )?;
+                    self.exit_with(def, tid, output, None, assign, now, fx);
+                    return Ok(());
+                }
                 let result = if let Some(p) = &st.parameters {
                     let mut rng = self.rng;
                     let r = render(p, &effective, &self.ctx(tid, None), &mut rng)?;
@@ -881,49 +1100,166 @@ impl Execution {
                 } else {
                     effective
                 };
+                let assign = self.path_assign(tid, &result, &[st.assign.as_ref()])?;
                 let output = apply_result(st, st.result_path.as_ref(), &raw, result)?;
                 let output = apply_output_path(st, output)?;
-                self.exit_state(def, tid, output, None, now, fx);
+                self.exit_with(def, tid, output, None, assign, now, fx);
             }
             Kind::Succeed => {
-                let output = apply_output_path(st, effective)?;
+                let output = if st.jsonata {
+                    self.jsonata_exit(
+                        tid,
+                        &raw,
+                        None,
+                        None,
+                        raw.clone(),
+                        st.output.as_ref().map(|o| (o, "Output")),
+                        &[],
+                        now,
+                    )?
+                    .0
+                } else {
+                    apply_output_path(st, effective)?
+                };
                 self.exit_state(def, tid, output, None, now, fx);
             }
-            Kind::Choice { choices, default } => {
-                let ctx = self.ctx(tid, None);
-                let mut next = None;
-                for (rule, target) in choices {
-                    if choice::eval(rule, &effective, ctx.get()).map_err(runtime)? {
-                        next = Some(target.clone());
-                        break;
+            Kind::Choice {
+                choices,
+                extras,
+                default,
+            } => {
+                let mut sess = st
+                    .jsonata
+                    .then(|| self.ctx(tid, None).session(&raw, None, None, now));
+                let mut picked = None;
+                {
+                    let ctx = self.ctx(tid, None);
+                    for (i, (rule, _)) in choices.iter().enumerate() {
+                        let cond = extras.get(i).and_then(|e| e.condition.as_ref());
+                        let hit = match (cond, sess.as_mut()) {
+                            (Some(cond), Some(sess)) => {
+                                let field = format!("Choices[{i}]/Condition");
+                                match sess.eval(cond, &field).map_err(query)? {
+                                    Value::Bool(b) => b,
+                                    _ => {
+                                        return Err(query(format!(
+                                            "{} The JSONata expression specified for the field '{field}' did not return a boolean.",
+                                            sess.prefix
+                                        )));
+                                    }
+                                }
+                            }
+                            _ => choice::eval(rule, &effective, ctx.get()).map_err(runtime)?,
+                        };
+                        if hit {
+                            picked = Some(i);
+                            break;
+                        }
                     }
                 }
-                let Some(next) = next.or_else(|| default.clone()) else {
-                    return Err(("States.NoChoiceMatched".into(), "No Matches!".into()));
+                if let Some(s) = &sess {
+                    self.rng = s.rng();
+                }
+                let next = match picked {
+                    Some(i) => choices[i].1.clone(),
+                    None => default.clone().ok_or_else(|| {
+                        (
+                            "States.NoChoiceMatched".to_string(),
+                            "No Matches!".to_string(),
+                        )
+                    })?,
                 };
-                let output = apply_output_path(st, effective)?;
-                self.exit_state(def, tid, output, Some(next), now, fx);
+                let extra = picked.and_then(|i| extras.get(i).map(|e| (i, e)));
+                if st.jsonata {
+                    let rule_out = extra.and_then(|(i, e)| {
+                        e.output
+                            .as_ref()
+                            .map(|o| (o, format!("Choices[{i}]/Output")))
+                    });
+                    let out = rule_out
+                        .as_ref()
+                        .map(|(o, f)| (*o, f.as_str()))
+                        .or_else(|| st.output.as_ref().map(|o| (o, "Output")));
+                    let rule_field = extra.map(|(i, _)| format!("Choices[{i}]/Assign"));
+                    let (output, assign) = self.jsonata_exit(
+                        tid,
+                        &raw,
+                        None,
+                        None,
+                        raw.clone(),
+                        out,
+                        &[
+                            (st.assign.as_ref(), "Assign"),
+                            (
+                                extra.and_then(|(_, e)| e.assign.as_ref()),
+                                rule_field.as_deref().unwrap_or("Assign"),
+                            ),
+                        ],
+                        now,
+                    )?;
+                    self.exit_with(def, tid, output, Some(next), assign, now, fx);
+                } else {
+                    let assign = self.path_assign(
+                        tid,
+                        &effective,
+                        &[
+                            st.assign.as_ref(),
+                            extra.and_then(|(_, e)| e.assign.as_ref()),
+                        ],
+                    )?;
+                    let output = apply_output_path(st, effective)?;
+                    self.exit_with(def, tid, output, Some(next), assign, now, fx);
+                }
             }
             Kind::Wait {
                 seconds,
                 timestamp,
                 timestamp_path,
+                timestamp_expr,
             } => {
+                let mut sess = st
+                    .jsonata
+                    .then(|| self.ctx(tid, None).session(&raw, None, None, now));
+                let ctx = self.ctx(tid, None);
                 let at_ms = if let Some(s) = seconds {
-                    now + seconds_value(s, &effective, "SecondsPath")? as i64 * 1000
+                    let root = match s {
+                        Seconds::Path(p) if p.context => ctx.get(),
+                        _ => &effective,
+                    };
+                    now + seconds_value(s, root, "SecondsPath", sess.as_mut())? as i64 * 1000
                 } else {
-                    let text = match (timestamp, timestamp_path) {
-                        (Some(t), _) => t.clone(),
-                        (None, Some(p)) => p
-                            .eval(&effective)
+                    let text = match (timestamp, timestamp_path, timestamp_expr, sess.as_mut()) {
+                        (Some(t), _, _, _) => t.clone(),
+                        (None, _, Some(e), Some(sess)) => match sess.eval(e, "Timestamp").map_err(query)? {
+                            Value::String(s) => s,
+                            _ => return Err(query(format!("{} The JSONata expression specified for the field 'Timestamp' did not return a string.", sess.prefix))),
+                        },
+                        (None, Some(p), _, _) => p
+                            .eval(if p.context { ctx.get() } else { &effective })
                             .and_then(|v| v.as_str().map(str::to_string))
                             .ok_or_else(|| runtime(format!("Invalid path '{}': The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string.", p.text)))?,
-                        (None, None) => return Err(runtime("A Wait state needs a duration")),
+                        _ => return Err(runtime("A Wait state needs a duration")),
                     };
                     let ns = choice::parse_timestamp(&text).ok_or_else(|| runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {text}")))?;
                     (ns / 1_000_000) as i64
                 };
-                let output = apply_output_path(st, effective)?;
+                drop(ctx);
+                let (output, assign) = match sess {
+                    Some(mut sess) => {
+                        let output = match &st.output {
+                            Some(o) => sess.eval(o, "Output").map_err(query)?,
+                            None => raw.clone(),
+                        };
+                        let mut vars = Map::new();
+                        eval_assign(&mut sess, st.assign.as_ref(), "Assign", &mut vars)?;
+                        self.rng = sess.rng();
+                        (output, st.assign.is_some().then_some(vars))
+                    }
+                    None => {
+                        let assign = self.path_assign(tid, &effective, &[st.assign.as_ref()])?;
+                        (apply_output_path(st, effective)?, assign)
+                    }
+                };
                 let timer = self.new_id();
                 self.timers.insert(timer, TimerFor::Wait(tid));
                 fx.commands.push(Command::StartTimer {
@@ -931,7 +1267,11 @@ impl Execution {
                     at_ms: at_ms.max(now),
                 });
                 if let Some(t) = self.threads.get_mut(&tid) {
-                    t.status = TStatus::Waiting { timer, output };
+                    t.status = TStatus::Waiting {
+                        timer,
+                        output,
+                        assign,
+                    };
                 }
             }
             Kind::Fail {
@@ -939,14 +1279,28 @@ impl Execution {
                 cause,
                 error_path,
                 cause_path,
+                error_expr,
+                cause_expr,
             } => {
                 let ctx = self.ctx(tid, None);
+                let mut sess = st.jsonata.then(|| ctx.session(&raw, None, None, now));
                 let mut rng = self.rng;
                 let mut resolve = |fixed: &Option<String>,
-                                   src: &Option<ErrorSource>|
+                                   src: &Option<ErrorSource>,
+                                   expr: &Option<Ata>,
+                                   field: &str|
                  -> Result<Option<String>, Fault> {
                     if let Some(f) = fixed {
                         return Ok(Some(f.clone()));
+                    }
+                    if let (Some(e), Some(sess)) = (expr, sess.as_mut()) {
+                        return match sess.eval(e, field).map_err(query)? {
+                            Value::String(s) => Ok(Some(s)),
+                            _ => Err(query(format!(
+                                "{} The JSONata expression specified for the field '{field}' did not return a string.",
+                                sess.prefix
+                            ))),
+                        };
                     }
                     let v = match src {
                         None => return Ok(None),
@@ -965,8 +1319,9 @@ impl Execution {
                         )),
                     }
                 };
-                let e = resolve(error, error_path)?;
-                let c = resolve(cause, cause_path)?;
+                let e = resolve(error, error_path, error_expr, "Error")?;
+                let c = resolve(cause, cause_path, cause_expr, "Cause")?;
+                let rng = sess.as_ref().map_or(rng, Session::rng);
                 self.rng = rng;
                 self.fail_thread(
                     def,
@@ -984,23 +1339,30 @@ impl Execution {
             } => {
                 let task = self.new_id();
                 let token = format!("{}{}", self.token_prefix, task);
-                let params = match &st.parameters {
-                    Some(p) => {
+                let mut sess = st
+                    .jsonata
+                    .then(|| self.ctx(tid, Some(&token)).session(&raw, None, None, now));
+                let params = match (&st.parameters, &st.arguments, sess.as_mut()) {
+                    (_, Some(a), Some(sess)) => sess.eval(a, "Arguments").map_err(query)?,
+                    (Some(p), _, _) => {
                         let mut rng = self.rng;
                         let r = render(p, &effective, &self.ctx(tid, Some(&token)), &mut rng)?;
                         self.rng = rng;
                         r
                     }
-                    None => effective.clone(),
+                    _ => effective.clone(),
                 };
                 let timeout_s = timeout
                     .as_ref()
-                    .map(|s| seconds_value(s, &effective, "TimeoutSecondsPath"))
+                    .map(|s| seconds_value(s, &effective, "TimeoutSecondsPath", sess.as_mut()))
                     .transpose()?;
                 let heartbeat_s = heartbeat
                     .as_ref()
-                    .map(|s| seconds_value(s, &effective, "HeartbeatSecondsPath"))
+                    .map(|s| seconds_value(s, &effective, "HeartbeatSecondsPath", sess.as_mut()))
                     .transpose()?;
+                if let Some(s) = &sess {
+                    self.rng = s.rng();
+                }
                 let (rtype, res, fam) = resource_kind(resource);
                 match fam {
                     Family::Lambda => {
@@ -1114,14 +1476,20 @@ impl Execution {
                 }
             }
             Kind::Parallel { branches } => {
-                let branch_input = match &st.parameters {
-                    Some(p) => {
+                let branch_input = match (&st.parameters, &st.arguments) {
+                    (_, Some(a)) => {
+                        let mut sess = self.ctx(tid, None).session(&raw, None, None, now);
+                        let r = sess.eval(a, "Arguments").map_err(query)?;
+                        self.rng = sess.rng();
+                        r
+                    }
+                    (Some(p), _) => {
                         let mut rng = self.rng;
                         let r = render(p, &effective, &self.ctx(tid, None), &mut rng)?;
                         self.rng = rng;
                         r
                     }
-                    None => effective,
+                    _ => effective,
                 };
                 self.emit(
                     Some(tid),
@@ -1193,33 +1561,69 @@ impl Execution {
                 max_concurrency,
                 tolerated_count,
                 tolerated_percentage,
+                items: items_expr,
                 ..
             } => {
-                let items = match items_path {
-                    Some(p) => p.eval(&effective).ok_or_else(|| {
+                let mut sess = st
+                    .jsonata
+                    .then(|| self.ctx(tid, None).session(&raw, None, None, now));
+                let items = match (items_path, items_expr, sess.as_mut()) {
+                    (_, Some(e), Some(sess)) => sess.eval(e, "Items").map_err(query)?,
+                    _ if st.jsonata => raw.clone(),
+                    (Some(p), _, _) if p.context => {
+                        p.eval(self.ctx(tid, None).get()).ok_or_else(|| {
+                            runtime(format!(
+                                "Invalid path '{}' : No results for path: {}",
+                                p.text, p.text
+                            ))
+                        })?
+                    }
+                    (Some(p), _, _) => p.eval(&effective).ok_or_else(|| {
                         runtime(format!(
                             "Invalid path '{}' : No results for path: {}",
                             p.text, p.text
                         ))
                     })?,
-                    None => json!({}),
+                    _ => json!({}),
                 };
                 let Value::Array(items) = items else {
+                    if let Some(sess) = &sess {
+                        return Err(query(format!(
+                            "{} The JSONata expression specified for the field 'Items' did not return a JSON array.",
+                            sess.prefix
+                        )));
+                    }
                     return Err(runtime(format!(
                         "Item list did not resolve to a JSON array. ItemsPath: {}",
                         items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
                     )));
                 };
                 let max_concurrency = match max_concurrency {
-                    Some(s) => seconds_value(s, &effective, "MaxConcurrencyPath")? as usize,
+                    Some(s) => {
+                        seconds_value(s, &effective, "MaxConcurrencyPath", sess.as_mut())? as usize
+                    }
                     None => 0,
                 };
                 let tolerated_count = tolerated_count
                     .as_ref()
-                    .map(|s| seconds_value(s, &effective, "ToleratedFailureCountPath"))
+                    .map(|s| {
+                        seconds_value(s, &effective, "ToleratedFailureCountPath", sess.as_mut())
+                    })
                     .transpose()?;
                 let tolerated_pct = match tolerated_percentage {
                     Some(PercentSource::Fixed(f)) => Some(*f),
+                    Some(PercentSource::Ata(a)) => match sess.as_mut() {
+                        Some(sess) => Some(
+                            sess.eval(a, "ToleratedFailurePercentage")
+                                .map_err(query)?
+                                .as_f64()
+                                .filter(|f| (0.0..=100.0).contains(f))
+                                .ok_or_else(|| {
+                                    query(format!("{} The JSONata expression specified for the field 'ToleratedFailurePercentage' did not return a number between 0 and 100.", sess.prefix))
+                                })?,
+                        ),
+                        None => None,
+                    },
                     Some(PercentSource::Path(p)) => {
                         Some(p.eval(&effective).and_then(|v| v.as_f64()).ok_or_else(|| {
                             runtime("ToleratedFailurePercentagePath must name a number")
@@ -1227,6 +1631,11 @@ impl Execution {
                     }
                     None => None,
                 };
+                if let Some(s) = &sess {
+                    self.rng = s.rng();
+                }
+                // ItemSelector sees the state's input (JSONPath: the effective input).
+                let effective = if st.jsonata { raw.clone() } else { effective };
                 let total = items.len();
                 self.emit(
                     Some(tid),
@@ -1283,6 +1692,9 @@ impl Execution {
                 entered_ms: 0,
                 last_event: last,
                 map_item,
+                vars: Map::new(),
+                entered_event: 0,
+                skip_context: false,
             },
         );
         id
@@ -1304,6 +1716,7 @@ impl Execution {
         let Kind::Map {
             processor,
             item_selector,
+            item_selector_ata,
             ..
         } = &st.kind
         else {
@@ -1322,11 +1735,29 @@ impl Execution {
                 }
                 (ch.next, ch.items[ch.next].clone(), ch.effective.clone())
             };
-            let input = match selector {
-                Some(sel) => {
+            let input = match (selector, item_selector_ata) {
+                (_, Some(sel)) => {
                     let t = &self.threads[&tid];
                     let ctx = Ctx {
                         exec: self,
+                        tid,
+                        state: &t.state,
+                        entered_ms: t.entered_ms,
+                        retry_count: t.retry_total,
+                        token: None,
+                        map_item: Some((index, &item)),
+                        cell: OnceCell::new(),
+                    };
+                    let mut sess = ctx.session(&effective, None, None, now);
+                    let r = sess.eval(sel, "ItemSelector").map_err(query)?;
+                    self.rng = sess.rng();
+                    r
+                }
+                (Some(sel), _) => {
+                    let t = &self.threads[&tid];
+                    let ctx = Ctx {
+                        exec: self,
+                        tid,
                         state: &t.state,
                         entered_ms: t.entered_ms,
                         retry_count: t.retry_total,
@@ -1339,7 +1770,7 @@ impl Execution {
                     self.rng = rng;
                     r
                 }
-                None => item.clone(),
+                (None, None) => item.clone(),
             };
             self.emit(
                 Some(tid),
@@ -1390,7 +1821,19 @@ impl Execution {
         };
         let st = &def.graphs[t.graph].states[&t.state];
         let raw = t.input.clone();
-        let processed = (|| -> Result<Value, Fault> {
+        let processed = (|| -> Result<(Value, Option<Map<String, Value>>), Fault> {
+            if st.jsonata {
+                return self.jsonata_exit(
+                    tid,
+                    &raw,
+                    Some(&result),
+                    None,
+                    result.clone(),
+                    st.output.as_ref().map(|o| (o, "Output")),
+                    &[(st.assign.as_ref(), "Assign")],
+                    now,
+                );
+            }
             let result = match &st.result_selector {
                 Some(sel) => {
                     let mut rng = self.rng;
@@ -1400,11 +1843,12 @@ impl Execution {
                 }
                 None => result,
             };
+            let assign = self.path_assign(tid, &result, &[st.assign.as_ref()])?;
             let output = apply_result(st, st.result_path.as_ref(), &raw, result)?;
-            apply_output_path(st, output)
+            Ok((apply_output_path(st, output)?, assign))
         })();
         match processed {
-            Ok(output) => self.exit_state(def, tid, output, None, now, fx),
+            Ok((output, assign)) => self.exit_with(def, tid, output, None, assign, now, fx),
             Err((e, c)) => self.handle_error(def, tid, e, c, now, fx),
         }
     }
@@ -1420,6 +1864,22 @@ impl Execution {
         now: i64,
         fx: &mut Effects,
     ) {
+        self.exit_with(def, tid, output, next, None, now, fx);
+    }
+
+    /// [`Self::exit_state`], assigning the state's variables as it leaves (so a failed exit
+    /// assigns nothing, and every expression of the state read the values from before).
+    #[allow(clippy::too_many_arguments)]
+    fn exit_with(
+        &mut self,
+        def: &Definition,
+        tid: u64,
+        output: Value,
+        next: Option<String>,
+        assign: Option<Map<String, Value>>,
+        now: i64,
+        fx: &mut Effects,
+    ) {
         let Some(t) = self.threads.get(&tid) else {
             return;
         };
@@ -1428,6 +1888,15 @@ impl Execution {
         if size > MAX_PAYLOAD_BYTES {
             self.handle_error(def, tid, "States.DataLimitExceeded".into(), format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", st.name), now, fx);
             return;
+        }
+        if let Some(vars) = assign {
+            if payload(&Value::Object(vars.clone())).len() > MAX_PAYLOAD_BYTES {
+                self.handle_error(def, tid, "States.DataLimitExceeded".into(), format!("The state/task '{}' assigned variables with a size exceeding the maximum number of bytes service limit.", st.name), now, fx);
+                return;
+            }
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.vars.extend(vars);
+            }
         }
         let kind = format!("{}StateExited", st.type_name);
         let name = st.name.clone();
@@ -1571,6 +2040,7 @@ impl Execution {
                         timer,
                         at_ms: now + (delay * 1000.0) as i64,
                     });
+                    self.last_handled = Some((error.clone(), cause.clone(), true));
                     if let Some(t) = self.threads.get_mut(&tid) {
                         if let Some(c) = t.retries.get_mut(i) {
                             *c += 1;
@@ -1581,13 +2051,41 @@ impl Execution {
                     return;
                 }
             }
-            if let Some(c) = st.catch.iter().find(|c| error_matches(&c.errors, &error)) {
+            if let Some((i, c)) = st
+                .catch
+                .iter()
+                .enumerate()
+                .find(|(_, c)| error_matches(&c.errors, &error))
+            {
                 let raw = t.input.clone();
+                self.last_handled = Some((error.clone(), cause.clone(), false));
                 let info = json!({"Error": error, "Cause": cause});
-                match apply_result(st, c.result_path.as_ref(), &raw, info) {
-                    Ok(output) => {
+                let caught = if st.jsonata {
+                    let (out_field, assign_field) =
+                        (format!("Catch[{i}]/Output"), format!("Catch[{i}]/Assign"));
+                    self.jsonata_exit(
+                        tid,
+                        &raw,
+                        None,
+                        Some(&info),
+                        info.clone(),
+                        c.output.as_ref().map(|o| (o, out_field.as_str())),
+                        &[(c.assign.as_ref(), assign_field.as_str())],
+                        now,
+                    )
+                } else {
+                    self.path_assign(tid, &info, &[c.assign.as_ref()])
+                        .and_then(|assign| {
+                            Ok((
+                                apply_result(st, c.result_path.as_ref(), &raw, info)?,
+                                assign,
+                            ))
+                        })
+                };
+                match caught {
+                    Ok((output, assign)) => {
                         let next = c.next.clone();
-                        self.exit_state(def, tid, output, Some(next), now, fx);
+                        self.exit_with(def, tid, output, Some(next), assign, now, fx);
                     }
                     Err((e, c)) => self.fail_thread(def, tid, e, c, now, fx),
                 }
@@ -1612,7 +2110,7 @@ impl Execution {
         };
         match t.parent {
             None => {
-                self.redrive_point = Some((t.state.clone(), t.input.clone()));
+                self.redrive_point = Some((t.state.clone(), t.input.clone(), t.vars.clone()));
                 self.emit(
                     None,
                     now,
@@ -1740,9 +2238,24 @@ fn apply_result(
     }
 }
 
-fn seconds_value(s: &Seconds, input: &Value, field: &str) -> Result<u64, Fault> {
+fn seconds_value(
+    s: &Seconds,
+    input: &Value,
+    field: &str,
+    sess: Option<&mut Session>,
+) -> Result<u64, Fault> {
     match s {
         Seconds::Fixed(n) => Ok(*n),
+        Seconds::Ata(a) => {
+            let field = field.strip_suffix("Path").unwrap_or(field);
+            let Some(sess) = sess else {
+                return Err(runtime(format!("The field '{field}' needs JSONata")));
+            };
+            let v = sess.eval(a, field).map_err(query)?;
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+                .ok_or_else(|| query(format!("{} The JSONata expression specified for the field '{field}' did not return a non-negative integer.", sess.prefix)))
+        }
         Seconds::Path(p) => p
             .eval(input)
             .and_then(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)))

@@ -35,7 +35,13 @@ pub enum CmpOp {
     Ge,
 }
 
-/// A parsed path: `$...` over the data, or `$$...` over the context object.
+/// The key under which the context object given to paths carries the workflow variables
+/// in scope: `$name.a` is read as `$$[VARS]['name'].a`, so every place that picks a path's
+/// root (data or context) reads variables too. No JSON key can start with NUL.
+pub const VARS_KEY: &str = "\u{0}vars";
+
+/// A parsed path: `$...` over the data, `$$...` over the context object, or `$name...` over
+/// a workflow variable (held as a context path under [`VARS_KEY`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
     pub context: bool,
@@ -45,10 +51,21 @@ pub struct Path {
 
 impl Path {
     pub fn parse(text: &str) -> Result<Path, String> {
+        let mut var = None;
         let (context, rest) = if let Some(r) = text.strip_prefix("$$") {
             (true, r)
         } else if let Some(r) = text.strip_prefix('$') {
-            (false, r)
+            let n: usize = r
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .map(char::len_utf8)
+                .sum();
+            if n > 0 && !r.starts_with(|c: char| c.is_ascii_digit()) {
+                var = Some(r[..n].to_string());
+                (true, &r[n..])
+            } else {
+                (false, r)
+            }
         } else {
             return Err(format!("The value '{text}' is not a valid JSONPath"));
         };
@@ -56,9 +73,12 @@ impl Path {
             s: rest.as_bytes(),
             i: 0,
         };
-        let segs = p
+        let mut segs = p
             .segments()
             .map_err(|_| format!("The value '{text}' is not a valid JSONPath"))?;
+        if let Some(name) = var {
+            segs.splice(0..0, [Seg::Key(VARS_KEY.into()), Seg::Key(name)]);
+        }
         if p.i != p.s.len() {
             return Err(format!("The value '{text}' is not a valid JSONPath"));
         }
@@ -82,6 +102,13 @@ impl Path {
 
     /// The value(s) at this path; `None` when a definite path finds nothing.
     pub fn eval(&self, root: &Value) -> Option<Value> {
+        if self.context && self.segs.is_empty() {
+            let mut whole = root.clone();
+            if let Value::Object(m) = &mut whole {
+                m.remove(VARS_KEY);
+            }
+            return Some(whole);
+        }
         let found = select(&self.segs, root);
         if self.is_definite() {
             found.into_iter().next().cloned()

@@ -339,7 +339,7 @@ pub(crate) async fn transact_write(
             );
             let mut extra = Map::new();
             extra.insert("CancellationReasons".into(), Value::Array(reasons));
-            err.extra = Some(extra);
+            err.extra = Some(Box::new(extra));
             return Err(err);
         }
         let mut batch = Batch::new();

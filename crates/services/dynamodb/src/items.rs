@@ -259,7 +259,7 @@ pub(crate) fn condition_failed(old: Option<&Item>, input: &Value) -> AwsError {
         let mut extra = Map::new();
         extra.insert("Message".into(), json!(err.message));
         extra.insert("Item".into(), item_to_json(old));
-        err.extra = Some(extra);
+        err.extra = Some(Box::new(extra));
     }
     err
 }

@@ -7,7 +7,7 @@ use tsumiki_core::AwsError;
 fn with_type(mut err: AwsError, kind: &str) -> AwsError {
     let mut extra = Map::new();
     extra.insert("Type".into(), json!(kind));
-    err.extra = Some(extra);
+    err.extra = Some(Box::new(extra));
     err
 }
 
@@ -55,7 +55,7 @@ pub(crate) fn throttled(reason: &str) -> AwsError {
     let mut extra = Map::new();
     extra.insert("Type".into(), json!("User"));
     extra.insert("Reason".into(), Value::String(reason.to_string()));
-    err.extra = Some(extra);
+    err.extra = Some(Box::new(extra));
     err
 }
 

@@ -59,10 +59,10 @@ pub fn too_many_tags(resource: &str) -> AwsError {
         "TooManyTagsException",
         "A resource can have no more than 50 tags.",
     );
-    err.extra = Some(serde_json::Map::from_iter([(
+    err.extra = Some(Box::new(serde_json::Map::from_iter([(
         "resourceName".to_string(),
         serde_json::Value::String(resource.to_string()),
-    )]));
+    )])));
     err
 }
 

@@ -18,6 +18,7 @@ mod run;
 mod state;
 mod tasks;
 mod versions;
+mod test_state;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -209,6 +210,7 @@ impl tsumiki_ports::Service for StepFunctions {
             "DescribeMapRun" => maprun::describe_map_run(self, ctx, &input),
             "ListMapRuns" => maprun::list_map_runs(self, ctx, &input),
             "UpdateMapRun" => maprun::update_map_run(self, ctx, &input).await,
+            "TestState" => test_state::test_state(self, ctx, &input).await,
             other => Err(AwsError::not_implemented("stepfunctions", other)),
         }
     }
