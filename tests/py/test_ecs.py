@@ -391,11 +391,16 @@ def test_depends_on_orders_container_starts(ecs, logs, tmp_path):
     # Each container appends its name to a shared file: the order of starts.
     def writer(name, body=""):
         return ["sh", "-c", f"echo {name} >> {stamp}; {body}"]
+    # START only promises that side's process was started before app's, not that side's shell
+    # has written yet, so app waits a moment before writing; SUCCESS and COMPLETE are exact.
     td = register(ecs, [
-        container("app", writer("app", "sleep 0.2"), image="alpine", group=group,
+        container("app", ["sh", "-c", f"sleep 1; echo app >> {stamp}; sleep 0.2"], image="alpine",
+                  group=group,
                   dependsOn=[{"containerName": "init", "condition": "SUCCESS"},
                              {"containerName": "side", "condition": "START"}]),
-        container("init", writer("init", "sleep 0.5; exit 0"), image="alpine", essential=False),
+        # init writes as it ends, so side (COMPLETE) writing first would show a broken order.
+        container("init", ["sh", "-c", f"sleep 0.5; echo init >> {stamp}; exit 0"], image="alpine",
+                  essential=False),
         container("side", writer("side", "sleep 3600"), image="alpine", essential=False,
                   stopTimeout=2, dependsOn=[{"containerName": "init", "condition": "COMPLETE"}]),
     ])

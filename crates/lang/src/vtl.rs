@@ -808,7 +808,7 @@ mod tests {
             (r#"{"statusCode": 200}"#, r#"{"statusCode": 200}"#),
             (
                 "$input.json('$')",
-                r#"{"items":[{"id":1},{"id":2}],"n":5,"name":"O'Brien"}"#,
+                r#"{"name":"O'Brien","items":[{"id":1},{"id":2}],"n":5}"#,
             ),
             ("$input.json('$.items[1]')", r#"{"id":2}"#),
             ("$input.path('$.name')", "O'Brien"),

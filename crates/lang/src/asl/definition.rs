@@ -109,6 +109,8 @@ pub enum Seconds {
     Ata(Ata),
 }
 
+// A definition is parsed once and shared behind an `Arc`; the size of a Map state does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Kind {
     Pass {

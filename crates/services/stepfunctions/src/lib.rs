@@ -17,8 +17,8 @@ mod maprun;
 mod run;
 mod state;
 mod tasks;
-mod versions;
 mod test_state;
+mod versions;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
