@@ -34,6 +34,10 @@ const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 const RUN_NICENESS: i32 = 10;
 /// How often a run's memory is checked.
 const MEMORY_POLL: Duration = Duration::from_millis(100);
+/// How often, and how many times, a run's end waits for its killed process group to be gone
+/// (SIGKILL cannot be refused, so this is only the kernel's own delay; two seconds at most).
+const GROUP_EXIT_POLL: Duration = Duration::from_millis(10);
+const GROUP_EXIT_POLLS: u32 = 200;
 
 /// Where one log stream goes.
 #[derive(Clone, Debug)]
@@ -334,9 +338,16 @@ async fn supervise(s: Supervised) {
             RunEnd::OutOfMemory
         }
     };
-    // Whatever the main process left behind dies with it.
+    // Whatever the main process left behind dies with it, before the run counts as ended:
+    // a stopped task or job must hold no process once its caller sees it stopped.
     sandbox::kill_group(pid);
     let _ = child.wait().await;
+    for _ in 0..GROUP_EXIT_POLLS {
+        if !sandbox::group_alive(pid) {
+            break;
+        }
+        Clock::pause_real(GROUP_EXIT_POLL).await;
+    }
     running.lock().remove(&id);
     for (output, written) in outputs {
         tokio::select! {
@@ -565,5 +576,25 @@ mod tests {
         assert_eq!(run.wait().await, RunEnd::Stopped { code: 137 });
         assert!(!alive(run.pid()));
         assert!(sink.0.lock().iter().any(|(_, l)| l == "term"));
+    }
+
+    #[tokio::test]
+    async fn a_run_ends_only_after_its_whole_group_is_gone() {
+        let procs = Processes::new(
+            Arc::new(Clock::manual()),
+            Arc::new(Collect::default()),
+            &uuid::Uuid::new_v4().to_string(),
+        );
+        let dir = std::env::temp_dir().join("tsumiki-jobs-group-test");
+        // The shell's child outlives the shell unless the group is killed.
+        let run = procs
+            .spawn(spec(&dir, "sleep 300 & echo started; wait"))
+            .unwrap();
+        Clock::pause_real(Duration::from_millis(200)).await;
+        assert!(sandbox::group_alive(run.pid()));
+        run.stop();
+        let end = run.wait().await;
+        assert!(matches!(end, RunEnd::Stopped { .. }), "{end:?}");
+        assert!(!sandbox::group_alive(run.pid()));
     }
 }

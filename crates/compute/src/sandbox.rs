@@ -58,6 +58,27 @@ pub(crate) fn kill_group(pid: u32) {
     );
 }
 
+/// Whether any process of the group `pgid` is still alive (not a zombie). A killed process
+/// takes a moment to die; a run is reported ended only once its whole group is gone.
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+    })
+}
+
 /// Asks an environment's whole process group to stop (SIGTERM), as a container runtime does
 /// before its grace period ends in SIGKILL.
 pub(crate) fn terminate_group(pid: u32) {
