@@ -6,6 +6,7 @@ x-amz-crc32 header, and durability across kill -9.
 Expected messages are AWS's (DynamoDB developer guide and observed responses).
 """
 
+import json
 import re
 import subprocess
 import threading
@@ -721,3 +722,28 @@ def test_table_stream_function(server, ddb):
     info = json.loads(msgs[0]["Body"])["DDBStreamBatchInfo"]
     assert info["streamArn"] == arn and info["batchSize"] == 1
     lam.delete_event_source_mapping(UUID=m["UUID"])
+
+
+def test_error_type_carries_awss_namespaces(server):
+    """DynamoDB names `__type` with AWS's namespaces (strict clients compare the whole string);
+    botocore reads the part after `#`, as the other tests show."""
+    import urllib.error
+    import urllib.request
+
+    def raw(target, body):
+        req = urllib.request.Request(server.endpoint + "/", data=json.dumps(body).encode(), headers={
+            "X-Amz-Target": f"DynamoDB_20120810.{target}",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/dynamodb/aws4_request, "
+                             "SignedHeaders=host, Signature=0"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, body = raw("DescribeTable", {"TableName": "no-such-table-here"})
+    assert status == 400
+    assert body["__type"] == "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
+    status, body = raw("GetItem", {"TableName": "no-such-table-here"})  # no Key
+    assert status == 400 and body["__type"] == "com.amazon.coral.validate#ValidationException"

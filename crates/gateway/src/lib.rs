@@ -424,7 +424,12 @@ async fn call(
     let op = match tsumiki_protocol::identify_operation(model, protocol, req) {
         Ok(op) => op,
         Err(err) => {
-            return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id);
+            return tsumiki_protocol::encode_error(
+                Some(model),
+                protocol,
+                &served.service.wire_error(err),
+                &request_id,
+            );
         }
     };
     tracing::Span::current().record("operation", op.name.as_str());
@@ -437,7 +442,12 @@ async fn call(
         Ok(v) => v,
         Err(err) => {
             tracing::debug!(code = %err.code, message = %err.message, "Rejected the request's input.");
-            return tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id);
+            return tsumiki_protocol::encode_error(
+                Some(model),
+                protocol,
+                &served.service.wire_error(err),
+                &request_id,
+            );
         }
     };
     let recorded = sink
@@ -468,7 +478,12 @@ async fn call(
             } else {
                 tracing::debug!(code = %err.code, message = %err.message, "The operation answered an error.");
             }
-            tsumiki_protocol::encode_error(Some(model), protocol, &err, &request_id)
+            tsumiki_protocol::encode_error(
+                Some(model),
+                protocol,
+                &served.service.wire_error(err),
+                &request_id,
+            )
         }
     }
 }

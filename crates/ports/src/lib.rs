@@ -45,6 +45,13 @@ pub trait Service: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The error as this service names it on the wire. A json service's `__type` is the bare
+    /// shape name for most services; DynamoDB's carries AWS's namespaces
+    /// (`com.amazon.coral.validate#ValidationException`), which strict clients compare.
+    fn wire_error(&self, err: AwsError) -> AwsError {
+        err
+    }
+
     /// Forgets every resource of this service, in every account and region.
     async fn reset(&self) -> Result<(), AwsError>;
 }

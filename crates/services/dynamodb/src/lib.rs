@@ -97,6 +97,30 @@ fn crc32_header(body: &[u8]) -> Vec<(&'static str, String)> {
     vec![("x-amz-crc32", crc32fast::hash(body).to_string())]
 }
 
+/// DynamoDB's `__type`: Coral's own errors under their Coral namespaces, the service's under
+/// `com.amazonaws.dynamodb.v20120810` (what DynamoDB sends; SDKs read the part after `#`).
+fn namespaced(mut err: AwsError) -> AwsError {
+    if err.code.contains('#') {
+        return err;
+    }
+    let namespace = match err.code.as_ref() {
+        "ValidationException" => "com.amazon.coral.validate",
+        "ThrottlingException" => "com.amazon.coral.availability",
+        "SerializationException"
+        | "UnknownOperationException"
+        | "InternalFailure"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "MissingAuthenticationTokenException"
+        | "InvalidSignatureException"
+        | "IncompleteSignatureException"
+        | "NotImplemented" => "com.amazon.coral.service",
+        _ => "com.amazonaws.dynamodb.v20120810",
+    };
+    err.code = format!("{namespace}#{}", err.code).into();
+    err
+}
+
 #[async_trait]
 impl tsumiki_ports::Service for DynamoDb {
     fn name(&self) -> &'static str {
@@ -148,6 +172,10 @@ impl tsumiki_ports::Service for DynamoDb {
 
     fn response_headers(&self, body: &[u8]) -> Vec<(&'static str, String)> {
         crc32_header(body)
+    }
+
+    fn wire_error(&self, err: AwsError) -> AwsError {
+        namespaced(err)
     }
 
     async fn reset(&self) -> Result<(), AwsError> {
