@@ -235,3 +235,40 @@ def test_key_conditions_must_name_one_or_two_keys(ddb, table):
     with pytest.raises(ClientError) as e:
         ddb.query(TableName=table, KeyConditions={})
     assert err(e) == ("ValidationException", "Conditions can be of length 1 or 2 only")
+
+
+def test_query_filter_may_not_name_a_key(ddb, table):
+    with pytest.raises(ClientError) as e:
+        ddb.query(TableName=table, KeyConditions={
+            "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "q"}]},
+        }, QueryFilter={"sk": {"ComparisonOperator": "GT", "AttributeValueList": [{"N": "1"}]}})
+    assert err(e) == ("ValidationException", "QueryFilter can only contain non-key attributes: "
+                      "Primary key attribute: sk")
+
+
+def test_update_with_attribute_updates_may_not_change_the_key(ddb, table):
+    with pytest.raises(ClientError) as e:
+        ddb.update_item(TableName=table, Key=key(),
+                        AttributeUpdates={"sk": {"Value": {"N": "9"}}})
+    assert err(e) == ("ValidationException", "One or more parameter values were invalid: "
+                      "Cannot update attribute sk. This attribute is part of the key")
+
+
+def test_legacy_update_streams_like_an_expression(server, ddb, table):
+    """A legacy write is one more item change: its stream record has the new image."""
+    ddb.update_table(TableName=table, StreamSpecification={
+        "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    ddb.put_item(TableName=table, Item={**key(), "n": {"N": "1"}},
+                 Expected={"pk": {"Exists": False}})
+    ddb.update_item(TableName=table, Key=key(),
+                    AttributeUpdates={"n": {"Action": "ADD", "Value": {"N": "1"}}})
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = server.client("dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+    it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = streams.get_records(ShardIterator=it)["Records"]
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
+    assert records[1]["dynamodb"]["NewImage"]["n"] == {"N": "2"}
+    assert records[1]["dynamodb"]["OldImage"]["n"] == {"N": "1"}
+

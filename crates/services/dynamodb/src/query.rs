@@ -489,7 +489,7 @@ pub(crate) fn query(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Va
     let schema = index.map_or(&table.meta.key, |i| &i.key);
     let hash = key_condition(&key_cond, schema)?;
     if let Some(f) = &filter {
-        check_filter_keys(f, schema)?;
+        check_filter_keys(f, schema, input.get("QueryFilter").is_some())?;
     }
     let r = reading(input, index, filter, projection)?;
     let start = start_position(table, index, input)?;
@@ -513,14 +513,20 @@ pub(crate) fn query(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Va
 }
 
 /// A filter may not name key attributes of a Query (AWS).
-fn check_filter_keys(f: &Cond, key: &KeyDef) -> Result<(), AwsError> {
+fn check_filter_keys(f: &Cond, key: &KeyDef, legacy: bool) -> Result<(), AwsError> {
     let mut names = Vec::new();
     collect_paths(f, &mut names);
     for n in names {
         if n == key.hash.0 || key.range.as_ref().is_some_and(|r| r.0 == n) {
-            return Err(validation(format!(
-                "Filter Expression can only contain non-primary key attributes: Primary key attribute: {n}"
-            )));
+            return Err(validation(if legacy {
+                format!(
+                    "QueryFilter can only contain non-key attributes: Primary key attribute: {n}"
+                )
+            } else {
+                format!(
+                    "Filter Expression can only contain non-primary key attributes: Primary key attribute: {n}"
+                )
+            }));
         }
     }
     Ok(())
