@@ -272,3 +272,21 @@ def test_legacy_update_streams_like_an_expression(server, ddb, table):
     assert records[1]["dynamodb"]["NewImage"]["n"] == {"N": "2"}
     assert records[1]["dynamodb"]["OldImage"]["n"] == {"N": "1"}
 
+
+
+def test_key_conditions_with_a_filter_expression(ddb, table):
+    # KeyConditions may go with FilterExpression while KeyConditionExpression is absent.
+    for i in range(1, 4):
+        ddb.put_item(TableName=table, Item={**key("k", i), "v": {"N": str(i)}})
+    out = ddb.query(TableName=table, KeyConditions={
+        "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "k"}]}},
+        FilterExpression="v > :v", ExpressionAttributeValues={":v": {"N": "1"}})
+    assert [i["sk"]["N"] for i in out["Items"]] == ["2", "3"]
+    with pytest.raises(ClientError) as e:
+        ddb.query(TableName=table, KeyConditionExpression="pk = :p",
+                  ExpressionAttributeValues={":p": {"S": "k"}}, KeyConditions={
+                      "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "k"}]}})
+    assert err(e) == ("ValidationException",
+                      "Can not use both expression and non-expression parameters in the same "
+                      "request: Non-expression parameters: {KeyConditions} Expression parameters: "
+                      "{KeyConditionExpression}")

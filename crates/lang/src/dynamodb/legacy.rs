@@ -411,4 +411,25 @@ mod tests {
             attribute_updates(&obj(json!({"a": {"Action": "ADD", "Value": {"S": "x"}}}))).is_err()
         );
     }
+
+    proptest::proptest! {
+        /// Any operator with any number of values of any types answers a translation or a
+        /// validation message, never a panic.
+        #[test]
+        fn comparison_never_panics(
+            op in proptest::sample::select(vec![
+                "EQ", "NE", "LE", "LT", "GE", "GT", "NULL", "NOT_NULL", "CONTAINS",
+                "NOT_CONTAINS", "BEGINS_WITH", "IN", "BETWEEN", "XX",
+            ]),
+            vals in proptest::collection::vec(proptest::sample::select(vec![
+                json!({"S": "a"}), json!({"N": "1"}), json!({"B": "AA=="}), json!({"SS": ["a"]}),
+                json!({"BOOL": true}), json!({"NULL": true}), json!({"L": []}), json!({"N": "-5"}),
+            ]), 0..4),
+        ) {
+            let c = obj(json!({"a": {"ComparisonOperator": op, "AttributeValueList": vals}}));
+            let _ = filter(&c, Some("OR"));
+            let _ = key_conditions(&c);
+            let _ = expected(&c, None);
+        }
+    }
 }
