@@ -21,9 +21,10 @@
 #
 # Recorded run (2026-11-29; 19 files fetched from architect/dynalite's stored sources, a fresh
 # server per file): 48 passed, 990 failed, 19 pending. Through a proxy that only namespaces
-# `__type`: 172 passed, 484 failed of 656. The rest are mostly the legacy parameters
-# (`Expected`, `AttributeUpdates`, `KeyConditions`, ... answered 501), validation wording and
-# order, and validation that AWS does before looking the table up.
+# `__type`: 172 passed, 484 failed of 656. The rest were mostly the legacy parameters
+# (`Expected`, `AttributeUpdates`, `KeyConditions`, ... then answered 501; implemented since,
+# not re-measured), validation wording and order, and validation that AWS does before looking
+# the table up.
 #
 # Output: one "<suite> <passed> <failed>" line per suite (or "<suite> n/a: reason"). Logs go to
 # $WORKDIR (default /tmp/tsumiki-yardsticks). The server runs in memory with the account id

@@ -5,6 +5,7 @@
 
 pub mod eval;
 pub mod expr;
+pub mod legacy;
 pub mod number;
 mod reserved;
 pub mod value;

@@ -37,7 +37,7 @@ pub(crate) fn batch_get(d: &Inner, ctx: &RequestContext, input: &Value) -> Resul
     let mut responses = Map::new();
     for (name, req) in &requests {
         let key = table_key_of(ctx, name);
-        let parsed = parse_exprs("BatchGetItem", req)?;
+        let parsed = parse_exprs(req)?;
         let table = st.tables.get(&key).ok_or_else(not_found)?;
         let mut seen = BTreeSet::new();
         let mut found = Vec::new();
@@ -241,7 +241,7 @@ pub(crate) async fn transact_write(
             .ok_or_else(|| {
                 validation("TransactItems can only contain one of Check, Put, Update or Delete")
             })?;
-        let p = parse_exprs("TransactWriteItems", &body)?;
+        let p = parse_exprs(&body)?;
         parsed.push((kind, body, p));
     }
     let commit = {
@@ -372,7 +372,7 @@ pub(crate) fn transact_get(
     let mut seen: HashMap<(TableKey, Vec<u8>, Vec<u8>), ()> = HashMap::new();
     for entry in &items {
         let body = entry.get("Get").cloned().unwrap_or(json!({}));
-        let parsed = parse_exprs("TransactGetItems", &body)?;
+        let parsed = parse_exprs(&body)?;
         let name = body
             .get("TableName")
             .and_then(Value::as_str)

@@ -5,13 +5,14 @@
 use serde_json::{Map, Value, json};
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_lang::dynamodb::expr::{parse_condition, parse_projection, parse_update};
+use tsumiki_lang::dynamodb::legacy;
 use tsumiki_lang::dynamodb::value::{MAX_ITEM_BYTES, item_from_json, item_size, item_to_json};
 use tsumiki_lang::dynamodb::{Action, AttrValue, Cond, Item, Path, PathElem, Placeholders};
 use tsumiki_store::Batch;
 
 use crate::state::{self, KeyDef, State, TableKey, TableMeta};
 use crate::{
-    ExprInput, Inner, invalid_param, not_found, not_implemented_param, store_error, table_key,
+    ExprInput, Inner, check_mixed, invalid_param, not_found, object, store_error, table_key,
     validation,
 };
 
@@ -190,17 +191,21 @@ pub(crate) struct Parsed {
 }
 
 /// Parses the expressions a request carries and checks its placeholders were all used.
-pub(crate) fn parse_exprs(op: &str, input: &Value) -> Result<Parsed, AwsError> {
-    for legacy in ["Expected", "AttributeUpdates", "ConditionalOperator"] {
-        if input.get(legacy).is_some() {
-            return Err(not_implemented_param(op, legacy));
-        }
-    }
-    if input.get("AttributesToGet").is_some() && input.get("ProjectionExpression").is_some() {
-        return Err(validation(
-            "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}",
-        ));
-    }
+pub(crate) fn parse_exprs(input: &Value) -> Result<Parsed, AwsError> {
+    check_mixed(
+        input,
+        &[
+            "UpdateExpression",
+            "ConditionExpression",
+            "ProjectionExpression",
+        ],
+        &[
+            "AttributeUpdates",
+            "Expected",
+            "ConditionalOperator",
+            "AttributesToGet",
+        ],
+    )?;
     let ex = ExprInput::read(input)?;
     ex.check_present(
         input,
@@ -214,13 +219,17 @@ pub(crate) fn parse_exprs(op: &str, input: &Value) -> Result<Parsed, AwsError> {
     )?;
     let mut ph = Placeholders::new(&ex.names, &ex.values);
     let s = |k: &str| input.get(k).and_then(Value::as_str);
-    let condition = match s("ConditionExpression") {
-        Some(c) => Some(parse_condition(c, "ConditionExpression", &mut ph).map_err(validation)?),
-        None => None,
+    let condition = match (s("ConditionExpression"), object(input, "Expected")) {
+        (Some(c), _) => {
+            Some(parse_condition(c, "ConditionExpression", &mut ph).map_err(validation)?)
+        }
+        (None, Some(e)) => legacy::expected(e, s("ConditionalOperator")).map_err(validation)?,
+        (None, None) => None,
     };
-    let update = match s("UpdateExpression") {
-        Some(u) => Some(parse_update(u, &mut ph).map_err(validation)?),
-        None => None,
+    let update = match (s("UpdateExpression"), object(input, "AttributeUpdates")) {
+        (Some(u), _) => Some(parse_update(u, &mut ph).map_err(validation)?),
+        (None, Some(a)) => Some(legacy::attribute_updates(a).map_err(validation)?),
+        (None, None) => None,
     };
     let mut projection = match s("ProjectionExpression") {
         Some(p) => Some(parse_projection(p, &mut ph).map_err(validation)?),
@@ -302,7 +311,7 @@ pub(crate) async fn put_item(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let key = table_key(ctx, input);
-    let parsed = parse_exprs("PutItem", input)?;
+    let parsed = parse_exprs(input)?;
     let rv = return_values(input, &["NONE", "ALL_OLD"])?;
     let item = item_from_json(input.get("Item").unwrap_or(&Value::Null)).map_err(validation)?;
     let size = item_size(&item);
@@ -339,7 +348,7 @@ pub(crate) async fn put_item(
 
 pub(crate) fn get_item(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
     let key = table_key(ctx, input);
-    let parsed = parse_exprs("GetItem", input)?;
+    let parsed = parse_exprs(input)?;
     let st = d.state.lock();
     let table = st.tables.get(&key).ok_or_else(not_found)?;
     let (_, pk, sk) = key_of_key(&table.meta.key, input.get("Key").unwrap_or(&Value::Null))?;
@@ -392,7 +401,7 @@ pub(crate) async fn update_item(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let key = table_key(ctx, input);
-    let parsed = parse_exprs("UpdateItem", input)?;
+    let parsed = parse_exprs(input)?;
     let rv = return_values(
         input,
         &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
@@ -451,7 +460,7 @@ pub(crate) async fn delete_item(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let key = table_key(ctx, input);
-    let parsed = parse_exprs("DeleteItem", input)?;
+    let parsed = parse_exprs(input)?;
     let rv = return_values(input, &["NONE", "ALL_OLD"])?;
     let now = d.clock.now_ms();
     let (commit, old) = {

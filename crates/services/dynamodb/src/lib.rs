@@ -8,9 +8,10 @@
 //! shards and GetRecords (`streams.rs`); PartiQL statements over the same paths (`partiql.rs`). Read `state.rs` first: everything lives in memory behind
 //! one lock; a change and its store batch are queued under it and answered after the commit.
 //!
-//! What it does not (yet): the legacy parameters (`Expected`, `AttributeUpdates`,
-//! `KeyConditions`, `QueryFilter`, `ScanFilter`), backups, global tables, imports and
-//! exports; those answer `NotImplemented`. Item changes also go to Kinesis streaming destinations
+//! The legacy parameters (`Expected`, `AttributeUpdates`, `KeyConditions`, `QueryFilter`,
+//! `ScanFilter`, `AttributesToGet`) are translated into the same expression AST
+//! (`tsumiki_lang::dynamodb::legacy`). What it does not (yet): backups, global tables, imports
+//! and exports; those answer `NotImplemented`. Item changes also go to Kinesis streaming destinations
 //! (`kinesis.rs`). Capacity is never
 //! throttled. A created table is `ACTIVE` at once.
 
@@ -249,14 +250,37 @@ pub(crate) fn not_found() -> AwsError {
     )
 }
 
-pub(crate) fn not_implemented_param(operation: &str, param: &str) -> AwsError {
-    AwsError::new(
-        "NotImplemented",
-        501,
-        format!(
-            "DynamoDB.{operation} with the legacy parameter {param} is not implemented by tsumiki; use the expression parameters."
-        ),
-    )
+/// AWS refuses a request mixing legacy and expression parameters, naming both sides in the
+/// order given here.
+pub(crate) fn check_mixed(
+    input: &Value,
+    expressions: &[&str],
+    legacy: &[&str],
+) -> Result<(), AwsError> {
+    let present = |names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| input.get(**n).is_some_and(|v| !v.is_null()))
+            .map(|n| n.to_string())
+            .collect()
+    };
+    let (exprs, olds) = (present(expressions), present(legacy));
+    if !exprs.is_empty() && !olds.is_empty() {
+        return Err(validation(format!(
+            "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {{{}}} Expression parameters: {{{}}}",
+            olds.join(", "),
+            exprs.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// An object parameter of a request, if given.
+pub(crate) fn object<'a>(
+    input: &'a Value,
+    name: &str,
+) -> Option<&'a serde_json::Map<String, Value>> {
+    input.get(name).and_then(Value::as_object)
 }
 
 /// The table a request names by `TableName` (a name or a table ARN).

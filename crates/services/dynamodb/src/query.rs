@@ -5,13 +5,14 @@
 use serde_json::{Value, json};
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_lang::dynamodb::expr::{Cmp, parse_condition, parse_projection};
+use tsumiki_lang::dynamodb::legacy;
 use tsumiki_lang::dynamodb::value::{item_from_json, item_size, item_to_json};
 use tsumiki_lang::dynamodb::{AttrValue, Cond, Item, Operand, Path, PathElem, Placeholders};
 
 use crate::items::{consumed, read_units};
 use crate::state::{IndexMeta, KeyDef, Table};
 use crate::{
-    ExprInput, Inner, invalid_param, not_found, not_implemented_param, table_key, validation,
+    ExprInput, Inner, check_mixed, invalid_param, not_found, object, table_key, validation,
 };
 
 /// AWS stops a page after 1 MB of items read.
@@ -267,17 +268,33 @@ fn start_position(
 type ReadExprs = (Option<Cond>, Option<Cond>, Option<Vec<Path>>);
 
 /// The placeholders and the three expressions a read carries.
-fn read_exprs(op: &str, input: &Value, key_condition: bool) -> Result<ReadExprs, AwsError> {
-    for legacy in [
-        "KeyConditions",
-        "QueryFilter",
-        "ScanFilter",
-        "ConditionalOperator",
-    ] {
-        if input.get(legacy).is_some() {
-            return Err(not_implemented_param(op, legacy));
-        }
-    }
+fn read_exprs(input: &Value, key_condition: bool) -> Result<ReadExprs, AwsError> {
+    // KeyConditions may go with the other expressions while KeyConditionExpression is absent.
+    let legacy_params: &[&str] = if input.get("KeyConditionExpression").is_some() {
+        &[
+            "AttributesToGet",
+            "QueryFilter",
+            "ScanFilter",
+            "ConditionalOperator",
+            "KeyConditions",
+        ]
+    } else {
+        &[
+            "AttributesToGet",
+            "QueryFilter",
+            "ScanFilter",
+            "ConditionalOperator",
+        ]
+    };
+    check_mixed(
+        input,
+        &[
+            "ProjectionExpression",
+            "FilterExpression",
+            "KeyConditionExpression",
+        ],
+        legacy_params,
+    )?;
     let ex = ExprInput::read(input)?;
     ex.check_present(
         input,
@@ -293,6 +310,10 @@ fn read_exprs(op: &str, input: &Value, key_condition: bool) -> Result<ReadExprs,
         (true, Some(k)) => {
             Some(parse_condition(k, "KeyConditionExpression", &mut ph).map_err(validation)?)
         }
+        (true, None) if object(input, "KeyConditions").is_some() => {
+            legacy::key_conditions(object(input, "KeyConditions").unwrap_or(&Default::default()))
+                .map_err(validation)?
+        }
         (true, None) => {
             return Err(validation(
                 "Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.",
@@ -300,9 +321,18 @@ fn read_exprs(op: &str, input: &Value, key_condition: bool) -> Result<ReadExprs,
         }
         _ => None,
     };
-    let filter = match s("FilterExpression") {
-        Some(f) => Some(parse_condition(f, "FilterExpression", &mut ph).map_err(validation)?),
-        None => None,
+    let legacy_filter = object(
+        input,
+        if key_condition {
+            "QueryFilter"
+        } else {
+            "ScanFilter"
+        },
+    );
+    let filter = match (s("FilterExpression"), legacy_filter) {
+        (Some(f), _) => Some(parse_condition(f, "FilterExpression", &mut ph).map_err(validation)?),
+        (None, Some(f)) => legacy::filter(f, s("ConditionalOperator")).map_err(validation)?,
+        (None, None) => None,
     };
     let mut projection = match s("ProjectionExpression") {
         Some(p) => Some(parse_projection(p, &mut ph).map_err(validation)?),
@@ -451,7 +481,7 @@ fn key_condition(cond: &Cond, key: &KeyDef) -> Result<Vec<u8>, AwsError> {
 
 pub(crate) fn query(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
     let tkey = table_key(ctx, input);
-    let (key_cond, filter, projection) = read_exprs("Query", input, true)?;
+    let (key_cond, filter, projection) = read_exprs(input, true)?;
     let key_cond = key_cond.expect("required above");
     let st = d.state.lock();
     let table = st.tables.get(&tkey).ok_or_else(not_found)?;
@@ -459,7 +489,7 @@ pub(crate) fn query(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Va
     let schema = index.map_or(&table.meta.key, |i| &i.key);
     let hash = key_condition(&key_cond, schema)?;
     if let Some(f) = &filter {
-        check_filter_keys(f, schema)?;
+        check_filter_keys(f, schema, input.get("QueryFilter").is_some())?;
     }
     let r = reading(input, index, filter, projection)?;
     let start = start_position(table, index, input)?;
@@ -483,14 +513,20 @@ pub(crate) fn query(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Va
 }
 
 /// A filter may not name key attributes of a Query (AWS).
-fn check_filter_keys(f: &Cond, key: &KeyDef) -> Result<(), AwsError> {
+fn check_filter_keys(f: &Cond, key: &KeyDef, legacy: bool) -> Result<(), AwsError> {
     let mut names = Vec::new();
     collect_paths(f, &mut names);
     for n in names {
         if n == key.hash.0 || key.range.as_ref().is_some_and(|r| r.0 == n) {
-            return Err(validation(format!(
-                "Filter Expression can only contain non-primary key attributes: Primary key attribute: {n}"
-            )));
+            return Err(validation(if legacy {
+                format!(
+                    "QueryFilter can only contain non-key attributes: Primary key attribute: {n}"
+                )
+            } else {
+                format!(
+                    "Filter Expression can only contain non-primary key attributes: Primary key attribute: {n}"
+                )
+            }));
         }
     }
     Ok(())
@@ -541,7 +577,7 @@ fn segment_of(pk: &[u8], total: u64) -> u64 {
 
 pub(crate) fn scan(d: &Inner, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
     let tkey = table_key(ctx, input);
-    let (_, filter, projection) = read_exprs("Scan", input, false)?;
+    let (_, filter, projection) = read_exprs(input, false)?;
     let segment = input.get("Segment").and_then(Value::as_u64);
     let total = input.get("TotalSegments").and_then(Value::as_u64);
     let seg = match (segment, total) {
