@@ -325,22 +325,7 @@ pub(crate) async fn transact_write(
             plans.push(Some(Planned { key, pk, sk, write }));
         }
         if failed {
-            let codes: Vec<&str> = reasons
-                .iter()
-                .map(|r| r["Code"].as_str().unwrap_or("None"))
-                .collect();
-            let mut err = AwsError::new(
-                "TransactionCanceledException",
-                400,
-                format!(
-                    "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
-                    codes.join(", ")
-                ),
-            );
-            let mut extra = Map::new();
-            extra.insert("CancellationReasons".into(), Value::Array(reasons));
-            err.extra = Some(Box::new(extra));
-            return Err(err);
+            return Err(crate::batch::transaction_cancelled(reasons));
         }
         let mut batch = Batch::new();
         for plan in plans.into_iter().flatten() {
@@ -397,4 +382,25 @@ pub(crate) fn transact_get(
         });
     }
     Ok(json!({"Responses": out}))
+}
+
+/// TransactionCanceledException with one reason per item (`{"Code": "None"}` for the items
+/// that did not fail), as TransactWriteItems and ExecuteTransaction answer it.
+pub(crate) fn transaction_cancelled(reasons: Vec<Value>) -> AwsError {
+    let codes: Vec<&str> = reasons
+        .iter()
+        .map(|r| r["Code"].as_str().unwrap_or("None"))
+        .collect();
+    let mut err = AwsError::new(
+        "TransactionCanceledException",
+        400,
+        format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+            codes.join(", ")
+        ),
+    );
+    let mut extra = Map::new();
+    extra.insert("CancellationReasons".into(), Value::Array(reasons));
+    err.extra = Some(Box::new(extra));
+    err
 }

@@ -4,7 +4,7 @@
 //! equality) or Scan; writes go through `items::write`, so streams get their records.
 
 use base64::Engine;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_lang::dynamodb::value::{MAX_ITEM_BYTES, item_from_json, item_size, item_to_json};
 use tsumiki_lang::dynamodb::{AttrValue, Item, Path, eval, project};
@@ -540,22 +540,7 @@ pub(crate) async fn execute_transaction(
             }
         }
         if failed {
-            let codes: Vec<&str> = reasons
-                .iter()
-                .map(|r| r["Code"].as_str().unwrap_or("None"))
-                .collect();
-            let mut err = AwsError::new(
-                "TransactionCanceledException",
-                400,
-                format!(
-                    "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
-                    codes.join(", ")
-                ),
-            );
-            let mut extra = Map::new();
-            extra.insert("CancellationReasons".into(), Value::Array(reasons));
-            err.extra = Some(Box::new(extra));
-            return Err(err);
+            return Err(crate::batch::transaction_cancelled(reasons));
         }
         let mut batch = Batch::new();
         for plan in plans {
