@@ -653,6 +653,22 @@ impl Execution {
             json!({ "redriveCount": redrive_count }),
             &mut fx,
         );
+        self.begin_top_level(def, state, input, vars, now_ms, &mut fx);
+        self.run(def, now_ms, &mut fx);
+        Some(fx)
+    }
+
+    /// Arms the execution's `TimeoutSeconds` and adds the top-level thread at `state` (a start,
+    /// or a redrive resuming where the execution failed).
+    fn begin_top_level(
+        &mut self,
+        def: &Definition,
+        state: String,
+        input: Value,
+        vars: Map<String, Value>,
+        now_ms: i64,
+        fx: &mut Effects,
+    ) {
         if let Some(t) = def.timeout_seconds {
             let id = self.new_id();
             self.timers.insert(id, TimerFor::Execution);
@@ -682,8 +698,6 @@ impl Execution {
                 skip_context: false,
             },
         );
-        self.run(def, now_ms, &mut fx);
-        Some(fx)
     }
 
     pub fn step(&mut self, def: &Definition, input: Input, now_ms: i64) -> Effects {
@@ -706,35 +720,9 @@ impl Execution {
                     details,
                     &mut fx,
                 );
-                if let Some(t) = def.timeout_seconds {
-                    let id = self.new_id();
-                    self.timers.insert(id, TimerFor::Execution);
-                    fx.commands.push(Command::StartTimer {
-                        timer: id,
-                        at_ms: now_ms + t as i64 * 1000,
-                    });
-                }
-                let tid = self.new_id();
-                let last = self.last_event;
-                self.threads.insert(
-                    tid,
-                    Thread {
-                        graph: 0,
-                        state: def.graphs[0].start_at.clone(),
-                        input: self.input.clone(),
-                        status: TStatus::Ready,
-                        parent: None,
-                        index: 0,
-                        retries: Vec::new(),
-                        retry_total: 0,
-                        entered_ms: now_ms,
-                        last_event: last,
-                        map_item: None,
-                        vars: std::mem::take(&mut self.initial_vars),
-                        entered_event: 0,
-                        skip_context: false,
-                    },
-                );
+                let (state, input) = (def.graphs[0].start_at.clone(), self.input.clone());
+                let vars = std::mem::take(&mut self.initial_vars);
+                self.begin_top_level(def, state, input, vars, now_ms, &mut fx);
             }
             Input::TaskSucceeded { task, output } => {
                 if let Some(rec) = self.tasks.remove(&task) {
