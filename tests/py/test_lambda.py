@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -1133,6 +1134,54 @@ def test_environment_isolation(lam):
     leaked = {k for k in leaked if not k.startswith(("AWS_", "_"))}
     assert not leaked, f"the server's environment reached the function: {sorted(leaked)}"
     assert "NO_COLOR" not in env  # set for the server process by conftest
+
+
+CONFINEMENT_PY = r'''
+import ctypes, os, resource
+
+
+def handler(event, context):
+    # PR_GET_PDEATHSIG = 2: the signal this process gets when the server dies.
+    sig = ctypes.c_int(0)
+    ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(sig), 0, 0, 0)
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+                  if ":\t" in line)
+    import logging  # imported late on purpose: AWS's log format must apply all the same
+    logging.getLogger().warning("late logging")
+    return {
+        "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "fsize": list(resource.getrlimit(resource.RLIMIT_FSIZE)),
+        "core": list(resource.getrlimit(resource.RLIMIT_CORE)),
+        "own_group": os.getpgid(0) == os.getpid(),
+        "pdeathsig": sig.value,
+        "blocked": int(status["SigBlk"].strip(), 16),
+        "stdin": os.readlink("/proc/self/fd/0"),
+        "cwd": os.getcwd(),
+        "task_root": os.environ["LAMBDA_TASK_ROOT"],
+        "ppid": os.getppid(),
+    }
+'''
+
+
+def test_environment_process_is_confined(lam_server, lam):
+    """The process AWS's limits apply to: 1,024 open files, no file larger than the ephemeral
+    storage, no core dumps; its own process group (a timeout kills all it started); killed
+    when the server dies; a clean signal state, /dev/null for stdin, the code as cwd; and the
+    logging format applies even when `logging` is first imported inside the handler."""
+    name = unique()
+    create_function(lam, name, {"app.py": CONFINEMENT_PY}, EphemeralStorage={"Size": 1024})
+    resp, out = invoke(lam, name, {}, LogType="Tail")
+    assert out["nofile"] == [1024, 1024]
+    assert out["fsize"] == [1024 * 1024 * 1024] * 2
+    assert out["core"] == [0, 0]
+    assert out["own_group"] is True
+    assert out["pdeathsig"] == int(signal.SIGKILL)
+    assert out["blocked"] == 0
+    assert out["stdin"] == "/dev/null"
+    assert out["cwd"] == out["task_root"]
+    assert out["ppid"] == lam_server.proc.pid
+    assert any(line.startswith("[WARNING]\t") and line.endswith("\tlate logging")
+               for line in log_tail(resp).splitlines())
 
 
 # --- timeouts ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -23,7 +24,7 @@ use tsumiki_ports::LogSink;
 use crate::output::{LogTarget, Output};
 use crate::runtime_api::{self, Job, Reply, Shared, StreamReply};
 use crate::runtimes::Launch;
-use crate::{FunctionSpec, InvokeRequest, ResponseStream, sandbox};
+use crate::{FunctionSpec, InvokeRequest, ResponseStream, sandbox, spawn};
 
 /// What an invocation produced, as Invoke reports it.
 pub(crate) enum Outcome {
@@ -80,37 +81,40 @@ impl Env {
             id
         );
 
-        let mut cmd = match &launch {
-            Launch::Provided => {
-                let bootstrap = find_bootstrap(&spec).ok_or(StartError::NoBootstrap)?;
-                tokio::process::Command::new(bootstrap)
-            }
+        let (program, args) = match &launch {
+            Launch::Provided => (
+                find_bootstrap(&spec).ok_or(StartError::NoBootstrap)?,
+                Vec::new(),
+            ),
             Launch::Interpreter {
-                program, script, ..
+                program,
+                flags,
+                script,
+                ..
             } => {
-                let mut c = tokio::process::Command::new(program);
-                c.arg(script);
-                c
+                let mut args: Vec<OsString> = flags.iter().map(OsString::from).collect();
+                args.push(script.clone().into_os_string());
+                (program.clone(), args)
             }
         };
         let vars = environment(&spec, &launch, &api.to_string(), endpoint, &tmp, &stream);
         let (reader, writer) = std::io::pipe().map_err(StartError::io)?;
-        let writer2 = writer.try_clone().map_err(StartError::io)?;
-        cmd.current_dir(&spec.code_dir)
-            .env_clear()
-            .envs(vars)
-            .stdin(std::process::Stdio::null())
-            .stdout(writer)
-            .stderr(writer2);
-        sandbox::confine(&mut cmd, spec.ephemeral_storage_mb);
-        let mut child = cmd.spawn().map_err(StartError::io)?;
-        // Our copies of the pipe's write end must close, or the pipe never reports EOF.
-        drop(cmd);
-        let pid = child.id().unwrap_or(0);
+        let writer = OwnedFd::from(writer);
+        let child = spawn::spawn(&spawn::Confined {
+            program: &program,
+            args: &args,
+            env: &vars,
+            cwd: &spec.code_dir,
+            output: &writer,
+            limits: &sandbox::limits(spec.ephemeral_storage_mb),
+        })
+        .map_err(StartError::io)?;
+        // Our copy of the pipe's write end must close, or the pipe never reports EOF.
+        drop(writer);
+        let pid = child.id();
 
-        let pipe =
-            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
-                .map_err(StartError::io)?;
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
+            .map_err(StartError::io)?;
         let output = Output::new(
             pipe,
             clock.clone(),
@@ -558,6 +562,11 @@ fn environment(
         "NODE_PATH",
         &paths(&[&node_major, &layers_node, &task_root]),
     );
+    if let Launch::Interpreter { vars: extra, .. } = launch {
+        for (k, v) in extra {
+            vars.insert(k.into(), v.into());
+        }
+    }
     for (k, v) in &spec.environment {
         vars.insert(k.into(), v.into());
     }

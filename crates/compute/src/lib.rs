@@ -16,6 +16,7 @@ mod output;
 mod runtime_api;
 mod runtimes;
 mod sandbox;
+mod spawn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -36,10 +36,14 @@ const NODE_BOOTSTRAP: &str = include_str!("bootstraps/node_bootstrap.js");
 pub(crate) enum Launch {
     /// Run `bootstrap` from the package (or a layer).
     Provided,
-    /// Run `program script`.
+    /// Run `program [flags] script`.
     Interpreter {
         program: PathBuf,
+        /// Interpreter flags before the script (python's `-S`).
+        flags: &'static [&'static str],
         script: PathBuf,
+        /// Extra variables for the bootstrap (python: the interpreter's site directories).
+        vars: Vec<(String, String)>,
         /// Directory of the interpreter, put on the function's PATH.
         bin_dir: PathBuf,
     },
@@ -47,7 +51,7 @@ pub(crate) enum Launch {
 
 pub(crate) struct Runtimes {
     dir: PathBuf,
-    python: OnceCell<Result<PathBuf, String>>,
+    python: OnceCell<Result<Python, String>>,
     node: OnceCell<Result<PathBuf, String>>,
 }
 
@@ -67,12 +71,22 @@ impl Runtimes {
         match runtime_kind(runtime) {
             Some(RuntimeKind::Provided) => Ok(Launch::Provided),
             Some(RuntimeKind::Python) => {
-                let program = self
+                let python = self
                     .python
                     .get_or_init(|| resolve_python(runtime.to_string()))
                     .await
                     .clone()?;
-                Ok(interpreter(program, self.dir.join("python_bootstrap.py")))
+                // `-S`: no `site` at start. The machine's site directories go on sys.path as
+                // plain entries (PYTHON_SITE_DIRS, read by the bootstrap), as AWS's runtime
+                // has its own; `.pth` files are not run, as AWS never runs those of
+                // /var/task. `site` with the `.pth` files a machine collects costs a cold
+                // start tens of milliseconds (25 ms on the CI VM).
+                let mut launch = interpreter(python.program, self.dir.join("python_bootstrap.py"));
+                if let Launch::Interpreter { flags, vars, .. } = &mut launch {
+                    *flags = &["-S"];
+                    vars.push(("TSUMIKI_PYTHON_SITE_DIRS".into(), python.site_dirs));
+                }
+                Ok(launch)
             }
             Some(RuntimeKind::Node) => {
                 let program = self
@@ -102,24 +116,33 @@ fn interpreter(program: PathBuf, script: PathBuf) -> Launch {
         .unwrap_or_else(|| PathBuf::from("/usr/bin"));
     Launch::Interpreter {
         program,
+        flags: &[],
         script,
+        vars: Vec::new(),
         bin_dir,
     }
 }
 
+/// The machine's python: the real interpreter and what `site` would add to `sys.path`.
+#[derive(Clone, Debug)]
+struct Python {
+    program: PathBuf,
+    /// `:`-joined directories `site` puts on `sys.path` (site-packages and what `.pth` files
+    /// name), in `sys.path` order.
+    site_dirs: String,
+}
+
 /// The real interpreter behind `python3` on the PATH. Version managers put shell shims there
-/// that cost tens of milliseconds per start, so ask Python once for `sys.executable`.
-async fn resolve_python(runtime: String) -> Result<PathBuf, String> {
+/// that cost tens of milliseconds per start, so ask Python once for `sys.executable`, and for
+/// the entries `site` adds to `sys.path` (those absent under `-S`).
+async fn resolve_python(runtime: String) -> Result<Python, String> {
     // One interpreter serves every python3.x runtime: the machine's `python3`.
     for name in ["python3"] {
         let Some(path) = find_on_path(name) else {
             continue;
         };
         let out = tokio::process::Command::new(&path)
-            .args([
-                "-c",
-                "import sys; print(sys.executable); print(sys.version.split()[0])",
-            ])
+            .args(["-c", RESOLVE_PYTHON])
             .output()
             .await;
         if let Ok(out) = out
@@ -129,13 +152,17 @@ async fn resolve_python(runtime: String) -> Result<PathBuf, String> {
             let mut lines = text.lines();
             let exe = lines.next().unwrap_or_default().trim().to_string();
             let version = lines.next().unwrap_or_default().trim().to_string();
+            let site_dirs = lines.next().unwrap_or_default().trim().to_string();
             tracing::info!(
                 interpreter = %exe,
                 %version,
                 "python functions run on this interpreter (first asked for {runtime})"
             );
             if !exe.is_empty() {
-                return Ok(PathBuf::from(exe));
+                return Ok(Python {
+                    program: PathBuf::from(exe),
+                    site_dirs,
+                });
             }
         }
     }
@@ -144,6 +171,16 @@ async fn resolve_python(runtime: String) -> Result<PathBuf, String> {
             .to_string(),
     )
 }
+
+/// Prints the executable, the version and the `sys.path` entries `site` added (a child run
+/// with `-S` tells which those are), `:`-joined.
+const RESOLVE_PYTHON: &str = "import json, subprocess, sys\n\
+bare = subprocess.run([sys.executable, '-S', '-c', 'import json, sys; print(json.dumps(sys.path))'],\n\
+    capture_output=True, text=True).stdout\n\
+bare = set(json.loads(bare)) if bare.strip() else set()\n\
+print(sys.executable)\n\
+print(sys.version.split()[0])\n\
+print(':'.join(p for p in sys.path if p and p not in bare))\n";
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

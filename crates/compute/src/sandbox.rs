@@ -5,14 +5,25 @@
 //! (see `env.rs`): an address-space rlimit would stop Node.js, which reserves far more
 //! virtual memory than it uses.
 //!
-//! The one place in tsumiki with `unsafe`: `pre_exec` is the only way to run code between
-//! fork and exec, and these calls must happen there.
+//! One of the two places in tsumiki with `unsafe` (the other is `spawn.rs`, which starts
+//! Lambda environments without `fork`): `pre_exec` is the only way to run code between fork
+//! and exec in `std`, and these calls must happen there.
 #![allow(unsafe_code)]
 
 use nix::sys::resource::{Resource, setrlimit};
 
 /// Open files per environment (AWS: 1,024 file descriptors).
 const MAX_OPEN_FILES: u64 = 1024;
+
+/// The rlimits of an environment, for [`crate::spawn`]: the same as [`confine`] sets.
+pub(crate) fn limits(ephemeral_storage_mb: u32) -> [(nix::libc::__rlimit_resource_t, u64); 3] {
+    let max_file = u64::from(ephemeral_storage_mb) * 1024 * 1024;
+    [
+        (nix::libc::RLIMIT_NOFILE, MAX_OPEN_FILES),
+        (nix::libc::RLIMIT_FSIZE, max_file),
+        (nix::libc::RLIMIT_CORE, 0),
+    ]
+}
 
 pub(crate) fn confine(cmd: &mut tokio::process::Command, ephemeral_storage_mb: u32) {
     cmd.process_group(0);

@@ -4,15 +4,15 @@ It speaks the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API) the way AWS's own runt
 imports the handler named by _HANDLER once, then loops over invocation/next, calling the
 handler with the event and a context object, and posts the result or AWS's error shape.
 Standard library only, so a cold start costs little more than the interpreter's own start.
+The interpreter runs with `-S`; `logging` and `traceback` are imported only when used (each
+costs a cold start milliseconds on a slow machine, and most handlers need neither).
 """
 import importlib
 import json
-import logging
 import os
 import socket
 import sys
 import time
-import traceback
 
 _HOST, _PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
 _PREFIX = "/2018-06-01/runtime"
@@ -116,19 +116,61 @@ def _log_line(text):
     sys.stdout.flush()
 
 
-class _LambdaLogHandler(logging.Handler):
-    def emit(self, record):
-        try:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            msecs = int(record.msecs)
-            _log_line(
-                f"[{record.levelname}]\t{stamp}.{msecs:03d}Z\t{_request_id}\t{self.format(record)}"
-            )
-        except Exception:  # noqa: BLE001 - logging must never break a handler
-            self.handleError(record)
+def _install_log_handler(logging):
+    """Puts AWS's log line format on the root logger, as AWS's runtime does at start."""
+
+    class _LambdaLogHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                msecs = int(record.msecs)
+                _log_line(
+                    f"[{record.levelname}]\t{stamp}.{msecs:03d}Z\t{_request_id}\t"
+                    f"{self.format(record)}"
+                )
+            except Exception:  # noqa: BLE001 - logging must never break a handler
+                self.handleError(record)
+
+    logging.getLogger().addHandler(_LambdaLogHandler())
+
+
+class _LoggingHook:
+    """A meta path finder that installs the log handler right after the first `import
+    logging`, whoever makes it (the handler, boto3, ...), before the importer sees the module."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        run = loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _install_log_handler(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _site_dirs():
+    # The machine's site directories (see runtimes.rs), after the function's own paths and the
+    # standard library, where `site` would have put them.
+    for entry in os.environ.pop("TSUMIKI_PYTHON_SITE_DIRS", "").split(":"):
+        if entry and entry not in sys.path:
+            sys.path.append(entry)
 
 
 def _error(exc, error_type=None, stack=True):
+    import traceback
+
     # The runtime's own frames are not the function's business (AWS leaves them out too).
     frames = [
         f
@@ -262,9 +304,10 @@ def _json_header(headers, name):
 
 def main():
     global _request_id
-    root = logging.getLogger()
-    log_handler = _LambdaLogHandler()
-    root.addHandler(log_handler)
+    if "logging" in sys.modules:
+        _install_log_handler(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingHook())
     handler = _load_handler()
     while True:
         resp, body = _call("GET", "/invocation/next")
@@ -313,4 +356,5 @@ if __name__ == "__main__":
     task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
+    _site_dirs()
     main()
