@@ -257,6 +257,29 @@ impl Store {
         Ok(scan(&conn, ns)?)
     }
 
+    /// Every (key, value) of `ns` whose key starts with `prefix`, in key order, as committed.
+    pub async fn scan_prefix(&self, ns: &'static str, prefix: &[u8]) -> Result<Rows, StoreError> {
+        self.flush().await?;
+        let conn = lock(&self.shared.conn);
+        let rows = match prefix_upper_bound(prefix) {
+            Some(upper) => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key, value FROM kv WHERE ns = ?1 AND key >= ?2 AND key < ?3 ORDER BY key",
+                )?;
+                stmt.query_map(params![ns, prefix, upper], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Rows>>()?
+            }
+            None => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key, value FROM kv WHERE ns = ?1 AND key >= ?2 ORDER BY key",
+                )?;
+                stmt.query_map(params![ns, prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Rows>>()?
+            }
+        };
+        Ok(rows)
+    }
+
     /// The value of one key, as committed; for records too large to keep in memory (code
     /// packages), which their owner reads on demand.
     pub async fn get(&self, ns: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -392,6 +415,16 @@ mod tests {
         for k in [&b"q1/a"[..], b"q1/b", b"q10/a", b"q2/a", b"q1\xff"] {
             b.put("t", k.to_vec(), b"x".to_vec());
         }
+        store.commit(b).await.expect("commit");
+        let scanned: Vec<_> = store
+            .scan_prefix("t", b"q1/")
+            .await
+            .expect("scan_prefix")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(scanned, vec![b"q1/a".to_vec(), b"q1/b".to_vec()]);
+        let mut b = Batch::new();
         b.delete_prefix("t", b"q1/".to_vec());
         store.commit(b).await.expect("commit");
         let keys: Vec<_> = store

@@ -190,7 +190,7 @@ impl tsumiki_ports::Service for StepFunctions {
             "DescribeExecution" => run::describe_execution(self, ctx, &input),
             "ListExecutions" => run::list_executions(self, ctx, &input),
             "StopExecution" => run::stop_execution(self, ctx, &input).await,
-            "GetExecutionHistory" => run::get_execution_history(self, ctx, &input),
+            "GetExecutionHistory" => run::get_execution_history(self, ctx, &input).await,
             "DescribeStateMachineForExecution" => {
                 run::describe_state_machine_for_execution(self, ctx, &input)
             }

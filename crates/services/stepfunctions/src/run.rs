@@ -27,7 +27,6 @@ use crate::{
 pub(crate) struct Exec {
     pub rec: ExecRecord,
     pub def: Arc<asl::Definition>,
-    pub history: Vec<HistoryEvent>,
     pub waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -56,11 +55,12 @@ fn arn_of_token(token: &str) -> Option<String> {
 
 impl StepFunctions {
     /// Re-registers loaded executions and restarts the running ones' timers and tasks.
-    pub(crate) fn resume(&self, loaded: Vec<(ExecRecord, Vec<HistoryEvent>)>) -> usize {
+    pub(crate) fn resume(&self, loaded: Vec<ExecRecord>) -> usize {
         let mut resumed = 0;
-        for (rec, history) in loaded {
-            let def = match api::parse_definition(&rec.definition) {
-                Ok(d) => Arc::new(d),
+        for rec in loaded {
+            // Through the cache: thousands of executions share a handful of definitions.
+            let def = match self.definition(&rec.definition) {
+                Ok(d) => d,
                 Err(e) => {
                     tracing::error!(execution = %rec.arn, error = %e, "A stored execution's definition no longer parses.");
                     continue;
@@ -73,7 +73,6 @@ impl StepFunctions {
             let entry = Arc::new(Mutex::new(Exec {
                 rec,
                 def,
-                history,
                 waiters: Vec::new(),
             }));
             self.executions.write().insert(arn.clone(), entry.clone());
@@ -181,9 +180,6 @@ impl StepFunctions {
                     );
                     Some(self.store.commit(batch))
                 };
-                if !e.rec.express {
-                    e.history.extend(fx.events);
-                }
                 // AWS reports RUNNING first even when the execution ends in its first step.
                 let started = (starting && !e.rec.express).then(|| {
                     let mut d = status_detail(&e.rec);
@@ -443,7 +439,6 @@ impl StepFunctions {
                     map_run_arn,
                 },
                 def,
-                history: Vec::new(),
                 waiters: waiter.into_iter().collect(),
             }));
             execs.insert(arn.clone(), entry.clone());
@@ -776,22 +771,28 @@ pub(crate) async fn stop_execution(
     Ok(json!({"stopDate": secs(stop)}))
 }
 
-pub(crate) fn get_execution_history(
+pub(crate) async fn get_execution_history(
     sfn: &StepFunctions,
     ctx: &RequestContext,
     input: &Value,
 ) -> Result<Value, AwsError> {
-    let entry = sfn.exec_entry(ctx, required_str(input, "executionArn")?)?;
+    let arn = required_str(input, "executionArn")?;
+    let express = sfn.exec_entry(ctx, arn)?.lock().rec.express;
     let start = page_start(input)?;
     let size = page_size(input, 100);
     let reverse = input.get("reverseOrder") == Some(&Value::Bool(true));
     let include_data = input.get("includeExecutionData") != Some(&Value::Bool(false));
-    let e = entry.lock();
-    let total = e.history.len();
-    let iter: Box<dyn Iterator<Item = &HistoryEvent>> = if reverse {
-        Box::new(e.history.iter().rev())
+    // Express executions keep no history (AWS sends theirs to CloudWatch Logs only).
+    let history = if express {
+        Vec::new()
     } else {
-        Box::new(e.history.iter())
+        state::history(&sfn.store, arn).await.map_err(store_error)?
+    };
+    let total = history.len();
+    let iter: Box<dyn Iterator<Item = &HistoryEvent>> = if reverse {
+        Box::new(history.iter().rev())
+    } else {
+        Box::new(history.iter())
     };
     let events: Vec<Value> = iter
         .skip(start)

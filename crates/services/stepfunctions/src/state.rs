@@ -227,10 +227,30 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
 }
 
+/// An execution's history events, in order, as committed. Histories are read from the store
+/// on demand and never kept in memory: they are most of an execution's size (a 10-Pass
+/// execution's 22 events held 20 KB of maps), and only GetExecutionHistory reads them.
+pub async fn history(store: &Store, arn: &str) -> Result<Vec<HistoryEvent>, StoreError> {
+    let mut list = Vec::new();
+    for (_, v) in store
+        .scan_prefix(NS_EVENT, format!("{arn}/").as_bytes())
+        .await?
+    {
+        // A row holds one step's events (older stores: one event).
+        if let Ok(many) = serde_json::from_slice::<Vec<HistoryEvent>>(&v) {
+            list.extend(many);
+        } else if let Ok(e) = serde_json::from_slice(&v) {
+            list.push(e);
+        }
+    }
+    Ok(list)
+}
+
 pub struct Loaded {
     pub machines: Vec<Machine>,
     pub activities: Vec<Activity>,
-    pub executions: Vec<(ExecRecord, Vec<HistoryEvent>)>,
+    /// Without their histories, which stay in the store (see [`history`]).
+    pub executions: Vec<ExecRecord>,
     pub versions: Vec<Version>,
     pub aliases: Vec<Alias>,
     pub map_runs: Vec<MapRun>,
@@ -250,20 +270,6 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
             activities.push(a);
         }
     }
-    let mut events: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
-    for (k, v) in store.scan(NS_EVENT).await? {
-        let key = String::from_utf8_lossy(&k).to_string();
-        let Some((arn, _)) = key.rsplit_once('/') else {
-            continue;
-        };
-        // A row holds one step's events (older stores: one event).
-        let list = events.entry(arn.to_string()).or_default();
-        if let Ok(many) = serde_json::from_slice::<Vec<HistoryEvent>>(&v) {
-            list.extend(many);
-        } else if let Ok(e) = serde_json::from_slice(&v) {
-            list.push(e);
-        }
-    }
     let mut definitions: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in store.scan(NS_EXECDEF).await? {
         definitions.insert(
@@ -278,8 +284,7 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
                 if let Some(d) = definitions.remove(&r.arn) {
                     r.definition = d;
                 }
-                let h = events.remove(&r.arn).unwrap_or_default();
-                executions.push((r, h));
+                executions.push(r);
             }
             Err(e) => tracing::error!(error = %e, "A stored execution is unreadable."),
         }
