@@ -187,11 +187,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("loading Glue: {}", e.message))?;
-    let images = tsumiki_ecs::images::Images::new(
-        &args.task_image,
-        tsumiki_ecs::images::Images::find_python_dir(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let images = tsumiki_ecs::images::Images::finding_python(&args.task_image)
+        .map_err(anyhow::Error::msg)?;
     let ecs = tsumiki_ecs::Ecs::start(
         store.clone(),
         clock.clone(),

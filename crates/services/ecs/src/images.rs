@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 /// What an image runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +27,9 @@ pub struct Resolved {
 #[derive(Clone, Debug, Default)]
 pub struct Images {
     registered: BTreeMap<String, Vec<String>>,
-    python_dir: Option<PathBuf>,
+    /// Set at construction or by a background thread: asking python where it lives takes
+    /// about 100 ms, which the server's start should not wait for.
+    python_dir: Arc<OnceLock<Option<PathBuf>>>,
 }
 
 const SHELL_IMAGES: &[&str] = &[
@@ -55,8 +58,23 @@ impl Images {
         }
         Ok(Images {
             registered: map,
-            python_dir,
+            python_dir: Arc::new(OnceLock::from(python_dir)),
         })
+    }
+
+    /// As [`Images::new`], with the python directory found in the background
+    /// ([`Images::find_python_dir`]); a python image resolved before that ends waits for it.
+    pub fn finding_python(registered: &[String]) -> Result<Images, String> {
+        let mut images = Images::new(registered, None)?;
+        let cell = Arc::new(OnceLock::new());
+        images.python_dir = cell.clone();
+        std::thread::Builder::new()
+            .name("tsumiki-find-python".into())
+            .spawn(move || {
+                cell.get_or_init(Images::find_python_dir);
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(images)
     }
 
     /// The directory of the real python3 behind `python3` on PATH, if there is one.
@@ -89,7 +107,7 @@ impl Images {
             return Some(Resolved {
                 entrypoint: Vec::new(),
                 cmd: vec!["python3".into()],
-                path_prefix: self.python_dir.clone(),
+                path_prefix: self.python_dir.get_or_init(Images::find_python_dir).clone(),
             });
         }
         if SHELL_IMAGES.contains(&base) {

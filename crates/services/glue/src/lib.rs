@@ -62,7 +62,9 @@ pub struct Glue {
     endpoint: RwLock<String>,
     /// Runs' working directories and the `awsglue` shim live here.
     work_dir: PathBuf,
-    python: Option<Python>,
+    /// Found in the background at start (asking python takes a few hundred milliseconds that
+    /// the server's start should not wait for); the first run waits for it if needed.
+    python: tokio::sync::OnceCell<Option<Python>>,
     /// Processes of runs in progress, by run id.
     live: Mutex<HashMap<String, Arc<Run>>>,
     /// Runs asked to stop before their process started.
@@ -105,7 +107,6 @@ impl Glue {
             tracing::error!(error = %e, "Glue could not write its awsglue module.");
             AwsError::internal()
         })?;
-        let python = find_python().await;
         let (launcher, mut launches) = tokio::sync::mpsc::unbounded_channel();
         let glue = Arc::new(Glue {
             state: Mutex::new(state),
@@ -116,13 +117,19 @@ impl Glue {
             objects: OnceLock::new(),
             endpoint: RwLock::new("http://localhost:4566".into()),
             work_dir,
-            python,
+            python: tokio::sync::OnceCell::new(),
             live: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             launcher,
         });
         let weak = Arc::downgrade(&glue);
+        let finding = Arc::downgrade(&glue);
+        tokio::spawn(async move {
+            if let Some(glue) = finding.upgrade() {
+                glue.python().await;
+            }
+        });
         tokio::spawn(async move {
             while let Some((job, run)) = launches.recv().await {
                 let Some(glue) = weak.upgrade() else {
@@ -291,6 +298,12 @@ fn write_shim(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(&pkg)?;
     std::fs::write(pkg.join("__init__.py"), SHIM_INIT)?;
     std::fs::write(pkg.join("utils.py"), SHIM_UTILS)
+}
+
+impl Glue {
+    pub(crate) async fn python(&self) -> Option<&Python> {
+        self.python.get_or_init(find_python).await.as_ref()
+    }
 }
 
 /// The real interpreter behind `python3` on PATH (a pyenv shim needs an environment a job

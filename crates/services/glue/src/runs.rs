@@ -215,7 +215,8 @@ pub(crate) async fn execute(glue: Arc<Glue>, job_key: Key, run_id: String) {
             return;
         }
     };
-    let spec = match prepare(&glue, &job_key, &job, &run, &script) {
+    let python = glue.python().await.cloned();
+    let spec = match prepare(&glue, python.as_ref(), &job_key, &job, &run, &script) {
         Ok(spec) => spec,
         Err(message) => {
             finish(&glue, &job_key, &run_id, "ERROR", Some(message)).await;
@@ -393,12 +394,13 @@ async fn script_path(
 /// The process of a run, or why it cannot run.
 fn prepare(
     glue: &Glue,
+    python: Option<&crate::Python>,
     job_key: &Key,
     job: &Value,
     run: &Value,
     path: &std::path::Path,
 ) -> Result<ProcessSpec, String> {
-    let Some(python) = &glue.python else {
+    let Some(python) = python else {
         return Err("No python3 was found on this machine to run Python shell jobs".into());
     };
     let command = job.get("Command").cloned().unwrap_or(json!({}));
