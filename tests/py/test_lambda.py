@@ -10,7 +10,6 @@ numbers use an account of their own (a 12-digit access key id acts in that accou
 """
 
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -197,16 +196,14 @@ def test_create_get_and_states(lam):
         assert lam.get_function_configuration(FunctionName=ref)["FunctionArn"] == ARN_PREFIX + name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GetFunction answers Code without Location (crates/services/lambda/src/functions.rs, "
-    "get_function): serving the package needs a download route outside the Lambda service"))
 def test_get_function_code_location_downloads_the_package(lam):
+    """More in test_lambda_code_location.py (versions, layers, tampering, expiry)."""
     name = unique()
     zip_bytes = make_zip({"app.py": PROBE_PY})
     create_function(lam, name, zip_bytes)
-    location = lam.get_function(FunctionName=name)["Code"]["Location"]
-    with urllib.request.urlopen(location, timeout=10) as resp:
-        assert hashlib.sha256(resp.read()).digest() == hashlib.sha256(zip_bytes).digest()
+    got = lam.get_function(FunctionName=name)
+    with urllib.request.urlopen(got["Code"]["Location"], timeout=10) as resp:
+        assert code_sha256(resp.read()) == got["Configuration"]["CodeSha256"] == code_sha256(zip_bytes)
 
 
 def test_list_functions_pages_with_marker(lam_server):

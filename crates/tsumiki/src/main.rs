@@ -390,6 +390,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     gateway.add_endpoint(lambda.response_streaming_endpoint());
     gateway.add_endpoint(apigateway.endpoint());
     gateway.add_endpoint(lambda.url_endpoint());
+    gateway.add_endpoint(lambda.code_endpoint());
     gateway.add_endpoint(Arc::new(tsumiki_sns::CertEndpoint));
     gateway.add_endpoint(s3.clone());
     gateway.set_event_sink(events.clone());

@@ -564,7 +564,10 @@ impl Lambda {
             let config = version_config(f, r.qualifier.as_deref())?;
             let mut out = json!({
                 "Configuration": render(f, config),
-                "Code": {"RepositoryType": "S3"},
+                "Code": {
+                    "RepositoryType": "S3",
+                    "Location": self.code_location(&ctx.base_url, &config.code_id, &f.name),
+                },
                 "Tags": f.tags,
             });
             if let Some(n) = f.reserved_concurrency {

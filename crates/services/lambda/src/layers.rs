@@ -12,7 +12,9 @@ use crate::functions::timestamp;
 use crate::state::{self, Layer, LayerVersion, NS_CODE};
 use crate::{Lambda, str_of};
 
-fn version_json(layer: &Layer, v: &LayerVersion, with_content: bool) -> Value {
+/// A layer version as AWS describes it; `location` (the package's URL) for the answers that
+/// carry `Content`.
+fn version_json(layer: &Layer, v: &LayerVersion, location: Option<String>) -> Value {
     let mut out = json!({
         "LayerArn": layer.arn,
         "LayerVersionArn": format!("{}:{}", layer.arn, v.version),
@@ -25,8 +27,12 @@ fn version_json(layer: &Layer, v: &LayerVersion, with_content: bool) -> Value {
     if let Some(l) = &v.license {
         out["LicenseInfo"] = json!(l);
     }
-    if with_content {
-        out["Content"] = json!({"CodeSha256": v.code_sha256, "CodeSize": v.code_size});
+    if let Some(location) = location {
+        out["Content"] = json!({
+            "Location": location,
+            "CodeSha256": v.code_sha256,
+            "CodeSize": v.code_size,
+        });
     }
     out
 }
@@ -110,7 +116,12 @@ impl Lambda {
             let mut batch = Batch::new();
             batch.put(NS_CODE, package.id.clone(), package.bytes);
             layer.put(&mut batch);
-            (version_json(layer, &v, true), self.store.commit(batch))
+            let location =
+                self.code_location(&ctx.base_url, &v.code_id, &format!("{name}-{}", v.version));
+            (
+                version_json(layer, &v, Some(location)),
+                self.store.commit(batch),
+            )
         };
         commit.await.map_err(state::store_error)?;
         Ok(out)
@@ -126,7 +137,15 @@ impl Lambda {
         inner
             .layers
             .get(&state::key(&ctx.account, &ctx.region, name))
-            .and_then(|l| l.versions.get(&version).map(|v| version_json(l, v, true)))
+            .and_then(|l| {
+                let v = l.versions.get(&version)?;
+                let file = format!("{}-{}", l.name, v.version);
+                Some(version_json(
+                    l,
+                    v,
+                    Some(self.code_location(&ctx.base_url, &v.code_id, &file)),
+                ))
+            })
             .ok_or_else(|| not_found("The resource you requested does not exist."))
     }
 
@@ -175,7 +194,7 @@ impl Lambda {
                     .filter(|v| {
                         runtime.is_none_or(|r| v.compatible_runtimes.iter().any(|c| c == r))
                     })
-                    .map(|v| version_json(l, v, false))
+                    .map(|v| version_json(l, v, None))
                     .collect()
             })
             .unwrap_or_default();
@@ -200,7 +219,7 @@ impl Lambda {
                 Some(json!({
                     "LayerName": l.name,
                     "LayerArn": l.arn,
-                    "LatestMatchingVersion": version_json(l, latest, false),
+                    "LatestMatchingVersion": version_json(l, latest, None),
                 }))
             })
             .collect();

@@ -12,6 +12,7 @@ mod errors;
 mod functions;
 mod invoke;
 mod layers;
+mod location;
 mod mappings;
 mod names;
 mod state;
@@ -47,6 +48,8 @@ pub struct Lambda {
     clock: Arc<Clock>,
     compute: Arc<Compute>,
     code: code::CodeCache,
+    /// Signs `Code.Location` / `Content.Location` URLs.
+    signer: location::Signer,
     inner: parking_lot::Mutex<Inner>,
     /// Where `Event` invocations go: the triggers layer's durable async invoker.
     async_invoke: std::sync::OnceLock<Arc<dyn tsumiki_ports::AsyncInvoke>>,
@@ -77,9 +80,11 @@ impl Lambda {
     ) -> Result<Arc<Lambda>, AwsError> {
         let (functions, layers) = state::load(&store).await?;
         let mappings = mappings::load(&store).await?;
+        let signer = location::Signer::load(&store).await?;
         std::fs::create_dir_all(&work_dir).map_err(state::store_error)?;
         Ok(Arc::new(Lambda {
             code: code::CodeCache::new(work_dir, store.clone()),
+            signer,
             store,
             clock,
             compute,

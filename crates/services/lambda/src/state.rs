@@ -3,7 +3,8 @@
 //!
 //! Namespaces: `lambda.fn` (one record per function, key `account/region/name`),
 //! `lambda.layer` (one record per layer), `lambda.code` (zip packages by hex SHA-256, shared by
-//! every function and layer version that uses the same bytes).
+//! every function and layer version that uses the same bytes), `lambda.secret` (the key that
+//! signs package locations, see `location.rs`; kept across resets).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use tsumiki_store::{Batch, Store};
 pub(crate) const NS_FUNCTION: &str = "lambda.fn";
 pub(crate) const NS_LAYER: &str = "lambda.layer";
 pub(crate) const NS_CODE: &str = "lambda.code";
+pub(crate) const NS_SECRET: &str = "lambda.secret";
 
 /// One version's configuration: `$LATEST` (mutable) or a published number (frozen).
 #[derive(Clone, Debug, Serialize, Deserialize)]
