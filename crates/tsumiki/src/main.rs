@@ -394,6 +394,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     gateway.add_endpoint(Arc::new(tsumiki_sns::CertEndpoint));
     gateway.add_endpoint(s3.clone());
     gateway.set_event_sink(events.clone());
+    stepfunctions.set_event_sink(events.clone());
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

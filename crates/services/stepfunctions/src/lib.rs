@@ -58,6 +58,8 @@ pub struct StepFunctions {
     endpoint: RwLock<String>,
     /// Parsed definitions by their text, so starting an execution does not parse again.
     definitions: Mutex<HashMap<String, Arc<tsumiki_lang::asl::Definition>>>,
+    /// SHA-256 of the definition texts the store holds (`state::put_exec`).
+    stored_definitions: Mutex<std::collections::HashSet<String>>,
     functions: Weak<dyn FunctionInvoker>,
     myself: Weak<StepFunctions>,
     /// Published versions and aliases by ARN (lock order: machines, versions, aliases).
@@ -66,6 +68,8 @@ pub struct StepFunctions {
     /// Distributed Map runs by ARN, and where item readers and result writers reach S3.
     map_runs: RwLock<BTreeMap<String, MapRun>>,
     objects: std::sync::OnceLock<Arc<dyn tsumiki_ports::ObjectStore>>,
+    /// EventBridge, asked whether status change events can reach a rule.
+    event_sink: std::sync::OnceLock<Arc<dyn tsumiki_ports::EventSink>>,
 }
 
 impl StepFunctions {
@@ -100,6 +104,7 @@ impl StepFunctions {
             services: RwLock::new(Services::default()),
             endpoint: RwLock::new("http://127.0.0.1:4566".into()),
             definitions: Mutex::new(HashMap::new()),
+            stored_definitions: Mutex::new(loaded.definition_shas.into_iter().collect()),
             functions,
             myself: me.clone(),
             versions: RwLock::new(
@@ -124,6 +129,7 @@ impl StepFunctions {
                     .collect(),
             ),
             objects: std::sync::OnceLock::new(),
+            event_sink: std::sync::OnceLock::new(),
         });
         let resumed = sfn.resume(loaded.executions);
         sfn.resume_map_runs();
@@ -138,6 +144,11 @@ impl StepFunctions {
 
     /// The services tasks call by name (SQS, SNS, EventBridge, DynamoDB, ...), and where
     /// execution status changes go (`events`).
+    /// Where status change events go; until set, they are always sent.
+    pub fn set_event_sink(&self, sink: Arc<dyn tsumiki_ports::EventSink>) {
+        let _ = self.event_sink.set(sink);
+    }
+
     pub fn set_services(&self, services: Services) {
         *self.services.write() = services;
     }

@@ -122,7 +122,7 @@ impl StepFunctions {
                 return Ok(());
             };
             let starting = matches!(feed, Feed::Step(Input::Start) | Feed::Redrive(_));
-            let (commit, commands, finished, started) = {
+            let (commit, commands, finished, started, new_definition) = {
                 let mut e = entry.lock();
                 let now = self.clock.now_ms();
                 let def = e.def.clone();
@@ -168,20 +168,26 @@ impl StepFunctions {
                     let live = e.rec.exec.timer_ids();
                     e.rec.timers.retain(|k, _| live.contains(k));
                 }
+                let mut new_definition = None;
                 let commit = if e.rec.express || (fx.events.is_empty() && fx.commands.is_empty()) {
                     None
                 } else {
+                    if starting
+                        && e.rec.redrive_ms.is_none()
+                        && let Some(sha) = &e.rec.definition_sha
+                        && self.stored_definitions.lock().insert(sha.clone())
+                    {
+                        new_definition = Some(sha.clone());
+                    }
                     let mut batch = Batch::new();
-                    state::put_exec(
-                        &mut batch,
-                        &e.rec,
-                        &fx.events,
-                        starting && e.rec.redrive_ms.is_none(),
-                    );
+                    state::put_exec(&mut batch, &e.rec, &fx.events, new_definition.is_some());
                     Some(self.store.commit(batch))
                 };
                 // AWS reports RUNNING first even when the execution ends in its first step.
-                let started = (starting && !e.rec.express).then(|| {
+                let started = (starting
+                    && !e.rec.express
+                    && self.wants_status_events(&e.rec.account, &e.rec.region))
+                .then(|| {
                     let mut d = status_detail(&e.rec);
                     d["status"] = json!("RUNNING");
                     for f in ["stopDate", "output", "outputDetails", "error", "cause"] {
@@ -189,10 +195,16 @@ impl StepFunctions {
                     }
                     (d, e.rec.account.clone(), e.rec.region.clone())
                 });
-                (commit, fx.commands, finished, started)
+                (commit, fx.commands, finished, started, new_definition)
             };
-            if let Some(c) = commit {
-                c.await.map_err(store_error)?;
+            if let Some(c) = commit
+                && let Err(e) = c.await
+            {
+                // Not stored after all: the next execution of this text writes it.
+                if let Some(sha) = new_definition {
+                    self.stored_definitions.lock().remove(&sha);
+                }
+                return Err(store_error(e));
             }
             if let Some((detail, account, region)) = started {
                 self.status_event(detail, &arn, &account, &region);
@@ -259,16 +271,18 @@ impl StepFunctions {
     }
 
     fn on_finish(&self, arn: &str, entry: &Arc<Mutex<Exec>>) {
-        let (waiters, express, detail, account, region) = {
+        let (waiters, express, event) = {
             let mut e = entry.lock();
             let w = std::mem::take(&mut e.waiters);
-            (
-                w,
-                e.rec.express,
-                status_detail(&e.rec),
-                e.rec.account.clone(),
-                e.rec.region.clone(),
-            )
+            let event = (!e.rec.express && self.wants_status_events(&e.rec.account, &e.rec.region))
+                .then(|| {
+                    (
+                        status_detail(&e.rec),
+                        e.rec.account.clone(),
+                        e.rec.region.clone(),
+                    )
+                });
+            (w, e.rec.express, event)
         };
         for w in waiters {
             let _ = w.send(());
@@ -276,9 +290,17 @@ impl StepFunctions {
         if express {
             // Express executions are not described or listed after they end (as AWS).
             self.executions.write().remove(arn);
-        } else {
+        } else if let Some((detail, account, region)) = event {
             self.status_event(detail, arn, &account, &region);
         }
+    }
+
+    /// Whether a status change event could reach a rule (building one copies the execution's
+    /// input and output, and PutEvents validates it, for nothing when no rule listens).
+    fn wants_status_events(&self, account: &str, region: &str) -> bool {
+        self.event_sink
+            .get()
+            .is_none_or(|sink| sink.interested(account, region))
     }
 
     /// Sends `Step Functions Execution Status Change` to EventBridge (Standard executions).
@@ -416,6 +438,12 @@ impl StepFunctions {
                 token_prefix: token_prefix(&arn),
                 seed: now as u64 ^ 0x5f3759df,
             });
+            // Express executions keep no history (GetExecutionHistory has none for them).
+            let exec = if machine.express {
+                exec.without_history()
+            } else {
+                exec
+            };
             let entry = Arc::new(Mutex::new(Exec {
                 rec: ExecRecord {
                     arn: arn.clone(),
@@ -427,6 +455,7 @@ impl StepFunctions {
                     express: machine.express,
                     input: input_text,
                     start_ms: now,
+                    definition_sha: Some(state::definition_sha(&machine.definition)),
                     definition: machine.definition.clone(),
                     role_arn: machine.role_arn.clone(),
                     exec,

@@ -4,7 +4,9 @@
 //! `stepfunctions.machine` holds one record per state machine (key: ARN);
 //! `stepfunctions.activity` one per activity; `stepfunctions.exec` one per Standard execution
 //! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata),
-//! `stepfunctions.execdef` its definition (written once), and `stepfunctions.event` its
+//! `stepfunctions.deftext` the definitions executions ran, each once under its SHA-256
+//! (`stepfunctions.execdef`, one copy per execution keyed by its ARN, is read from older
+//! stores), and `stepfunctions.event` its
 //! history, one row per step keyed by the step's first event (`executionArn/0000000042`), so
 //! a step writes the execution record and one row of new events. Express executions are
 //! never stored.
@@ -22,6 +24,7 @@ const NS_ACTIVITY: &str = "stepfunctions.activity";
 const NS_EXEC: &str = "stepfunctions.exec";
 const NS_EVENT: &str = "stepfunctions.event";
 const NS_EXECDEF: &str = "stepfunctions.execdef";
+const NS_DEFTEXT: &str = "stepfunctions.deftext";
 const NS_VERSION: &str = "stepfunctions.version";
 const NS_ALIAS: &str = "stepfunctions.alias";
 const NS_MAPRUN: &str = "stepfunctions.maprun";
@@ -96,9 +99,12 @@ pub struct ExecRecord {
     pub express: bool,
     pub input: String,
     pub start_ms: i64,
-    /// Stored once, beside the record (`stepfunctions.execdef`), not with every step.
+    /// Stored once per distinct text (`stepfunctions.deftext`, under `definition_sha`), not
+    /// with every step or every execution.
     #[serde(default, skip_serializing)]
     pub definition: String,
+    #[serde(default)]
+    pub definition_sha: Option<String>,
     pub role_arn: String,
     pub exec: Execution,
     /// Deadlines of the interpreter's live timers, so a restart re-arms them.
@@ -195,13 +201,19 @@ pub fn delete_activity(batch: &mut Batch, arn: &str) {
     batch.delete(NS_ACTIVITY, arn.to_string());
 }
 
+/// The key a definition text is stored under.
+pub fn definition_sha(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// Stores a step: the record, and the step's events as one row keyed by the first one's id
-/// (a step that runs ten states writes one row, not thirty). `first` (the execution's first
-/// step) also stores its definition.
-pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent], first: bool) {
+/// (a step that runs ten states writes one row, not thirty). `new_definition`: the record's
+/// definition text is not stored yet (the first execution of it).
+pub fn put_exec(batch: &mut Batch, r: &ExecRecord, events: &[HistoryEvent], new_definition: bool) {
     batch.put(NS_EXEC, r.arn.clone(), to_json(r));
-    if first {
-        batch.put(NS_EXECDEF, r.arn.clone(), r.definition.as_bytes().to_vec());
+    if new_definition && let Some(sha) = &r.definition_sha {
+        batch.put(NS_DEFTEXT, sha.clone(), r.definition.as_bytes().to_vec());
     }
     if let Some(e) = events.first() {
         batch.put(NS_EVENT, event_key(&r.arn, e.id), to_json(&events));
@@ -218,6 +230,7 @@ pub fn reset(batch: &mut Batch) {
         NS_ALIAS,
         NS_MAPRUN,
         NS_EXECDEF,
+        NS_DEFTEXT,
     ] {
         batch.delete_prefix(ns, Vec::new());
     }
@@ -247,6 +260,8 @@ pub async fn history(store: &Store, arn: &str) -> Result<Vec<HistoryEvent>, Stor
 }
 
 pub struct Loaded {
+    /// The SHA-256 of every definition text stored.
+    pub definition_shas: Vec<String>,
     pub machines: Vec<Machine>,
     pub activities: Vec<Activity>,
     /// Without their histories, which stay in the store (see [`history`]).
@@ -277,12 +292,23 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
             String::from_utf8_lossy(&v).to_string(),
         );
     }
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    let mut definition_shas = Vec::new();
+    for (k, v) in store.scan(NS_DEFTEXT).await? {
+        definition_shas.push(String::from_utf8_lossy(&k).to_string());
+        texts.insert(
+            String::from_utf8_lossy(&k).to_string(),
+            String::from_utf8_lossy(&v).to_string(),
+        );
+    }
     let mut executions = Vec::new();
     for (_, v) in store.scan(NS_EXEC).await? {
         match serde_json::from_slice::<ExecRecord>(&v) {
             Ok(mut r) => {
                 if let Some(d) = definitions.remove(&r.arn) {
                     r.definition = d;
+                } else if let Some(d) = r.definition_sha.as_ref().and_then(|s| texts.get(s)) {
+                    r.definition = d.clone();
                 }
                 executions.push(r);
             }
@@ -311,6 +337,7 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
         }
     }
     Ok(Loaded {
+        definition_shas,
         machines,
         activities,
         executions,
