@@ -3,6 +3,10 @@
 
     python3 bench/states_bench.py [--binary target/release/tsumiki] [--executions 300]
 
+Then, when `sfn-load` (crates/bench) sits beside the binary, tsumiki alone under load from the
+AWS SDK for Rust: 8 clients, Standard (StartExecution, the window ending when none is RUNNING)
+and Express (StartSyncExecution), server CPU per execution without a DescribeExecution each.
+
 For each server and each type (STANDARD durable, EXPRESS): a 10-Pass-state machine, then one
 client runs StartExecution and polls DescribeExecution until the execution ends (Express:
 StartSyncExecution). Reports executions per second and the server's CPU per execution.
@@ -13,6 +17,7 @@ a floor, not as a like-for-like comparison. tsumiki runs durable (`--data-dir`).
 
 import argparse
 import json
+import subprocess
 import os
 import sys
 import tempfile
@@ -67,6 +72,25 @@ def run(server, n, kind):
     return {"per_s": done / wall, "cpu_us": (cpu1 - cpu0) / done * 1e6 if cpu0 is not None else float("nan")}
 
 
+def rust_rows(binary, server):
+    """`sfn-load` rows (AWS SDK for Rust, 8 clients), when the tool was built beside `binary`."""
+    tool = os.path.join(os.path.dirname(binary), "sfn-load")
+    if not os.path.exists(tool):
+        return [("tsumiki", "rust x8", {"na": f"no {tool} (cargo build --release -p tsumiki-bench --bin sfn-load)"})]
+    rows = []
+    for kind, n in (("standard", 4000), ("express", 12000)):
+        out = subprocess.run([tool, "--endpoint", server.endpoint, "--kind", kind, "--clients", "8",
+                              "--executions", str(n), "--server-pid", str(server.pid)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            rows.append(("tsumiki", f"{kind} x8", {"na": out.stderr.strip()[:80]}))
+            continue
+        d = json.loads(out.stdout)
+        rows.append(("tsumiki", f"{kind.upper()} x8 (Rust)",
+                     {"per_s": d["executions_per_s"], "cpu_us": d["server_cpu_us_per_execution"]}))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "tsumiki"))
@@ -88,15 +112,17 @@ def main():
             try:
                 for kind in ("STANDARD", "EXPRESS"):
                     rows.append((server.label, kind, run(server, args.executions, kind)))
+                if label == "tsumiki":
+                    rows.extend(rust_rows(args.binary, server))
             finally:
                 server.stop()
     print(f"10-Pass machine, {args.executions} executions, 1 client (Standard: start + describe until done)")
-    print(f"{'server':<10} {'type':<9} {'exec/s':>8} {'server CPU us/exec':>20}")
+    print(f"{'server':<10} {'type':<20} {'exec/s':>8} {'server CPU us/exec':>20}")
     for label, kind, r in rows:
         if "na" in r:
-            print(f"{label:<10} {kind:<9} n/a: {r['na']}")
+            print(f"{label:<10} {kind:<20} n/a: {r['na']}")
         else:
-            print(f"{label:<10} {kind:<9} {r['per_s']:>8.1f} {r['cpu_us']:>20.0f}")
+            print(f"{label:<10} {kind:<20} {r['per_s']:>8.1f} {r['cpu_us']:>20.0f}")
 
 
 if __name__ == "__main__":
