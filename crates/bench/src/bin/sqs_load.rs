@@ -25,6 +25,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tsumiki_bench::{percentile_ms, proc_cpu_seconds, round3};
 
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
@@ -317,28 +318,6 @@ async fn drain_loop(c: aws_sdk_sqs::Client, url: String, shared: Arc<Shared>) ->
         }
     }
     t
-}
-
-/// utime + stime of `pid` in seconds (Linux /proc; USER_HZ is 100 on every Linux ABI).
-fn proc_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
-fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return f64::NAN;
-    }
-    let k = ((sorted_us.len() - 1) as f64 * p / 100.0).round() as usize;
-    f64::from(sorted_us[k]) / 1000.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 async fn prefill(
