@@ -132,6 +132,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE kv (
 
 /// Most batches one transaction takes, so one commit's latency stays bounded under load.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
+/// WAL pages after which a commit checkpoints on the writer (64 MB of 4 KiB pages).
+const WAL_RESTART_PAGES: i64 = 16 * 1024;
 /// How often the checkpointer copies the WAL into the database. Asking SQLite how long the
 /// WAL is after every commit cost 7% of a SendMessage, so the checkpointer keeps its own time.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -178,9 +180,14 @@ impl Store {
         migrate(&conn)?;
         let mut checkpoints = None;
         if let Some(path) = &path {
-            // Commits never checkpoint; the checkpointer's own connection does, off the
-            // commit path.
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // The checkpointer's own connection checkpoints, off the commit path. Under
+            // continuous writes its PASSIVE checkpoints never catch up with the last frame, so
+            // the WAL never restarts and grew without bound (240 MB after 6,000 Step Functions
+            // executions, every frame a fresh page of the page cache). A commit that finds the
+            // WAL past 64 MB checkpoints on the writer, which no write can overtake, and the
+            // next transaction starts the WAL over. At 4 MB (SQLite's default) that cost the
+            // commit path a p99 of 15-22 ms against 6-9 ms; at 64 MB, none measurable.
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_RESTART_PAGES)?;
             let checkpointer = Connection::open(path)?;
             checkpointer.busy_timeout(Duration::from_secs(5))?;
             let (tx, rx) = mpsc::channel();
