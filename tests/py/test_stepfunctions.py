@@ -463,6 +463,37 @@ def test_test_state(server, sfn):
     assert e.value.response["Error"]["Code"] == "ValidationException"
 
 
+def test_test_state_map_and_parallel_with_a_mock(sfn):
+    """AWS tests Map and Parallel states only with a mock, which stands for the result of every
+    iteration or branch; the state's own input and output processing and Catch still apply."""
+    map_state = {"Type": "Map", "InputPath": "$.in", "ItemsPath": "$.items",
+                 "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
+                 "ResultSelector": {"n.$": "States.ArrayLength($)"}, "ResultPath": "$.count", "Next": "After"}
+    r = sfn.test_state(definition=json.dumps(map_state), input=json.dumps({"in": {"items": [1, 2, 3], "k": "v"}}),
+                       mock={"result": json.dumps([10, 20, 30])}, inspectionLevel="DEBUG")
+    assert r["status"] == "SUCCEEDED" and r["nextState"] == "After", r
+    # ResultPath places the result into the state's raw input (before InputPath), as in ASL.
+    assert json.loads(r["output"]) == {"in": {"items": [1, 2, 3], "k": "v"}, "count": {"n": 3}}
+    assert json.loads(r["inspectionData"]["afterInputPath"]) == {"items": [1, 2, 3], "k": "v"}
+    assert json.loads(r["inspectionData"]["result"]) == [10, 20, 30]
+    parallel = {"QueryLanguage": "JSONata", "StartAt": "Fan", "States": {
+        "Fan": {"Type": "Parallel", "Branches": [{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}],
+                "Output": "{% $states.result[0] %}",
+                "Catch": [{"ErrorEquals": ["States.BranchFailed"], "Output": "{% $states.errorOutput.Cause %}", "Next": "Mend"}],
+                "End": True},
+        "Mend": {"Type": "Succeed"}}}
+    r = sfn.test_state(definition=json.dumps(parallel), stateName="Fan", input="{}",
+                       mock={"result": json.dumps([{"a": 1}, {"b": 2}])})
+    assert r["status"] == "SUCCEEDED" and json.loads(r["output"]) == {"a": 1} and "nextState" not in r, r
+    r = sfn.test_state(definition=json.dumps(parallel), stateName="Fan", input="{}",
+                       mock={"errorOutput": {"error": "States.BranchFailed", "cause": "a branch broke"}})
+    assert r["status"] == "CAUGHT_ERROR" and r["nextState"] == "Mend" and json.loads(r["output"]) == "a branch broke", r
+    for state in (map_state, parallel["States"]["Fan"]):
+        with pytest.raises(ClientError) as e:
+            sfn.test_state(definition=json.dumps(state), input="{}")
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
 def test_status_changes_reach_eventbridge(server, sfn):
     events, sqs = server.client("events"), server.client("sqs")
     url = sqs.create_queue(QueueName=uid("q"))["QueueUrl"]
