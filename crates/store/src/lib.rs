@@ -169,6 +169,12 @@ impl Store {
                 None,
             ),
         };
+        if dir.is_none() {
+            // memdb caps a database at 1 GiB unless told otherwise; an in-memory server is
+            // bounded by the machine's memory, as `:memory:` was.
+            let mut limit: i64 = 1 << 40;
+            conn.file_control(Some("main"), rusqlite::FileControl::SizeLimit(&mut limit))?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let level = if sync == SyncMode::Full {
             "FULL"
@@ -427,6 +433,17 @@ mod tests {
             vec![(b"k2".to_vec(), b"v2".to_vec())]
         );
         assert_eq!(store.scan("t.b").await.expect("scan").len(), 1);
+    }
+
+    #[test]
+    fn an_in_memory_store_is_not_capped_at_memdbs_default_gib() {
+        let store = Store::open(None, SyncMode::Normal).expect("open");
+        let conn = lock(&store.shared.conn);
+        // -1 asks for the current limit without changing it.
+        let mut limit: i64 = -1;
+        conn.file_control(Some("main"), rusqlite::FileControl::SizeLimit(&mut limit))
+            .expect("memdb answers SIZE_LIMIT");
+        assert_eq!(limit, 1 << 40);
     }
 
     #[tokio::test]
