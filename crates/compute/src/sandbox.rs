@@ -10,12 +10,10 @@
 //! and exec in `std`, and these calls must happen there.
 #![allow(unsafe_code)]
 
-use nix::sys::resource::{Resource, setrlimit};
-
 /// Open files per environment (AWS: 1,024 file descriptors).
 const MAX_OPEN_FILES: u64 = 1024;
 
-/// The rlimits of an environment, for [`crate::spawn`]: the same as [`confine`] sets.
+/// The rlimits of an environment or a run: what [`crate::spawn`] and [`confine`] set.
 pub(crate) fn limits(ephemeral_storage_mb: u32) -> [(nix::libc::__rlimit_resource_t, u64); 3] {
     let max_file = u64::from(ephemeral_storage_mb) * 1024 * 1024;
     [
@@ -27,16 +25,22 @@ pub(crate) fn limits(ephemeral_storage_mb: u32) -> [(nix::libc::__rlimit_resourc
 
 pub(crate) fn confine(cmd: &mut tokio::process::Command, ephemeral_storage_mb: u32) {
     cmd.process_group(0);
-    let max_file = u64::from(ephemeral_storage_mb) * 1024 * 1024;
+    let limits = limits(ephemeral_storage_mb);
     // SAFETY: the closure runs in the child between fork and exec. It only makes raw system
     // calls (prctl, setrlimit) that are async-signal-safe, and neither allocates nor takes
     // locks, so it cannot deadlock on state copied from other threads of the parent.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            setrlimit(Resource::RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
-            setrlimit(Resource::RLIMIT_FSIZE, max_file, max_file)?;
-            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+            for (resource, value) in limits {
+                let limit = nix::libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if nix::libc::setrlimit(resource, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
