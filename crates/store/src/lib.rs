@@ -123,12 +123,30 @@ pub struct Store {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE kv (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE kv (
         ns TEXT NOT NULL,
         key BLOB NOT NULL,
         value BLOB NOT NULL,
         PRIMARY KEY (ns, key)
-    ) WITHOUT ROWID"];
+    ) WITHOUT ROWID",
+    // Values move out of the key's b-tree. In a WITHOUT ROWID table a row is its own index
+    // entry, so a value over about 1 KB spilled into overflow pages that every binary search
+    // through its leaf read back to compare the key (SQLite assembles the whole record), and
+    // random keys (ARNs, message ids) scattered each write over a random leaf of large rows.
+    // Now the index holds only (ns, key, rowid), and rows go in rowid order: a commit's new
+    // rows share the table's last pages, which stay in the cache.
+    "CREATE TABLE kv_rows (
+        id INTEGER PRIMARY KEY,
+        ns TEXT NOT NULL,
+        key BLOB NOT NULL,
+        value BLOB NOT NULL
+    );
+    INSERT INTO kv_rows (ns, key, value) SELECT ns, key, value FROM kv ORDER BY ns, key;
+    DROP TABLE kv;
+    ALTER TABLE kv_rows RENAME TO kv;
+    CREATE UNIQUE INDEX kv_key ON kv (ns, key);",
+];
 
 /// Most batches one transaction takes, so one commit's latency stays bounded under load.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
@@ -347,8 +365,12 @@ fn checkpoint_loop(conn: Connection, wake: mpsc::Receiver<()>) {
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-        conn.execute_batch(sql)?;
-        conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+        // One transaction with its version number, so a crash mid-migration leaves the
+        // store as it was before it.
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
     }
     Ok(())
 }
@@ -477,6 +499,47 @@ mod tests {
             vec![b"q10/a".to_vec(), b"q1\xff".to_vec(), b"q2/a".to_vec()]
         );
         assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_first_schema_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("tsumiki-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        {
+            let conn = Connection::open(dir.join("tsumiki.db")).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.pragma_update(None, "user_version", 1).expect("version");
+            for (k, v) in [("b", "2"), ("a", "1"), ("c", "3")] {
+                conn.execute(
+                    "INSERT INTO kv (ns, key, value) VALUES ('t', ?1, ?2)",
+                    params![k.as_bytes(), v.as_bytes()],
+                )
+                .expect("row");
+            }
+        }
+        let store = Store::open(Some(&dir), SyncMode::Normal).expect("migrate");
+        let rows = store.scan("t").await.expect("scan");
+        assert_eq!(
+            rows,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"c".to_vec(), b"3".to_vec())
+            ]
+        );
+        // Keys stay unique: a put over an existing key replaces it.
+        let mut b = Batch::new();
+        b.put("t", b"a".to_vec(), b"one".to_vec());
+        store.commit(b).await.expect("commit");
+        assert_eq!(store.get("t", b"a").await.expect("get"), Some(b"one".to_vec()));
+        assert_eq!(store.scan("t").await.expect("scan").len(), 3);
+        let version: i64 = lock(&store.shared.conn)
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

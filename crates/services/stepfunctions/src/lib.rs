@@ -60,6 +60,8 @@ pub struct StepFunctions {
     definitions: Mutex<HashMap<String, Arc<tsumiki_lang::asl::Definition>>>,
     /// SHA-256 of the definition texts the store holds (`state::put_exec`).
     stored_definitions: Mutex<std::collections::HashSet<String>>,
+    /// The next Standard execution's sequence number (`state::exec_key`).
+    next_exec_seq: std::sync::atomic::AtomicU64,
     functions: Weak<dyn FunctionInvoker>,
     myself: Weak<StepFunctions>,
     /// Published versions and aliases by ARN (lock order: machines, versions, aliases).
@@ -105,6 +107,7 @@ impl StepFunctions {
             endpoint: RwLock::new("http://127.0.0.1:4566".into()),
             definitions: Mutex::new(HashMap::new()),
             stored_definitions: Mutex::new(loaded.definition_shas.into_iter().collect()),
+            next_exec_seq: std::sync::atomic::AtomicU64::new(loaded.next_exec_seq),
             functions,
             myself: me.clone(),
             versions: RwLock::new(

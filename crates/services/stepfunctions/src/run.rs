@@ -466,6 +466,12 @@ impl StepFunctions {
                     redrive_ms: None,
                     redrive_token: None,
                     map_run_arn,
+                    store_key: (!machine.express).then(|| {
+                        state::exec_key(
+                            self.next_exec_seq
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        )
+                    }),
                 },
                 def,
                 waiters: waiter.into_iter().collect(),
@@ -806,7 +812,11 @@ pub(crate) async fn get_execution_history(
     input: &Value,
 ) -> Result<Value, AwsError> {
     let arn = required_str(input, "executionArn")?;
-    let express = sfn.exec_entry(ctx, arn)?.lock().rec.express;
+    let (express, key) = {
+        let entry = sfn.exec_entry(ctx, arn)?;
+        let e = entry.lock();
+        (e.rec.express, e.rec.key().to_string())
+    };
     let start = page_start(input)?;
     let size = page_size(input, 100);
     let reverse = input.get("reverseOrder") == Some(&Value::Bool(true));
@@ -815,7 +825,7 @@ pub(crate) async fn get_execution_history(
     let history = if express {
         Vec::new()
     } else {
-        state::history(&sfn.store, arn).await.map_err(store_error)?
+        state::history(&sfn.store, &key).await.map_err(store_error)?
     };
     let total = history.len();
     let iter: Box<dyn Iterator<Item = &HistoryEvent>> = if reverse {
