@@ -12,6 +12,7 @@
 //! operations answer `NotImplemented`.
 
 mod api;
+mod items;
 mod jobs;
 mod maprun;
 mod run;

@@ -1,11 +1,13 @@
 //! Distributed Map: the host side of `asl::DISTRIBUTED_MAP`. A map run reads its items
-//! (`ItemsPath`, or `ItemReader` from S3: a JSON array, JSON Lines, CSV with a header row or
-//! given headers, or a `listObjectsV2` listing) through `ports::ObjectStore`, applies
-//! `ItemSelector` and `ItemBatcher`, and runs one child execution (Standard or Express, of
-//! the ItemProcessor as a state machine named `parent/label`) per item or batch, at most
-//! `MaxConcurrency` at once, failing with `States.ExceedToleratedFailureThreshold` past
-//! `ToleratedFailurePercentage`/`Count`. Its result is the children's outputs in item order,
-//! or with `ResultWriter` AWS's `manifest.json` and `SUCCEEDED_0.json`/`FAILED_0.json` in S3.
+//! (`ItemsPath`, or `ItemReader` from S3: an object parsed by `items.rs` (JSON, JSON Lines,
+//! CSV, an S3 Inventory or Athena manifest and its data files), or a `listObjectsV2` listing)
+//! through `ports::ObjectStore`, applies `ItemSelector` and `ItemBatcher`, and runs one child
+//! execution (Standard or Express, of the ItemProcessor as a state machine named
+//! `parent/label`) per item or batch, at most `MaxConcurrency` at once, failing with
+//! `States.ExceedToleratedFailureThreshold` past `ToleratedFailurePercentage`/`Count`. Its
+//! result is the children's outputs in item order, or with `ResultWriter` (transformed per
+//! `WriterConfig`) the results themselves or AWS's `manifest.json` and
+//! `SUCCEEDED_0.json`/`FAILED_0.json` in S3.
 //! DescribeMapRun, ListMapRuns, UpdateMapRun and ListExecutions(mapRunArn) read the record.
 //!
 //! **Invariant:** the map run record (with every child's input) is committed before the
@@ -20,6 +22,7 @@ use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_lang::asl::{self, Input, Status};
 use tsumiki_store::Batch;
 
+use crate::items;
 use crate::run::Exec;
 use crate::state::{self, Machine, MapRun};
 use crate::tasks::{Outcome, TaskCall};
@@ -152,11 +155,20 @@ async fn prepare(
             }
         }
     };
-    if let Some(max) = spec
-        .pointer("/ItemReader/ReaderConfig/MaxItems")
-        .and_then(Value::as_u64)
-    {
-        items.truncate(max as usize);
+    let max_items = match spec.pointer("/ItemReader/ReaderConfig/MaxItemsPath") {
+        Some(p) => Some(render(&json!({"v.$": p}), context)?["v"].take()),
+        None => spec.pointer("/ItemReader/ReaderConfig/MaxItems").cloned(),
+    };
+    if let Some(max) = max_items {
+        let Some(n) = max.as_u64() else {
+            return Err(reader_failed(format!(
+                "MaxItems must be a positive integer, not {max}."
+            )));
+        };
+        // AWS: 0 (or leaving it out) reads every item.
+        if n > 0 {
+            items.truncate(n as usize);
+        }
     }
     let selector = spec.get("ItemSelector").or_else(|| spec.get("Parameters"));
     let mut selected = Vec::with_capacity(items.len());
@@ -196,9 +208,26 @@ async fn prepare(
                 .collect()
         }
     };
-    let writer = match spec.pointer("/ResultWriter/Parameters") {
-        Some(p) => Some(render(p, context)?),
+    // The writer as the run keeps it: the rendered Parameters (`Bucket`, `Prefix`) when the
+    // results go to S3, and the WriterConfig.
+    let writer = match spec.get("ResultWriter") {
         None => None,
+        Some(w) => {
+            let mut kept = match w.get("Parameters") {
+                Some(p) => render(p, context)?,
+                None => json!({}),
+            };
+            let to_s3 = w.get("Resource").is_some() || w.get("Parameters").is_some();
+            items::writer_config(w.get("WriterConfig"), to_s3)
+                .map_err(|c| ("States.ResultWriterFailed".to_string(), c))?;
+            if let Some(o) = kept.as_object_mut() {
+                o.insert("ToS3".into(), json!(to_s3));
+                if let Some(c) = w.get("WriterConfig") {
+                    o.insert("WriterConfig".into(), c.clone());
+                }
+            }
+            Some(kept)
+        }
     };
     let mut processor = spec
         .get("ItemProcessor")
@@ -309,98 +338,48 @@ async fn read_items(
         }
         "arn:aws:states:::s3:getObject" => {
             let key = params.get("Key").and_then(Value::as_str).unwrap_or("");
-            let body = objects
-                .get_object(ctx, bucket, key)
-                .await
-                .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
-            let text = String::from_utf8_lossy(&body);
-            match cfg
-                .get("InputType")
-                .and_then(Value::as_str)
-                .unwrap_or("JSON")
-            {
-                "JSON" => match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Array(a)) => Ok(a),
-                    Ok(_) => Err(reader_failed(format!(
-                        "The object s3://{bucket}/{key} does not hold a JSON array."
-                    ))),
-                    Err(e) => Err(reader_failed(format!(
-                        "The object s3://{bucket}/{key} is not valid JSON: {e}"
-                    ))),
-                },
-                "JSONL" => text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| {
-                        serde_json::from_str(l).map_err(|e| {
-                            reader_failed(format!("A JSON Lines line is not JSON: {e}"))
-                        })
-                    })
-                    .collect(),
-                "CSV" => {
-                    let mut rows = csv_rows(&text).into_iter();
-                    let headers: Vec<String> =
-                        match cfg.get("CSVHeaderLocation").and_then(Value::as_str) {
-                            Some("GIVEN") => cfg
-                                .get("CSVHeaders")
-                                .and_then(Value::as_array)
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|h| h.as_str().map(str::to_string))
-                                .collect(),
-                            _ => rows.next().unwrap_or_default(),
-                        };
-                    Ok(rows
-                        .map(|r| {
-                            let mut o = Map::new();
-                            for (h, v) in headers.iter().zip(r) {
-                                o.insert(h.clone(), Value::String(v));
-                            }
-                            Value::Object(o)
-                        })
-                        .collect())
+            let cfg = items::reader_config(&cfg).map_err(reader_failed)?;
+            let get = |bucket: String, key: String| {
+                let objects = objects.clone();
+                async move {
+                    let body = objects
+                        .get_object(ctx, &bucket, &key)
+                        .await
+                        .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
+                    let bytes = items::maybe_gunzip(&body)
+                        .map_err(|e| reader_failed(format!("s3://{bucket}/{key}: {e}")))?;
+                    Ok::<String, Fault>(String::from_utf8_lossy(&bytes).into_owned())
                 }
-                other => Err(reader_failed(format!(
-                    "The ReaderConfig InputType {other} is not supported by tsumiki."
-                ))),
+            };
+            let text = get(bucket.to_string(), key.to_string()).await?;
+            let in_file = |e: String| reader_failed(format!("s3://{bucket}/{key}: {e}"));
+            if cfg.manifest_type.as_deref() == Some("ATHENA_DATA") {
+                // The manifest lists data files, each of the configured InputType.
+                let mut out = Vec::new();
+                for (b, k) in items::athena_manifest(&text).map_err(in_file)? {
+                    let data = get(b.clone(), k.clone()).await?;
+                    out.extend(
+                        items::parse_items(&data, &cfg)
+                            .map_err(|e| reader_failed(format!("s3://{b}/{k}: {e}")))?,
+                    );
+                }
+                return Ok(out);
             }
+            if cfg.input_type == "MANIFEST" {
+                let inv = items::inventory_manifest(&text, bucket).map_err(in_file)?;
+                let mut out = Vec::new();
+                for k in &inv.files {
+                    let data = get(inv.bucket.clone(), k.clone()).await?;
+                    out.extend(items::inventory_items(&data, &inv.schema));
+                }
+                return Ok(out);
+            }
+            items::parse_items(&text, &cfg).map_err(in_file)
         }
         other => Err(reader_failed(format!(
             "The ItemReader resource {other} is not supported."
         ))),
     }
-}
-
-/// Rows of a CSV text (RFC 4180: quoted fields with commas, doubled quotes, line breaks).
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 /// A finished child as ResultWriter's files and the map's result report it.
@@ -740,6 +719,13 @@ impl StepFunctions {
             return Ok(Value::Array(results));
         };
         let failed = |c: String| ("States.ResultWriterFailed".to_string(), c);
+        let to_s3 = writer.get("ToS3").and_then(Value::as_bool).unwrap_or(true);
+        let cfg = items::writer_config(writer.get("WriterConfig"), to_s3).map_err(failed)?;
+        if !to_s3 {
+            // WriterConfig alone: the transformed results are the state's output.
+            let all: Vec<&Value> = done.values().collect();
+            return Ok(Value::Array(items::transform(&all, cfg.transformation)));
+        }
         let objects = self
             .object_store()
             .await
@@ -765,7 +751,7 @@ impl StepFunctions {
             let mut entries = Vec::new();
             if !list.is_empty() {
                 let key = format!("{base}{name}");
-                let body = serde_json::to_vec(&list).unwrap_or_default();
+                let body = items::encode(&items::transform(&list, cfg.transformation), cfg.jsonl);
                 let size = body.len();
                 objects
                     .put_object(&ctx, bucket, &key, body.into(), Some("application/json"))
@@ -813,7 +799,11 @@ fn counts(r: &MapRun) -> Value {
     let total = r.inputs.len();
     let done = r.done.len();
     let running = r.running.len();
-    let written = if r.writer.is_some() && r.status != "RUNNING" {
+    let to_s3 = r
+        .writer
+        .as_ref()
+        .is_some_and(|w| w.get("ToS3").and_then(Value::as_bool).unwrap_or(true));
+    let written = if to_s3 && r.status != "RUNNING" {
         done
     } else {
         0
@@ -1025,20 +1015,6 @@ pub(crate) fn list_children(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_rows_follow_rfc_4180() {
-        let rows = csv_rows("a,b,c\r\n1,\"x, y\",\"say \"\"hi\"\"\"\n2,,last\n");
-        assert_eq!(
-            rows,
-            vec![
-                vec!["a", "b", "c"],
-                vec!["1", "x, y", "say \"hi\""],
-                vec!["2", "", "last"],
-            ]
-        );
-        assert_eq!(csv_rows("h\nv"), vec![vec!["h"], vec!["v"]]);
-    }
 
     #[test]
     fn run_ids_are_stable_and_distinct() {

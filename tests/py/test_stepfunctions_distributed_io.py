@@ -1,0 +1,185 @@
+"""Distributed Map's item readers and result writer through boto3: an S3 Inventory manifest.json
+with gzip'd CSV data files (items keyed by the manifest's fileSchema), an Athena data manifest,
+JSON Lines, CSV with CSVDelimiter and given headers, MaxItems/MaxItemsPath, and
+ResultWriter.WriterConfig (OutputType JSON | JSONL, Transformation NONE | COMPACT | FLATTEN),
+with and without S3."""
+
+import gzip
+import json
+import time
+import uuid
+
+import pytest
+
+from conftest import ACCOUNT
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/sfn-role"
+
+
+def uid(prefix="d"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_done(sfn, arn, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        d = sfn.describe_execution(executionArn=arn)
+        if d["status"] != "RUNNING":
+            return d
+        assert time.monotonic() < deadline, f"{arn} is {d['status']}"
+        time.sleep(0.05)
+
+
+def dmap(processor_states, start="P", **fields):
+    return {"Type": "Map", "ItemProcessor": {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+        "StartAt": start, "States": processor_states}, "End": True, **fields}
+
+
+def run(sfn, state, input_=None):
+    arn = sfn.create_state_machine(name=uid("sm"), roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "M", "States": {"M": state}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps(input_ or {}))["executionArn"]
+    return wait_done(sfn, ex)
+
+
+ECHO = {"P": {"Type": "Pass", "End": True}}
+
+
+@pytest.fixture(scope="module")
+def sfn(server):
+    return server.client("stepfunctions", inject_host_prefix=False)
+
+
+@pytest.fixture(scope="module")
+def s3(server):
+    return server.client("s3", s3={"addressing_style": "path"})
+
+
+def bucket(s3):
+    name = f"io-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def test_s3_inventory_manifest(sfn, s3):
+    src, dest = bucket(s3), bucket(s3)
+    rows1 = f'"{src}","csvDataset/","0","2022-11-16T00:27:19.000Z"\n' \
+            f'"{src}","csvDataset/titles.csv","3399671","2022-11-16T00:29:32.000Z"\n'
+    rows2 = f'"{src}","imageDataset/a.png","12","2022-11-16T00:30:00.000Z"\n'
+    s3.put_object(Bucket=dest, Key="inv/data/one.csv.gz", Body=gzip.compress(rows1.encode()))
+    s3.put_object(Bucket=dest, Key="inv/data/two.csv.gz", Body=gzip.compress(rows2.encode()))
+    manifest = {"sourceBucket": src, "destinationBucket": f"arn:aws:s3:::{dest}", "version": "2016-11-30",
+                "creationTimestamp": "1668560400000", "fileFormat": "CSV",
+                "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+                "files": [{"key": "inv/data/one.csv.gz", "size": 1, "MD5checksum": "x"},
+                          {"key": "inv/data/two.csv.gz", "size": 1, "MD5checksum": "y"}]}
+    s3.put_object(Bucket=dest, Key="inv/2022-11-16T00-00Z/manifest.json", Body=json.dumps(manifest).encode())
+    reader = {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "MANIFEST"},
+              "Parameters": {"Bucket": dest, "Key": "inv/2022-11-16T00-00Z/manifest.json"}}
+    d = run(sfn, dmap(ECHO, ItemReader=reader))
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == [
+        {"Bucket": src, "Key": "csvDataset/", "Size": "0", "LastModifiedDate": "2022-11-16T00:27:19.000Z"},
+        {"Bucket": src, "Key": "csvDataset/titles.csv", "Size": "3399671",
+         "LastModifiedDate": "2022-11-16T00:29:32.000Z"},
+        {"Bucket": src, "Key": "imageDataset/a.png", "Size": "12", "LastModifiedDate": "2022-11-16T00:30:00.000Z"}]
+
+    # MaxItemsPath reads the limit from the state input.
+    limited = dict(reader, ReaderConfig={"InputType": "MANIFEST", "MaxItemsPath": "$.max"})
+    d = run(sfn, dmap({"P": {"Type": "Pass", "Parameters": {"k.$": "$.Key"}, "End": True}}, ItemReader=limited),
+            {"max": 2})
+    assert json.loads(d["output"]) == [{"k": "csvDataset/"}, {"k": "csvDataset/titles.csv"}]
+
+    # A data file that is gone fails the reader.
+    s3.delete_object(Bucket=dest, Key="inv/data/two.csv.gz")
+    d = run(sfn, dmap(ECHO, ItemReader=reader))
+    assert d["status"] == "FAILED" and d["error"] == "States.ItemReaderFailed"
+
+
+def test_jsonl_csv_delimiters_and_athena_manifest(sfn, s3):
+    b = bucket(s3)
+    s3.put_object(Bucket=b, Key="in.jsonl", Body=b'{"n": 1}\n{"n": 2}\n\n{"n": 3}\n')
+    d = run(sfn, dmap(ECHO, ItemReader={"Resource": "arn:aws:states:::s3:getObject",
+                                        "ReaderConfig": {"InputType": "JSONL", "MaxItems": 2},
+                                        "Parameters": {"Bucket": b, "Key": "in.jsonl"}}))
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == [{"n": 1}, {"n": 2}]
+
+    s3.put_object(Bucket=b, Key="pipes.csv", Body=b'1|a,b\n2|"x|y"\n')
+    d = run(sfn, dmap(ECHO, ItemReader={"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {
+        "InputType": "CSV", "CSVDelimiter": "PIPE", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["id", "v"]},
+        "Parameters": {"Bucket": b, "Key": "pipes.csv"}}))
+    assert json.loads(d["output"]) == [{"id": "1", "v": "a,b"}, {"id": "2", "v": "x|y"}]
+
+    s3.put_object(Bucket=b, Key="athena/part-1.jsonl", Body=b'{"r": 1}\n')
+    s3.put_object(Bucket=b, Key="athena/part-2.jsonl", Body=b'{"r": 2}\n{"r": 3}\n')
+    s3.put_object(Bucket=b, Key="athena/q-manifest.csv",
+                  Body=f"s3://{b}/athena/part-1.jsonl\ns3://{b}/athena/part-2.jsonl\n".encode())
+    d = run(sfn, dmap(ECHO, ItemReader={"Resource": "arn:aws:states:::s3:getObject",
+                                        "ReaderConfig": {"ManifestType": "ATHENA_DATA", "InputType": "JSONL"},
+                                        "Parameters": {"Bucket": b, "Key": "athena/q-manifest.csv"}}))
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == [{"r": 1}, {"r": 2}, {"r": 3}]
+
+    d = run(sfn, dmap(ECHO, ItemReader={"Resource": "arn:aws:states:::s3:getObject",
+                                        "ReaderConfig": {"InputType": "CSV", "CSVDelimiter": "COLON"},
+                                        "Parameters": {"Bucket": b, "Key": "pipes.csv"}}))
+    assert d["status"] == "FAILED" and d["error"] == "States.ItemReaderFailed"
+    assert "CSVDelimiter" in d["cause"]
+
+
+# Each item's child returns an array, or fails for the item "bad".
+SPLIT = {"C": {"Type": "Choice", "Choices": [{"Variable": "$", "StringEquals": "bad", "Next": "F"}],
+               "Default": "P"},
+         "F": {"Type": "Fail", "Error": "Bad", "Cause": "bad item"},
+         "P": {"Type": "Pass", "Parameters": {"pair.$": "States.Array($, $)"}, "OutputPath": "$.pair",
+               "End": True}}
+
+
+def test_writer_config_inline(sfn):
+    items = {"items": ["a", "b"]}
+    d = run(sfn, dmap(SPLIT, start="C", ItemsPath="$.items",
+                      ResultWriter={"WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSON"}}), items)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == ["a", "a", "b", "b"]
+
+    d = run(sfn, dmap(SPLIT, start="C", ItemsPath="$.items",
+                      ResultWriter={"WriterConfig": {"Transformation": "COMPACT"}}), items)
+    assert json.loads(d["output"]) == [["a", "a"], ["b", "b"]]
+
+    d = run(sfn, dmap(SPLIT, start="C", ItemsPath="$.items",
+                      ResultWriter={"WriterConfig": {"Transformation": "NONE"}}), items)
+    out = json.loads(d["output"])
+    assert [json.loads(o["Output"]) for o in out] == [["a", "a"], ["b", "b"]]
+    assert all(o["Status"] == "SUCCEEDED" and "ExecutionArn" in o for o in out)
+
+    # A failed child stays whole whatever the transformation.
+    d = run(sfn, dmap(SPLIT, start="C", ItemsPath="$.items", ToleratedFailureCount=1,
+                      ResultWriter={"WriterConfig": {"Transformation": "FLATTEN"}}), {"items": ["a", "bad"]})
+    assert d["status"] == "SUCCEEDED", d
+    out = json.loads(d["output"])
+    assert out[:2] == ["a", "a"]
+    assert out[2]["Status"] == "FAILED" and out[2]["Error"] == "Bad" and out[2]["Cause"] == "bad item"
+
+    d = run(sfn, dmap(SPLIT, start="C", ItemsPath="$.items",
+                      ResultWriter={"WriterConfig": {"Transformation": "SQUASH"}}), items)
+    assert d["status"] == "FAILED" and d["error"] == "States.ResultWriterFailed"
+
+
+def test_writer_config_to_s3_jsonl(sfn, s3):
+    b = bucket(s3)
+    d = run(sfn, dmap(SPLIT, start="C", ItemsPath="$.items", ToleratedFailurePercentage=50,
+                      ResultWriter={"Resource": "arn:aws:states:::s3:putObject",
+                                    "Parameters": {"Bucket": b, "Prefix": "res"},
+                                    "WriterConfig": {"OutputType": "JSONL", "Transformation": "COMPACT"}}),
+            {"items": ["a", "bad", "c"]})
+    assert d["status"] == "SUCCEEDED", d
+    out = json.loads(d["output"])
+    manifest = json.loads(s3.get_object(Bucket=b, Key=out["ResultWriterDetails"]["Key"])["Body"].read())
+    [ok] = manifest["ResultFiles"]["SUCCEEDED"]
+    lines = s3.get_object(Bucket=b, Key=ok["Key"])["Body"].read().decode().splitlines()
+    assert [json.loads(line) for line in lines] == [["a", "a"], ["c", "c"]]
+    [bad] = manifest["ResultFiles"]["FAILED"]
+    [failed] = [json.loads(line) for line in s3.get_object(Bucket=b, Key=bad["Key"])["Body"].read().decode().splitlines()]
+    assert failed["Status"] == "FAILED" and failed["Error"] == "Bad" and json.loads(failed["Input"]) == "bad"
