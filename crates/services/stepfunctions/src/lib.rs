@@ -134,6 +134,7 @@ impl StepFunctions {
         });
         let resumed = sfn.resume(loaded.executions);
         sfn.resume_map_runs();
+        sfn.resume_jobs(loaded.jobs);
         tracing::info!(
             machines = sfn.machines.read().len(),
             executions = sfn.executions.read().len(),
