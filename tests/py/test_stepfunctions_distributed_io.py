@@ -183,3 +183,141 @@ def test_writer_config_to_s3_jsonl(sfn, s3):
     [bad] = manifest["ResultFiles"]["FAILED"]
     [failed] = [json.loads(line) for line in s3.get_object(Bucket=b, Key=bad["Key"])["Body"].read().decode().splitlines()]
     assert failed["Status"] == "FAILED" and failed["Error"] == "Bad" and json.loads(failed["Input"]) == "bad"
+
+
+@pytest.mark.parametrize("execution_type", ["STANDARD", "EXPRESS"])
+def test_redrive_reruns_only_unsuccessful_and_unstarted_children(server, sfn, execution_type):
+    """The child for item "b" fails (its DynamoDB item is missing) and the map run fails before
+    "c" and "d" start. Once "b" exists, redriving the parent redrives the same map run: "a" is
+    not run again (its counter stays 1), "b" is redriven (Standard: the same child execution,
+    redriveCount 1; Express: a new one), "c" and "d" run."""
+    ddb = server.client("dynamodb")
+    table = uid("t")
+    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    for k in ["a", "c", "d"]:
+        ddb.put_item(TableName=table, Item={"pk": {"S": k}})
+    bump = {"U": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem", "Parameters": {
+        "TableName": table, "Key": {"pk": {"S.$": "$.k"}}, "UpdateExpression": "SET n = if_not_exists(n, :z) + :one",
+        "ConditionExpression": "attribute_exists(pk)", "ReturnValues": "ALL_NEW",
+        "ExpressionAttributeValues": {":z": {"N": "0"}, ":one": {"N": "1"}}},
+        "ResultSelector": {"k.$": "$.Attributes.pk.S", "n.$": "$.Attributes.n.N"}, "End": True}}
+    state = {"Type": "Map", "ItemProcessor": {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": execution_type}, "StartAt": "U", "States": bump},
+        "ItemsPath": "$.keys", "ItemSelector": {"k.$": "$$.Map.Item.Value"}, "MaxConcurrency": 1, "End": True}
+    arn = sfn.create_state_machine(name=uid("sm"), roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "M", "States": {"M": state}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"keys": ["a", "b", "c", "d"]}))["executionArn"]
+    d = wait_done(sfn, ex)
+    assert d["status"] == "FAILED" and d["error"] == "States.ExceedToleratedFailureThreshold", d
+    [run] = sfn.list_map_runs(executionArn=ex)["mapRuns"]
+    run_arn = run["mapRunArn"]
+    m = sfn.describe_map_run(mapRunArn=run_arn)
+    assert m["status"] == "FAILED" and m["redriveCount"] == 0 and "redriveDate" not in m
+    counts = m["itemCounts"]
+    assert (counts["succeeded"], counts["failed"], counts["pending"], counts["pendingRedrive"]) == (1, 1, 2, 0)
+    first_children = {c["name"]: c for c in sfn.list_executions(mapRunArn=run_arn)["executions"]}
+
+    ddb.put_item(TableName=table, Item={"pk": {"S": "b"}})
+    sfn.redrive_execution(executionArn=ex)
+    d = wait_done(sfn, ex)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == [{"k": k, "n": "1"} for k in "abcd"]
+    assert [r["mapRunArn"] for r in sfn.list_map_runs(executionArn=ex)["mapRuns"]] == [run_arn]
+    m = sfn.describe_map_run(mapRunArn=run_arn)
+    assert m["status"] == "SUCCEEDED" and m["redriveCount"] == 1 and "redriveDate" in m
+    counts = m["itemCounts"]
+    assert (counts["succeeded"], counts["failed"], counts["pending"], counts["pendingRedrive"],
+            counts["failuresNotRedrivable"], counts["total"]) == (4, 0, 0, 0, 0, 4)
+    assert m["executionCounts"]["succeeded"] == 4
+    types = [e["type"] for e in sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]]
+    assert types.count("MapRunStarted") == 1 and types.count("MapRunRedriven") == 1
+    assert types[-2:] == ["MapStateExited", "ExecutionSucceeded"]
+    redriven = [e for e in sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]
+                if e["type"] == "MapRunRedriven"][0]["mapRunRedrivenEventDetails"]
+    assert redriven == {"mapRunArn": run_arn, "redriveCount": 1}
+    if execution_type == "STANDARD":
+        children = sfn.list_executions(mapRunArn=run_arn)["executions"]
+        assert len(children) == 4 and all(c["status"] == "SUCCEEDED" for c in children)
+        b = [c for c in children if c["executionArn"] == first_children[sorted(first_children)[1]]["executionArn"]]
+        assert len(b) == 1
+        desc = sfn.describe_execution(executionArn=b[0]["executionArn"])
+        assert desc["redriveCount"] == 1 and json.loads(desc["input"]) == {"k": "b"}
+        a = sfn.describe_execution(executionArn=first_children[sorted(first_children)[0]]["executionArn"])
+        assert a["redriveCount"] == 0
+
+
+def test_redriven_map_run_survives_kill_9(tmp_path):
+    import signal
+    from test_stepfunctions_crash import durable_server
+    s = durable_server(tmp_path)
+    try:
+        sfn = s.client("stepfunctions", inject_host_prefix=False)
+        ddb = s.client("dynamodb")
+        table = uid("t")
+        ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        for k in ["a", "c"]:
+            ddb.put_item(TableName=table, Item={"pk": {"S": k}})
+        child = {"U": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem", "Parameters": {
+            "TableName": table, "Key": {"pk": {"S.$": "$.k"}}, "UpdateExpression": "SET n = if_not_exists(n, :z) + :one",
+            "ConditionExpression": "attribute_exists(pk)", "ReturnValues": "ALL_NEW",
+            "ExpressionAttributeValues": {":z": {"N": "0"}, ":one": {"N": "1"}}},
+            "ResultSelector": {"k.$": "$.Attributes.pk.S", "n.$": "$.Attributes.n.N"}, "Next": "W"},
+            "W": {"Type": "Wait", "Seconds": 60, "End": True}}
+        state = {"Type": "Map", "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                                                  "StartAt": "U", "States": child},
+                 "ItemsPath": "$.keys", "ItemSelector": {"k.$": "$$.Map.Item.Value"}, "MaxConcurrency": 1, "End": True}
+        arn = sfn.create_state_machine(name=uid("sm"), roleArn=ROLE, definition=json.dumps(
+            {"StartAt": "M", "States": {"M": state}}))["stateMachineArn"]
+        ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"keys": ["a", "b", "c"]}))["executionArn"]
+
+        def advance_until(pred):
+            deadline = time.monotonic() + 60
+            while not pred():
+                assert time.monotonic() < deadline, "timed out"
+                s.advance(61)
+                time.sleep(0.1)
+
+        advance_until(lambda: sfn.describe_execution(executionArn=ex)["status"] == "FAILED")
+        run_arn = sfn.list_map_runs(executionArn=ex)["mapRuns"][0]["mapRunArn"]
+        ddb.put_item(TableName=table, Item={"pk": {"S": "b"}})
+        sfn.redrive_execution(executionArn=ex)
+        # The redriven child "b" waits in W when the server dies.
+        deadline = time.monotonic() + 30
+        while sfn.describe_map_run(mapRunArn=run_arn)["itemCounts"]["running"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        b = [c for c in sfn.list_executions(mapRunArn=run_arn)["executions"] if c["status"] == "RUNNING"][0]
+        deadline = time.monotonic() + 30
+        while "WaitStateEntered" not in [e["type"] for e in sfn.get_execution_history(
+                executionArn=b["executionArn"], reverseOrder=True, maxResults=3)["events"]]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+
+    s = durable_server(tmp_path)
+    try:
+        sfn = s.client("stepfunctions", inject_host_prefix=False)
+        m = sfn.describe_map_run(mapRunArn=run_arn)
+        assert m["status"] == "RUNNING" and m["redriveCount"] == 1
+        deadline = time.monotonic() + 60
+        while sfn.describe_execution(executionArn=ex)["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "timed out"
+            s.advance(61)
+            time.sleep(0.1)
+        d = sfn.describe_execution(executionArn=ex)
+        assert d["status"] == "SUCCEEDED", d
+        assert json.loads(d["output"]) == [{"k": k, "n": "1"} for k in "abc"]
+        assert sfn.describe_execution(executionArn=b["executionArn"])["redriveCount"] == 1
+        children = sfn.list_executions(mapRunArn=run_arn)["executions"]
+        assert len(children) == 3 and all(c["status"] == "SUCCEEDED" for c in children)
+        types = [e["type"] for e in sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]]
+        assert types.count("MapRunRedriven") == 1 and types.count("ExecutionSucceeded") == 1
+    finally:
+        s.proc.kill()
+        s.proc.wait()

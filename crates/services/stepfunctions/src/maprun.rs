@@ -23,7 +23,7 @@ use tsumiki_lang::asl::{self, Input, Status};
 use tsumiki_store::Batch;
 
 use crate::items;
-use crate::run::Exec;
+use crate::run::{Exec, Feed};
 use crate::state::{self, Machine, MapRun};
 use crate::tasks::{Outcome, TaskCall};
 use crate::versions::Target;
@@ -81,14 +81,31 @@ pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
         .unwrap_or(&state_name)
         .to_string();
     let id = run_id(&call.exec_arn, call.task);
-    let arn = tsumiki_core::ids::arn(
+    let mut arn = tsumiki_core::ids::arn(
         "states",
         &call.region,
         &call.account,
         &format!("mapRun:{parent_name}/{label}:{id}"),
     );
-    let known = sfn.map_runs.read().contains_key(&arn);
-    if !known {
+    let base = arn[..arn.len() - id.len()].to_string();
+    // The run this task already has (a task dispatched again after a restart), or the
+    // failed run of this state that a redriven parent redrives.
+    let (known, redrive) = match adopt(sfn, &call, &base) {
+        Adopt::Own(a) => (Some(a), None),
+        Adopt::Redrive(a, commit, count) => {
+            if let Err(e) = commit.await {
+                return Outcome::Failed(
+                    "States.Runtime".into(),
+                    format!("The map run could not be stored: {e}"),
+                );
+            }
+            (Some(a), Some(count))
+        }
+        Adopt::None => (None, None),
+    };
+    if let Some(a) = known {
+        arn = a;
+    } else {
         let run = match prepare(sfn, &call, &arn, &label, &state_name).await {
             Ok(r) => r,
             Err((e, c)) => return Outcome::Failed(e, c),
@@ -107,15 +124,98 @@ pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
             );
         }
     }
+    let mut output = json!({"mapRunArn": arn});
+    if let Some(count) = redrive.or_else(|| {
+        let runs = sfn.map_runs.read();
+        runs.get(&arn).map(|r| r.redrive_count).filter(|c| *c > 0)
+    }) {
+        // History: MapRunRedriven instead of MapRunStarted.
+        output["redriveCount"] = json!(count);
+    }
     let started = Input::TaskSubmitted {
         task: call.task,
-        output: json!({"mapRunArn": arn}),
+        output,
     };
     if let Err(e) = sfn.me().advance(call.exec_arn.clone(), started).await {
         tracing::error!(error = %e, "MapRunStarted could not be recorded.");
     }
     sfn.me().drive_map_run(arn);
     Outcome::Queued
+}
+
+type Commit = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tsumiki_store::StoreError>> + Send>,
+>;
+
+enum Adopt {
+    None,
+    /// The run of this very task.
+    Own(String),
+    /// A failed run this task redrives: its ARN, the commit of its redriven record, and its
+    /// redrive count.
+    Redrive(String, Commit, u64),
+}
+
+/// AWS redrives a Map Run with its parent: when a redriven parent runs a Distributed Map
+/// state again, the state's last run (failed or aborted before the redrive) is run again
+/// under the same ARN, its successful children kept, its unsuccessful ones redriven
+/// (Standard) or started again (Express), the items never started started.
+fn adopt(sfn: &StepFunctions, call: &TaskCall, base: &str) -> Adopt {
+    let (redrives, redrive_ms) = match sfn.executions.read().get(&call.exec_arn) {
+        Some(e) => {
+            let e = e.lock();
+            (e.rec.redrive_count, e.rec.redrive_ms)
+        }
+        None => (0, None),
+    };
+    let mut runs = sfn.map_runs.write();
+    if let Some(r) = runs
+        .values()
+        .find(|r| r.exec_arn == call.exec_arn && r.task == call.task)
+    {
+        return Adopt::Own(r.arn.clone());
+    }
+    let Some(redrive_ms) = redrive_ms else {
+        return Adopt::None;
+    };
+    let Some(last) = runs
+        .values()
+        .filter(|r| r.exec_arn == call.exec_arn && r.arn.starts_with(base))
+        .max_by_key(|r| (r.start_ms, r.task))
+    else {
+        return Adopt::None;
+    };
+    let redrivable = matches!(last.status.as_str(), "FAILED" | "ABORTED")
+        && last.stop_ms.is_some_and(|s| s <= redrive_ms)
+        && last.redrive_count < redrives
+        && last.redrive_count < 1000;
+    if !redrivable {
+        return Adopt::None;
+    }
+    let arn = last.arn.clone();
+    let r = runs.get_mut(&arn).expect("found above");
+    r.task = call.task;
+    r.redrive_count += 1;
+    r.redrive_ms = Some(sfn.clock.now_ms());
+    r.status = "RUNNING".into();
+    r.stop_ms = None;
+    r.not_redrivable.clear();
+    let failed: Vec<usize> = r
+        .done
+        .iter()
+        .filter(|(_, v)| v["Status"] != "SUCCEEDED")
+        .map(|(i, _)| *i)
+        .collect();
+    for i in failed {
+        if let Some(v) = r.done.remove(&i) {
+            let child = v["ExecutionArn"].as_str().unwrap_or("").to_string();
+            r.pending_redrive.insert(i, child);
+        }
+    }
+    let count = r.redrive_count;
+    let mut batch = Batch::new();
+    state::put_map_run(&mut batch, r);
+    Adopt::Redrive(arn, Box::pin(sfn.store.commit(batch)), count)
 }
 
 /// Items, child inputs and settings of a new map run.
@@ -293,6 +393,11 @@ async fn prepare(
         writer,
         done: Default::default(),
         running: Default::default(),
+        batched: spec.get("ItemBatcher").is_some(),
+        redrive_count: 0,
+        redrive_ms: None,
+        pending_redrive: Default::default(),
+        not_redrivable: Default::default(),
         driving: false,
     })
 }
@@ -419,6 +524,29 @@ fn parent_waits(sfn: &StepFunctions, exec_arn: &str, task: u64) -> bool {
 }
 
 impl StepFunctions {
+    /// Redrives an unsuccessful Standard child of a redriven map run; `Err` with the child as
+    /// the run reports it when it cannot be redriven. A child already running again (its
+    /// redrive was stored, the run's record not yet) is left running.
+    async fn redrive_child(self: &Arc<Self>, child_arn: &str) -> Result<(), Value> {
+        let Some(entry) = self.executions.read().get(child_arn).cloned() else {
+            return Err(Value::Null);
+        };
+        if entry.lock().rec.exec.status == Status::Running {
+            return Ok(());
+        }
+        match self
+            .clone()
+            .drive(child_arn.to_string(), Feed::Redrive(None))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::info!(child = %child_arn, reason = %e.message, "A map run's child is not redrivable.");
+                Err(child_entry(&entry.lock()))
+            }
+        }
+    }
+
     /// The object store; a map run resumed at startup may ask before the server has wired
     /// it, so this waits a little for it.
     async fn object_store(&self) -> Option<Arc<dyn tsumiki_ports::ObjectStore>> {
@@ -542,10 +670,56 @@ impl StepFunctions {
                     } else {
                         (0..total)
                             .find(|i| !r.done.contains_key(i) && !r.running.contains_key(i))
-                            .map(|i| (i, r.inputs[i].clone()))
+                            .map(|i| (i, r.inputs[i].clone(), r.pending_redrive.get(&i).cloned()))
                     }
                 };
-                let Some((i, item)) = next else { break };
+                let Some((i, item, redrive)) = next else {
+                    break;
+                };
+                if let Some(child_arn) = redrive {
+                    let redriven = if child.express {
+                        // Express executions cannot be redriven: the item runs anew.
+                        None
+                    } else {
+                        Some(self.redrive_child(&child_arn).await)
+                    };
+                    let commit = {
+                        let mut runs = self.map_runs.write();
+                        let r = runs.get_mut(arn)?;
+                        r.pending_redrive.remove(&i);
+                        match &redriven {
+                            Some(Ok(())) => {
+                                r.running.insert(i, child_arn.clone());
+                            }
+                            Some(Err(entry)) => {
+                                r.not_redrivable.insert(i);
+                                r.done.insert(i, entry.clone());
+                            }
+                            None => {}
+                        }
+                        let mut batch = Batch::new();
+                        state::put_map_run(&mut batch, r);
+                        self.store.commit(batch)
+                    };
+                    if let Err(e) = commit.await {
+                        tracing::error!(error = %e, "A map run's redrive could not be stored.");
+                    }
+                    match redriven {
+                        Some(Ok(())) => {
+                            let me = self.clone();
+                            set.spawn(async move {
+                                let entry = me.wait_for(&child_arn).await;
+                                (
+                                    i,
+                                    entry.map(|e| child_entry(&e.lock())).unwrap_or(Value::Null),
+                                )
+                            });
+                            continue;
+                        }
+                        Some(Err(_)) => continue,
+                        None => {}
+                    }
+                }
                 let name = format!("{id}-{i}");
                 let req = json!({"name": name, "input": item.to_string()});
                 let target = Target {
@@ -794,11 +968,31 @@ fn map_run<'a>(
         .ok_or_else(|| err("ResourceNotFound", format!("Resource not found: '{arn}'")))
 }
 
-fn counts(r: &MapRun) -> Value {
-    let status = |s: &str| r.done.values().filter(|v| v["Status"] == s).count();
-    let total = r.inputs.len();
-    let done = r.done.len();
-    let running = r.running.len();
+/// DescribeMapRun's `itemCounts` (`items`: a batch counts its items) or `executionCounts`.
+fn counts(r: &MapRun, items: bool) -> Value {
+    let weight = |i: usize| -> usize {
+        if items && r.batched {
+            r.inputs
+                .get(i)
+                .and_then(|b| b.get("Items"))
+                .and_then(Value::as_array)
+                .map_or(1, Vec::len)
+        } else {
+            1
+        }
+    };
+    let sum = |it: &mut dyn Iterator<Item = usize>| -> usize { it.map(weight).sum() };
+    let status = |s: &str| {
+        sum(&mut r
+            .done
+            .iter()
+            .filter(|(_, v)| v["Status"] == s)
+            .map(|(i, _)| *i))
+    };
+    let total = sum(&mut (0..r.inputs.len()));
+    let done = sum(&mut r.done.keys().copied());
+    let running = sum(&mut r.running.keys().copied());
+    let pending_redrive = sum(&mut r.pending_redrive.keys().copied());
     let to_s3 = r
         .writer
         .as_ref()
@@ -809,7 +1003,7 @@ fn counts(r: &MapRun) -> Value {
         0
     };
     json!({
-        "pending": total.saturating_sub(done + running),
+        "pending": total.saturating_sub(done + running + pending_redrive),
         "running": running,
         "succeeded": status("SUCCEEDED"),
         "failed": status("FAILED"),
@@ -817,8 +1011,8 @@ fn counts(r: &MapRun) -> Value {
         "aborted": status("ABORTED"),
         "total": total,
         "resultsWritten": written,
-        "failuresNotRedrivable": 0,
-        "pendingRedrive": 0,
+        "failuresNotRedrivable": sum(&mut r.not_redrivable.iter().copied()),
+        "pendingRedrive": pending_redrive,
     })
 }
 
@@ -830,7 +1024,6 @@ pub(crate) fn describe_map_run(
     let arn = required_str(input, "mapRunArn")?;
     let runs = sfn.map_runs.read();
     let r = map_run(&runs, ctx, arn)?;
-    let c = counts(r);
     let mut out = json!({
         "mapRunArn": r.arn,
         "executionArn": r.exec_arn,
@@ -839,10 +1032,13 @@ pub(crate) fn describe_map_run(
         "maxConcurrency": r.max_concurrency,
         "toleratedFailurePercentage": r.tolerated_pct.unwrap_or(0.0),
         "toleratedFailureCount": r.tolerated_count.unwrap_or(0),
-        "itemCounts": c,
-        "executionCounts": c,
-        "redriveCount": 0,
+        "itemCounts": counts(r, true),
+        "executionCounts": counts(r, false),
+        "redriveCount": r.redrive_count,
     });
+    if let Some(d) = r.redrive_ms {
+        out["redriveDate"] = json!(secs(d));
+    }
     if let Some(s) = r.stop_ms {
         out["stopDate"] = json!(secs(s));
     }

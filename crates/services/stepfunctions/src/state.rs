@@ -157,6 +157,21 @@ pub struct MapRun {
     /// Children started and not yet finished: index -> child ARN.
     #[serde(default)]
     pub running: BTreeMap<usize, String>,
+    /// Whether each input is a batch of items (`ItemBatcher`): item counts then count the
+    /// batch's `Items`.
+    #[serde(default)]
+    pub batched: bool,
+    /// Redrives of the run (with its parent): how many, and when the last one was.
+    #[serde(default)]
+    pub redrive_count: u64,
+    #[serde(default)]
+    pub redrive_ms: Option<i64>,
+    /// Unsuccessful children waiting to be redriven (index -> child ARN).
+    #[serde(default)]
+    pub pending_redrive: BTreeMap<usize, String>,
+    /// Unsuccessful children a redrive could not redrive.
+    #[serde(default)]
+    pub not_redrivable: std::collections::BTreeSet<usize>,
     /// Whether a driver runs this map run now (a restart and a re-dispatched task must not
     /// both drive it).
     #[serde(skip)]
