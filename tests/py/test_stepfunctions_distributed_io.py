@@ -321,3 +321,18 @@ def test_redriven_map_run_survives_kill_9(tmp_path):
     finally:
         s.proc.kill()
         s.proc.wait()
+
+
+def test_listing_load_and_flatten(sfn, s3):
+    b = bucket(s3)
+    s3.put_object(Bucket=b, Key="parts/1.jsonl", Body=b'{"v": 1}\n{"v": 2}\n')
+    s3.put_object(Bucket=b, Key="parts/2.jsonl.gz", Body=gzip.compress(b'{"v": 3}\n'))
+    s3.put_object(Bucket=b, Key="other.jsonl", Body=b'{"v": 9}\n')
+    reader = {"Resource": "arn:aws:states:::s3:listObjectsV2",
+              "ReaderConfig": {"InputType": "JSONL", "Transformation": "LOAD_AND_FLATTEN"},
+              "Parameters": {"Bucket": b, "Prefix": "parts/"}}
+    d = run(sfn, dmap(ECHO, ItemReader=reader))
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == [{"v": 1}, {"v": 2}, {"v": 3}]
+    d = run(sfn, dmap(ECHO, ItemReader=dict(reader, ReaderConfig={"Transformation": "UNZIP"})))
+    assert d["status"] == "FAILED" and d["error"] == "States.ItemReaderFailed"

@@ -430,6 +430,33 @@ async fn read_items(
                 .list_keys(ctx, bucket, prefix, 1_000_000)
                 .await
                 .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
+            match cfg.get("Transformation").and_then(Value::as_str) {
+                None | Some("NONE") => {}
+                Some("LOAD_AND_FLATTEN") => {
+                    // Each listed object's items, in key order, instead of the listing.
+                    let parsed = items::reader_config(&cfg).map_err(reader_failed)?;
+                    let mut out = Vec::new();
+                    for key in keys {
+                        let body = objects
+                            .get_object(ctx, bucket, &key)
+                            .await
+                            .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
+                        let in_file =
+                            |e: String| reader_failed(format!("s3://{bucket}/{key}: {e}"));
+                        let bytes = items::maybe_gunzip(&body).map_err(in_file)?;
+                        out.extend(
+                            items::parse_items(&String::from_utf8_lossy(&bytes), &parsed)
+                                .map_err(in_file)?,
+                        );
+                    }
+                    return Ok(out);
+                }
+                Some(other) => {
+                    return Err(reader_failed(format!(
+                        "The ReaderConfig Transformation {other} is not one of NONE, LOAD_AND_FLATTEN."
+                    )));
+                }
+            }
             let mut items = Vec::with_capacity(keys.len());
             for key in keys {
                 let size = objects
@@ -1143,6 +1170,7 @@ pub(crate) fn list_children(
             .iter()
             .filter_map(|(i, v)| Some((*i, v.get("ExecutionArn")?.as_str()?.to_string())))
             .chain(r.running.iter().map(|(i, a)| (*i, a.clone())))
+            .chain(r.pending_redrive.iter().map(|(i, a)| (*i, a.clone())))
             .collect();
         c.sort();
         c.into_iter().map(|x| x.1).collect()
