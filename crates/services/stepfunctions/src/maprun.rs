@@ -9,6 +9,9 @@
 //! `WriterConfig`) the results themselves or AWS's `manifest.json` and
 //! `SUCCEEDED_0.json`/`FAILED_0.json` in S3.
 //! DescribeMapRun, ListMapRuns, UpdateMapRun and ListExecutions(mapRunArn) read the record.
+//! A redriven parent that runs the state again redrives its last failed run (`adopt`): same
+//! ARN, MapRunRedriven, successful children kept, unsuccessful Standard children redriven,
+//! Express ones and items never started run anew.
 //!
 //! **Invariant:** the map run record (with every child's input) is committed before the
 //! parent records MapRunStarted; children have names derived from the run and their index,
