@@ -101,3 +101,36 @@ def test_sync_jobs_wait_on_the_same_run_after_kill_9(tmp_path):
     finally:
         s.proc.kill()
         s.proc.wait()
+
+
+def test_start_execution_sync_waits_on_the_same_child_after_kill_9(tmp_path):
+    s = durable_server(tmp_path)
+    try:
+        sfn = s.client("stepfunctions", inject_host_prefix=False)
+        child = sfn.create_state_machine(name=uid("child"), roleArn=ROLE, definition=json.dumps({
+            "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "Next": "P"},
+                                       "P": {"Type": "Pass", "Parameters": {"v.$": "$.n"}, "End": True}}}))["stateMachineArn"]
+        parent = machine(sfn, "arn:aws:states:::states:startExecution.sync:2",
+                         {"StateMachineArn": child, "Input": {"n.$": "$.n"}})
+        ex = sfn.start_execution(stateMachineArn=parent, input=json.dumps({"n": 4}))["executionArn"]
+        [sub] = wait(lambda: [e for e in history(sfn, ex) if e["type"] == "TaskSubmitted"])
+        child_ex = json.loads(sub["taskSubmittedEventDetails"]["output"])["ExecutionArn"]
+        assert sfn.describe_execution(executionArn=child_ex)["status"] == "RUNNING"
+    finally:
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+
+    s = durable_server(tmp_path)
+    try:
+        sfn = s.client("stepfunctions", inject_host_prefix=False)
+        s.advance(3600)
+        d = wait(lambda: (x := sfn.describe_execution(executionArn=ex))["status"] != "RUNNING" and x)
+        assert d["status"] == "SUCCEEDED", d
+        out = json.loads(d["output"])
+        assert out["ExecutionArn"] == child_ex and out["Output"] == {"v": 4}
+        assert [c["executionArn"] for c in sfn.list_executions(stateMachineArn=child)["executions"]] == [child_ex]
+        types = [e["type"] for e in history(sfn, ex)]
+        assert (types.count("TaskSubmitted"), types.count("TaskSucceeded"), types.count("ExecutionSucceeded")) == (1, 1, 1)
+    finally:
+        s.proc.kill()
+        s.proc.wait()

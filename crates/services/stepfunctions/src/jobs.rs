@@ -9,9 +9,10 @@
 //! fails `.sync` and token tasks with `AmazonECS.Unknown`. A `.sync` task whose execution no
 //! longer waits for it (stopped, timed out) stops its run or task.
 //!
-//! A `.sync` task, once its run or task started, records TaskSubmitted (the StartJobRun or
-//! RunTask answer, as AWS) and, for a Standard execution, a [`JobWatch`] committed before
-//! that; a restarted server polls the watched run or task again ([`StepFunctions::resume_jobs`])
+//! A `.sync` task (these, and `states:startExecution.sync` from `tasks.rs`), once its run,
+//! task or child execution started, records TaskSubmitted (the StartJobRun, RunTask or
+//! StartExecution answer, as AWS) and, for a Standard execution, a [`JobWatch`] committed
+//! before that; a restarted server polls the watched run or task again ([`StepFunctions::resume_jobs`])
 //! instead of starting another. Glue and ECS end runs and tasks a restart interrupted (ERROR,
 //! STOPPED), so the task then fails as for any unsuccessful run.
 //! **Invariant:** a watch is deleted only after the task's result is recorded.
@@ -89,7 +90,7 @@ async fn glue(sfn: &StepFunctions, call: &TaskCall, sync: bool, token: bool) -> 
     Outcome::Queued
 }
 
-fn watch_of(call: &TaskCall, kind: &str, target: Value) -> JobWatch {
+pub(crate) fn watch_of(call: &TaskCall, kind: &str, target: Value) -> JobWatch {
     JobWatch {
         exec_arn: call.exec_arn.clone(),
         task: call.task,
@@ -102,7 +103,7 @@ fn watch_of(call: &TaskCall, kind: &str, target: Value) -> JobWatch {
 }
 
 /// Stores the watch (Standard executions), then records TaskSubmitted with `answer`.
-async fn submit(sfn: &StepFunctions, watch: &JobWatch, answer: Value) {
+pub(crate) async fn submit(sfn: &StepFunctions, watch: &JobWatch, answer: Value) {
     let durable = sfn
         .executions
         .read()
@@ -125,7 +126,7 @@ async fn submit(sfn: &StepFunctions, watch: &JobWatch, answer: Value) {
 }
 
 /// Records the task's result (none when the execution gave up on it), then drops the watch.
-async fn finish(sfn: &StepFunctions, watch: &JobWatch, outcome: Option<Outcome>) {
+pub(crate) async fn finish(sfn: &StepFunctions, watch: &JobWatch, outcome: Option<Outcome>) {
     let task = watch.task;
     let next = match outcome {
         Some(Outcome::Done(output)) => Some(Input::TaskSucceeded { task, output }),
@@ -147,8 +148,13 @@ async fn finish(sfn: &StepFunctions, watch: &JobWatch, outcome: Option<Outcome>)
 }
 
 /// Polls the watched run or task until it ends: `None` when the execution no longer waits
-/// for it (then it is stopped).
-async fn poll(sfn: &StepFunctions, watch: &JobWatch) -> Option<Outcome> {
+/// for it (then it is stopped). A child execution (`states`) is waited for, not polled.
+pub(crate) async fn poll(sfn: &StepFunctions, watch: &JobWatch) -> Option<Outcome> {
+    if watch.kind == "states" {
+        let arn = watch.target["ExecutionArn"].as_str().unwrap_or("");
+        let sync2 = watch.target["Sync2"].as_bool().unwrap_or(false);
+        return Some(crate::tasks::child_outcome(sfn, arn, sync2).await);
+    }
     let service = match service(sfn, &watch.kind) {
         Ok(s) => s,
         Err(o) => return Some(o),
@@ -261,7 +267,7 @@ impl StepFunctions {
                 }
                 // The services are wired just after Step Functions starts.
                 for _ in 0..50 {
-                    if me.services.read().get(&watch.kind).is_some() {
+                    if watch.kind == "states" || me.services.read().get(&watch.kind).is_some() {
                         break;
                     }
                     tsumiki_core::Clock::pause_real(std::time::Duration::from_millis(100)).await;
