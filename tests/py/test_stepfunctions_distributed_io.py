@@ -253,6 +253,9 @@ def test_redrive_reruns_only_unsuccessful_and_unstarted_children(server, sfn, ex
         assert desc["redriveCount"] == 1 and json.loads(desc["input"]) == {"k": "b"}
         a = sfn.describe_execution(executionArn=first_children[sorted(first_children)[0]]["executionArn"])
         assert a["redriveCount"] == 0
+        [again] = sfn.list_executions(mapRunArn=run_arn, redriveFilter="REDRIVEN")["executions"]
+        assert again["executionArn"] == b[0]["executionArn"] and again["redriveCount"] == 1
+        assert len(sfn.list_executions(mapRunArn=run_arn, redriveFilter="NOT_REDRIVEN")["executions"]) == 3
 
 
 def test_redriven_map_run_survives_kill_9(tmp_path):

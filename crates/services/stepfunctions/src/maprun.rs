@@ -1179,6 +1179,7 @@ pub(crate) fn list_children(
         c.into_iter().map(|x| x.1).collect()
     };
     let status = input.get("statusFilter").and_then(Value::as_str);
+    let redrive_filter = input.get("redriveFilter").and_then(Value::as_str);
     let start = page_start(input)?;
     let size = page_size(input, 100);
     let execs = sfn.executions.read();
@@ -1190,7 +1191,7 @@ pub(crate) fn list_children(
     let rows: Vec<Value> = children
         .iter()
         .filter_map(|a| {
-            let (name, machine, st, start_ms, stop_ms) = match execs.get(a) {
+            let (name, machine, st, start_ms, stop_ms, redrives) = match execs.get(a) {
                 Some(e) => {
                     let e = e.lock();
                     (
@@ -1199,6 +1200,7 @@ pub(crate) fn list_children(
                         e.rec.exec.status.as_str().to_string(),
                         secs(e.rec.start_ms),
                         e.rec.exec.stop_ms.map(secs),
+                        (e.rec.redrive_count, e.rec.redrive_ms),
                     )
                 }
                 // An Express child is gone from memory once it ended: its recorded entry.
@@ -1217,15 +1219,25 @@ pub(crate) fn list_children(
                         v["Status"].as_str().unwrap_or("").to_string(),
                         date("StartDate").unwrap_or(0.0),
                         date("StopDate"),
+                        (0, None),
                     )
                 }
             };
-            if status.is_some_and(|s| s != st) {
+            let redriven = redrives.0 > 0;
+            if status.is_some_and(|s| s != st)
+                || redrive_filter.is_some_and(|f| (f == "REDRIVEN") != redriven)
+            {
                 return None;
             }
             let mut v = json!({"executionArn": a, "stateMachineArn": machine, "name": name, "status": st, "startDate": start_ms, "mapRunArn": arn});
             if let Some(s) = stop_ms {
                 v["stopDate"] = json!(s);
+            }
+            if redriven {
+                v["redriveCount"] = json!(redrives.0);
+            }
+            if let Some(d) = redrives.1 {
+                v["redriveDate"] = json!(secs(d));
             }
             Some(v)
         })
