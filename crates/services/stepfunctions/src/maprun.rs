@@ -500,7 +500,8 @@ async fn read_items(
                 }
                 return Ok(out);
             }
-            if cfg.input_type == "MANIFEST" {
+            if cfg.input_type == "MANIFEST" || cfg.manifest_type.as_deref() == Some("S3_INVENTORY")
+            {
                 let inv = items::inventory_manifest(&text, bucket).map_err(in_file)?;
                 let mut out = Vec::new();
                 for k in &inv.files {
