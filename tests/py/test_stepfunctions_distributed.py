@@ -134,7 +134,10 @@ def test_csv_batches_express_children_and_result_writer(sfn, s3):
     assert json.loads(results[0]["Input"])["Items"][1] == {"name": "bob", "age": "4,2"}
     assert all(r["Status"] == "SUCCEEDED" and ":express:" in r["ExecutionArn"] for r in results)
     run = sfn.describe_map_run(mapRunArn=run_arn)
-    assert run["itemCounts"]["succeeded"] == 2 and run["itemCounts"]["resultsWritten"] == 2
+    # Items are counted one by one, child executions (here batches) as such.
+    assert run["itemCounts"]["succeeded"] == 3 and run["itemCounts"]["resultsWritten"] == 3
+    assert run["itemCounts"]["total"] == 3 and run["executionCounts"]["total"] == 2
+    assert run["executionCounts"]["succeeded"] == 2 and run["executionCounts"]["resultsWritten"] == 2
 
 
 def test_listing_reader_and_tolerated_failures(sfn, s3):

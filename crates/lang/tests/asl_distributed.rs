@@ -142,3 +142,100 @@ fn render_template_sees_the_context_object() {
     let out = asl::render_template(&json!({"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value.k", "x.$": "$.x", "f.$": "States.Format('{}!', $.x)"}), &json!({"x": "y"}), &ctx, "M").unwrap();
     assert_eq!(out, json!({"i": 3, "v": "v", "x": "y", "f": "y!"}));
 }
+
+#[test]
+fn a_redriven_map_run_is_reported_as_such() {
+    let def = definition(json!({}));
+    let (mut exec, task, _) = start(&def);
+    let run = "arn:aws:states:us-east-1:123456789012:mapRun:sm/M:x";
+    let fx = exec.step(
+        &def,
+        Input::TaskSubmitted {
+            task,
+            output: json!({"mapRunArn": run, "redriveCount": 2}),
+        },
+        2_000,
+    );
+    assert_eq!(fx.events[0].kind, "MapRunRedriven");
+    assert_eq!(
+        fx.events[0].details_key.as_deref(),
+        Some("mapRunRedrivenEventDetails")
+    );
+    assert_eq!(
+        fx.events[0].details,
+        json!({"mapRunArn": run, "redriveCount": 2})
+    );
+}
+
+#[test]
+fn reader_and_writer_configs_take_aws_values() {
+    let parse = |extra: Value| {
+        let mut map = json!({"Type": "Map", "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true});
+        if let (Some(m), Some(e)) = (map.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        asl::parse(&json!({"StartAt": "M", "States": {"M": map}}).to_string())
+            .err()
+            .map(|e| asl::invalid_definition_message(&e))
+    };
+    let reader = |cfg: Value| {
+        json!({"ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": cfg,
+                              "Parameters": {"Bucket": "b", "Key": "k"}}})
+    };
+    for ok in [
+        json!({"InputType": "CSV", "CSVDelimiter": "TAB", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["a"]}),
+        json!({"InputType": "MANIFEST"}),
+        json!({"InputType": "JSONL", "ManifestType": "ATHENA_DATA"}),
+        json!({"InputType": "JSON", "Transformation": "LOAD_AND_FLATTEN", "MaxItems": 3}),
+    ] {
+        assert_eq!(parse(reader(ok.clone())), None, "{ok}");
+    }
+    for (bad, field) in [
+        (json!({"InputType": "XML"}), "InputType"),
+        (json!({"CSVDelimiter": "COLON"}), "CSVDelimiter"),
+        (
+            json!({"CSVHeaderLocation": "LAST_ROW"}),
+            "CSVHeaderLocation",
+        ),
+        (json!({"ManifestType": "HIVE"}), "ManifestType"),
+        (json!({"Transformation": "UNZIP"}), "Transformation"),
+    ] {
+        let msg = parse(reader(bad)).expect("refused");
+        assert!(
+            msg.contains(&format!("The value for the field '{field}' must be one of")),
+            "{msg}"
+        );
+    }
+    let writer = |w: Value| json!({"ResultWriter": w});
+    assert_eq!(
+        parse(writer(
+            json!({"WriterConfig": {"OutputType": "JSONL", "Transformation": "FLATTEN"}})
+        )),
+        None
+    );
+    assert_eq!(
+        parse(writer(
+            json!({"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "b"}})
+        )),
+        None
+    );
+    assert!(
+        parse(writer(json!({"WriterConfig": {"OutputType": "CSV"}})))
+            .unwrap()
+            .contains("'OutputType'")
+    );
+    assert!(
+        parse(writer(
+            json!({"WriterConfig": {"Transformation": "SQUASH"}})
+        ))
+        .unwrap()
+        .contains("'Transformation'")
+    );
+    assert!(
+        parse(writer(json!({})))
+            .unwrap()
+            .contains("needs a Resource, a WriterConfig")
+    );
+}

@@ -342,6 +342,64 @@ impl Ctx {
     }
 }
 
+/// A Distributed Map's `ItemReader.ReaderConfig` and `ResultWriter` (which needs a
+/// `Resource` or a `WriterConfig`): their enumerated fields take AWS's values.
+fn reader_and_writer(ctx: &mut Ctx, def: &Map<String, Value>, loc: &str) {
+    let mut one_of = |obj: Option<&Value>, at: &str, field: &str, allowed: &[&str]| {
+        if let Some(v) = obj.and_then(|o| o.get(field))
+            && !v.as_str().is_some_and(|s| allowed.contains(&s))
+        {
+            ctx.schema(
+                format!(
+                    "The value for the field '{field}' must be one of [{}]",
+                    allowed.join(", ")
+                ),
+                &format!("{at}/{field}"),
+            );
+        }
+    };
+    let reader = def.get("ItemReader").and_then(|r| r.get("ReaderConfig"));
+    let at = format!("{loc}/ItemReader/ReaderConfig");
+    one_of(
+        reader,
+        &at,
+        "InputType",
+        &["CSV", "JSON", "JSONL", "MANIFEST", "PARQUET"],
+    );
+    one_of(reader, &at, "CSVHeaderLocation", &["FIRST_ROW", "GIVEN"]);
+    one_of(
+        reader,
+        &at,
+        "CSVDelimiter",
+        &["COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB"],
+    );
+    one_of(
+        reader,
+        &at,
+        "ManifestType",
+        &["ATHENA_DATA", "S3_INVENTORY"],
+    );
+    one_of(reader, &at, "Transformation", &["NONE", "LOAD_AND_FLATTEN"]);
+    let Some(writer) = def.get("ResultWriter") else {
+        return;
+    };
+    let config = writer.get("WriterConfig");
+    let at = format!("{loc}/ResultWriter/WriterConfig");
+    one_of(config, &at, "OutputType", &["JSON", "JSONL"]);
+    one_of(
+        config,
+        &at,
+        "Transformation",
+        &["NONE", "COMPACT", "FLATTEN"],
+    );
+    if writer.get("Resource").is_none() && config.is_none() {
+        ctx.schema(
+            "The ResultWriter field needs a Resource, a WriterConfig, or both",
+            &format!("{loc}/ResultWriter"),
+        );
+    }
+}
+
 /// Parses and validates `text`; every problem found is reported.
 pub fn parse(text: &str) -> Result<Definition, Vec<Diagnostic>> {
     let doc: Value = match serde_json::from_str(text) {
@@ -1118,6 +1176,9 @@ fn state(ctx: &mut Ctx, name: &str, def: &Map<String, Value>, loc: &str) -> Opti
                         &format!("{loc}/{f}"),
                     );
                 }
+            }
+            if distributed {
+                reader_and_writer(ctx, def, loc);
             }
             let mut sub = proc_def.as_object().cloned().unwrap_or_default();
             sub.remove("ProcessorConfig");

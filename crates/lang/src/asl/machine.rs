@@ -302,7 +302,8 @@ enum Family {
 
 /// The resource of the task a Distributed Map state runs as: its input is
 /// `{"State": the Map state's JSON, "Input": its effective input, "Context": $$}`; the host
-/// answers `TaskSubmitted` with `{"mapRunArn"}` (history: MapRunStarted), then the map's
+/// answers `TaskSubmitted` with `{"mapRunArn"}` (history: MapRunStarted; with a
+/// `redriveCount`, MapRunRedriven), then the map's
 /// result (MapRunSucceeded) or error (MapRunFailed, then Retry/Catch as for any state).
 pub const DISTRIBUTED_MAP: &str = "arn:aws:states:::tsumiki:distributedMap";
 
@@ -780,14 +781,20 @@ impl Execution {
                     let rec = rec.clone();
                     let (rtype, res, fam) = resource_kind(&rec.resource);
                     if fam == Family::MapRun {
-                        self.emit(
-                            Some(rec.thread),
-                            now_ms,
-                            "MapRunStarted",
-                            Some("mapRunStartedEventDetails"),
-                            json!({"mapRunArn": output.get("mapRunArn")}),
-                            &mut fx,
-                        );
+                        // A map run redriven with its parent reports its redrive count.
+                        let (kind, key, details) = match output.get("redriveCount") {
+                            Some(n) => (
+                                "MapRunRedriven",
+                                "mapRunRedrivenEventDetails",
+                                json!({"mapRunArn": output.get("mapRunArn"), "redriveCount": n}),
+                            ),
+                            None => (
+                                "MapRunStarted",
+                                "mapRunStartedEventDetails",
+                                json!({"mapRunArn": output.get("mapRunArn")}),
+                            ),
+                        };
+                        self.emit(Some(rec.thread), now_ms, kind, Some(key), details, &mut fx);
                     } else if fam == Family::Activity {
                         self.emit(
                             Some(rec.thread),

@@ -12,6 +12,7 @@
 //! operations answer `NotImplemented`.
 
 mod api;
+mod items;
 mod jobs;
 mod maprun;
 mod run;
@@ -136,6 +137,7 @@ impl StepFunctions {
         });
         let resumed = sfn.resume(loaded.executions);
         sfn.resume_map_runs();
+        sfn.resume_jobs(loaded.jobs);
         tracing::info!(
             machines = sfn.machines.read().len(),
             executions = sfn.executions.read().len(),

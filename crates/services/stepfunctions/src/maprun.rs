@@ -1,12 +1,17 @@
 //! Distributed Map: the host side of `asl::DISTRIBUTED_MAP`. A map run reads its items
-//! (`ItemsPath`, or `ItemReader` from S3: a JSON array, JSON Lines, CSV with a header row or
-//! given headers, or a `listObjectsV2` listing) through `ports::ObjectStore`, applies
-//! `ItemSelector` and `ItemBatcher`, and runs one child execution (Standard or Express, of
-//! the ItemProcessor as a state machine named `parent/label`) per item or batch, at most
-//! `MaxConcurrency` at once, failing with `States.ExceedToleratedFailureThreshold` past
-//! `ToleratedFailurePercentage`/`Count`. Its result is the children's outputs in item order,
-//! or with `ResultWriter` AWS's `manifest.json` and `SUCCEEDED_0.json`/`FAILED_0.json` in S3.
+//! (`ItemsPath`, or `ItemReader` from S3: an object parsed by `items.rs` (JSON, JSON Lines,
+//! CSV, an S3 Inventory or Athena manifest and its data files), or a `listObjectsV2` listing)
+//! through `ports::ObjectStore`, applies `ItemSelector` and `ItemBatcher`, and runs one child
+//! execution (Standard or Express, of the ItemProcessor as a state machine named
+//! `parent/label`) per item or batch, at most `MaxConcurrency` at once, failing with
+//! `States.ExceedToleratedFailureThreshold` past `ToleratedFailurePercentage`/`Count`. Its
+//! result is the children's outputs in item order, or with `ResultWriter` (transformed per
+//! `WriterConfig`) the results themselves or AWS's `manifest.json` and
+//! `SUCCEEDED_0.json`/`FAILED_0.json` in S3.
 //! DescribeMapRun, ListMapRuns, UpdateMapRun and ListExecutions(mapRunArn) read the record.
+//! A redriven parent that runs the state again redrives its last failed run (`adopt`): same
+//! ARN, MapRunRedriven, successful children kept, unsuccessful Standard children redriven,
+//! Express ones and items never started run anew.
 //!
 //! **Invariant:** the map run record (with every child's input) is committed before the
 //! parent records MapRunStarted; children have names derived from the run and their index,
@@ -20,7 +25,8 @@ use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_lang::asl::{self, Input, Status};
 use tsumiki_store::Batch;
 
-use crate::run::Exec;
+use crate::items;
+use crate::run::{Exec, Feed};
 use crate::state::{self, Machine, MapRun};
 use crate::tasks::{Outcome, TaskCall};
 use crate::versions::Target;
@@ -78,14 +84,31 @@ pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
         .unwrap_or(&state_name)
         .to_string();
     let id = run_id(&call.exec_arn, call.task);
-    let arn = tsumiki_core::ids::arn(
+    let mut arn = tsumiki_core::ids::arn(
         "states",
         &call.region,
         &call.account,
         &format!("mapRun:{parent_name}/{label}:{id}"),
     );
-    let known = sfn.map_runs.read().contains_key(&arn);
-    if !known {
+    let base = arn[..arn.len() - id.len()].to_string();
+    // The run this task already has (a task dispatched again after a restart), or the
+    // failed run of this state that a redriven parent redrives.
+    let (known, redrive) = match adopt(sfn, &call, &base) {
+        Adopt::Own(a) => (Some(a), None),
+        Adopt::Redrive(a, commit, count) => {
+            if let Err(e) = commit.await {
+                return Outcome::Failed(
+                    "States.Runtime".into(),
+                    format!("The map run could not be stored: {e}"),
+                );
+            }
+            (Some(a), Some(count))
+        }
+        Adopt::None => (None, None),
+    };
+    if let Some(a) = known {
+        arn = a;
+    } else {
         let run = match prepare(sfn, &call, &arn, &label, &state_name).await {
             Ok(r) => r,
             Err((e, c)) => return Outcome::Failed(e, c),
@@ -104,15 +127,98 @@ pub(crate) async fn run(sfn: &StepFunctions, call: TaskCall) -> Outcome {
             );
         }
     }
+    let mut output = json!({"mapRunArn": arn});
+    if let Some(count) = redrive.or_else(|| {
+        let runs = sfn.map_runs.read();
+        runs.get(&arn).map(|r| r.redrive_count).filter(|c| *c > 0)
+    }) {
+        // History: MapRunRedriven instead of MapRunStarted.
+        output["redriveCount"] = json!(count);
+    }
     let started = Input::TaskSubmitted {
         task: call.task,
-        output: json!({"mapRunArn": arn}),
+        output,
     };
     if let Err(e) = sfn.me().advance(call.exec_arn.clone(), started).await {
         tracing::error!(error = %e, "MapRunStarted could not be recorded.");
     }
     sfn.me().drive_map_run(arn);
     Outcome::Queued
+}
+
+type Commit = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tsumiki_store::StoreError>> + Send>,
+>;
+
+enum Adopt {
+    None,
+    /// The run of this very task.
+    Own(String),
+    /// A failed run this task redrives: its ARN, the commit of its redriven record, and its
+    /// redrive count.
+    Redrive(String, Commit, u64),
+}
+
+/// AWS redrives a Map Run with its parent: when a redriven parent runs a Distributed Map
+/// state again, the state's last run (failed or aborted before the redrive) is run again
+/// under the same ARN, its successful children kept, its unsuccessful ones redriven
+/// (Standard) or started again (Express), the items never started started.
+fn adopt(sfn: &StepFunctions, call: &TaskCall, base: &str) -> Adopt {
+    let (redrives, redrive_ms) = match sfn.executions.read().get(&call.exec_arn) {
+        Some(e) => {
+            let e = e.lock();
+            (e.rec.redrive_count, e.rec.redrive_ms)
+        }
+        None => (0, None),
+    };
+    let mut runs = sfn.map_runs.write();
+    if let Some(r) = runs
+        .values()
+        .find(|r| r.exec_arn == call.exec_arn && r.task == call.task)
+    {
+        return Adopt::Own(r.arn.clone());
+    }
+    let Some(redrive_ms) = redrive_ms else {
+        return Adopt::None;
+    };
+    let Some(last) = runs
+        .values()
+        .filter(|r| r.exec_arn == call.exec_arn && r.arn.starts_with(base))
+        .max_by_key(|r| (r.start_ms, r.task))
+    else {
+        return Adopt::None;
+    };
+    let redrivable = matches!(last.status.as_str(), "FAILED" | "ABORTED")
+        && last.stop_ms.is_some_and(|s| s <= redrive_ms)
+        && last.redrive_count < redrives
+        && last.redrive_count < 1000;
+    if !redrivable {
+        return Adopt::None;
+    }
+    let arn = last.arn.clone();
+    let r = runs.get_mut(&arn).expect("found above");
+    r.task = call.task;
+    r.redrive_count += 1;
+    r.redrive_ms = Some(sfn.clock.now_ms());
+    r.status = "RUNNING".into();
+    r.stop_ms = None;
+    r.not_redrivable.clear();
+    let failed: Vec<usize> = r
+        .done
+        .iter()
+        .filter(|(_, v)| v["Status"] != "SUCCEEDED")
+        .map(|(i, _)| *i)
+        .collect();
+    for i in failed {
+        if let Some(v) = r.done.remove(&i) {
+            let child = v["ExecutionArn"].as_str().unwrap_or("").to_string();
+            r.pending_redrive.insert(i, child);
+        }
+    }
+    let count = r.redrive_count;
+    let mut batch = Batch::new();
+    state::put_map_run(&mut batch, r);
+    Adopt::Redrive(arn, Box::pin(sfn.store.commit(batch)), count)
 }
 
 /// Items, child inputs and settings of a new map run.
@@ -152,11 +258,20 @@ async fn prepare(
             }
         }
     };
-    if let Some(max) = spec
-        .pointer("/ItemReader/ReaderConfig/MaxItems")
-        .and_then(Value::as_u64)
-    {
-        items.truncate(max as usize);
+    let max_items = match spec.pointer("/ItemReader/ReaderConfig/MaxItemsPath") {
+        Some(p) => Some(render(&json!({"v.$": p}), context)?["v"].take()),
+        None => spec.pointer("/ItemReader/ReaderConfig/MaxItems").cloned(),
+    };
+    if let Some(max) = max_items {
+        let Some(n) = max.as_u64() else {
+            return Err(reader_failed(format!(
+                "MaxItems must be a positive integer, not {max}."
+            )));
+        };
+        // AWS: 0 (or leaving it out) reads every item.
+        if n > 0 {
+            items.truncate(n as usize);
+        }
     }
     let selector = spec.get("ItemSelector").or_else(|| spec.get("Parameters"));
     let mut selected = Vec::with_capacity(items.len());
@@ -196,9 +311,26 @@ async fn prepare(
                 .collect()
         }
     };
-    let writer = match spec.pointer("/ResultWriter/Parameters") {
-        Some(p) => Some(render(p, context)?),
+    // The writer as the run keeps it: the rendered Parameters (`Bucket`, `Prefix`) when the
+    // results go to S3, and the WriterConfig.
+    let writer = match spec.get("ResultWriter") {
         None => None,
+        Some(w) => {
+            let mut kept = match w.get("Parameters") {
+                Some(p) => render(p, context)?,
+                None => json!({}),
+            };
+            let to_s3 = w.get("Resource").is_some() || w.get("Parameters").is_some();
+            items::writer_config(w.get("WriterConfig"), to_s3)
+                .map_err(|c| ("States.ResultWriterFailed".to_string(), c))?;
+            if let Some(o) = kept.as_object_mut() {
+                o.insert("ToS3".into(), json!(to_s3));
+                if let Some(c) = w.get("WriterConfig") {
+                    o.insert("WriterConfig".into(), c.clone());
+                }
+            }
+            Some(kept)
+        }
     };
     let mut processor = spec
         .get("ItemProcessor")
@@ -264,6 +396,11 @@ async fn prepare(
         writer,
         done: Default::default(),
         running: Default::default(),
+        batched: spec.get("ItemBatcher").is_some(),
+        redrive_count: 0,
+        redrive_ms: None,
+        pending_redrive: Default::default(),
+        not_redrivable: Default::default(),
         driving: false,
     })
 }
@@ -296,6 +433,33 @@ async fn read_items(
                 .list_keys(ctx, bucket, prefix, 1_000_000)
                 .await
                 .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
+            match cfg.get("Transformation").and_then(Value::as_str) {
+                None | Some("NONE") => {}
+                Some("LOAD_AND_FLATTEN") => {
+                    // Each listed object's items, in key order, instead of the listing.
+                    let parsed = items::reader_config(&cfg).map_err(reader_failed)?;
+                    let mut out = Vec::new();
+                    for key in keys {
+                        let body = objects
+                            .get_object(ctx, bucket, &key)
+                            .await
+                            .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
+                        let in_file =
+                            |e: String| reader_failed(format!("s3://{bucket}/{key}: {e}"));
+                        let bytes = items::maybe_gunzip(&body).map_err(in_file)?;
+                        out.extend(
+                            items::parse_items(&String::from_utf8_lossy(&bytes), &parsed)
+                                .map_err(in_file)?,
+                        );
+                    }
+                    return Ok(out);
+                }
+                Some(other) => {
+                    return Err(reader_failed(format!(
+                        "The ReaderConfig Transformation {other} is not one of NONE, LOAD_AND_FLATTEN."
+                    )));
+                }
+            }
             let mut items = Vec::with_capacity(keys.len());
             for key in keys {
                 let size = objects
@@ -309,98 +473,49 @@ async fn read_items(
         }
         "arn:aws:states:::s3:getObject" => {
             let key = params.get("Key").and_then(Value::as_str).unwrap_or("");
-            let body = objects
-                .get_object(ctx, bucket, key)
-                .await
-                .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
-            let text = String::from_utf8_lossy(&body);
-            match cfg
-                .get("InputType")
-                .and_then(Value::as_str)
-                .unwrap_or("JSON")
-            {
-                "JSON" => match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Array(a)) => Ok(a),
-                    Ok(_) => Err(reader_failed(format!(
-                        "The object s3://{bucket}/{key} does not hold a JSON array."
-                    ))),
-                    Err(e) => Err(reader_failed(format!(
-                        "The object s3://{bucket}/{key} is not valid JSON: {e}"
-                    ))),
-                },
-                "JSONL" => text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| {
-                        serde_json::from_str(l).map_err(|e| {
-                            reader_failed(format!("A JSON Lines line is not JSON: {e}"))
-                        })
-                    })
-                    .collect(),
-                "CSV" => {
-                    let mut rows = csv_rows(&text).into_iter();
-                    let headers: Vec<String> =
-                        match cfg.get("CSVHeaderLocation").and_then(Value::as_str) {
-                            Some("GIVEN") => cfg
-                                .get("CSVHeaders")
-                                .and_then(Value::as_array)
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|h| h.as_str().map(str::to_string))
-                                .collect(),
-                            _ => rows.next().unwrap_or_default(),
-                        };
-                    Ok(rows
-                        .map(|r| {
-                            let mut o = Map::new();
-                            for (h, v) in headers.iter().zip(r) {
-                                o.insert(h.clone(), Value::String(v));
-                            }
-                            Value::Object(o)
-                        })
-                        .collect())
+            let cfg = items::reader_config(&cfg).map_err(reader_failed)?;
+            let get = |bucket: String, key: String| {
+                let objects = objects.clone();
+                async move {
+                    let body = objects
+                        .get_object(ctx, &bucket, &key)
+                        .await
+                        .map_err(|e| reader_failed(format!("{}: {}", e.code, e.message)))?;
+                    let bytes = items::maybe_gunzip(&body)
+                        .map_err(|e| reader_failed(format!("s3://{bucket}/{key}: {e}")))?;
+                    Ok::<String, Fault>(String::from_utf8_lossy(&bytes).into_owned())
                 }
-                other => Err(reader_failed(format!(
-                    "The ReaderConfig InputType {other} is not supported by tsumiki."
-                ))),
+            };
+            let text = get(bucket.to_string(), key.to_string()).await?;
+            let in_file = |e: String| reader_failed(format!("s3://{bucket}/{key}: {e}"));
+            if cfg.manifest_type.as_deref() == Some("ATHENA_DATA") {
+                // The manifest lists data files, each of the configured InputType.
+                let mut out = Vec::new();
+                for (b, k) in items::athena_manifest(&text).map_err(in_file)? {
+                    let data = get(b.clone(), k.clone()).await?;
+                    out.extend(
+                        items::parse_items(&data, &cfg)
+                            .map_err(|e| reader_failed(format!("s3://{b}/{k}: {e}")))?,
+                    );
+                }
+                return Ok(out);
             }
+            if cfg.input_type == "MANIFEST" || cfg.manifest_type.as_deref() == Some("S3_INVENTORY")
+            {
+                let inv = items::inventory_manifest(&text, bucket).map_err(in_file)?;
+                let mut out = Vec::new();
+                for k in &inv.files {
+                    let data = get(inv.bucket.clone(), k.clone()).await?;
+                    out.extend(items::inventory_items(&data, &inv.schema));
+                }
+                return Ok(out);
+            }
+            items::parse_items(&text, &cfg).map_err(in_file)
         }
         other => Err(reader_failed(format!(
             "The ItemReader resource {other} is not supported."
         ))),
     }
-}
-
-/// Rows of a CSV text (RFC 4180: quoted fields with commas, doubled quotes, line breaks).
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 /// A finished child as ResultWriter's files and the map's result report it.
@@ -440,6 +555,29 @@ fn parent_waits(sfn: &StepFunctions, exec_arn: &str, task: u64) -> bool {
 }
 
 impl StepFunctions {
+    /// Redrives an unsuccessful Standard child of a redriven map run; `Err` with the child as
+    /// the run reports it when it cannot be redriven. A child already running again (its
+    /// redrive was stored, the run's record not yet) is left running.
+    async fn redrive_child(self: &Arc<Self>, child_arn: &str) -> Result<(), Value> {
+        let Some(entry) = self.executions.read().get(child_arn).cloned() else {
+            return Err(Value::Null);
+        };
+        if entry.lock().rec.exec.status == Status::Running {
+            return Ok(());
+        }
+        match self
+            .clone()
+            .drive(child_arn.to_string(), Feed::Redrive(None))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::info!(child = %child_arn, reason = %e.message, "A map run's child is not redrivable.");
+                Err(child_entry(&entry.lock()))
+            }
+        }
+    }
+
     /// The object store; a map run resumed at startup may ask before the server has wired
     /// it, so this waits a little for it.
     async fn object_store(&self) -> Option<Arc<dyn tsumiki_ports::ObjectStore>> {
@@ -563,10 +701,56 @@ impl StepFunctions {
                     } else {
                         (0..total)
                             .find(|i| !r.done.contains_key(i) && !r.running.contains_key(i))
-                            .map(|i| (i, r.inputs[i].clone()))
+                            .map(|i| (i, r.inputs[i].clone(), r.pending_redrive.get(&i).cloned()))
                     }
                 };
-                let Some((i, item)) = next else { break };
+                let Some((i, item, redrive)) = next else {
+                    break;
+                };
+                if let Some(child_arn) = redrive {
+                    let redriven = if child.express {
+                        // Express executions cannot be redriven: the item runs anew.
+                        None
+                    } else {
+                        Some(self.redrive_child(&child_arn).await)
+                    };
+                    let commit = {
+                        let mut runs = self.map_runs.write();
+                        let r = runs.get_mut(arn)?;
+                        r.pending_redrive.remove(&i);
+                        match &redriven {
+                            Some(Ok(())) => {
+                                r.running.insert(i, child_arn.clone());
+                            }
+                            Some(Err(entry)) => {
+                                r.not_redrivable.insert(i);
+                                r.done.insert(i, entry.clone());
+                            }
+                            None => {}
+                        }
+                        let mut batch = Batch::new();
+                        state::put_map_run(&mut batch, r);
+                        self.store.commit(batch)
+                    };
+                    if let Err(e) = commit.await {
+                        tracing::error!(error = %e, "A map run's redrive could not be stored.");
+                    }
+                    match redriven {
+                        Some(Ok(())) => {
+                            let me = self.clone();
+                            set.spawn(async move {
+                                let entry = me.wait_for(&child_arn).await;
+                                (
+                                    i,
+                                    entry.map(|e| child_entry(&e.lock())).unwrap_or(Value::Null),
+                                )
+                            });
+                            continue;
+                        }
+                        Some(Err(_)) => continue,
+                        None => {}
+                    }
+                }
                 let name = format!("{id}-{i}");
                 let req = json!({"name": name, "input": item.to_string()});
                 let target = Target {
@@ -740,6 +924,13 @@ impl StepFunctions {
             return Ok(Value::Array(results));
         };
         let failed = |c: String| ("States.ResultWriterFailed".to_string(), c);
+        let to_s3 = writer.get("ToS3").and_then(Value::as_bool).unwrap_or(true);
+        let cfg = items::writer_config(writer.get("WriterConfig"), to_s3).map_err(failed)?;
+        if !to_s3 {
+            // WriterConfig alone: the transformed results are the state's output.
+            let all: Vec<&Value> = done.values().collect();
+            return Ok(Value::Array(items::transform(&all, cfg.transformation)));
+        }
         let objects = self
             .object_store()
             .await
@@ -765,7 +956,7 @@ impl StepFunctions {
             let mut entries = Vec::new();
             if !list.is_empty() {
                 let key = format!("{base}{name}");
-                let body = serde_json::to_vec(&list).unwrap_or_default();
+                let body = items::encode(&items::transform(&list, cfg.transformation), cfg.jsonl);
                 let size = body.len();
                 objects
                     .put_object(&ctx, bucket, &key, body.into(), Some("application/json"))
@@ -808,18 +999,42 @@ fn map_run<'a>(
         .ok_or_else(|| err("ResourceNotFound", format!("Resource not found: '{arn}'")))
 }
 
-fn counts(r: &MapRun) -> Value {
-    let status = |s: &str| r.done.values().filter(|v| v["Status"] == s).count();
-    let total = r.inputs.len();
-    let done = r.done.len();
-    let running = r.running.len();
-    let written = if r.writer.is_some() && r.status != "RUNNING" {
+/// DescribeMapRun's `itemCounts` (`items`: a batch counts its items) or `executionCounts`.
+fn counts(r: &MapRun, items: bool) -> Value {
+    let weight = |i: usize| -> usize {
+        if items && r.batched {
+            r.inputs
+                .get(i)
+                .and_then(|b| b.get("Items"))
+                .and_then(Value::as_array)
+                .map_or(1, Vec::len)
+        } else {
+            1
+        }
+    };
+    let sum = |it: &mut dyn Iterator<Item = usize>| -> usize { it.map(weight).sum() };
+    let status = |s: &str| {
+        sum(&mut r
+            .done
+            .iter()
+            .filter(|(_, v)| v["Status"] == s)
+            .map(|(i, _)| *i))
+    };
+    let total = sum(&mut (0..r.inputs.len()));
+    let done = sum(&mut r.done.keys().copied());
+    let running = sum(&mut r.running.keys().copied());
+    let pending_redrive = sum(&mut r.pending_redrive.keys().copied());
+    let to_s3 = r
+        .writer
+        .as_ref()
+        .is_some_and(|w| w.get("ToS3").and_then(Value::as_bool).unwrap_or(true));
+    let written = if to_s3 && r.status != "RUNNING" {
         done
     } else {
         0
     };
     json!({
-        "pending": total.saturating_sub(done + running),
+        "pending": total.saturating_sub(done + running + pending_redrive),
         "running": running,
         "succeeded": status("SUCCEEDED"),
         "failed": status("FAILED"),
@@ -827,8 +1042,8 @@ fn counts(r: &MapRun) -> Value {
         "aborted": status("ABORTED"),
         "total": total,
         "resultsWritten": written,
-        "failuresNotRedrivable": 0,
-        "pendingRedrive": 0,
+        "failuresNotRedrivable": sum(&mut r.not_redrivable.iter().copied()),
+        "pendingRedrive": pending_redrive,
     })
 }
 
@@ -840,7 +1055,6 @@ pub(crate) fn describe_map_run(
     let arn = required_str(input, "mapRunArn")?;
     let runs = sfn.map_runs.read();
     let r = map_run(&runs, ctx, arn)?;
-    let c = counts(r);
     let mut out = json!({
         "mapRunArn": r.arn,
         "executionArn": r.exec_arn,
@@ -849,10 +1063,13 @@ pub(crate) fn describe_map_run(
         "maxConcurrency": r.max_concurrency,
         "toleratedFailurePercentage": r.tolerated_pct.unwrap_or(0.0),
         "toleratedFailureCount": r.tolerated_count.unwrap_or(0),
-        "itemCounts": c,
-        "executionCounts": c,
-        "redriveCount": 0,
+        "itemCounts": counts(r, true),
+        "executionCounts": counts(r, false),
+        "redriveCount": r.redrive_count,
     });
+    if let Some(d) = r.redrive_ms {
+        out["redriveDate"] = json!(secs(d));
+    }
     if let Some(s) = r.stop_ms {
         out["stopDate"] = json!(secs(s));
     }
@@ -957,11 +1174,13 @@ pub(crate) fn list_children(
             .iter()
             .filter_map(|(i, v)| Some((*i, v.get("ExecutionArn")?.as_str()?.to_string())))
             .chain(r.running.iter().map(|(i, a)| (*i, a.clone())))
+            .chain(r.pending_redrive.iter().map(|(i, a)| (*i, a.clone())))
             .collect();
         c.sort();
         c.into_iter().map(|x| x.1).collect()
     };
     let status = input.get("statusFilter").and_then(Value::as_str);
+    let redrive_filter = input.get("redriveFilter").and_then(Value::as_str);
     let start = page_start(input)?;
     let size = page_size(input, 100);
     let execs = sfn.executions.read();
@@ -973,7 +1192,7 @@ pub(crate) fn list_children(
     let rows: Vec<Value> = children
         .iter()
         .filter_map(|a| {
-            let (name, machine, st, start_ms, stop_ms) = match execs.get(a) {
+            let (name, machine, st, start_ms, stop_ms, redrives) = match execs.get(a) {
                 Some(e) => {
                     let e = e.lock();
                     (
@@ -982,6 +1201,7 @@ pub(crate) fn list_children(
                         e.rec.exec.status.as_str().to_string(),
                         secs(e.rec.start_ms),
                         e.rec.exec.stop_ms.map(secs),
+                        (e.rec.redrive_count, e.rec.redrive_ms),
                     )
                 }
                 // An Express child is gone from memory once it ended: its recorded entry.
@@ -1000,15 +1220,25 @@ pub(crate) fn list_children(
                         v["Status"].as_str().unwrap_or("").to_string(),
                         date("StartDate").unwrap_or(0.0),
                         date("StopDate"),
+                        (0, None),
                     )
                 }
             };
-            if status.is_some_and(|s| s != st) {
+            let redriven = redrives.0 > 0;
+            if status.is_some_and(|s| s != st)
+                || redrive_filter.is_some_and(|f| (f == "REDRIVEN") != redriven)
+            {
                 return None;
             }
             let mut v = json!({"executionArn": a, "stateMachineArn": machine, "name": name, "status": st, "startDate": start_ms, "mapRunArn": arn});
             if let Some(s) = stop_ms {
                 v["stopDate"] = json!(s);
+            }
+            if redriven {
+                v["redriveCount"] = json!(redrives.0);
+            }
+            if let Some(d) = redrives.1 {
+                v["redriveDate"] = json!(secs(d));
             }
             Some(v)
         })
@@ -1025,20 +1255,6 @@ pub(crate) fn list_children(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_rows_follow_rfc_4180() {
-        let rows = csv_rows("a,b,c\r\n1,\"x, y\",\"say \"\"hi\"\"\"\n2,,last\n");
-        assert_eq!(
-            rows,
-            vec![
-                vec!["a", "b", "c"],
-                vec!["1", "x, y", "say \"hi\""],
-                vec!["2", "", "last"],
-            ]
-        );
-        assert_eq!(csv_rows("h\nv"), vec![vec!["h"], vec!["v"]]);
-    }
 
     #[test]
     fn run_ids_are_stable_and_distinct() {

@@ -11,7 +11,8 @@
 //! a step writes the execution record and one row of new events. Express executions are
 //! never stored.
 //! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases,
-//! `stepfunctions.maprun` Distributed Map runs (key: their ARNs).
+//! `stepfunctions.maprun` Distributed Map runs (key: their ARNs), `stepfunctions.job` the
+//! Glue job runs and ECS tasks `.sync` tasks wait for (key: `executionArn/task`).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ const NS_DEFTEXT: &str = "stepfunctions.deftext";
 const NS_VERSION: &str = "stepfunctions.version";
 const NS_ALIAS: &str = "stepfunctions.alias";
 const NS_MAPRUN: &str = "stepfunctions.maprun";
+const NS_JOB: &str = "stepfunctions.job";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -173,10 +175,54 @@ pub struct MapRun {
     /// Children started and not yet finished: index -> child ARN.
     #[serde(default)]
     pub running: BTreeMap<usize, String>,
+    /// Whether each input is a batch of items (`ItemBatcher`): item counts then count the
+    /// batch's `Items`.
+    #[serde(default)]
+    pub batched: bool,
+    /// Redrives of the run (with its parent): how many, and when the last one was.
+    #[serde(default)]
+    pub redrive_count: u64,
+    #[serde(default)]
+    pub redrive_ms: Option<i64>,
+    /// Unsuccessful children waiting to be redriven (index -> child ARN).
+    #[serde(default)]
+    pub pending_redrive: BTreeMap<usize, String>,
+    /// Unsuccessful children a redrive could not redrive.
+    #[serde(default)]
+    pub not_redrivable: std::collections::BTreeSet<usize>,
     /// Whether a driver runs this map run now (a restart and a re-dispatched task must not
     /// both drive it).
     #[serde(skip)]
     pub driving: bool,
+}
+
+/// A Glue job run or ECS task a `.sync` task of a Standard execution waits for, stored when
+/// the task is submitted so a restarted server polls the same run instead of starting one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobWatch {
+    pub exec_arn: String,
+    pub task: u64,
+    /// The task's resource, to tell the task from a later one with the same number.
+    pub resource: String,
+    pub account: String,
+    pub region: String,
+    /// `glue` (target `{JobName, RunId}`) or `ecs` (target `{cluster, task}`).
+    pub kind: String,
+    pub target: serde_json::Value,
+}
+
+impl JobWatch {
+    fn key(&self) -> String {
+        format!("{}/{}", self.exec_arn, self.task)
+    }
+}
+
+pub fn put_job(batch: &mut Batch, w: &JobWatch) {
+    batch.put(NS_JOB, w.key(), to_json(w));
+}
+
+pub fn delete_job(batch: &mut Batch, w: &JobWatch) {
+    batch.delete(NS_JOB, w.key());
 }
 
 pub fn event_key(arn: &str, id: i64) -> String {
@@ -247,6 +293,7 @@ pub fn reset(batch: &mut Batch) {
         NS_VERSION,
         NS_ALIAS,
         NS_MAPRUN,
+        NS_JOB,
         NS_EXECDEF,
         NS_DEFTEXT,
     ] {
@@ -326,6 +373,7 @@ pub struct Loaded {
     pub versions: Vec<Version>,
     pub aliases: Vec<Alias>,
     pub map_runs: Vec<MapRun>,
+    pub jobs: Vec<JobWatch>,
 }
 
 pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
@@ -401,7 +449,15 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
             Err(e) => tracing::error!(error = %e, "A stored map run is unreadable."),
         }
     }
+    let mut jobs = Vec::new();
+    for (_, v) in store.scan(NS_JOB).await? {
+        match serde_json::from_slice(&v) {
+            Ok(x) => jobs.push(x),
+            Err(e) => tracing::error!(error = %e, "A stored .sync job watch is unreadable."),
+        }
+    }
     Ok(Loaded {
+        jobs,
         definition_shas,
         machines,
         activities,

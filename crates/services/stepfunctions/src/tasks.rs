@@ -355,44 +355,58 @@ async fn start_execution(sfn: &StepFunctions, call: &TaskCall, pattern: Pattern)
             Outcome::Submitted(json!({"ExecutionArn": arn, "StartDate": secs(start_ms)}))
         }
         Pattern::Sync | Pattern::Sync2 => {
-            let Some(entry) = sfn.wait_for(&arn).await else {
-                return Outcome::Failed(
-                    "States.TaskFailed".into(),
-                    format!("The execution {arn} ended and is gone."),
-                );
-            };
-            let e = entry.lock();
-            let r = &e.rec;
-            let output = r.exec.output.clone();
-            let mut d = json!({
-                "ExecutionArn": r.arn,
-                "StateMachineArn": r.machine_arn,
-                "Name": r.name,
-                "Status": r.exec.status.as_str(),
-                "StartDate": r.start_ms,
-                "StopDate": r.exec.stop_ms,
-                "Input": if pattern == Pattern::Sync2 { serde_json::from_str(&r.input).unwrap_or(Value::Null) } else { json!(r.input) },
-                "InputDetails": {"Included": true},
-            });
-            if let Some(o) = output {
-                d["Output"] = if pattern == Pattern::Sync2 {
-                    o
-                } else {
-                    json!(o.to_string())
-                };
-                d["OutputDetails"] = json!({"Included": true});
-            }
-            if let Some(er) = &r.exec.error {
-                d["Error"] = json!(er);
-            }
-            if let Some(c) = &r.exec.cause {
-                d["Cause"] = json!(c);
-            }
-            if r.exec.status == Status::Succeeded {
-                Outcome::Done(d)
-            } else {
-                Outcome::Failed("States.TaskFailed".into(), d.to_string())
-            }
+            // As AWS: TaskSubmitted with StartExecution's answer, then the child's end. The
+            // watch lets a restarted server wait for the same child.
+            let watch = crate::jobs::watch_of(
+                call,
+                "states",
+                json!({"ExecutionArn": arn, "Sync2": pattern == Pattern::Sync2}),
+            );
+            let answer = json!({"ExecutionArn": arn, "StartDate": secs(start_ms)});
+            crate::jobs::submit(sfn, &watch, answer).await;
+            let outcome = crate::jobs::poll(sfn, &watch).await;
+            crate::jobs::finish(sfn, &watch, outcome).await;
+            Outcome::Queued
         }
+    }
+}
+
+/// The end of a `.sync` child execution as the parent's task sees it: its description
+/// (`.sync:2`: input and output as JSON), failing with `States.TaskFailed` unless it
+/// succeeded.
+pub(crate) async fn child_outcome(sfn: &StepFunctions, arn: &str, sync2: bool) -> Outcome {
+    let Some(entry) = sfn.wait_for(arn).await else {
+        return Outcome::Failed(
+            "States.TaskFailed".into(),
+            format!("The execution {arn} ended and is gone."),
+        );
+    };
+    let e = entry.lock();
+    let r = &e.rec;
+    let output = r.exec.output.clone();
+    let mut d = json!({
+        "ExecutionArn": r.arn,
+        "StateMachineArn": r.machine_arn,
+        "Name": r.name,
+        "Status": r.exec.status.as_str(),
+        "StartDate": r.start_ms,
+        "StopDate": r.exec.stop_ms,
+        "Input": if sync2 { serde_json::from_str(&r.input).unwrap_or(Value::Null) } else { json!(r.input) },
+        "InputDetails": {"Included": true},
+    });
+    if let Some(o) = output {
+        d["Output"] = if sync2 { o } else { json!(o.to_string()) };
+        d["OutputDetails"] = json!({"Included": true});
+    }
+    if let Some(er) = &r.exec.error {
+        d["Error"] = json!(er);
+    }
+    if let Some(c) = &r.exec.cause {
+        d["Cause"] = json!(c);
+    }
+    if r.exec.status == Status::Succeeded {
+        Outcome::Done(d)
+    } else {
+        Outcome::Failed("States.TaskFailed".into(), d.to_string())
     }
 }
