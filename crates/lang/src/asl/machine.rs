@@ -142,6 +142,38 @@ struct Children {
     failures: usize,
     tolerated_count: Option<u64>,
     tolerated_pct: Option<f64>,
+    /// Which children succeeded, filled only when the state stops unsuccessfully (for
+    /// RedriveExecution, which keeps their `results`) and in a redriven run of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    done: Vec<bool>,
+    /// Children that failed or were aborted (a Map's tolerated failures too): where each
+    /// resumes when the execution is redriven. Filled as they stop; spent as they restart.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    resume: BTreeMap<usize, Resume>,
+}
+
+impl Children {
+    /// Whether child `index` succeeded: marked so by a redrive, or started (iterations start
+    /// in index order, branches all at once), not running, and not stopped unsuccessfully.
+    fn succeeded(&self, index: usize) -> bool {
+        self.done.get(index).copied().unwrap_or(false)
+            || (index < self.next
+                && !self.resume.contains_key(&index)
+                && !self.running.values().any(|i| *i == index))
+    }
+}
+
+/// Where a thread that did not finish picks up again on RedriveExecution: the state it was
+/// in, that state's input, its scope's variables, and, for a Map or Parallel state, how far
+/// its iterations or branches got (so only the unsuccessful ones run again, as AWS does).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Resume {
+    state: String,
+    input: Value,
+    #[serde(default)]
+    vars: Map<String, Value>,
+    #[serde(default)]
+    children: Option<Box<Children>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +220,10 @@ struct Thread {
     /// skip building it (false, the safe side, in records stored before this existed).
     #[serde(default)]
     skip_context: bool,
+    /// A redriven Map or Parallel state's progress from the failed attempt, used when the
+    /// state runs next (see [`Resume`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resume: Option<Box<Children>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +271,9 @@ pub struct Execution {
     /// and the top-level variables at that point (see [`Execution::redrive`]).
     #[serde(default)]
     redrive_point: Option<(String, Value, Map<String, Value>)>,
+    /// The progress of the redrive point's state when it is a Map or Parallel state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redrive_children: Option<Box<Children>>,
     /// Variables the top-level scope starts with (TestState's `variables`).
     #[serde(default)]
     initial_vars: Map<String, Value>,
@@ -495,6 +534,7 @@ impl Execution {
             input: spec.input,
             role_arn: spec.role_arn,
             redrive_point: None,
+            redrive_children: None,
             initial_vars: Map::new(),
             last_handled: None,
             quiet: false,
@@ -638,8 +678,9 @@ impl Execution {
 
     /// RedriveExecution: runs a failed, timed-out or aborted execution again from the
     /// top-level state that did not complete, with the input that state had; the states that
-    /// completed before it are not run again. A Map or Parallel state is run again whole.
-    /// `None` when the execution is not redrivable.
+    /// completed before it are not run again. In an inline Map or Parallel state only the
+    /// iterations or branches that did not succeed run again (each from the state where it
+    /// stopped); the others' results are kept. `None` when the execution is not redrivable.
     pub fn redrive(
         &mut self,
         def: &Definition,
@@ -650,6 +691,7 @@ impl Execution {
             return None;
         }
         let (state, input, vars) = self.redrive_point.take()?;
+        let children = self.redrive_children.take();
         let mut fx = Effects::default();
         self.status = Status::Running;
         self.output = None;
@@ -665,19 +707,21 @@ impl Execution {
             json!({ "redriveCount": redrive_count }),
             &mut fx,
         );
-        self.begin_top_level(def, state, input, vars, now_ms, &mut fx);
+        self.begin_top_level(def, state, input, vars, children, now_ms, &mut fx);
         self.run(def, now_ms, &mut fx);
         Some(fx)
     }
 
     /// Arms the execution's `TimeoutSeconds` and adds the top-level thread at `state` (a start,
     /// or a redrive resuming where the execution failed).
+    #[allow(clippy::too_many_arguments)]
     fn begin_top_level(
         &mut self,
         def: &Definition,
         state: String,
         input: Value,
         vars: Map<String, Value>,
+        resume: Option<Box<Children>>,
         now_ms: i64,
         fx: &mut Effects,
     ) {
@@ -708,6 +752,7 @@ impl Execution {
                 vars,
                 entered_event: 0,
                 skip_context: false,
+                resume,
             },
         );
     }
@@ -738,7 +783,7 @@ impl Execution {
                 );
                 let (state, input) = (def.graphs[0].start_at.clone(), self.input.clone());
                 let vars = std::mem::take(&mut self.initial_vars);
-                self.begin_top_level(def, state, input, vars, now_ms, &mut fx);
+                self.begin_top_level(def, state, input, vars, None, now_ms, &mut fx);
             }
             Input::TaskSucceeded { task, output } => {
                 if let Some(rec) = self.tasks.remove(&task) {
@@ -979,8 +1024,15 @@ impl Execution {
     ) {
         if status == Status::Succeeded {
             self.redrive_point = None;
-        } else if let Some(t) = self.threads.values().find(|t| t.parent.is_none()) {
-            self.redrive_point = Some((t.state.clone(), t.input.clone(), t.vars.clone()));
+            self.redrive_children = None;
+        } else if let Some(tid) = self
+            .threads
+            .iter()
+            .find_map(|(id, t)| t.parent.is_none().then_some(*id))
+            && let Some(r) = self.snapshot(tid)
+        {
+            self.redrive_point = Some((r.state, r.input, r.vars));
+            self.redrive_children = r.children;
         }
         self.status = status;
         self.output = output;
@@ -1060,7 +1112,8 @@ impl Execution {
             t.skip_context = st.jsonata && !st.reads_context;
         }
         let raw = self.threads[&tid].input.clone();
-        if let Err((error, cause)) = self.run_state(def, st, tid, raw, now, fx) {
+        let resume = self.threads.get_mut(&tid).and_then(|t| t.resume.take());
+        if let Err((error, cause)) = self.run_state(def, st, tid, raw, resume, now, fx) {
             self.handle_error(def, tid, error, cause, now, fx);
         }
     }
@@ -1079,12 +1132,14 @@ impl Execution {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_state(
         &mut self,
         def: &Definition,
         st: &State,
         tid: u64,
         raw: Value,
+        resume: Option<Box<Children>>,
         now: i64,
         fx: &mut Effects,
     ) -> Result<(), Fault> {
@@ -1515,9 +1570,22 @@ impl Execution {
                     fx,
                 );
                 let total = branches.len();
+                // A redrive runs again only the branches that did not succeed.
+                let (mut results, done, mut resume) =
+                    match resume.filter(|c| !c.map && c.total == total) {
+                        Some(c) => (c.results, c.done, c.resume),
+                        None => (vec![Value::Null; total], Vec::new(), BTreeMap::new()),
+                    };
+                results.resize(total, Value::Null);
                 let mut running = BTreeMap::new();
                 for (i, g) in branches.iter().enumerate() {
-                    let child = self.spawn(def, tid, *g, i, branch_input.clone(), None);
+                    if done.get(i).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let child = match resume.remove(&i) {
+                        Some(r) => self.spawn_resumed(def, tid, *g, i, r, None),
+                        None => self.spawn(def, tid, *g, i, branch_input.clone(), None),
+                    };
                     running.insert(child, i);
                 }
                 if let Some(t) = self.threads.get_mut(&tid) {
@@ -1525,7 +1593,7 @@ impl Execution {
                         map: false,
                         effective: Value::Null,
                         items: Vec::new(),
-                        results: vec![Value::Null; total],
+                        results,
                         running,
                         next: total,
                         total,
@@ -1533,8 +1601,11 @@ impl Execution {
                         failures: 0,
                         tolerated_count: None,
                         tolerated_pct: None,
+                        done,
+                        resume: BTreeMap::new(),
                     }));
                 }
+                self.maybe_complete(def, tid, now, fx);
             }
             Kind::Map {
                 distributed: Some(spec),
@@ -1660,12 +1731,20 @@ impl Execution {
                     json!({"length": total}),
                     fx,
                 );
+                // A redrive runs again only the iterations that did not succeed (the same
+                // input gives the same items).
+                let (mut results, done, resume) = match resume.filter(|c| c.map && c.total == total)
+                {
+                    Some(c) => (c.results, c.done, c.resume),
+                    None => (vec![Value::Null; total], Vec::new(), BTreeMap::new()),
+                };
+                results.resize(total, Value::Null);
                 if let Some(t) = self.threads.get_mut(&tid) {
                     t.status = TStatus::Children(Box::new(Children {
                         map: true,
                         effective,
                         items,
-                        results: vec![Value::Null; total],
+                        results,
                         running: BTreeMap::new(),
                         next: 0,
                         total,
@@ -1673,6 +1752,8 @@ impl Execution {
                         failures: 0,
                         tolerated_count,
                         tolerated_pct,
+                        done,
+                        resume,
                     }));
                 }
                 self.fill_map(def, tid, now, fx)?;
@@ -1710,9 +1791,72 @@ impl Execution {
                 vars: Map::new(),
                 entered_event: 0,
                 skip_context: false,
+                resume: None,
             },
         );
         id
+    }
+
+    /// Adds a child thread that picks up where a failed or aborted one stopped (redrive).
+    fn spawn_resumed(
+        &mut self,
+        def: &Definition,
+        parent: u64,
+        graph: usize,
+        index: usize,
+        r: Resume,
+        map_item: Option<(usize, Value)>,
+    ) -> u64 {
+        let id = self.spawn(def, parent, graph, index, r.input, map_item);
+        if let Some(t) = self.threads.get_mut(&id) {
+            t.state = r.state;
+            t.vars = r.vars;
+            t.resume = r.children;
+        }
+        id
+    }
+
+    /// Where thread `tid` would resume on redrive: its state, input and variables and, in a
+    /// Map or Parallel state, which children succeeded and where the others (its running
+    /// ones included) resume.
+    fn snapshot(&self, tid: u64) -> Option<Resume> {
+        let t = self.threads.get(&tid)?;
+        let children = match &t.status {
+            TStatus::Children(ch) => {
+                let mut ch = ch.clone();
+                ch.done = (0..ch.total).map(|i| ch.succeeded(i)).collect();
+                for (child, index) in std::mem::take(&mut ch.running) {
+                    if let Some(r) = self.snapshot(child) {
+                        ch.resume.insert(index, r);
+                    }
+                }
+                Some(ch)
+            }
+            _ => None,
+        };
+        Some(Resume {
+            state: t.state.clone(),
+            input: t.input.clone(),
+            vars: t.vars.clone(),
+            children,
+        })
+    }
+
+    /// Aborts the running children of `tid` (a sibling failed, or the state's own evaluation
+    /// did), keeping where each stood for a redrive.
+    fn park_children(&mut self, tid: u64) {
+        let running = match self.threads.get_mut(&tid).map(|t| &mut t.status) {
+            Some(TStatus::Children(ch)) => std::mem::take(&mut ch.running),
+            _ => BTreeMap::new(),
+        };
+        let parked: Vec<(usize, Resume)> = running
+            .into_iter()
+            .filter_map(|(child, index)| self.snapshot(child).map(|r| (index, r)))
+            .collect();
+        if let Some(TStatus::Children(ch)) = self.threads.get_mut(&tid).map(|t| &mut t.status) {
+            ch.resume.extend(parked);
+        }
+        self.abort_children(tid);
     }
 
     /// Starts Map iterations up to the concurrency limit.
@@ -1739,17 +1883,45 @@ impl Execution {
         };
         let selector = item_selector.as_ref().or(st.parameters.as_ref());
         loop {
-            let (index, item, effective) = {
-                let Some(TStatus::Children(ch)) = self.threads.get(&tid).map(|t| &t.status) else {
+            let (index, item, effective, resumed) = {
+                let Some(TStatus::Children(ch)) = self.threads.get_mut(&tid).map(|t| &mut t.status)
+                else {
                     return Ok(());
                 };
+                // Iterations a redriven Map keeps from the failed attempt.
+                while ch.next < ch.total && ch.done.get(ch.next).copied().unwrap_or(false) {
+                    ch.next += 1;
+                }
                 if ch.next >= ch.total
                     || (ch.max_concurrency > 0 && ch.running.len() >= ch.max_concurrency)
                 {
                     return Ok(());
                 }
-                (ch.next, ch.items[ch.next].clone(), ch.effective.clone())
+                let resumed = ch.resume.remove(&ch.next);
+                let effective = match resumed {
+                    Some(_) => Value::Null,
+                    None => ch.effective.clone(),
+                };
+                (ch.next, ch.items[ch.next].clone(), effective, resumed)
             };
+            if let Some(r) = resumed {
+                self.emit(
+                    Some(tid),
+                    now,
+                    "MapIterationStarted",
+                    Some("mapIterationStartedEventDetails"),
+                    json!({"name": state_name, "index": index}),
+                    fx,
+                );
+                let child = self.spawn_resumed(def, tid, *processor, index, r, Some((index, item)));
+                if let Some(TStatus::Children(ch)) =
+                    self.threads.get_mut(&tid).map(|t| &mut t.status)
+                {
+                    ch.running.insert(child, index);
+                    ch.next += 1;
+                }
+                continue;
+            }
             let input = match (selector, item_selector_ata) {
                 (_, Some(sel)) => {
                     let t = &self.threads[&tid];
@@ -1978,6 +2150,9 @@ impl Execution {
                     };
                     ch.running.remove(&tid);
                     ch.results[t.index] = output;
+                    if let Some(d) = ch.done.get_mut(t.index) {
+                        *d = true;
+                    }
                     ch.map
                 };
                 if let Some(p) = self.threads.get_mut(&parent) {
@@ -1994,7 +2169,7 @@ impl Execution {
                         fx,
                     );
                     if let Err((e, c)) = self.fill_map(def, parent, now, fx) {
-                        self.abort_children(parent);
+                        self.park_children(parent);
                         self.emit(Some(parent), now, "MapStateFailed", None, Value::Null, fx);
                         self.handle_error(def, parent, e, c, now, fx);
                         return;
@@ -2136,13 +2311,18 @@ impl Execution {
         now: i64,
         fx: &mut Effects,
     ) {
+        // Taken before its children go: a redrive resumes this thread where it stopped.
+        let snap = self.snapshot(tid);
         self.abort_children(tid);
         let Some(t) = self.threads.remove(&tid) else {
             return;
         };
         match t.parent {
             None => {
-                self.redrive_point = Some((t.state.clone(), t.input.clone(), t.vars.clone()));
+                if let Some(r) = snap {
+                    self.redrive_point = Some((r.state, r.input, r.vars));
+                    self.redrive_children = r.children;
+                }
                 self.emit(
                     None,
                     now,
@@ -2161,6 +2341,9 @@ impl Execution {
                     return;
                 };
                 ch.running.remove(&tid);
+                if let Some(r) = snap {
+                    ch.resume.insert(t.index, r);
+                }
                 let map = ch.map;
                 if map {
                     ch.failures += 1;
@@ -2189,14 +2372,14 @@ impl Execution {
                     );
                     if tolerated {
                         if let Err((e, c)) = self.fill_map(def, parent, now, fx) {
-                            self.abort_children(parent);
+                            self.park_children(parent);
                             self.handle_error(def, parent, e, c, now, fx);
                             return;
                         }
                         self.maybe_complete(def, parent, now, fx);
                         return;
                     }
-                    self.abort_children(parent);
+                    self.park_children(parent);
                     self.emit(Some(parent), now, "MapStateFailed", None, Value::Null, fx);
                     if exceeded {
                         self.handle_error(
@@ -2211,7 +2394,7 @@ impl Execution {
                         self.handle_error(def, parent, error, cause, now, fx);
                     }
                 } else {
-                    self.abort_children(parent);
+                    self.park_children(parent);
                     self.emit(
                         Some(parent),
                         now,
