@@ -163,6 +163,49 @@ impl Children {
     }
 }
 
+/// A Map state's items, `MaxConcurrency` (0: no limit) and tolerated failures, as the state
+/// evaluates them on its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapSettings {
+    pub items: Vec<Value>,
+    pub max_concurrency: usize,
+    pub tolerated_count: Option<u64>,
+    pub tolerated_pct: Option<f64>,
+}
+
+impl MapSettings {
+    /// Whether `failures` failed iterations are more than the state tolerates (without
+    /// `ToleratedFailure*` fields a failed iteration fails the Map with its own error instead).
+    pub fn exceeded_by(&self, failures: u64) -> bool {
+        tolerance_exceeded(
+            self.tolerated_count,
+            self.tolerated_pct,
+            failures,
+            self.items.len(),
+        )
+    }
+}
+
+/// `failures` of `total` iterations against `ToleratedFailureCount`/`Percentage` (either
+/// tolerating is enough); false when neither is set.
+fn tolerance_exceeded(count: Option<u64>, pct: Option<f64>, failures: u64, total: usize) -> bool {
+    if count.is_none() && pct.is_none() {
+        return false;
+    }
+    let count_ok = count.is_some_and(|c| failures <= c);
+    let pct_ok = pct.is_some_and(|p| total > 0 && (failures as f64 * 100.0 / total as f64) <= p);
+    !(count_ok || pct_ok)
+}
+
+/// How the last error was handled (TestState's `inspectionData.errorDetails`): the index of
+/// the retrier that matched it and the backoff it chose, and the catcher that took it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorHandling {
+    pub retry_index: Option<usize>,
+    pub retry_backoff_s: Option<f64>,
+    pub catch_index: Option<usize>,
+}
+
 /// Where a thread that did not finish picks up again on RedriveExecution: the state it was
 /// in, that state's input, its scope's variables, and, for a Map or Parallel state, how far
 /// its iterations or branches got (so only the unsuccessful ones run again, as AWS does).
@@ -281,6 +324,13 @@ pub struct Execution {
     /// it as RETRIABLE or CAUGHT_ERROR).
     #[serde(default)]
     pub last_handled: Option<(String, String, bool)>,
+    /// Which retrier and catcher handled the last error (TestState; not kept in records).
+    #[serde(skip)]
+    pub error_handling: ErrorHandling,
+    /// Retries the first state entered counts as already made (TestState's
+    /// `stateConfiguration.retrierRetryCount`).
+    #[serde(skip)]
+    seed_retries: u32,
     /// No history events are built (Express executions, whose history nobody reads): event
     /// ids still advance, so messages that name them stay right.
     #[serde(default)]
@@ -537,6 +587,8 @@ impl Execution {
             redrive_children: None,
             initial_vars: Map::new(),
             last_handled: None,
+            error_handling: ErrorHandling::default(),
+            seed_retries: 0,
             quiet: false,
         }
     }
@@ -552,6 +604,55 @@ impl Execution {
     /// before [`Input::Start`].
     pub fn seed_variables(&mut self, vars: Map<String, Value>) {
         self.initial_vars = vars;
+    }
+
+    /// Counts `n` retries as made by every retrier of the first state entered (TestState's
+    /// `retrierRetryCount`); call before [`Input::Start`].
+    pub fn seed_retry_count(&mut self, n: u32) {
+        self.seed_retries = n;
+    }
+
+    /// Evaluates the Map state `state` of `def` on the execution's input and variables (see
+    /// [`MapSettings`]); `items` stands for what an ItemReader would read. TestState, which
+    /// answers a Map with a mock, simulates failed iterations against the result.
+    pub fn map_settings(
+        &mut self,
+        def: &Definition,
+        state: &str,
+        items: Option<Vec<Value>>,
+        now_ms: i64,
+    ) -> Result<MapSettings, (String, String)> {
+        let st = def
+            .graphs
+            .first()
+            .and_then(|g| g.states.get(state))
+            .ok_or_else(|| runtime(format!("The state '{state}' does not exist")))?;
+        let tid = self.new_id();
+        let input = self.input.clone();
+        self.threads.insert(
+            tid,
+            Thread {
+                graph: 0,
+                state: state.to_string(),
+                input: input.clone(),
+                status: TStatus::Ready,
+                parent: None,
+                index: 0,
+                retries: Vec::new(),
+                retry_total: 0,
+                entered_ms: now_ms,
+                last_event: 0,
+                map_item: None,
+                vars: self.initial_vars.clone(),
+                entered_event: 0,
+                skip_context: false,
+                resume: None,
+            },
+        );
+        let r = apply_input_path(st, &input)
+            .and_then(|effective| self.map_params(st, tid, &input, &effective, items, now_ms));
+        self.threads.remove(&tid);
+        r
     }
 
     /// The top-level scope's variables (empty once the execution has finished).
@@ -1086,10 +1187,11 @@ impl Execution {
             } else {
                 payload(&self.threads[&tid].input)
             };
+            let seed = std::mem::take(&mut self.seed_retries);
             if let Some(t) = self.threads.get_mut(&tid) {
                 t.entered_ms = now;
-                t.retries = vec![0; st.retry.len()];
-                t.retry_total = 0;
+                t.retries = vec![seed; st.retry.len()];
+                t.retry_total = seed;
             }
             if self.quiet {
                 self.emit(Some(tid), now, "", None, Value::Null, fx);
@@ -1642,84 +1744,13 @@ impl Execution {
                     t.status = TStatus::Task { task };
                 }
             }
-            Kind::Map {
-                items_path,
-                max_concurrency,
-                tolerated_count,
-                tolerated_percentage,
-                items: items_expr,
-                ..
-            } => {
-                let mut sess = st
-                    .jsonata
-                    .then(|| self.ctx(tid, None).session(&raw, None, None, now));
-                let items = match (items_path, items_expr, sess.as_mut()) {
-                    (_, Some(e), Some(sess)) => sess.eval(e, "Items").map_err(query)?,
-                    _ if st.jsonata => raw.clone(),
-                    (Some(p), _, _) if p.context => {
-                        p.eval(self.ctx(tid, None).get()).ok_or_else(|| {
-                            runtime(format!(
-                                "Invalid path '{}' : No results for path: {}",
-                                p.text, p.text
-                            ))
-                        })?
-                    }
-                    (Some(p), _, _) => p.eval(&effective).ok_or_else(|| {
-                        runtime(format!(
-                            "Invalid path '{}' : No results for path: {}",
-                            p.text, p.text
-                        ))
-                    })?,
-                    _ => json!({}),
-                };
-                let Value::Array(items) = items else {
-                    if let Some(sess) = &sess {
-                        return Err(query(format!(
-                            "{} The JSONata expression specified for the field 'Items' did not return a JSON array.",
-                            sess.prefix
-                        )));
-                    }
-                    return Err(runtime(format!(
-                        "Item list did not resolve to a JSON array. ItemsPath: {}",
-                        items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
-                    )));
-                };
-                let max_concurrency = match max_concurrency {
-                    Some(s) => {
-                        seconds_value(s, &effective, "MaxConcurrencyPath", sess.as_mut())? as usize
-                    }
-                    None => 0,
-                };
-                let tolerated_count = tolerated_count
-                    .as_ref()
-                    .map(|s| {
-                        seconds_value(s, &effective, "ToleratedFailureCountPath", sess.as_mut())
-                    })
-                    .transpose()?;
-                let tolerated_pct = match tolerated_percentage {
-                    Some(PercentSource::Fixed(f)) => Some(*f),
-                    Some(PercentSource::Ata(a)) => match sess.as_mut() {
-                        Some(sess) => Some(
-                            sess.eval(a, "ToleratedFailurePercentage")
-                                .map_err(query)?
-                                .as_f64()
-                                .filter(|f| (0.0..=100.0).contains(f))
-                                .ok_or_else(|| {
-                                    query(format!("{} The JSONata expression specified for the field 'ToleratedFailurePercentage' did not return a number between 0 and 100.", sess.prefix))
-                                })?,
-                        ),
-                        None => None,
-                    },
-                    Some(PercentSource::Path(p)) => {
-                        Some(p.eval(&effective).and_then(|v| v.as_f64()).ok_or_else(|| {
-                            runtime("ToleratedFailurePercentagePath must name a number")
-                        })?)
-                    }
-                    None => None,
-                };
-                if let Some(s) = &sess {
-                    self.rng = s.rng();
-                }
+            Kind::Map { .. } => {
+                let MapSettings {
+                    items,
+                    max_concurrency,
+                    tolerated_count,
+                    tolerated_pct,
+                } = self.map_params(st, tid, &raw, &effective, None, now)?;
                 // ItemSelector sees the state's input (JSONPath: the effective input).
                 let effective = if st.jsonata { raw.clone() } else { effective };
                 let total = items.len();
@@ -1761,6 +1792,107 @@ impl Execution {
             }
         }
         Ok(())
+    }
+
+    /// A Map state's items, `MaxConcurrency` and tolerated failures, evaluated on its input
+    /// `raw` (`effective`: after InputPath); `items_override` stands for an ItemReader's items.
+    #[allow(clippy::too_many_arguments)]
+    fn map_params(
+        &mut self,
+        st: &State,
+        tid: u64,
+        raw: &Value,
+        effective: &Value,
+        items_override: Option<Vec<Value>>,
+        now: i64,
+    ) -> Result<MapSettings, Fault> {
+        let Kind::Map {
+            items_path,
+            max_concurrency,
+            tolerated_count,
+            tolerated_percentage,
+            items: items_expr,
+            ..
+        } = &st.kind
+        else {
+            return Err(runtime(format!(
+                "The state '{}' is not a Map state",
+                st.name
+            )));
+        };
+        let mut sess = st
+            .jsonata
+            .then(|| self.ctx(tid, None).session(raw, None, None, now));
+        let items = match (items_override, items_path, items_expr, sess.as_mut()) {
+            (Some(items), ..) => Value::Array(items),
+            (None, _, Some(e), Some(sess)) => sess.eval(e, "Items").map_err(query)?,
+            _ if st.jsonata => raw.clone(),
+            (None, Some(p), _, _) if p.context => {
+                p.eval(self.ctx(tid, None).get()).ok_or_else(|| {
+                    runtime(format!(
+                        "Invalid path '{}' : No results for path: {}",
+                        p.text, p.text
+                    ))
+                })?
+            }
+            (None, Some(p), _, _) => p.eval(effective).ok_or_else(|| {
+                runtime(format!(
+                    "Invalid path '{}' : No results for path: {}",
+                    p.text, p.text
+                ))
+            })?,
+            _ => json!({}),
+        };
+        let Value::Array(items) = items else {
+            if let Some(sess) = &sess {
+                return Err(query(format!(
+                    "{} The JSONata expression specified for the field 'Items' did not return a JSON array.",
+                    sess.prefix
+                )));
+            }
+            return Err(runtime(format!(
+                "Item list did not resolve to a JSON array. ItemsPath: {}",
+                items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
+            )));
+        };
+        let max_concurrency = match max_concurrency {
+            Some(s) => seconds_value(s, effective, "MaxConcurrencyPath", sess.as_mut())? as usize,
+            None => 0,
+        };
+        let tolerated_count = tolerated_count
+            .as_ref()
+            .map(|s| seconds_value(s, effective, "ToleratedFailureCountPath", sess.as_mut()))
+            .transpose()?;
+        let tolerated_pct = match tolerated_percentage {
+            Some(PercentSource::Fixed(f)) => Some(*f),
+            Some(PercentSource::Ata(a)) => match sess.as_mut() {
+                Some(sess) => Some(
+                    sess.eval(a, "ToleratedFailurePercentage")
+                        .map_err(query)?
+                        .as_f64()
+                        .filter(|f| (0.0..=100.0).contains(f))
+                        .ok_or_else(|| {
+                            query(format!("{} The JSONata expression specified for the field 'ToleratedFailurePercentage' did not return a number between 0 and 100.", sess.prefix))
+                        })?,
+                ),
+                None => None,
+            },
+            Some(PercentSource::Path(p)) => {
+                Some(p.eval(effective).and_then(|v| v.as_f64()).ok_or_else(|| {
+                    runtime("ToleratedFailurePercentagePath must name a number")
+                })?)
+            }
+            None => None,
+        };
+        if let Some(s) = &sess {
+            self.rng = s.rng();
+        }
+        Ok(MapSettings {
+            items,
+            max_concurrency,
+            tolerated_count,
+            tolerated_pct,
+        })
     }
 
     fn spawn(
@@ -2224,6 +2356,7 @@ impl Execution {
             return;
         };
         let st = &def.graphs[t.graph].states[&t.state];
+        self.error_handling = ErrorHandling::default();
         if error != "States.Runtime" {
             if let Some((i, r)) = st
                 .retry
@@ -2231,6 +2364,7 @@ impl Execution {
                 .enumerate()
                 .find(|(_, r)| error_matches(&r.errors, &error))
             {
+                self.error_handling.retry_index = Some(i);
                 let count = t.retries.get(i).copied().unwrap_or(0);
                 if count < r.max_attempts {
                     let mut delay = r.interval_s * r.backoff_rate.powi(count as i32);
@@ -2248,6 +2382,7 @@ impl Execution {
                         at_ms: now + (delay * 1000.0) as i64,
                     });
                     self.last_handled = Some((error.clone(), cause.clone(), true));
+                    self.error_handling.retry_backoff_s = Some(delay);
                     if let Some(t) = self.threads.get_mut(&tid) {
                         if let Some(c) = t.retries.get_mut(i) {
                             *c += 1;
@@ -2265,6 +2400,7 @@ impl Execution {
                 .find(|(_, c)| error_matches(&c.errors, &error))
             {
                 let raw = t.input.clone();
+                self.error_handling.catch_index = Some(i);
                 self.last_handled = Some((error.clone(), cause.clone(), false));
                 let info = json!({"Error": error, "Cause": cause});
                 let caught = if st.jsonata {
@@ -2347,17 +2483,14 @@ impl Execution {
                 let map = ch.map;
                 if map {
                     ch.failures += 1;
-                    let tolerated = match (ch.tolerated_count, ch.tolerated_pct) {
-                        (None, None) => false,
-                        (c, p) => {
-                            let count_ok = c.is_some_and(|c| ch.failures as u64 <= c);
-                            let pct_ok = p.is_some_and(|p| {
-                                ch.total > 0 && (ch.failures as f64 * 100.0 / ch.total as f64) <= p
-                            });
-                            count_ok || pct_ok
-                        }
-                    };
                     let exceeded = ch.tolerated_count.is_some() || ch.tolerated_pct.is_some();
+                    let tolerated = exceeded
+                        && !tolerance_exceeded(
+                            ch.tolerated_count,
+                            ch.tolerated_pct,
+                            ch.failures as u64,
+                            ch.total,
+                        );
                     if tolerated {
                         ch.results[t.index] = json!({"Error": error, "Cause": cause});
                     }
