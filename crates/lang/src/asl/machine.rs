@@ -6,7 +6,7 @@
 //! timer). Nothing here does IO or reads a clock, so a replayed step gives the same result.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -153,13 +153,16 @@ struct Children {
 }
 
 impl Children {
-    /// Whether child `index` succeeded: marked so by a redrive, or started (iterations start
-    /// in index order, branches all at once), not running, and not stopped unsuccessfully.
-    fn succeeded(&self, index: usize) -> bool {
-        self.done.get(index).copied().unwrap_or(false)
-            || (index < self.next
-                && !self.resume.contains_key(&index)
-                && !self.running.values().any(|i| *i == index))
+    /// Which children succeeded: marked so by a redrive, or started (iterations start in
+    /// index order, branches all at once), not running, and not stopped unsuccessfully.
+    fn succeeded(&self) -> Vec<bool> {
+        let running: BTreeSet<usize> = self.running.values().copied().collect();
+        (0..self.total)
+            .map(|i| {
+                self.done.get(i).copied().unwrap_or(false)
+                    || (i < self.next && !self.resume.contains_key(&i) && !running.contains(&i))
+            })
+            .collect()
     }
 }
 
@@ -1956,7 +1959,7 @@ impl Execution {
         let children = match &t.status {
             TStatus::Children(ch) => {
                 let mut ch = ch.clone();
-                ch.done = (0..ch.total).map(|i| ch.succeeded(i)).collect();
+                ch.done = ch.succeeded();
                 for (child, index) in std::mem::take(&mut ch.running) {
                     if let Some(r) = self.snapshot(child) {
                         ch.resume.insert(index, r);
