@@ -494,6 +494,89 @@ def test_test_state_map_and_parallel_with_a_mock(sfn):
         assert e.value.response["Error"]["Code"] == "ValidationException"
 
 
+
+def test_test_state_configuration_simulates_failed_iterations_and_retries(sfn):
+    """stateConfiguration: mapIterationFailureCount failed iterations are checked against the
+    Map's ToleratedFailure fields (States.ExceedToleratedFailureThreshold, then Retry/Catch);
+    retrierRetryCount retries count as made; errorCausedByState names an inner state."""
+    base = {"Type": "Map", "QueryLanguage": "JSONata", "Items": "{% $states.input.Values %}",
+            "ItemProcessor": {"StartAt": "Work", "States": {"Work": {
+                "Type": "Task", "QueryLanguage": "JSONata", "Resource": "arn:aws:states:::lambda:invoke",
+                "Arguments": {"FunctionName": "f", "Payload": "{% $states.input %}"}, "End": True}}},
+            "ToleratedFailureCount": 1, "End": True}
+    with_catch = dict(base, Catch=[
+        {"ErrorEquals": ["MockException"], "Next": "Mocked"},
+        {"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "Output": "{% $states.errorOutput %}",
+         "Next": "Threshold"}])
+    with_retry = dict(base, Retry=[{"ErrorEquals": ["MockException"], "MaxAttempts": 3},
+                                   {"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "MaxAttempts": 2}])
+    items = json.dumps({"Values": ["first", "second", "third"]})
+    result = {"result": json.dumps([1, 1, 1])}
+
+    def run(state, failures, level="DEBUG", **kw):
+        return sfn.test_state(definition=json.dumps(state), input=items, inspectionLevel=level,
+                              stateConfiguration={"mapIterationFailureCount": failures}, **kw)
+
+    r = run(base, 1, mock=result)
+    assert r["status"] == "SUCCEEDED" and json.loads(r["output"]) == [1, 1, 1], r
+    assert r["inspectionData"]["toleratedFailureCount"] == 1 and r["inspectionData"]["maxConcurrency"] == 0
+    r = run(base, 2, mock=result)
+    assert (r["status"], r["error"], r["cause"]) == (
+        "FAILED", "States.ExceedToleratedFailureThreshold", "The specified tolerated failure threshold was exceeded"), r
+    r = run(with_catch, 2, mock=result)
+    assert r["status"] == "CAUGHT_ERROR" and r["nextState"] == "Threshold", r
+    assert json.loads(r["output"])["Error"] == "States.ExceedToleratedFailureThreshold"
+    assert r["inspectionData"]["errorDetails"] == {"catchIndex": 1}
+    r = run(with_retry, 2, mock=result)
+    assert r["status"] == "RETRIABLE" and r["error"] == "States.ExceedToleratedFailureThreshold", r
+    assert r["inspectionData"]["errorDetails"] == {"retryIndex": 1, "retryBackoffIntervalSeconds": 1}
+    # Without ToleratedFailure fields the count has nothing to exceed.
+    plain = {k: v for k, v in base.items() if k != "ToleratedFailureCount"}
+    assert run(plain, 3, level="INFO", mock=result)["status"] == "SUCCEEDED"
+    # A percentage needs the items: 1 of 3 is above 30%.
+    pct = dict(plain, ToleratedFailurePercentage=34)
+    assert run(pct, 1, level="INFO", mock=result)["status"] == "SUCCEEDED"
+    pct = dict(plain, ToleratedFailurePercentage=30)
+    assert run(pct, 1, level="INFO", mock=result)["status"] == "FAILED"
+    # A mocked error is the Map's error whatever the count.
+    err = {"errorOutput": {"error": "MockException", "cause": "Mock the error cause."}}
+    for n in (0, 2):
+        r = sfn.test_state(definition=json.dumps(base), input=items, mock=err,
+                           stateConfiguration={"mapIterationFailureCount": n, "errorCausedByState": "Work"})
+        assert (r["status"], r["error"]) == ("FAILED", "MockException"), r
+    with pytest.raises(ClientError) as e:
+        sfn.test_state(definition=json.dumps(base), input=items, mock=err,
+                       stateConfiguration={"errorCausedByState": "Nowhere"})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+    task = {"QueryLanguage": "JSONata", "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Arguments": {"FunctionName": "foo", "Payload": "bar"},
+            "Retry": [{"ErrorEquals": ["MockException"], "IntervalSeconds": 1, "MaxAttempts": 5, "BackoffRate": 2.0}],
+            "End": True}
+    r = sfn.test_state(definition=json.dumps(task), inspectionLevel="DEBUG", mock=err,
+                       stateConfiguration={"retrierRetryCount": 4})
+    assert r["status"] == "RETRIABLE", r
+    assert r["inspectionData"]["errorDetails"] == {"retryIndex": 0, "retryBackoffIntervalSeconds": 16}
+    r = sfn.test_state(definition=json.dumps(task), inspectionLevel="DEBUG", mock=err,
+                       stateConfiguration={"retrierRetryCount": 5})
+    assert (r["status"], r["error"]) == ("FAILED", "MockException"), r
+    assert r["inspectionData"]["errorDetails"] == {"retryIndex": 0}
+
+    # ItemReader data stands for what the reader read: 2 of 4 items is above 25%.
+    reader = {"Type": "Map", "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                                            "ReaderConfig": {"InputType": "JSON"},
+                                            "Parameters": {"Bucket.$": "$.Bucket", "Key.$": "$.Key"}},
+              "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                                "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
+              "ToleratedFailurePercentage": 25, "End": True}
+    for n, status in ((1, "SUCCEEDED"), (2, "FAILED")):
+        r = sfn.test_state(definition=json.dumps(reader), input=json.dumps({"Bucket": "b", "Key": "k"}),
+                           mock={"result": json.dumps([1, 4, 9, 16])},
+                           stateConfiguration={"mapIterationFailureCount": n,
+                                               "mapItemReaderData": json.dumps([1, 2, 3, 4])})
+        assert r["status"] == status, (n, r)
+
+
 def test_status_changes_reach_eventbridge(server, sfn):
     events, sqs = server.client("events"), server.client("sqs")
     url = sqs.create_queue(QueueName=uid("q"))["QueueUrl"]

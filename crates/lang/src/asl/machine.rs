@@ -6,7 +6,7 @@
 //! timer). Nothing here does IO or reads a clock, so a replayed step gives the same result.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -142,6 +142,84 @@ struct Children {
     failures: usize,
     tolerated_count: Option<u64>,
     tolerated_pct: Option<f64>,
+    /// Which children succeeded, filled only when the state stops unsuccessfully (for
+    /// RedriveExecution, which keeps their `results`) and in a redriven run of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    done: Vec<bool>,
+    /// Children that failed or were aborted (a Map's tolerated failures too): where each
+    /// resumes when the execution is redriven. Filled as they stop; spent as they restart.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    resume: BTreeMap<usize, Resume>,
+}
+
+impl Children {
+    /// Which children succeeded: marked so by a redrive, or started (iterations start in
+    /// index order, branches all at once), not running, and not stopped unsuccessfully.
+    fn succeeded(&self) -> Vec<bool> {
+        let running: BTreeSet<usize> = self.running.values().copied().collect();
+        (0..self.total)
+            .map(|i| {
+                self.done.get(i).copied().unwrap_or(false)
+                    || (i < self.next && !self.resume.contains_key(&i) && !running.contains(&i))
+            })
+            .collect()
+    }
+}
+
+/// A Map state's items, `MaxConcurrency` (0: no limit) and tolerated failures, as the state
+/// evaluates them on its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapSettings {
+    pub items: Vec<Value>,
+    pub max_concurrency: usize,
+    pub tolerated_count: Option<u64>,
+    pub tolerated_pct: Option<f64>,
+}
+
+impl MapSettings {
+    /// Whether `failures` failed iterations are more than the state tolerates (without
+    /// `ToleratedFailure*` fields a failed iteration fails the Map with its own error instead).
+    pub fn exceeded_by(&self, failures: u64) -> bool {
+        tolerance_exceeded(
+            self.tolerated_count,
+            self.tolerated_pct,
+            failures,
+            self.items.len(),
+        )
+    }
+}
+
+/// `failures` of `total` iterations against `ToleratedFailureCount`/`Percentage` (either
+/// tolerating is enough); false when neither is set.
+fn tolerance_exceeded(count: Option<u64>, pct: Option<f64>, failures: u64, total: usize) -> bool {
+    if count.is_none() && pct.is_none() {
+        return false;
+    }
+    let count_ok = count.is_some_and(|c| failures <= c);
+    let pct_ok = pct.is_some_and(|p| total > 0 && (failures as f64 * 100.0 / total as f64) <= p);
+    !(count_ok || pct_ok)
+}
+
+/// How the last error was handled (TestState's `inspectionData.errorDetails`): the index of
+/// the retrier that matched it and the backoff it chose, and the catcher that took it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorHandling {
+    pub retry_index: Option<usize>,
+    pub retry_backoff_s: Option<f64>,
+    pub catch_index: Option<usize>,
+}
+
+/// Where a thread that did not finish picks up again on RedriveExecution: the state it was
+/// in, that state's input, its scope's variables, and, for a Map or Parallel state, how far
+/// its iterations or branches got (so only the unsuccessful ones run again, as AWS does).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Resume {
+    state: String,
+    input: Value,
+    #[serde(default)]
+    vars: Map<String, Value>,
+    #[serde(default)]
+    children: Option<Box<Children>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +266,10 @@ struct Thread {
     /// skip building it (false, the safe side, in records stored before this existed).
     #[serde(default)]
     skip_context: bool,
+    /// A redriven Map or Parallel state's progress from the failed attempt, used when the
+    /// state runs next (see [`Resume`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resume: Option<Box<Children>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +317,9 @@ pub struct Execution {
     /// and the top-level variables at that point (see [`Execution::redrive`]).
     #[serde(default)]
     redrive_point: Option<(String, Value, Map<String, Value>)>,
+    /// The progress of the redrive point's state when it is a Map or Parallel state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redrive_children: Option<Box<Children>>,
     /// Variables the top-level scope starts with (TestState's `variables`).
     #[serde(default)]
     initial_vars: Map<String, Value>,
@@ -242,6 +327,13 @@ pub struct Execution {
     /// it as RETRIABLE or CAUGHT_ERROR).
     #[serde(default)]
     pub last_handled: Option<(String, String, bool)>,
+    /// Which retrier and catcher handled the last error (TestState; not kept in records).
+    #[serde(skip)]
+    pub error_handling: ErrorHandling,
+    /// Retries the first state entered counts as already made (TestState's
+    /// `stateConfiguration.retrierRetryCount`).
+    #[serde(skip)]
+    seed_retries: u32,
     /// No history events are built (Express executions, whose history nobody reads): event
     /// ids still advance, so messages that name them stay right.
     #[serde(default)]
@@ -496,8 +588,11 @@ impl Execution {
             input: spec.input,
             role_arn: spec.role_arn,
             redrive_point: None,
+            redrive_children: None,
             initial_vars: Map::new(),
             last_handled: None,
+            error_handling: ErrorHandling::default(),
+            seed_retries: 0,
             quiet: false,
         }
     }
@@ -513,6 +608,55 @@ impl Execution {
     /// before [`Input::Start`].
     pub fn seed_variables(&mut self, vars: Map<String, Value>) {
         self.initial_vars = vars;
+    }
+
+    /// Counts `n` retries as made by every retrier of the first state entered (TestState's
+    /// `retrierRetryCount`); call before [`Input::Start`].
+    pub fn seed_retry_count(&mut self, n: u32) {
+        self.seed_retries = n;
+    }
+
+    /// Evaluates the Map state `state` of `def` on the execution's input and variables (see
+    /// [`MapSettings`]); `items` stands for what an ItemReader would read. TestState, which
+    /// answers a Map with a mock, simulates failed iterations against the result.
+    pub fn map_settings(
+        &mut self,
+        def: &Definition,
+        state: &str,
+        items: Option<Vec<Value>>,
+        now_ms: i64,
+    ) -> Result<MapSettings, (String, String)> {
+        let st = def
+            .graphs
+            .first()
+            .and_then(|g| g.states.get(state))
+            .ok_or_else(|| runtime(format!("The state '{state}' does not exist")))?;
+        let tid = self.new_id();
+        let input = self.input.clone();
+        self.threads.insert(
+            tid,
+            Thread {
+                graph: 0,
+                state: state.to_string(),
+                input: input.clone(),
+                status: TStatus::Ready,
+                parent: None,
+                index: 0,
+                retries: Vec::new(),
+                retry_total: 0,
+                entered_ms: now_ms,
+                last_event: 0,
+                map_item: None,
+                vars: self.initial_vars.clone(),
+                entered_event: 0,
+                skip_context: false,
+                resume: None,
+            },
+        );
+        let r = apply_input_path(st, &input)
+            .and_then(|effective| self.map_params(st, tid, &input, &effective, items, now_ms));
+        self.threads.remove(&tid);
+        r
     }
 
     /// The top-level scope's variables (empty once the execution has finished).
@@ -639,8 +783,9 @@ impl Execution {
 
     /// RedriveExecution: runs a failed, timed-out or aborted execution again from the
     /// top-level state that did not complete, with the input that state had; the states that
-    /// completed before it are not run again. A Map or Parallel state is run again whole.
-    /// `None` when the execution is not redrivable.
+    /// completed before it are not run again. In an inline Map or Parallel state only the
+    /// iterations or branches that did not succeed run again (each from the state where it
+    /// stopped); the others' results are kept. `None` when the execution is not redrivable.
     pub fn redrive(
         &mut self,
         def: &Definition,
@@ -651,6 +796,7 @@ impl Execution {
             return None;
         }
         let (state, input, vars) = self.redrive_point.take()?;
+        let children = self.redrive_children.take();
         let mut fx = Effects::default();
         self.status = Status::Running;
         self.output = None;
@@ -666,19 +812,21 @@ impl Execution {
             json!({ "redriveCount": redrive_count }),
             &mut fx,
         );
-        self.begin_top_level(def, state, input, vars, now_ms, &mut fx);
+        self.begin_top_level(def, state, input, vars, children, now_ms, &mut fx);
         self.run(def, now_ms, &mut fx);
         Some(fx)
     }
 
     /// Arms the execution's `TimeoutSeconds` and adds the top-level thread at `state` (a start,
     /// or a redrive resuming where the execution failed).
+    #[allow(clippy::too_many_arguments)]
     fn begin_top_level(
         &mut self,
         def: &Definition,
         state: String,
         input: Value,
         vars: Map<String, Value>,
+        resume: Option<Box<Children>>,
         now_ms: i64,
         fx: &mut Effects,
     ) {
@@ -709,6 +857,7 @@ impl Execution {
                 vars,
                 entered_event: 0,
                 skip_context: false,
+                resume,
             },
         );
     }
@@ -739,7 +888,7 @@ impl Execution {
                 );
                 let (state, input) = (def.graphs[0].start_at.clone(), self.input.clone());
                 let vars = std::mem::take(&mut self.initial_vars);
-                self.begin_top_level(def, state, input, vars, now_ms, &mut fx);
+                self.begin_top_level(def, state, input, vars, None, now_ms, &mut fx);
             }
             Input::TaskSucceeded { task, output } => {
                 if let Some(rec) = self.tasks.remove(&task) {
@@ -986,8 +1135,15 @@ impl Execution {
     ) {
         if status == Status::Succeeded {
             self.redrive_point = None;
-        } else if let Some(t) = self.threads.values().find(|t| t.parent.is_none()) {
-            self.redrive_point = Some((t.state.clone(), t.input.clone(), t.vars.clone()));
+            self.redrive_children = None;
+        } else if let Some(tid) = self
+            .threads
+            .iter()
+            .find_map(|(id, t)| t.parent.is_none().then_some(*id))
+            && let Some(r) = self.snapshot(tid)
+        {
+            self.redrive_point = Some((r.state, r.input, r.vars));
+            self.redrive_children = r.children;
         }
         self.status = status;
         self.output = output;
@@ -1041,10 +1197,11 @@ impl Execution {
             } else {
                 payload(&self.threads[&tid].input)
             };
+            let seed = std::mem::take(&mut self.seed_retries);
             if let Some(t) = self.threads.get_mut(&tid) {
                 t.entered_ms = now;
-                t.retries = vec![0; st.retry.len()];
-                t.retry_total = 0;
+                t.retries = vec![seed; st.retry.len()];
+                t.retry_total = seed;
             }
             if self.quiet {
                 self.emit(Some(tid), now, "", None, Value::Null, fx);
@@ -1067,7 +1224,8 @@ impl Execution {
             t.skip_context = st.jsonata && !st.reads_context;
         }
         let raw = self.threads[&tid].input.clone();
-        if let Err((error, cause)) = self.run_state(def, st, tid, raw, now, fx) {
+        let resume = self.threads.get_mut(&tid).and_then(|t| t.resume.take());
+        if let Err((error, cause)) = self.run_state(def, st, tid, raw, resume, now, fx) {
             self.handle_error(def, tid, error, cause, now, fx);
         }
     }
@@ -1086,12 +1244,14 @@ impl Execution {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_state(
         &mut self,
         def: &Definition,
         st: &State,
         tid: u64,
         raw: Value,
+        resume: Option<Box<Children>>,
         now: i64,
         fx: &mut Effects,
     ) -> Result<(), Fault> {
@@ -1522,9 +1682,22 @@ impl Execution {
                     fx,
                 );
                 let total = branches.len();
+                // A redrive runs again only the branches that did not succeed.
+                let (mut results, done, mut resume) =
+                    match resume.filter(|c| !c.map && c.total == total) {
+                        Some(c) => (c.results, c.done, c.resume),
+                        None => (vec![Value::Null; total], Vec::new(), BTreeMap::new()),
+                    };
+                results.resize(total, Value::Null);
                 let mut running = BTreeMap::new();
                 for (i, g) in branches.iter().enumerate() {
-                    let child = self.spawn(def, tid, *g, i, branch_input.clone(), None);
+                    if done.get(i).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let child = match resume.remove(&i) {
+                        Some(r) => self.spawn_resumed(def, tid, *g, i, r, None),
+                        None => self.spawn(def, tid, *g, i, branch_input.clone(), None),
+                    };
                     running.insert(child, i);
                 }
                 if let Some(t) = self.threads.get_mut(&tid) {
@@ -1532,7 +1705,7 @@ impl Execution {
                         map: false,
                         effective: Value::Null,
                         items: Vec::new(),
-                        results: vec![Value::Null; total],
+                        results,
                         running,
                         next: total,
                         total,
@@ -1540,8 +1713,11 @@ impl Execution {
                         failures: 0,
                         tolerated_count: None,
                         tolerated_pct: None,
+                        done,
+                        resume: BTreeMap::new(),
                     }));
                 }
+                self.maybe_complete(def, tid, now, fx);
             }
             Kind::Map {
                 distributed: Some(spec),
@@ -1578,84 +1754,13 @@ impl Execution {
                     t.status = TStatus::Task { task };
                 }
             }
-            Kind::Map {
-                items_path,
-                max_concurrency,
-                tolerated_count,
-                tolerated_percentage,
-                items: items_expr,
-                ..
-            } => {
-                let mut sess = st
-                    .jsonata
-                    .then(|| self.ctx(tid, None).session(&raw, None, None, now));
-                let items = match (items_path, items_expr, sess.as_mut()) {
-                    (_, Some(e), Some(sess)) => sess.eval(e, "Items").map_err(query)?,
-                    _ if st.jsonata => raw.clone(),
-                    (Some(p), _, _) if p.context => {
-                        p.eval(self.ctx(tid, None).get()).ok_or_else(|| {
-                            runtime(format!(
-                                "Invalid path '{}' : No results for path: {}",
-                                p.text, p.text
-                            ))
-                        })?
-                    }
-                    (Some(p), _, _) => p.eval(&effective).ok_or_else(|| {
-                        runtime(format!(
-                            "Invalid path '{}' : No results for path: {}",
-                            p.text, p.text
-                        ))
-                    })?,
-                    _ => json!({}),
-                };
-                let Value::Array(items) = items else {
-                    if let Some(sess) = &sess {
-                        return Err(query(format!(
-                            "{} The JSONata expression specified for the field 'Items' did not return a JSON array.",
-                            sess.prefix
-                        )));
-                    }
-                    return Err(runtime(format!(
-                        "Item list did not resolve to a JSON array. ItemsPath: {}",
-                        items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
-                    )));
-                };
-                let max_concurrency = match max_concurrency {
-                    Some(s) => {
-                        seconds_value(s, &effective, "MaxConcurrencyPath", sess.as_mut())? as usize
-                    }
-                    None => 0,
-                };
-                let tolerated_count = tolerated_count
-                    .as_ref()
-                    .map(|s| {
-                        seconds_value(s, &effective, "ToleratedFailureCountPath", sess.as_mut())
-                    })
-                    .transpose()?;
-                let tolerated_pct = match tolerated_percentage {
-                    Some(PercentSource::Fixed(f)) => Some(*f),
-                    Some(PercentSource::Ata(a)) => match sess.as_mut() {
-                        Some(sess) => Some(
-                            sess.eval(a, "ToleratedFailurePercentage")
-                                .map_err(query)?
-                                .as_f64()
-                                .filter(|f| (0.0..=100.0).contains(f))
-                                .ok_or_else(|| {
-                                    query(format!("{} The JSONata expression specified for the field 'ToleratedFailurePercentage' did not return a number between 0 and 100.", sess.prefix))
-                                })?,
-                        ),
-                        None => None,
-                    },
-                    Some(PercentSource::Path(p)) => {
-                        Some(p.eval(&effective).and_then(|v| v.as_f64()).ok_or_else(|| {
-                            runtime("ToleratedFailurePercentagePath must name a number")
-                        })?)
-                    }
-                    None => None,
-                };
-                if let Some(s) = &sess {
-                    self.rng = s.rng();
-                }
+            Kind::Map { .. } => {
+                let MapSettings {
+                    items,
+                    max_concurrency,
+                    tolerated_count,
+                    tolerated_pct,
+                } = self.map_params(st, tid, &raw, &effective, None, now)?;
                 // ItemSelector sees the state's input (JSONPath: the effective input).
                 let effective = if st.jsonata { raw.clone() } else { effective };
                 let total = items.len();
@@ -1667,12 +1772,20 @@ impl Execution {
                     json!({"length": total}),
                     fx,
                 );
+                // A redrive runs again only the iterations that did not succeed (the same
+                // input gives the same items).
+                let (mut results, done, resume) = match resume.filter(|c| c.map && c.total == total)
+                {
+                    Some(c) => (c.results, c.done, c.resume),
+                    None => (vec![Value::Null; total], Vec::new(), BTreeMap::new()),
+                };
+                results.resize(total, Value::Null);
                 if let Some(t) = self.threads.get_mut(&tid) {
                     t.status = TStatus::Children(Box::new(Children {
                         map: true,
                         effective,
                         items,
-                        results: vec![Value::Null; total],
+                        results,
                         running: BTreeMap::new(),
                         next: 0,
                         total,
@@ -1680,6 +1793,8 @@ impl Execution {
                         failures: 0,
                         tolerated_count,
                         tolerated_pct,
+                        done,
+                        resume,
                     }));
                 }
                 self.fill_map(def, tid, now, fx)?;
@@ -1687,6 +1802,107 @@ impl Execution {
             }
         }
         Ok(())
+    }
+
+    /// A Map state's items, `MaxConcurrency` and tolerated failures, evaluated on its input
+    /// `raw` (`effective`: after InputPath); `items_override` stands for an ItemReader's items.
+    #[allow(clippy::too_many_arguments)]
+    fn map_params(
+        &mut self,
+        st: &State,
+        tid: u64,
+        raw: &Value,
+        effective: &Value,
+        items_override: Option<Vec<Value>>,
+        now: i64,
+    ) -> Result<MapSettings, Fault> {
+        let Kind::Map {
+            items_path,
+            max_concurrency,
+            tolerated_count,
+            tolerated_percentage,
+            items: items_expr,
+            ..
+        } = &st.kind
+        else {
+            return Err(runtime(format!(
+                "The state '{}' is not a Map state",
+                st.name
+            )));
+        };
+        let mut sess = st
+            .jsonata
+            .then(|| self.ctx(tid, None).session(raw, None, None, now));
+        let items = match (items_override, items_path, items_expr, sess.as_mut()) {
+            (Some(items), ..) => Value::Array(items),
+            (None, _, Some(e), Some(sess)) => sess.eval(e, "Items").map_err(query)?,
+            _ if st.jsonata => raw.clone(),
+            (None, Some(p), _, _) if p.context => {
+                p.eval(self.ctx(tid, None).get()).ok_or_else(|| {
+                    runtime(format!(
+                        "Invalid path '{}' : No results for path: {}",
+                        p.text, p.text
+                    ))
+                })?
+            }
+            (None, Some(p), _, _) => p.eval(effective).ok_or_else(|| {
+                runtime(format!(
+                    "Invalid path '{}' : No results for path: {}",
+                    p.text, p.text
+                ))
+            })?,
+            _ => json!({}),
+        };
+        let Value::Array(items) = items else {
+            if let Some(sess) = &sess {
+                return Err(query(format!(
+                    "{} The JSONata expression specified for the field 'Items' did not return a JSON array.",
+                    sess.prefix
+                )));
+            }
+            return Err(runtime(format!(
+                "Item list did not resolve to a JSON array. ItemsPath: {}",
+                items_path.as_ref().map(|p| p.text.as_str()).unwrap_or("$")
+            )));
+        };
+        let max_concurrency = match max_concurrency {
+            Some(s) => seconds_value(s, effective, "MaxConcurrencyPath", sess.as_mut())? as usize,
+            None => 0,
+        };
+        let tolerated_count = tolerated_count
+            .as_ref()
+            .map(|s| seconds_value(s, effective, "ToleratedFailureCountPath", sess.as_mut()))
+            .transpose()?;
+        let tolerated_pct = match tolerated_percentage {
+            Some(PercentSource::Fixed(f)) => Some(*f),
+            Some(PercentSource::Ata(a)) => match sess.as_mut() {
+                Some(sess) => Some(
+                    sess.eval(a, "ToleratedFailurePercentage")
+                        .map_err(query)?
+                        .as_f64()
+                        .filter(|f| (0.0..=100.0).contains(f))
+                        .ok_or_else(|| {
+                            query(format!("{} The JSONata expression specified for the field 'ToleratedFailurePercentage' did not return a number between 0 and 100.", sess.prefix))
+                        })?,
+                ),
+                None => None,
+            },
+            Some(PercentSource::Path(p)) => {
+                Some(p.eval(effective).and_then(|v| v.as_f64()).ok_or_else(|| {
+                    runtime("ToleratedFailurePercentagePath must name a number")
+                })?)
+            }
+            None => None,
+        };
+        if let Some(s) = &sess {
+            self.rng = s.rng();
+        }
+        Ok(MapSettings {
+            items,
+            max_concurrency,
+            tolerated_count,
+            tolerated_pct,
+        })
     }
 
     fn spawn(
@@ -1717,9 +1933,72 @@ impl Execution {
                 vars: Map::new(),
                 entered_event: 0,
                 skip_context: false,
+                resume: None,
             },
         );
         id
+    }
+
+    /// Adds a child thread that picks up where a failed or aborted one stopped (redrive).
+    fn spawn_resumed(
+        &mut self,
+        def: &Definition,
+        parent: u64,
+        graph: usize,
+        index: usize,
+        r: Resume,
+        map_item: Option<(usize, Value)>,
+    ) -> u64 {
+        let id = self.spawn(def, parent, graph, index, r.input, map_item);
+        if let Some(t) = self.threads.get_mut(&id) {
+            t.state = r.state;
+            t.vars = r.vars;
+            t.resume = r.children;
+        }
+        id
+    }
+
+    /// Where thread `tid` would resume on redrive: its state, input and variables and, in a
+    /// Map or Parallel state, which children succeeded and where the others (its running
+    /// ones included) resume.
+    fn snapshot(&self, tid: u64) -> Option<Resume> {
+        let t = self.threads.get(&tid)?;
+        let children = match &t.status {
+            TStatus::Children(ch) => {
+                let mut ch = ch.clone();
+                ch.done = ch.succeeded();
+                for (child, index) in std::mem::take(&mut ch.running) {
+                    if let Some(r) = self.snapshot(child) {
+                        ch.resume.insert(index, r);
+                    }
+                }
+                Some(ch)
+            }
+            _ => None,
+        };
+        Some(Resume {
+            state: t.state.clone(),
+            input: t.input.clone(),
+            vars: t.vars.clone(),
+            children,
+        })
+    }
+
+    /// Aborts the running children of `tid` (a sibling failed, or the state's own evaluation
+    /// did), keeping where each stood for a redrive.
+    fn park_children(&mut self, tid: u64) {
+        let running = match self.threads.get_mut(&tid).map(|t| &mut t.status) {
+            Some(TStatus::Children(ch)) => std::mem::take(&mut ch.running),
+            _ => BTreeMap::new(),
+        };
+        let parked: Vec<(usize, Resume)> = running
+            .into_iter()
+            .filter_map(|(child, index)| self.snapshot(child).map(|r| (index, r)))
+            .collect();
+        if let Some(TStatus::Children(ch)) = self.threads.get_mut(&tid).map(|t| &mut t.status) {
+            ch.resume.extend(parked);
+        }
+        self.abort_children(tid);
     }
 
     /// Starts Map iterations up to the concurrency limit.
@@ -1746,17 +2025,45 @@ impl Execution {
         };
         let selector = item_selector.as_ref().or(st.parameters.as_ref());
         loop {
-            let (index, item, effective) = {
-                let Some(TStatus::Children(ch)) = self.threads.get(&tid).map(|t| &t.status) else {
+            let (index, item, effective, resumed) = {
+                let Some(TStatus::Children(ch)) = self.threads.get_mut(&tid).map(|t| &mut t.status)
+                else {
                     return Ok(());
                 };
+                // Iterations a redriven Map keeps from the failed attempt.
+                while ch.next < ch.total && ch.done.get(ch.next).copied().unwrap_or(false) {
+                    ch.next += 1;
+                }
                 if ch.next >= ch.total
                     || (ch.max_concurrency > 0 && ch.running.len() >= ch.max_concurrency)
                 {
                     return Ok(());
                 }
-                (ch.next, ch.items[ch.next].clone(), ch.effective.clone())
+                let resumed = ch.resume.remove(&ch.next);
+                let effective = match resumed {
+                    Some(_) => Value::Null,
+                    None => ch.effective.clone(),
+                };
+                (ch.next, ch.items[ch.next].clone(), effective, resumed)
             };
+            if let Some(r) = resumed {
+                self.emit(
+                    Some(tid),
+                    now,
+                    "MapIterationStarted",
+                    Some("mapIterationStartedEventDetails"),
+                    json!({"name": state_name, "index": index}),
+                    fx,
+                );
+                let child = self.spawn_resumed(def, tid, *processor, index, r, Some((index, item)));
+                if let Some(TStatus::Children(ch)) =
+                    self.threads.get_mut(&tid).map(|t| &mut t.status)
+                {
+                    ch.running.insert(child, index);
+                    ch.next += 1;
+                }
+                continue;
+            }
             let input = match (selector, item_selector_ata) {
                 (_, Some(sel)) => {
                     let t = &self.threads[&tid];
@@ -1985,6 +2292,9 @@ impl Execution {
                     };
                     ch.running.remove(&tid);
                     ch.results[t.index] = output;
+                    if let Some(d) = ch.done.get_mut(t.index) {
+                        *d = true;
+                    }
                     ch.map
                 };
                 if let Some(p) = self.threads.get_mut(&parent) {
@@ -2001,7 +2311,7 @@ impl Execution {
                         fx,
                     );
                     if let Err((e, c)) = self.fill_map(def, parent, now, fx) {
-                        self.abort_children(parent);
+                        self.park_children(parent);
                         self.emit(Some(parent), now, "MapStateFailed", None, Value::Null, fx);
                         self.handle_error(def, parent, e, c, now, fx);
                         return;
@@ -2056,6 +2366,7 @@ impl Execution {
             return;
         };
         let st = &def.graphs[t.graph].states[&t.state];
+        self.error_handling = ErrorHandling::default();
         if error != "States.Runtime" {
             if let Some((i, r)) = st
                 .retry
@@ -2063,6 +2374,7 @@ impl Execution {
                 .enumerate()
                 .find(|(_, r)| error_matches(&r.errors, &error))
             {
+                self.error_handling.retry_index = Some(i);
                 let count = t.retries.get(i).copied().unwrap_or(0);
                 if count < r.max_attempts {
                     let mut delay = r.interval_s * r.backoff_rate.powi(count as i32);
@@ -2080,6 +2392,7 @@ impl Execution {
                         at_ms: now + (delay * 1000.0) as i64,
                     });
                     self.last_handled = Some((error.clone(), cause.clone(), true));
+                    self.error_handling.retry_backoff_s = Some(delay);
                     if let Some(t) = self.threads.get_mut(&tid) {
                         if let Some(c) = t.retries.get_mut(i) {
                             *c += 1;
@@ -2097,6 +2410,7 @@ impl Execution {
                 .find(|(_, c)| error_matches(&c.errors, &error))
             {
                 let raw = t.input.clone();
+                self.error_handling.catch_index = Some(i);
                 self.last_handled = Some((error.clone(), cause.clone(), false));
                 let info = json!({"Error": error, "Cause": cause});
                 let caught = if st.jsonata {
@@ -2143,13 +2457,18 @@ impl Execution {
         now: i64,
         fx: &mut Effects,
     ) {
+        // Taken before its children go: a redrive resumes this thread where it stopped.
+        let snap = self.snapshot(tid);
         self.abort_children(tid);
         let Some(t) = self.threads.remove(&tid) else {
             return;
         };
         match t.parent {
             None => {
-                self.redrive_point = Some((t.state.clone(), t.input.clone(), t.vars.clone()));
+                if let Some(r) = snap {
+                    self.redrive_point = Some((r.state, r.input, r.vars));
+                    self.redrive_children = r.children;
+                }
                 self.emit(
                     None,
                     now,
@@ -2168,20 +2487,20 @@ impl Execution {
                     return;
                 };
                 ch.running.remove(&tid);
+                if let Some(r) = snap {
+                    ch.resume.insert(t.index, r);
+                }
                 let map = ch.map;
                 if map {
                     ch.failures += 1;
-                    let tolerated = match (ch.tolerated_count, ch.tolerated_pct) {
-                        (None, None) => false,
-                        (c, p) => {
-                            let count_ok = c.is_some_and(|c| ch.failures as u64 <= c);
-                            let pct_ok = p.is_some_and(|p| {
-                                ch.total > 0 && (ch.failures as f64 * 100.0 / ch.total as f64) <= p
-                            });
-                            count_ok || pct_ok
-                        }
-                    };
                     let exceeded = ch.tolerated_count.is_some() || ch.tolerated_pct.is_some();
+                    let tolerated = exceeded
+                        && !tolerance_exceeded(
+                            ch.tolerated_count,
+                            ch.tolerated_pct,
+                            ch.failures as u64,
+                            ch.total,
+                        );
                     if tolerated {
                         ch.results[t.index] = json!({"Error": error, "Cause": cause});
                     }
@@ -2196,14 +2515,14 @@ impl Execution {
                     );
                     if tolerated {
                         if let Err((e, c)) = self.fill_map(def, parent, now, fx) {
-                            self.abort_children(parent);
+                            self.park_children(parent);
                             self.handle_error(def, parent, e, c, now, fx);
                             return;
                         }
                         self.maybe_complete(def, parent, now, fx);
                         return;
                     }
-                    self.abort_children(parent);
+                    self.park_children(parent);
                     self.emit(Some(parent), now, "MapStateFailed", None, Value::Null, fx);
                     if exceeded {
                         self.handle_error(
@@ -2218,7 +2537,7 @@ impl Execution {
                         self.handle_error(def, parent, error, cause, now, fx);
                     }
                 } else {
-                    self.abort_children(parent);
+                    self.park_children(parent);
                     self.emit(
                         Some(parent),
                         now,

@@ -30,6 +30,6 @@ pub fn eval_path(path: &str, v: &serde_json::Value) -> Result<Option<serde_json:
     Ok(path::Path::parse(path)?.eval(v))
 }
 pub use machine::{
-    Command, DISTRIBUTED_MAP, Effects, Execution, HistoryEvent, Input, MAX_PAYLOAD_BYTES,
-    StartSpec, Status, render_template,
+    Command, DISTRIBUTED_MAP, Effects, ErrorHandling, Execution, HistoryEvent, Input,
+    MAX_PAYLOAD_BYTES, MapSettings, StartSpec, Status, render_template,
 };

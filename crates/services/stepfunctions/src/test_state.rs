@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use tsumiki_core::{AwsError, RequestContext};
-use tsumiki_lang::asl::{self, Command, Execution, HistoryEvent, Input, StartSpec, Status};
+use tsumiki_lang::asl::{
+    self, Command, Execution, HistoryEvent, Input, MapSettings, StartSpec, Status,
+};
 
 use crate::tasks::{self, Outcome, TaskCall};
 use crate::{StepFunctions, err, required_str};
@@ -99,6 +101,117 @@ fn as_mocked_task(st: &mut Map<String, Value>, kind: &str) {
 /// What a mocked Map or Parallel state's Task names (any served integration would do).
 const MOCKED_RESOURCE: &str = "arn:aws:states:::lambda:invoke";
 
+/// What a Map fails with when more iterations failed than it tolerates.
+const THRESHOLD_ERROR: (&str, &str) = (
+    "States.ExceedToleratedFailureThreshold",
+    "The specified tolerated failure threshold was exceeded",
+);
+
+/// `stateConfiguration`: the situation the tested state runs in.
+#[derive(Default)]
+struct Config {
+    /// Retries already made by the Retry that takes the (mocked) error.
+    retrier_retry_count: Option<u32>,
+    /// Map iterations that failed (checked against the Map's tolerated failures).
+    map_iteration_failure_count: Option<u64>,
+    /// What the Map's ItemReader read.
+    map_item_reader_data: Option<Value>,
+}
+
+fn config(input: &Value, kind: &str, st: &Map<String, Value>) -> Result<Config, AwsError> {
+    let Some(c) = input.get("stateConfiguration") else {
+        return Ok(Config::default());
+    };
+    let count = |field: &str| -> Result<Option<u64>, AwsError> {
+        match c.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                validation(format!(
+                    "1 validation error detected: Value '{v}' at 'stateConfiguration.{field}' failed to satisfy constraint: Member must have value greater than or equal to 0"
+                ))
+            }),
+        }
+    };
+    let retrier_retry_count = count("retrierRetryCount")?.map(|n| n.min(u32::MAX as u64) as u32);
+    let map_iteration_failure_count = count("mapIterationFailureCount")?;
+    if let Some(name) = c.get("errorCausedByState").and_then(Value::as_str)
+        && matches!(kind, "Map" | "Parallel")
+        && !has_inner_state(&Value::Object(st.clone()), name)
+    {
+        return Err(validation(format!(
+            "errorCausedByState '{name}' does not name a state of the tested {kind} state"
+        )));
+    }
+    let map_item_reader_data =
+        match c.get("mapItemReaderData").and_then(Value::as_str) {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| {
+                validation("stateConfiguration.mapItemReaderData must be valid JSON")
+            })?),
+        };
+    Ok(Config {
+        retrier_retry_count,
+        map_iteration_failure_count,
+        map_item_reader_data,
+    })
+}
+
+/// Whether `name` is a state of a Map's processor or a Parallel's branches (at any depth).
+fn has_inner_state(st: &Value, name: &str) -> bool {
+    let mut graphs: Vec<&Value> = Vec::new();
+    for field in ["ItemProcessor", "Iterator"] {
+        graphs.extend(st.get(field));
+    }
+    if let Some(Value::Array(b)) = st.get("Branches") {
+        graphs.extend(b);
+    }
+    graphs.into_iter().any(|g| {
+        g.get("States")
+            .and_then(Value::as_object)
+            .is_some_and(|states| {
+                states.contains_key(name) || states.values().any(|s| has_inner_state(s, name))
+            })
+    })
+}
+
+/// The tested Map state's settings (items, MaxConcurrency, tolerated failures), evaluated on
+/// the input as the Map would (`Err` inside: the error the Map fails with): the mock stands
+/// for its iterations, not for these. A Map that is not a valid state is `InvalidDefinition`.
+#[allow(clippy::type_complexity)]
+fn map_settings(
+    original: &Map<String, Value>,
+    name: &str,
+    query_language: Option<&Value>,
+    spec: &StartSpec,
+    vars: Option<&Map<String, Value>>,
+    reader_data: Option<&Value>,
+    now: i64,
+) -> Result<Result<MapSettings, (String, String)>, AwsError> {
+    let mut st = original.clone();
+    for field in ["Next", "Catch", "Retry"] {
+        st.remove(field);
+    }
+    st.insert("End".into(), json!(true));
+    let mut machine = json!({"StartAt": name, "States": {name: st}});
+    if let Some(q) = query_language {
+        machine["QueryLanguage"] = q.clone();
+    }
+    let def = asl::parse(&machine.to_string())
+        .map_err(|d| err("InvalidDefinition", asl::invalid_definition_message(&d)))?;
+    let mut exec = Execution::new(spec.clone());
+    if let Some(v) = vars {
+        exec.seed_variables(v.clone());
+    }
+    // An ItemReader's items are what `mapItemReaderData` says it read.
+    let items = original
+        .contains_key("ItemReader")
+        .then(|| match reader_data {
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        });
+    Ok(exec.map_settings(&def, name, items, now))
+}
+
 pub(crate) async fn test_state(
     sfn: &StepFunctions,
     ctx: &RequestContext,
@@ -152,6 +265,8 @@ pub(crate) async fn test_state(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    let cfg = config(input, &kind, &st)?;
+    let original = st.clone();
     if matches!(kind.as_str(), "Map" | "Parallel") {
         if mock.is_none() {
             return Err(validation(
@@ -193,6 +308,7 @@ pub(crate) async fn test_state(
         Some(q) => q == "JSONata",
         None => query_language.as_ref().is_some_and(|q| q == "JSONata"),
     };
+    let ql = query_language.clone();
     let mut machine = json!({"StartAt": name, "States": states});
     if let Some(q) = query_language {
         machine["QueryLanguage"] = q;
@@ -205,7 +321,7 @@ pub(crate) async fn test_state(
         "arn:aws:states:{}:{}:stateMachine:TestStateStateMachine",
         ctx.region, ctx.account
     );
-    let mut exec = Execution::new(StartSpec {
+    let spec = StartSpec {
         execution_arn: format!(
             "arn:aws:states:{}:{}:execution:TestStateStateMachine:{}",
             ctx.region,
@@ -225,12 +341,41 @@ pub(crate) async fn test_state(
         start_ms: now,
         token_prefix: "teststate-".into(),
         seed: now as u64,
-    });
-    match json_field(input, "variables")? {
-        Some(Value::Object(vars)) => exec.seed_variables(vars),
+    };
+    let mut exec = Execution::new(spec.clone());
+    let vars = match json_field(input, "variables")? {
+        Some(Value::Object(vars)) => Some(vars),
         Some(_) => return Err(validation("variables must be a JSON object")),
-        None => {}
+        None => None,
+    };
+    if let Some(v) = &vars {
+        exec.seed_variables(v.clone());
     }
+    if let Some(n) = cfg.retrier_retry_count {
+        exec.seed_retry_count(n);
+    }
+    // A mocked Map's own fields still count: its items and tolerated failures, against which
+    // `mapIterationFailureCount` failed iterations are checked.
+    let settings = match kind.as_str() {
+        "Map" => Some(map_settings(
+            &original,
+            &name,
+            ql.as_ref(),
+            &spec,
+            vars.as_ref(),
+            cfg.map_item_reader_data.as_ref(),
+            now,
+        )?),
+        _ => None,
+    };
+    let threshold_exceeded = match (&settings, cfg.map_iteration_failure_count) {
+        (Some(Ok(s)), Some(n)) => s.exceeded_by(n),
+        _ => false,
+    };
+    let map_error = match &settings {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
     let mut history: Vec<HistoryEvent> = Vec::new();
     let mut timers: BTreeMap<i64, u64> = BTreeMap::new();
     let mut waited = false;
@@ -268,6 +413,15 @@ pub(crate) async fn test_state(
         if let Some((id, resource, task_input, token)) = task {
             timers.clear();
             next = Some(match mock {
+                // The Map's own fields did not evaluate: it fails before any iteration.
+                Some(_) if map_error.is_some() => {
+                    let (error, cause) = map_error.clone().unwrap_or_default();
+                    Input::TaskFailed {
+                        task: id,
+                        error,
+                        cause,
+                    }
+                }
                 Some(m) if m.get("errorOutput").is_some() => Input::TaskFailed {
                     task: id,
                     error: m
@@ -280,6 +434,11 @@ pub(crate) async fn test_state(
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .into(),
+                },
+                Some(_) if threshold_exceeded => Input::TaskFailed {
+                    task: id,
+                    error: THRESHOLD_ERROR.0.into(),
+                    cause: THRESHOLD_ERROR.1.into(),
                 },
                 Some(m) => Input::TaskSucceeded {
                     task: id,
@@ -377,7 +536,14 @@ pub(crate) async fn test_state(
     if level != "INFO" {
         out.insert(
             "inspectionData".into(),
-            inspection(&st, jsonata, &state_input, &history, &exec),
+            inspection(
+                &st,
+                jsonata,
+                &state_input,
+                &history,
+                &exec,
+                settings.and_then(Result::ok).as_ref(),
+            ),
         );
     }
     Ok(Value::Object(out))
@@ -390,6 +556,7 @@ fn inspection(
     input: &Value,
     history: &[HistoryEvent],
     exec: &Execution,
+    map: Option<&MapSettings>,
 ) -> Value {
     let mut d = Map::new();
     d.insert("input".into(), json!(input.to_string()));
@@ -448,6 +615,38 @@ fn inspection(
     let vars = exec.variables();
     if !vars.is_empty() {
         d.insert("variables".into(), json!(Value::Object(vars).to_string()));
+    }
+    if let Some(m) = map {
+        if !jsonata {
+            d.insert(
+                "afterItemsPath".into(),
+                json!(Value::Array(m.items.clone()).to_string()),
+            );
+        }
+        d.insert("maxConcurrency".into(), json!(m.max_concurrency));
+        if let Some(c) = m.tolerated_count {
+            d.insert("toleratedFailureCount".into(), json!(c));
+        }
+        if let Some(p) = m.tolerated_pct {
+            d.insert("toleratedFailurePercentage".into(), json!(p));
+        }
+    }
+    let h = &exec.error_handling;
+    let mut details = Map::new();
+    if let Some(i) = h.catch_index {
+        details.insert("catchIndex".into(), json!(i));
+    }
+    if let Some(i) = h.retry_index {
+        details.insert("retryIndex".into(), json!(i));
+    }
+    if let Some(b) = h.retry_backoff_s {
+        details.insert(
+            "retryBackoffIntervalSeconds".into(),
+            json!(b.round() as u64),
+        );
+    }
+    if !details.is_empty() {
+        d.insert("errorDetails".into(), Value::Object(details));
     }
     Value::Object(d)
 }
