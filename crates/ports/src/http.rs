@@ -46,7 +46,7 @@ pub struct RequestHead<'a> {
 
 impl RequestHead<'_> {
     /// The `Host` header (or the URI's authority), without the port, lowercased.
-    pub fn host(&self) -> String {
+    pub fn host(&self) -> std::borrow::Cow<'_, str> {
         let raw = self
             .parts
             .headers
@@ -58,7 +58,13 @@ impl RequestHead<'_> {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') => h,
             _ => raw,
         };
-        without_port.to_ascii_lowercase()
+        // Every request asks each endpoint whether the host is theirs: no copy when the host
+        // is lowercase already, as SDKs send it.
+        if without_port.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(without_port.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(without_port)
+        }
     }
 }
 

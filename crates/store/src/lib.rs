@@ -509,7 +509,8 @@ mod tests {
         {
             let conn = Connection::open(dir.join("tsumiki.db")).expect("open");
             conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
-            conn.pragma_update(None, "user_version", 1).expect("version");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
             for (k, v) in [("b", "2"), ("a", "1"), ("c", "3")] {
                 conn.execute(
                     "INSERT INTO kv (ns, key, value) VALUES ('t', ?1, ?2)",
@@ -532,7 +533,10 @@ mod tests {
         let mut b = Batch::new();
         b.put("t", b"a".to_vec(), b"one".to_vec());
         store.commit(b).await.expect("commit");
-        assert_eq!(store.get("t", b"a").await.expect("get"), Some(b"one".to_vec()));
+        assert_eq!(
+            store.get("t", b"a").await.expect("get"),
+            Some(b"one".to_vec())
+        );
         assert_eq!(store.scan("t").await.expect("scan").len(), 3);
         let version: i64 = lock(&store.shared.conn)
             .pragma_query_value(None, "user_version", |r| r.get(0))

@@ -4,6 +4,7 @@
 //! ```text
 //! sfn-load --endpoint http://127.0.0.1:4566 --kind express  --clients 8 --executions 20000 --server-pid PID
 //! sfn-load --endpoint http://127.0.0.1:4566 --kind standard --clients 8 --executions 5000  --server-pid PID
+//! sfn-load --endpoint http://127.0.0.1:4566 --kind describe --clients 8 --executions 20000 --server-pid PID
 //! ```
 //!
 //! `express`: StartSyncExecution on an EXPRESS machine; each answer must be SUCCEEDED with the
@@ -39,6 +40,9 @@ use serde_json::json;
 enum Kind {
     Express,
     Standard,
+    /// DescribeStateMachine (of an Express machine) per call: what any call costs the server
+    /// through the same client, HTTP stack and protocol layer, with no execution.
+    Describe,
 }
 
 #[derive(Parser, Debug)]
@@ -133,6 +137,17 @@ async fn one(c: &aws_sdk_sfn::Client, kind: Kind, arn: &str, n: u64) -> Result<(
                 return Err(format!("{:?} {:?}", out.status, out.output));
             }
         }
+        Kind::Describe => {
+            let out = c
+                .describe_state_machine()
+                .state_machine_arn(arn)
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            if out.state_machine_arn != arn {
+                return Err(format!("described {}", out.state_machine_arn));
+            }
+        }
         Kind::Standard => {
             c.start_execution()
                 .state_machine_arn(arn)
@@ -172,7 +187,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let admin = client(&args.endpoint);
     let kind = match args.kind {
-        Kind::Express => StateMachineType::Express,
+        Kind::Express | Kind::Describe => StateMachineType::Express,
         Kind::Standard => StateMachineType::Standard,
     };
     let name = format!(

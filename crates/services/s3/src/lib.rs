@@ -245,7 +245,8 @@ impl HttpEndpoint for S3 {
             parts: &parts,
             signing_service: None,
         }
-        .host();
+        .host()
+        .into_owned();
         // No S3 operation has these shapes; S3 itself answers 405 (s3s would say 501).
         let service_root = parts.uri.path() == "/" && s3_host(&host).1.is_none();
         let method_known = matches!(

@@ -1,5 +1,7 @@
 //! State machines, activities, tags and ValidateStateMachineDefinition.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_lang::asl;
@@ -29,7 +31,7 @@ pub(crate) fn machine(
     sfn: &StepFunctions,
     ctx: &RequestContext,
     arn: &str,
-) -> Result<Machine, AwsError> {
+) -> Result<Arc<Machine>, AwsError> {
     match parse_states_arn(arn) {
         Some((region, account, kind, _))
             if kind == "stateMachine" && region == ctx.region && account == ctx.account => {}
@@ -132,7 +134,7 @@ pub(crate) async fn create_state_machine(
                 Some(crate::versions::publish_into(sfn, &mut m, description, now, &mut batch)?.0);
         }
         state::put_machine(&mut batch, &m);
-        machines.insert(arn.clone(), m);
+        machines.insert(arn.clone(), Arc::new(m));
         sfn.store.commit(batch)
     };
     commit.await.map_err(crate::store_error)?;
@@ -181,7 +183,7 @@ pub(crate) fn describe_state_machine(
     if let Some(v) = crate::versions::describe_version(sfn, ctx, arn)? {
         return Ok(v);
     }
-    Ok(render_machine(&machine(sfn, ctx, arn)?))
+    Ok(render_machine(&*machine(sfn, ctx, arn)?))
 }
 
 pub(crate) async fn update_state_machine(
@@ -214,12 +216,12 @@ pub(crate) async fn update_state_machine(
     let mut version = None;
     let (commit, revision) = {
         let mut machines = sfn.machines.write();
-        let m = machines.get_mut(arn).ok_or_else(|| {
+        let m = Arc::make_mut(machines.get_mut(arn).ok_or_else(|| {
             err(
                 "StateMachineDoesNotExist",
                 format!("State Machine Does Not Exist: '{arn}'"),
             )
-        })?;
+        })?);
         if let Some(d) = definition {
             m.definition = d.to_string();
         }
@@ -288,6 +290,7 @@ pub(crate) fn list_state_machines(
     let machines = sfn.machines.read();
     let mine: Vec<&Machine> = machines
         .values()
+        .map(|m| &**m)
         .filter(|m| m.account == ctx.account && m.region == ctx.region)
         .collect();
     let page: Vec<Value> = mine
@@ -456,6 +459,7 @@ async fn with_tags(
         let mut batch = Batch::new();
         let mut machines = sfn.machines.write();
         if let Some(m) = machines.get_mut(arn) {
+            let m = Arc::make_mut(m);
             change(&mut m.tags)?;
             state::put_machine(&mut batch, m);
         } else {

@@ -50,7 +50,7 @@ pub(crate) struct ActivityTask {
 pub struct StepFunctions {
     store: Store,
     clock: Arc<Clock>,
-    machines: RwLock<BTreeMap<String, Machine>>,
+    machines: RwLock<BTreeMap<String, Arc<Machine>>>,
     activities: RwLock<BTreeMap<String, Activity>>,
     executions: RwLock<HashMap<String, Arc<Mutex<Exec>>>>,
     activity_queues: Mutex<HashMap<String, VecDeque<ActivityTask>>>,
@@ -58,7 +58,8 @@ pub struct StepFunctions {
     services: RwLock<Services>,
     endpoint: RwLock<String>,
     /// Parsed definitions by their text, so starting an execution does not parse again.
-    definitions: Mutex<HashMap<String, Arc<tsumiki_lang::asl::Definition>>>,
+    /// With each its SHA-256 (`state::definition_sha`), which every execution records.
+    definitions: Mutex<HashMap<String, ParsedDefinition>>,
     /// SHA-256 of the definition texts the store holds (`state::put_exec`).
     stored_definitions: Mutex<std::collections::HashSet<String>>,
     /// The next Standard execution's sequence number (`state::exec_key`).
@@ -74,6 +75,9 @@ pub struct StepFunctions {
     /// EventBridge, asked whether status change events can reach a rule.
     event_sink: std::sync::OnceLock<Arc<dyn tsumiki_ports::EventSink>>,
 }
+
+/// A parsed definition and the SHA-256 of its text.
+type ParsedDefinition = (Arc<tsumiki_lang::asl::Definition>, Arc<str>);
 
 impl StepFunctions {
     /// Loads every state machine, activity and Standard execution from `store`, and resumes
@@ -91,7 +95,7 @@ impl StepFunctions {
                 loaded
                     .machines
                     .into_iter()
-                    .map(|m| (m.arn.clone(), m))
+                    .map(|m| (m.arn.clone(), Arc::new(m)))
                     .collect(),
             ),
             activities: RwLock::new(

@@ -754,7 +754,7 @@ impl StepFunctions {
                 let name = format!("{id}-{i}");
                 let req = json!({"name": name, "input": item.to_string()});
                 let target = Target {
-                    machine: child.clone(),
+                    machine: Arc::new(child.clone()),
                     version_arn: None,
                     alias_arn: None,
                 };

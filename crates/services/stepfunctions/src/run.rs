@@ -90,16 +90,25 @@ impl StepFunctions {
     }
 
     pub(crate) fn definition(&self, text: &str) -> Result<Arc<asl::Definition>, AwsError> {
+        self.definition_and_sha(text).map(|(d, _)| d)
+    }
+
+    /// The parsed definition and its SHA-256, each computed once per text.
+    pub(crate) fn definition_and_sha(
+        &self,
+        text: &str,
+    ) -> Result<(Arc<asl::Definition>, Arc<str>), AwsError> {
         if let Some(d) = self.definitions.lock().get(text) {
             return Ok(d.clone());
         }
         let d = Arc::new(api::parse_definition(text)?);
+        let sha: Arc<str> = state::definition_sha(text).into();
         let mut cache = self.definitions.lock();
         if cache.len() > 1000 {
             cache.clear();
         }
-        cache.insert(text.to_string(), d.clone());
-        Ok(d)
+        cache.insert(text.to_string(), (d.clone(), sha.clone()));
+        Ok((d, sha))
     }
 
     /// Feeds `input` to the execution `arn`, stores the step, then carries out its commands.
@@ -393,7 +402,7 @@ impl StepFunctions {
                 format!("Invalid State Machine Execution Input: '{e}'"),
             )
         })?;
-        let def = self.definition(&machine.definition)?;
+        let (def, definition_sha) = self.definition_and_sha(&machine.definition)?;
         let now = self.clock.now_ms();
         let arn = if machine.express {
             tsumiki_core::ids::arn(
@@ -455,7 +464,7 @@ impl StepFunctions {
                     express: machine.express,
                     input: input_text,
                     start_ms: now,
-                    definition_sha: Some(state::definition_sha(&machine.definition)),
+                    definition_sha: Some(definition_sha.to_string()),
                     definition: machine.definition.clone(),
                     role_arn: machine.role_arn.clone(),
                     exec,
@@ -667,7 +676,7 @@ pub(crate) fn describe_state_machine_for_execution(
         .as_ref()
         .and_then(|v| sfn.versions.read().get(v).map(|v| v.snapshot.clone()));
     let current = sfn.machines.read().get(&r.machine_arn).cloned();
-    let (logging, tracing_cfg, revision, updated) = match snapshot.as_ref().or(current.as_ref()) {
+    let (logging, tracing_cfg, revision, updated) = match snapshot.as_ref().or(current.as_deref()) {
         Some(m) => (
             m.logging.clone(),
             m.tracing.clone(),
@@ -825,7 +834,9 @@ pub(crate) async fn get_execution_history(
     let history = if express {
         Vec::new()
     } else {
-        state::history(&sfn.store, &key).await.map_err(store_error)?
+        state::history(&sfn.store, &key)
+            .await
+            .map_err(store_error)?
     };
     let total = history.len();
     let iter: Box<dyn Iterator<Item = &HistoryEvent>> = if reverse {

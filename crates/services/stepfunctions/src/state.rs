@@ -478,11 +478,19 @@ mod tests {
         let small = br#"{"a":1}"#.to_vec();
         assert_eq!(pack(small.clone()), small, "small rows stay as they are");
         assert_eq!(unpack(&small).as_ref(), &small[..]);
-        let big = serde_json::to_vec(&vec![serde_json::json!({"kind": "PassStateEntered", "name": "S1"}); 40])
-            .expect("json");
+        let big = serde_json::to_vec(&vec![
+            serde_json::json!({"kind": "PassStateEntered", "name": "S1"});
+            40
+        ])
+        .expect("json");
         let packed = pack(big.clone());
         assert_eq!(packed[0], PACKED);
-        assert!(packed.len() < big.len() / 4, "{} of {}", packed.len(), big.len());
+        assert!(
+            packed.len() < big.len() / 4,
+            "{} of {}",
+            packed.len(),
+            big.len()
+        );
         assert_eq!(unpack(&packed).as_ref(), &big[..]);
         // Rows stored before compression (JSON) read as they are.
         assert_eq!(unpack(&big).as_ref(), &big[..]);

@@ -7,6 +7,7 @@
 //! alone tells them apart.
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tsumiki_core::{AwsError, RequestContext};
 use tsumiki_store::Batch;
 
@@ -20,7 +21,7 @@ const MAX_ALIASES: usize = 100;
 /// What an execution runs: the machine (a version's snapshot when started through a version
 /// or alias), and the version and alias it was started through.
 pub(crate) struct Target {
-    pub machine: Machine,
+    pub machine: Arc<Machine>,
     pub version_arn: Option<String>,
     pub alias_arn: Option<String>,
 }
@@ -110,7 +111,7 @@ pub(crate) fn resolve(
         .get(&version_arn)
         .ok_or_else(|| machine_missing(&version_arn))?;
     Ok(Target {
-        machine: v.snapshot.clone(),
+        machine: Arc::new(v.snapshot.clone()),
         version_arn: Some(version_arn),
         alias_arn,
     })
@@ -222,7 +223,7 @@ pub(crate) async fn publish(
     let now = sfn.clock.now_ms();
     let (commit, out) = {
         let mut machines = sfn.machines.write();
-        let m = machines.get_mut(arn).ok_or_else(|| machine_missing(arn))?;
+        let m = Arc::make_mut(machines.get_mut(arn).ok_or_else(|| machine_missing(arn))?);
         if let Some(r) = revision {
             // `INITIAL` names the revision of a machine never updated.
             let current = r == m.revision_id || (r == "INITIAL" && m.updated_ms == m.created_ms);
