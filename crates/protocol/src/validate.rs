@@ -33,7 +33,11 @@ pub fn validate(
 ) -> Result<(), AwsError> {
     let query_style = protocol == Protocol::Query || model.is_query_compatible();
     let mut out = Vec::new();
-    check(model, r, value, "", "", !query_style, &mut out);
+    let root = Loc {
+        parent: None,
+        step: Step::Root,
+    };
+    check(model, r, value, &root, !query_style, &mut out);
     if out.is_empty() {
         return Ok(());
     }
@@ -101,45 +105,81 @@ fn show(value: &Value) -> String {
     }
 }
 
+/// Where a value sits in the input. Built as the walk descends and rendered only for a
+/// violation: rendering paths eagerly cost every request an allocation or three per member.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Root,
+    Member(&'a str),
+    Item(usize),
+}
+
+#[derive(Clone, Copy)]
+struct Loc<'a> {
+    parent: Option<&'a Loc<'a>>,
+    step: Step<'a>,
+}
+
+impl Loc<'_> {
+    /// The path in Coral's messages: lowerCamel members, `.N.member` for list items.
+    fn path(&self) -> String {
+        let parent = self.parent.map(Loc::path).unwrap_or_default();
+        match self.step {
+            Step::Root => parent,
+            Step::Member(m) => join(&parent, &lower_camel(m)),
+            Step::Item(i) => format!("{parent}.{}.member", i + 1),
+        }
+    }
+
+    /// The parameter name in query-style messages: members as named, `.N` for list items.
+    fn name(&self) -> String {
+        let parent = self.parent.map(Loc::name).unwrap_or_default();
+        match self.step {
+            Step::Root => parent,
+            Step::Member(m) => join(&parent, m),
+            Step::Item(i) => format!("{parent}.{}", i + 1),
+        }
+    }
+}
+
 fn check(
     model: &Model,
     r: &ShapeRef,
     value: &Value,
-    path: &str,
-    name: &str,
+    at: &Loc<'_>,
     enums: bool,
     out: &mut Vec<Violation>,
 ) {
     let shape = model.shape(&r.shape);
     let constraint = |out: &mut Vec<Violation>, text: String| {
         out.push(Violation::Constraint {
-            path: path.to_string(),
+            path: at.path(),
             value: show(value),
             constraint: text,
-            name: name.to_string(),
+            name: at.name(),
         })
     };
     match (shape.kind, value) {
         (ShapeKind::Structure, Value::Object(obj)) => {
             for req in &shape.required {
                 if obj.get(req).is_none_or(Value::is_null) {
+                    let missing = Loc {
+                        parent: Some(at),
+                        step: Step::Member(req),
+                    };
                     out.push(Violation::Missing {
-                        path: join(path, &lower_camel(req)),
-                        name: join(name, req),
+                        path: missing.path(),
+                        name: missing.name(),
                     });
                 }
             }
             for (member, mref) in &shape.members {
                 if let Some(v) = obj.get(member).filter(|v| !v.is_null()) {
-                    check(
-                        model,
-                        mref,
-                        v,
-                        &join(path, &lower_camel(member)),
-                        &join(name, member),
-                        enums,
-                        out,
-                    );
+                    let inner = Loc {
+                        parent: Some(at),
+                        step: Step::Member(member),
+                    };
+                    check(model, mref, v, &inner, enums, out);
                 }
             }
         }
@@ -149,16 +189,11 @@ fn check(
             });
             if let Some(member) = shape.member.as_deref() {
                 for (i, item) in items.iter().enumerate() {
-                    let p = format!("{}.{}.member", path, i + 1);
-                    check(
-                        model,
-                        member,
-                        item,
-                        &p,
-                        &format!("{name}.{}", i + 1),
-                        enums,
-                        out,
-                    );
+                    let inner = Loc {
+                        parent: Some(at),
+                        step: Step::Item(i),
+                    };
+                    check(model, member, item, &inner, enums, out);
                 }
             }
         }
@@ -168,16 +203,8 @@ fn check(
             });
             if let (Some(kref), Some(vref)) = (shape.key.as_deref(), shape.value.as_deref()) {
                 for (k, v) in entries {
-                    check(
-                        model,
-                        kref,
-                        &Value::String(k.clone()),
-                        path,
-                        name,
-                        enums,
-                        out,
-                    );
-                    check(model, vref, v, path, name, enums, out);
+                    check(model, kref, &Value::String(k.clone()), at, enums, out);
+                    check(model, vref, v, at, enums, out);
                 }
             }
         }
