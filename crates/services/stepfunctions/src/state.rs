@@ -473,6 +473,107 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
 mod tests {
     use super::*;
 
+    fn record(arn: &str, store_key: Option<String>) -> ExecRecord {
+        let exec = Execution::new(tsumiki_lang::asl::StartSpec {
+            execution_arn: arn.into(),
+            name: "e".into(),
+            state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:m".into(),
+            state_machine_name: "m".into(),
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            region: "us-east-1".into(),
+            input: serde_json::json!({}),
+            start_ms: 0,
+            token_prefix: "t".into(),
+            seed: 1,
+        });
+        ExecRecord {
+            arn: arn.into(),
+            name: "e".into(),
+            machine_arn: "arn:aws:states:us-east-1:1:stateMachine:m".into(),
+            machine_name: "m".into(),
+            account: "1".into(),
+            region: "us-east-1".into(),
+            express: false,
+            input: "{}".into(),
+            start_ms: 0,
+            definition: String::new(),
+            definition_sha: None,
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            exec,
+            timers: BTreeMap::new(),
+            version_arn: None,
+            alias_arn: None,
+            redrive_count: 0,
+            redrive_ms: None,
+            redrive_token: None,
+            map_run_arn: None,
+            store_key,
+        }
+    }
+
+    fn event(id: i64) -> HistoryEvent {
+        HistoryEvent {
+            id,
+            previous_id: id - 1,
+            timestamp_ms: 0,
+            kind: "PassStateEntered".into(),
+            details_key: Some("stateEnteredEventDetails".into()),
+            details: serde_json::json!({"name": "P", "input": "{}".repeat(200)}),
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_of_before_start_order_keys_still_load_and_read_histories() {
+        let store = Store::open(None, tsumiki_store::SyncMode::Normal).expect("open");
+        let legacy = "arn:aws:states:us-east-1:1:execution:m:old";
+        // As older versions wrote them: keyed by the ARN, plain JSON, one event per row.
+        let mut b = Batch::new();
+        b.put(NS_EXEC, legacy, to_json(&record(legacy, None)));
+        b.put(NS_EVENT, event_key(legacy, 1), to_json(&event(1)));
+        b.put(
+            NS_EVENT,
+            event_key(legacy, 2),
+            to_json(&vec![event(2), event(3)]),
+        );
+        store.commit(b).await.expect("legacy rows");
+        let loaded = load(&store).await.expect("load");
+        assert_eq!(loaded.next_exec_seq, 0);
+        assert_eq!(loaded.executions[0].key(), legacy);
+        let ids: Vec<i64> = history(&store, legacy)
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+
+        // New executions: start-order keys, compressed rows, the sequence resumes after them.
+        let fresh = record(
+            "arn:aws:states:us-east-1:1:execution:m:new",
+            Some(exec_key(41)),
+        );
+        let mut b = Batch::new();
+        put_exec(&mut b, &fresh, &[event(1), event(2)], false);
+        store.commit(b).await.expect("new rows");
+        let loaded = load(&store).await.expect("reload");
+        assert_eq!(loaded.next_exec_seq, 42);
+        let new = loaded
+            .executions
+            .iter()
+            .find(|r| r.arn.ends_with(":new"))
+            .expect("new");
+        assert_eq!(new.key(), "0000000000000029");
+        let ids: Vec<i64> = history(&store, new.key())
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
+        // Each history stays its own: the legacy one did not pick up the new rows.
+        assert_eq!(history(&store, legacy).await.expect("history").len(), 3);
+    }
+
     #[test]
     fn rows_pack_and_unpack() {
         let small = br#"{"a":1}"#.to_vec();
