@@ -91,7 +91,7 @@ pub(crate) async fn create_state_machine(
         let mut machines = sfn.machines.write();
         if let Some(existing) = machines.get(&arn) {
             // Same settings: AWS answers with the existing machine (idempotent create).
-            if existing.definition == definition
+            if &*existing.definition == definition
                 && existing.role_arn == role_arn
                 && existing.express == express
             {
@@ -109,7 +109,7 @@ pub(crate) async fn create_state_machine(
             name: name.to_string(),
             account: ctx.account.clone(),
             region: ctx.region.clone(),
-            definition: definition.to_string(),
+            definition: definition.into(),
             role_arn: role_arn.to_string(),
             express,
             created_ms: now,
@@ -223,7 +223,7 @@ pub(crate) async fn update_state_machine(
             )
         })?);
         if let Some(d) = definition {
-            m.definition = d.to_string();
+            m.definition = d.into();
         }
         if let Some(r) = role {
             m.role_arn = r.to_string();

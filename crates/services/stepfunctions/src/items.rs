@@ -334,9 +334,35 @@ pub(crate) fn encode(values: &[Value], jsonl: bool) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+
+    proptest! {
+        // Items come from users' S3 objects: no input may panic a reader, whatever its bytes.
+        #[test]
+        fn readers_never_panic_on_any_object(
+            text in "(\\PC|[\"\n\r,;|\t{}\\[\\]:])*",
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            kind in 0usize..5,
+            delimiter in prop::sample::select(vec![',', '|', ';', ' ', '\t']),
+        ) {
+            let input_type = ["CSV", "JSON", "JSONL", "MANIFEST", "PARQUET"][kind];
+            let cfg = ReaderConfig {
+                input_type: input_type.into(),
+                given_headers: (kind % 2 == 0).then(|| vec!["a".into(), "b".into()]),
+                delimiter,
+                manifest_type: None,
+            };
+            let _ = parse_items(&text, &cfg);
+            let _ = csv_rows(&text, delimiter);
+            let _ = inventory_manifest(&text, "bucket");
+            let _ = inventory_items(&text, &["Bucket".into(), "Key".into()]);
+            let _ = athena_manifest(&text);
+            let _ = maybe_gunzip(&bytes);
+        }
+    }
 
     fn cfg(v: Value) -> ReaderConfig {
         reader_config(&v).unwrap()

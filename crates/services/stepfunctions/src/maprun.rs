@@ -365,7 +365,7 @@ async fn prepare(
         name: format!("{parent_name}/{label}"),
         account: call.account.clone(),
         region: call.region.clone(),
-        definition: processor.to_string(),
+        definition: processor.to_string().into(),
         role_arn: role,
         express,
         created_ms: now,

@@ -37,7 +37,8 @@ pub struct Machine {
     pub name: String,
     pub account: String,
     pub region: String,
-    pub definition: String,
+    /// Shared by the machine's executions, which used to hold a copy each.
+    pub definition: std::sync::Arc<str>,
     pub role_arn: String,
     pub express: bool,
     pub created_ms: i64,
@@ -104,7 +105,7 @@ pub struct ExecRecord {
     /// Stored once per distinct text (`stepfunctions.deftext`, under `definition_sha`), not
     /// with every step or every execution.
     #[serde(default, skip_serializing)]
-    pub definition: String,
+    pub definition: std::sync::Arc<str>,
     #[serde(default)]
     pub definition_sha: Option<String>,
     pub role_arn: String,
@@ -397,13 +398,13 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
             String::from_utf8_lossy(&v).to_string(),
         );
     }
-    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    let mut texts: BTreeMap<String, std::sync::Arc<str>> = BTreeMap::new();
     let mut definition_shas = Vec::new();
     for (k, v) in store.scan(NS_DEFTEXT).await? {
         definition_shas.push(String::from_utf8_lossy(&k).to_string());
         texts.insert(
             String::from_utf8_lossy(&k).to_string(),
-            String::from_utf8_lossy(&v).to_string(),
+            String::from_utf8_lossy(&v).into(),
         );
     }
     let mut executions = Vec::new();
@@ -419,7 +420,7 @@ pub async fn load(store: &Store) -> Result<Loaded, StoreError> {
         match serde_json::from_slice::<ExecRecord>(&unpack(&v)) {
             Ok(mut r) => {
                 if let Some(d) = definitions.remove(&r.arn) {
-                    r.definition = d;
+                    r.definition = d.into();
                 } else if let Some(d) = r.definition_sha.as_ref().and_then(|s| texts.get(s)) {
                     r.definition = d.clone();
                 }
@@ -496,7 +497,7 @@ mod tests {
             express: false,
             input: "{}".into(),
             start_ms: 0,
-            definition: String::new(),
+            definition: "".into(),
             definition_sha: None,
             role_arn: "arn:aws:iam::1:role/r".into(),
             exec,
