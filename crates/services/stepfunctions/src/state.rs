@@ -3,11 +3,12 @@
 //!
 //! `stepfunctions.machine` holds one record per state machine (key: ARN);
 //! `stepfunctions.activity` one per activity; `stepfunctions.exec` one per Standard execution
-//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata),
+//! (the interpreter's persisted [`Execution`], its timers' deadlines and its metadata; key:
+//! [`exec_key`], in start order, or the ARN in older stores),
 //! `stepfunctions.deftext` the definitions executions ran, each once under its SHA-256
 //! (`stepfunctions.execdef`, one copy per execution keyed by its ARN, is read from older
 //! stores), and `stepfunctions.event` its
-//! history, one row per step keyed by the step's first event (`executionArn/0000000042`), so
+//! history, one row per step keyed by the step's first event (`{exec key}/0000000042`), so
 //! a step writes the execution record and one row of new events. Express executions are
 //! never stored.
 //! `stepfunctions.version` and `stepfunctions.alias` hold published versions and aliases,
@@ -308,7 +309,7 @@ const PACKED: u8 = 0;
 const PACK_OVER: usize = 512;
 
 /// Execution records and history rows are LZ4-compressed: their JSON repeats the ARNs, field
-/// names and event shapes (a 10-Pass execution's 5.8 KB became 1.1 KB), and every byte a
+/// names and event shapes (a 10-Pass execution's 5.8 KB became 1.7 KB), and every byte a
 /// commit stores is written twice (WAL, then checkpoint). At that size one page holds several
 /// executions' rows, where the history row alone needed a page and an overflow page.
 fn pack(json: Vec<u8>) -> Vec<u8> {
